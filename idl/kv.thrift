@@ -1,0 +1,158 @@
+// putallkv API: the one source of the wire contract. kitex_gen/ is generated from this file by
+// script/gen.sh; never edit the generated code by hand.
+namespace go kv
+
+// WriteMode selects how a multi-key write applies.
+enum WriteMode {
+    // ATOMIC: every entry applies or none does; all applied keys share one revision.
+    ATOMIC = 0,
+    // BEST_EFFORT: each entry applies on its own; the response has a result per key.
+    BEST_EFFORT = 1,
+}
+
+// ErrorCode is the stable, machine-readable outcome of a call or of one key in a batch.
+// Each maps one-to-one onto an HTTP status (in brackets).
+enum ErrorCode {
+    OK = 0,
+    INVALID_ARGUMENT = 1,      // [400] malformed request
+    NOT_FOUND = 2,             // [404] key absent (or expired)
+    VERSION_MISMATCH = 3,      // [412] expected_version > 0 did not match
+    ALREADY_EXISTS = 4,        // [412] expected_version = 0 but the key exists
+    RESOURCE_EXHAUSTED = 5,    // [429] admission refused; see retry_after_ms
+    IDEMPOTENCY_CONFLICT = 6,  // [422] request_id reused with a different payload
+    TOO_LARGE = 7,             // [413] key, value, batch or request over a configured bound
+    UNAUTHENTICATED = 8,       // [401]
+    UNAVAILABLE = 9,           // [503] the service cannot take the call now
+    INTERNAL = 10,             // [500] a bug; never the caller's fault
+}
+
+// Entry is one key to write. expected_version: absent = unconditional, 0 = create-only,
+// n > 0 = the key's current version must be n. ttl_ms > 0 makes the key expire that many
+// milliseconds after the write.
+struct Entry {
+    1: string key,
+    2: binary value,
+    3: optional i64 expected_version,
+    4: optional i64 ttl_ms,
+}
+
+// KeyStatus is the outcome for one key of a multi-key call, in request order. (Not named
+// KeyResult: the generator reserves the Result suffix and would rename it KeyResult_.)
+// version is the key's new version when code is OK, else its current version (0 if absent).
+struct KeyStatus {
+    1: string key,
+    2: ErrorCode code,
+    3: i64 version,
+}
+
+// Item is one key read by GetAll. found is false for an absent or expired key.
+// expires_at_ms is the Unix time in milliseconds at which the key expires, 0 for never.
+struct Item {
+    1: string key,
+    2: binary value,
+    3: i64 version,
+    4: bool found,
+    5: i64 expires_at_ms,
+}
+
+// KVError is the one exception every method throws. failed lists the keys that made a
+// multi-key call fail (for ATOMIC writes: every failing key).
+exception KVError {
+    1: ErrorCode code,
+    2: string message,
+    3: i64 retry_after_ms,
+    4: list<KeyStatus> failed,
+}
+
+struct PutRequest {
+    1: string key,
+    2: binary value,
+    3: optional i64 expected_version,
+    4: optional i64 ttl_ms,
+    5: optional string request_id,
+}
+
+// PutResponse: version is the key's new version (= the write's revision); created is true
+// when the key did not exist before.
+struct PutResponse {
+    1: i64 version,
+    2: bool created,
+    3: bool replayed,
+}
+
+struct GetRequest {
+    1: string key,
+}
+
+struct GetResponse {
+    1: Item item,
+}
+
+struct DeleteRequest {
+    1: string key,
+    2: optional i64 expected_version,
+    3: optional string request_id,
+}
+
+// DeleteResponse: revision is the revision of the delete.
+struct DeleteResponse {
+    1: i64 revision,
+    2: bool replayed,
+}
+
+struct PutAllRequest {
+    1: list<Entry> entries,
+    2: WriteMode mode,
+    3: optional string request_id,
+}
+
+// PutAllResponse: results line up with the request's entries. revision is the revision of
+// the write (shared by every applied key), 0 when nothing applied. applied counts the keys
+// written. replayed is true when this is the stored response of an earlier call with the
+// same request_id.
+struct PutAllResponse {
+    1: list<KeyStatus> results,
+    2: i64 revision,
+    3: i32 applied,
+    4: bool replayed,
+}
+
+struct GetAllRequest {
+    1: list<string> keys,
+}
+
+// GetAllResponse: items line up with the request's keys; revision is the store revision the
+// read observed (every item is as of that revision).
+struct GetAllResponse {
+    1: list<Item> items,
+    2: i64 revision,
+}
+
+// DeleteEntry is one key to delete, with the same expected_version rules as Entry
+// (except that 0, create-only, is meaningless for a delete and refused).
+struct DeleteEntry {
+    1: string key,
+    2: optional i64 expected_version,
+}
+
+struct DeleteAllRequest {
+    1: list<DeleteEntry> entries,
+    2: WriteMode mode,
+    3: optional string request_id,
+}
+
+struct DeleteAllResponse {
+    1: list<KeyStatus> results,
+    2: i64 revision,
+    3: i32 applied,
+    4: bool replayed,
+}
+
+service KVService {
+    PutResponse Put(1: PutRequest req) throws (1: KVError err),
+    GetResponse Get(1: GetRequest req) throws (1: KVError err),
+    DeleteResponse Delete(1: DeleteRequest req) throws (1: KVError err),
+    PutAllResponse PutAll(1: PutAllRequest req) throws (1: KVError err),
+    GetAllResponse GetAll(1: GetAllRequest req) throws (1: KVError err),
+    DeleteAllResponse DeleteAll(1: DeleteAllRequest req) throws (1: KVError err),
+}
