@@ -1,0 +1,73 @@
+package store
+
+import (
+	"strconv"
+	"sync/atomic"
+	"testing"
+)
+
+// The benchmarks compare one PutAll of 16 entries with 16 single-key writes. b.N counts
+// keys, so ns/op and allocs/op read as per key.
+
+const benchBatch = 16
+
+func benchKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "bench-key-" + strconv.Itoa(i)
+	}
+	return keys
+}
+
+func benchWrites(keys []string, start int, w []Write, value []byte) {
+	for i := range w {
+		w[i] = Write{Key: keys[(start+i)%len(keys)], Value: value, ExpectedVersion: AnyVersion}
+	}
+}
+
+func runBatches(b *testing.B, s *Memory, keys []string, batch int, next func() int) {
+	value := make([]byte, 64)
+	w := make([]Write, batch)
+	res := make([]Result, batch)
+	for i := 0; i < b.N; i += batch {
+		benchWrites(keys, next(), w, value)
+		if _, err := s.Apply(BestEffort, w, res); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchApply(b *testing.B, batch int, parallel bool) {
+	s := newTestMemory(b, Options{Shards: 256})
+	keys := benchKeys(1 << 16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	if !parallel {
+		pos := 0
+		runBatches(b, s, keys, batch, func() int { pos += batch; return pos })
+		return
+	}
+	var pos atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		value := make([]byte, 64)
+		w := make([]Write, batch)
+		res := make([]Result, batch)
+		for pb.Next() {
+			// pb counts keys; one call writes batch keys.
+			for i := 1; i < batch && pb.Next(); i++ {
+			}
+			benchWrites(keys, int(pos.Add(int64(batch))), w, value)
+			if _, err := s.Apply(BestEffort, w, res); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkPutAll16(b *testing.B)         { benchApply(b, benchBatch, false) }
+func BenchmarkSinglePut(b *testing.B)        { benchApply(b, 1, false) }
+func BenchmarkPutAll16Parallel(b *testing.B) { benchApply(b, benchBatch, true) }
+func BenchmarkSinglePutParallel(b *testing.B) {
+	benchApply(b, 1, true)
+}

@@ -1,0 +1,135 @@
+// Package store is the key-value engine behind putallkv: multi-key writes that apply atomically
+// or key by key, with a store-wide revision and a version per key.
+//
+// Engine is the small interface the service depends on, so that another engine (a persistent
+// one, say) can stand in for Memory, the sharded in-memory engine.
+package store
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Mode selects how Apply treats a batch in which some writes fail their precondition.
+type Mode uint8
+
+const (
+	// Atomic applies every write or none; applied keys share one revision.
+	Atomic Mode = iota
+	// BestEffort applies each write whose precondition holds and reports the rest.
+	BestEffort
+)
+
+// String returns the mode's lower-case name, as used in metric labels and logs.
+func (m Mode) String() string {
+	switch m {
+	case Atomic:
+		return "atomic"
+	case BestEffort:
+		return "best_effort"
+	}
+	return fmt.Sprintf("mode(%d)", uint8(m))
+}
+
+// Code is the outcome of one write.
+type Code uint8
+
+const (
+	// OK: the write applied (or, in a failed Atomic batch, would have).
+	OK Code = iota
+	// NotFound: a delete named a key that is absent or expired.
+	NotFound
+	// VersionMismatch: ExpectedVersion > 0 did not match the key's current version
+	// (0 for an absent key).
+	VersionMismatch
+	// AlreadyExists: ExpectedVersion was 0 (create-only) but the key exists.
+	AlreadyExists
+)
+
+// String returns the code's name as the API spells it.
+func (c Code) String() string {
+	switch c {
+	case OK:
+		return "OK"
+	case NotFound:
+		return "NOT_FOUND"
+	case VersionMismatch:
+		return "VERSION_MISMATCH"
+	case AlreadyExists:
+		return "ALREADY_EXISTS"
+	}
+	return fmt.Sprintf("Code(%d)", uint8(c))
+}
+
+// AnyVersion as ExpectedVersion makes a write unconditional.
+const AnyVersion int64 = -1
+
+// Write is one key to put or delete.
+type Write struct {
+	Key string
+	// Value is the new value of a put. Apply keeps the slice: the caller must not modify it
+	// afterwards.
+	Value []byte
+	// Delete makes this write remove Key; Value and ExpiresAtMs are ignored.
+	Delete bool
+	// ExpectedVersion is the precondition: AnyVersion = none, 0 = the key must be absent,
+	// n > 0 = the key's current version must be n. An expired key counts as absent.
+	ExpectedVersion int64
+	// ExpiresAtMs is the Unix time in milliseconds at which the key expires; 0 = never.
+	ExpiresAtMs int64
+}
+
+// Result is the outcome of one write, at the same index as the write.
+type Result struct {
+	Code Code
+	// Version is the key's new version when the write applied; otherwise its current
+	// version (0 when absent).
+	Version int64
+	// Created is true when a put applied to a key that was absent.
+	Created bool
+}
+
+// Outcome summarises an Apply.
+type Outcome struct {
+	// Revision is the revision of the write, shared by every applied key; 0 when nothing
+	// applied.
+	Revision int64
+	// Applied counts the writes that took effect. An Atomic batch applies all or none.
+	Applied int
+}
+
+// Item is the state of one key as read by GetAll.
+type Item struct {
+	// Value is shared with the store: the caller must not modify it.
+	Value       []byte
+	Version     int64
+	ExpiresAtMs int64
+	Found       bool
+}
+
+// Stats are gauges of an engine.
+type Stats struct {
+	// Keys counts resident keys, including expired ones the sweeper has not freed yet.
+	Keys int64
+	// Revision is the revision of the latest write.
+	Revision int64
+}
+
+// ErrDuplicateKey is returned by Apply when a batch names a key more than once.
+var ErrDuplicateKey = errors.New("store: key appears more than once in the batch")
+
+// Engine is a key-value engine with multi-key writes and consistent multi-key reads.
+type Engine interface {
+	// Apply performs writes under mode and fills results (len(results) must equal
+	// len(writes)). Keys must be distinct: a repeated key fails the whole call with an error
+	// wrapping ErrDuplicateKey and nothing applied. When an Atomic batch fails, Outcome is zero
+	// and the results with a Code other than OK name the failing keys.
+	Apply(mode Mode, writes []Write, results []Result) (Outcome, error)
+	// GetAll reads keys into items (len(items) must equal len(keys)) as of one revision,
+	// which it returns: no reader sees part of a write.
+	GetAll(keys []string, items []Item) (revision int64)
+	// Stats returns the engine's gauges.
+	Stats() Stats
+	// Close releases the engine's background work.
+	Close() error
+}
