@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/cloudwego/kitex/pkg/remote/codec"
+	"github.com/cloudwego/kitex/pkg/rpcinfo"
+	"github.com/cloudwego/kitex/pkg/transmeta"
+	"github.com/cloudwego/kitex/server"
+
+	"putallkv/biz/service"
+	"putallkv/handler"
+	"putallkv/kitex_gen/kv/kvservice"
+	"putallkv/pkg/config"
+	"putallkv/pkg/metrics"
+	"putallkv/pkg/store"
+)
+
+// app is one running putallkv server: the store, the Kitex RPC server and the admin endpoint.
+type app struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	engine  *store.Memory
+	rpcLn   net.Listener
+	rpc     server.Server
+	rpcStop chan error // a value here makes the Kitex server stop gracefully
+	rpcDone chan error // receives Run's result
+	admin   *metrics.AdminServer
+}
+
+// startApp builds and starts every part from cfg; on error, whatever started is stopped.
+func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
+	a := &app{cfg: cfg, log: log, rpcStop: make(chan error, 1), rpcDone: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	a.engine, err = store.NewMemory(store.Options{Shards: cfg.Store.Shards, SweepInterval: cfg.Store.SweepInterval})
+	if err != nil {
+		return nil, err
+	}
+	reg := metrics.NewRegistry()
+	svc, err := service.New(a.engine, service.Options{
+		Limits: service.Limits{
+			MaxKeyBytes:     cfg.Limits.MaxKeyBytes,
+			MaxValueBytes:   cfg.Limits.MaxValueBytes,
+			MaxBatchEntries: cfg.Limits.MaxBatchEntries,
+		},
+		IdempotencyWindow:     cfg.Idempotency.Window,
+		IdempotencyMaxRecords: cfg.Idempotency.MaxRecords,
+		Registerer:            reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if a.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log); err != nil {
+		return nil, fmt.Errorf("admin.addr: %w", err)
+	}
+	if a.rpcLn, err = net.Listen("tcp", cfg.Server.Addr); err != nil {
+		return nil, fmt.Errorf("server.addr: %w", err)
+	}
+	a.rpc = kvservice.NewServer(handler.New(svc, log),
+		server.WithListener(a.rpcLn),
+		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
+		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
+		server.WithCodec(codec.NewDefaultCodecWithSizeLimit(cfg.Server.MaxRequestBytes)),
+		server.WithExitWaitTime(cfg.Server.ShutdownTimeout),
+		server.WithExitSignal(func() <-chan error { return a.rpcStop }),
+	)
+	go func() { a.rpcDone <- a.rpc.Run() }()
+	log.Info("putallkv serving", "rpc", a.rpcLn.Addr().String(), "admin", a.admin.Addr().String())
+	return a, nil
+}
+
+// rpcAddr is the address the RPC server listens on.
+func (a *app) rpcAddr() string { return a.rpcLn.Addr().String() }
+
+// adminAddr is the address of /metrics and /debug/pprof/.
+func (a *app) adminAddr() string { return a.admin.Addr().String() }
+
+// shutdown stops taking calls, lets in-flight calls finish (up to server.shutdown_timeout),
+// then stops the rest.
+func (a *app) shutdown(ctx context.Context) error {
+	a.rpcStop <- nil
+	var err error
+	select {
+	case err = <-a.rpcDone:
+	case <-ctx.Done():
+		err = fmt.Errorf("rpc server: %w", ctx.Err())
+	}
+	return errors.Join(err, a.close())
+}
+
+// close stops the parts that have no in-flight work to wait for.
+func (a *app) close() error {
+	var errs []error
+	if a.admin != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		errs = append(errs, a.admin.Shutdown(ctx))
+	}
+	if a.rpc == nil && a.rpcLn != nil {
+		errs = append(errs, a.rpcLn.Close())
+	}
+	if a.engine != nil {
+		errs = append(errs, a.engine.Close())
+	}
+	return errors.Join(errs...)
+}

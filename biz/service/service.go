@@ -1,0 +1,495 @@
+// Package service holds putallkv's use cases: it validates calls against the configured limits,
+// makes writes idempotent by request_id, and runs them against a store.Engine. It implements the
+// generated kv.KVService interface, so the Kitex handler and the HTTP gateway share one
+// implementation of the contract in DESIGN.md.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/store"
+)
+
+// Limits bound what one call may carry. A call over a bound is refused with TOO_LARGE before it
+// touches the store.
+type Limits struct {
+	MaxKeyBytes     int
+	MaxValueBytes   int
+	MaxBatchEntries int
+}
+
+// MaxRequestIDBytes bounds a request_id (the idempotency key).
+const MaxRequestIDBytes = 128
+
+// maxTTLMs bounds ttl_ms (ten years), so expiry times cannot overflow.
+const maxTTLMs = 10 * 365 * 24 * int64(time.Hour/time.Millisecond)
+
+// Options configure a Service.
+type Options struct {
+	Limits Limits
+	// IdempotencyWindow is how long a request_id's response is kept.
+	IdempotencyWindow time.Duration
+	// IdempotencyMaxRecords bounds the request_ids remembered; the oldest are forgotten first.
+	IdempotencyMaxRecords int
+	// Registerer receives the service's metrics; nil registers them nowhere.
+	Registerer prometheus.Registerer
+	// Now is the clock for TTLs and idempotency windows; nil means time.Now.
+	Now func() time.Time
+}
+
+// Service implements kv.KVService over a store.Engine.
+type Service struct {
+	engine  store.Engine
+	limits  Limits
+	idem    *idempotency
+	now     func() time.Time
+	metrics *metrics
+}
+
+var _ kv.KVService = (*Service)(nil)
+
+// New returns a Service over engine. It registers its metrics with opts.Registerer.
+func New(engine store.Engine, opts Options) (*Service, error) {
+	l := opts.Limits
+	if l.MaxKeyBytes <= 0 || l.MaxValueBytes <= 0 || l.MaxBatchEntries <= 0 {
+		return nil, fmt.Errorf("service: limits must be positive, got %+v", l)
+	}
+	if opts.IdempotencyWindow <= 0 || opts.IdempotencyMaxRecords <= 0 {
+		return nil, fmt.Errorf("service: idempotency window and max records must be positive")
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Service{
+		engine: engine,
+		limits: l,
+		idem:   newIdempotency(opts.IdempotencyWindow, opts.IdempotencyMaxRecords, now),
+		now:    now,
+	}
+	m, err := newMetrics(opts.Registerer, engine, s.idem)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	return s, nil
+}
+
+// kvError builds the API's exception with a sentence for the caller.
+func kvError(code kv.ErrorCode, format string, args ...any) *kv.KVError {
+	return &kv.KVError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// codeOf returns the API code an error carries: OK for nil, INTERNAL for anything that is not
+// a *kv.KVError.
+func codeOf(err error) kv.ErrorCode {
+	if err == nil {
+		return kv.ErrorCode_OK
+	}
+	var ke *kv.KVError
+	if errors.As(err, &ke) {
+		return ke.Code
+	}
+	return kv.ErrorCode_INTERNAL
+}
+
+// entryError refuses a call because of entry i, naming it in the message and in failed.
+func entryError(i int, key string, code kv.ErrorCode, format string, args ...any) *kv.KVError {
+	e := kvError(code, "entries[%d]: %s", i, fmt.Sprintf(format, args...))
+	e.Failed = []*kv.KeyStatus{{Key: key, Code: code}}
+	return e
+}
+
+// checkKey validates a key against the limits; it returns a code and a sentence.
+func (s *Service) checkKey(key string) (kv.ErrorCode, string) {
+	switch {
+	case key == "":
+		return kv.ErrorCode_INVALID_ARGUMENT, "key must not be empty"
+	case len(key) > s.limits.MaxKeyBytes:
+		return kv.ErrorCode_TOO_LARGE, fmt.Sprintf("key of %d bytes is over the limit of %d bytes", len(key), s.limits.MaxKeyBytes)
+	case !utf8.ValidString(key):
+		return kv.ErrorCode_INVALID_ARGUMENT, "key is not valid UTF-8"
+	}
+	return kv.ErrorCode_OK, ""
+}
+
+// write is one entry of a write call as the caller sent it, before validation.
+type write struct {
+	key      string
+	value    []byte
+	del      bool
+	expected *int64
+	ttlMs    *int64
+}
+
+// toStoreWrite validates w and converts it; on failure it returns the code and a sentence.
+func (s *Service) toStoreWrite(w write, nowMs int64) (store.Write, kv.ErrorCode, string) {
+	if code, msg := s.checkKey(w.key); code != kv.ErrorCode_OK {
+		return store.Write{}, code, msg
+	}
+	if len(w.value) > s.limits.MaxValueBytes {
+		return store.Write{}, kv.ErrorCode_TOO_LARGE,
+			fmt.Sprintf("value of %d bytes is over the limit of %d bytes", len(w.value), s.limits.MaxValueBytes)
+	}
+	sw := store.Write{Key: w.key, Value: w.value, Delete: w.del, ExpectedVersion: store.AnyVersion}
+	if w.expected != nil {
+		switch v := *w.expected; {
+		case v < 0:
+			return store.Write{}, kv.ErrorCode_INVALID_ARGUMENT, fmt.Sprintf("expected_version must be 0 (create-only) or positive, got %d", v)
+		case v == 0 && w.del:
+			return store.Write{}, kv.ErrorCode_INVALID_ARGUMENT, "expected_version 0 (create-only) has no meaning for a delete"
+		default:
+			sw.ExpectedVersion = v
+		}
+	}
+	if w.ttlMs != nil {
+		if t := *w.ttlMs; t <= 0 || t > maxTTLMs {
+			return store.Write{}, kv.ErrorCode_INVALID_ARGUMENT, fmt.Sprintf("ttl_ms must be between 1 and %d, got %d", maxTTLMs, t)
+		}
+		sw.ExpiresAtMs = nowMs + *w.ttlMs
+	}
+	return sw, kv.ErrorCode_OK, ""
+}
+
+// toStoreWrites validates a batch of n entries, given by entry(i), and converts it.
+func (s *Service) toStoreWrites(n int, entry func(int) write) ([]store.Write, error) {
+	if err := s.checkBatchSize(n); err != nil {
+		return nil, err
+	}
+	nowMs := s.now().UnixMilli()
+	writes := make([]store.Write, n)
+	for i := range writes {
+		e := entry(i)
+		w, code, msg := s.toStoreWrite(e, nowMs)
+		if code != kv.ErrorCode_OK {
+			return nil, entryError(i, e.key, code, "%s", msg)
+		}
+		writes[i] = w
+	}
+	return writes, nil
+}
+
+func (s *Service) checkBatchSize(n int) error {
+	switch {
+	case n == 0:
+		return kvError(kv.ErrorCode_INVALID_ARGUMENT, "the batch is empty")
+	case n > s.limits.MaxBatchEntries:
+		return kvError(kv.ErrorCode_TOO_LARGE, "batch of %d entries is over the limit of %d entries", n, s.limits.MaxBatchEntries)
+	}
+	return nil
+}
+
+func storeMode(m kv.WriteMode) (store.Mode, error) {
+	switch m {
+	case kv.WriteMode_ATOMIC:
+		return store.Atomic, nil
+	case kv.WriteMode_BEST_EFFORT:
+		return store.BestEffort, nil
+	}
+	return 0, kvError(kv.ErrorCode_INVALID_ARGUMENT, "mode must be ATOMIC or BEST_EFFORT, got %d", int64(m))
+}
+
+func storeCode(c store.Code) kv.ErrorCode {
+	switch c {
+	case store.OK:
+		return kv.ErrorCode_OK
+	case store.NotFound:
+		return kv.ErrorCode_NOT_FOUND
+	case store.VersionMismatch:
+		return kv.ErrorCode_VERSION_MISMATCH
+	case store.AlreadyExists:
+		return kv.ErrorCode_ALREADY_EXISTS
+	}
+	return kv.ErrorCode_INTERNAL
+}
+
+// batchResult is the outcome of a multi-key write in API terms.
+type batchResult struct {
+	statuses []*kv.KeyStatus
+	outcome  store.Outcome
+}
+
+// apply runs validated writes against the engine. An ATOMIC batch with a failing precondition
+// is an error whose failed lists every failing key; a BEST_EFFORT batch never is.
+func (s *Service) apply(mode store.Mode, writes []store.Write) (batchResult, error) {
+	results := make([]store.Result, len(writes))
+	out, err := s.engine.Apply(mode, writes, results)
+	if err != nil {
+		if dup, ok := errors.AsType[*store.DuplicateKeyError](err); ok {
+			e := kvError(kv.ErrorCode_INVALID_ARGUMENT, "key %q appears more than once; a key may appear once per request", dup.Key)
+			e.Failed = []*kv.KeyStatus{{Key: dup.Key, Code: kv.ErrorCode_INVALID_ARGUMENT}}
+			return batchResult{}, e
+		}
+		return batchResult{}, kvError(kv.ErrorCode_INTERNAL, "store: %v", err)
+	}
+	statuses := make([]*kv.KeyStatus, len(writes))
+	var failed []*kv.KeyStatus
+	for i, r := range results {
+		st := &kv.KeyStatus{Key: writes[i].Key, Code: storeCode(r.Code), Version: r.Version}
+		statuses[i] = st
+		if st.Code != kv.ErrorCode_OK {
+			failed = append(failed, st)
+		}
+	}
+	if mode == store.Atomic && len(failed) > 0 {
+		first := failed[0]
+		e := kvError(first.Code, "atomic write applied nothing: %d of %d entries failed their precondition (first: key %q: %s)",
+			len(failed), len(writes), first.Key, first.Code)
+		e.Failed = failed
+		return batchResult{}, e
+	}
+	return batchResult{statuses: statuses, outcome: out}, nil
+}
+
+// single runs one write as a batch of one and turns a failed precondition into an error.
+func (s *Service) single(w write) (store.Result, int64, error) {
+	sw, code, msg := s.toStoreWrite(w, s.now().UnixMilli())
+	if code != kv.ErrorCode_OK {
+		return store.Result{}, 0, kvError(code, "%s", msg)
+	}
+	results := make([]store.Result, 1)
+	out, err := s.engine.Apply(store.Atomic, []store.Write{sw}, results)
+	if err != nil {
+		return store.Result{}, 0, kvError(kv.ErrorCode_INTERNAL, "store: %v", err)
+	}
+	if r := results[0]; r.Code != store.OK {
+		code := storeCode(r.Code)
+		e := kvError(code, "key %q: %s (current version %d)", w.key, preconditionSentence(r.Code), r.Version)
+		e.Failed = []*kv.KeyStatus{{Key: w.key, Code: code, Version: r.Version}}
+		return store.Result{}, 0, e
+	}
+	return results[0], out.Revision, nil
+}
+
+func preconditionSentence(c store.Code) string {
+	switch c {
+	case store.NotFound:
+		return "no such key"
+	case store.AlreadyExists:
+		return "the key exists and the write was create-only"
+	case store.VersionMismatch:
+		return "the key's version is not the expected one"
+	}
+	return c.String()
+}
+
+// idempotent runs call once per request_id: a retry with the same id and payload gets the
+// first outcome back (replayed marks a response as such), a different payload is refused, and a
+// retry that arrives while the first call runs waits for it. Without a request_id, call just
+// runs.
+func idempotent[R any](ctx context.Context, s *Service, requestID string, payload func() digest,
+	call func() (R, error), replayed func(R) R) (R, error) {
+	var zero R
+	if requestID == "" {
+		return call()
+	}
+	if len(requestID) > MaxRequestIDBytes {
+		return zero, kvError(kv.ErrorCode_INVALID_ARGUMENT, "request_id of %d bytes is over the limit of %d bytes", len(requestID), MaxRequestIDBytes)
+	}
+	d := payload()
+	for {
+		rec, owner, err := s.idem.begin(requestID, d)
+		if err != nil {
+			return zero, err
+		}
+		if owner {
+			return runOwned(s.idem, rec, call)
+		}
+		select {
+		case <-rec.done:
+		case <-ctx.Done():
+			return zero, kvError(kv.ErrorCode_UNAVAILABLE, "gave up waiting for the earlier call with request_id %q: %v", requestID, ctx.Err())
+		}
+		if !rec.kept {
+			continue // the first call's outcome was transient: run for real
+		}
+		if rec.err != nil {
+			return zero, rec.err
+		}
+		return replayed(rec.resp.(R)), nil
+	}
+}
+
+// runOwned runs call for the owner of rec and records its outcome, even if call panics.
+func runOwned[R any](m *idempotency, rec *idemRecord, call func() (R, error)) (resp R, err error) {
+	finished := false
+	defer func() {
+		if !finished {
+			m.finish(rec, nil, kvError(kv.ErrorCode_INTERNAL, "the call failed"))
+		}
+	}()
+	resp, err = call()
+	finished = true
+	m.finish(rec, resp, err)
+	return resp, err
+}
+
+// requestIDOf reads an optional request_id field.
+func requestIDOf(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// Put writes one key.
+func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResponse, err error) {
+	defer s.metrics.observe("Put", &err)
+	w := write{key: req.Key, value: req.Value, expected: req.ExpectedVersion, ttlMs: req.TtlMs}
+	return idempotent(ctx, s, requestIDOf(req.RequestId),
+		func() digest {
+			h := newHasher("Put")
+			h.str(req.Key)
+			h.bytes(req.Value)
+			h.opt(req.ExpectedVersion)
+			h.opt(req.TtlMs)
+			return h.sum()
+		},
+		func() (*kv.PutResponse, error) {
+			r, _, err := s.single(w)
+			if err != nil {
+				return nil, err
+			}
+			return &kv.PutResponse{Version: r.Version, Created: r.Created}, nil
+		},
+		func(r *kv.PutResponse) *kv.PutResponse { c := *r; c.Replayed = true; return &c })
+}
+
+// Get reads one key; an absent or expired key is NOT_FOUND.
+func (s *Service) Get(ctx context.Context, req *kv.GetRequest) (resp *kv.GetResponse, err error) {
+	defer s.metrics.observe("Get", &err)
+	if code, msg := s.checkKey(req.Key); code != kv.ErrorCode_OK {
+		return nil, kvError(code, "%s", msg)
+	}
+	items := make([]store.Item, 1)
+	s.engine.GetAll([]string{req.Key}, items)
+	if !items[0].Found {
+		return nil, kvError(kv.ErrorCode_NOT_FOUND, "key %q: no such key", req.Key)
+	}
+	return &kv.GetResponse{Item: toItem(req.Key, items[0])}, nil
+}
+
+func toItem(key string, it store.Item) *kv.Item {
+	return &kv.Item{Key: key, Value: it.Value, Version: it.Version, Found: it.Found, ExpiresAtMs: it.ExpiresAtMs}
+}
+
+// Delete removes one key; an absent key is NOT_FOUND.
+func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.DeleteResponse, err error) {
+	defer s.metrics.observe("Delete", &err)
+	w := write{key: req.Key, del: true, expected: req.ExpectedVersion}
+	return idempotent(ctx, s, requestIDOf(req.RequestId),
+		func() digest {
+			h := newHasher("Delete")
+			h.str(req.Key)
+			h.opt(req.ExpectedVersion)
+			return h.sum()
+		},
+		func() (*kv.DeleteResponse, error) {
+			_, rev, err := s.single(w)
+			if err != nil {
+				return nil, err
+			}
+			return &kv.DeleteResponse{Revision: rev}, nil
+		},
+		func(r *kv.DeleteResponse) *kv.DeleteResponse { c := *r; c.Replayed = true; return &c })
+}
+
+// PutAll writes many keys, atomically or key by key.
+func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.PutAllResponse, err error) {
+	defer s.metrics.observe("PutAll", &err)
+	defer func(start time.Time) { s.metrics.observePutAll(req, err, start) }(time.Now())
+	mode, err := storeMode(req.Mode)
+	if err != nil {
+		return nil, err
+	}
+	writes, err := s.toStoreWrites(len(req.Entries), func(i int) write {
+		e := req.Entries[i]
+		return write{key: e.Key, value: e.Value, expected: e.ExpectedVersion, ttlMs: e.TtlMs}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return idempotent(ctx, s, requestIDOf(req.RequestId),
+		func() digest {
+			h := newHasher("PutAll")
+			h.int(int64(req.Mode))
+			h.int(int64(len(req.Entries)))
+			for _, e := range req.Entries {
+				h.str(e.Key)
+				h.bytes(e.Value)
+				h.opt(e.ExpectedVersion)
+				h.opt(e.TtlMs)
+			}
+			return h.sum()
+		},
+		func() (*kv.PutAllResponse, error) {
+			r, err := s.apply(mode, writes)
+			if err != nil {
+				return nil, err
+			}
+			return &kv.PutAllResponse{Results: r.statuses, Revision: r.outcome.Revision, Applied: int32(r.outcome.Applied)}, nil
+		},
+		func(r *kv.PutAllResponse) *kv.PutAllResponse { c := *r; c.Replayed = true; return &c })
+}
+
+// GetAll reads many keys as of one revision.
+func (s *Service) GetAll(ctx context.Context, req *kv.GetAllRequest) (resp *kv.GetAllResponse, err error) {
+	defer s.metrics.observe("GetAll", &err)
+	if err := s.checkBatchSize(len(req.Keys)); err != nil {
+		return nil, err
+	}
+	for i, k := range req.Keys {
+		if code, msg := s.checkKey(k); code != kv.ErrorCode_OK {
+			return nil, entryError(i, k, code, "%s", msg)
+		}
+	}
+	items := make([]store.Item, len(req.Keys))
+	rev := s.engine.GetAll(req.Keys, items)
+	out := &kv.GetAllResponse{Items: make([]*kv.Item, len(items)), Revision: rev}
+	for i, it := range items {
+		out.Items[i] = toItem(req.Keys[i], it)
+	}
+	return out, nil
+}
+
+// DeleteAll deletes many keys, atomically or key by key. An absent key is NOT_FOUND.
+func (s *Service) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (resp *kv.DeleteAllResponse, err error) {
+	defer s.metrics.observe("DeleteAll", &err)
+	mode, err := storeMode(req.Mode)
+	if err != nil {
+		return nil, err
+	}
+	writes, err := s.toStoreWrites(len(req.Entries), func(i int) write {
+		e := req.Entries[i]
+		return write{key: e.Key, del: true, expected: e.ExpectedVersion}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return idempotent(ctx, s, requestIDOf(req.RequestId),
+		func() digest {
+			h := newHasher("DeleteAll")
+			h.int(int64(req.Mode))
+			h.int(int64(len(req.Entries)))
+			for _, e := range req.Entries {
+				h.str(e.Key)
+				h.opt(e.ExpectedVersion)
+			}
+			return h.sum()
+		},
+		func() (*kv.DeleteAllResponse, error) {
+			r, err := s.apply(mode, writes)
+			if err != nil {
+				return nil, err
+			}
+			return &kv.DeleteAllResponse{Results: r.statuses, Revision: r.outcome.Revision, Applied: int32(r.outcome.Applied)}, nil
+		},
+		func(r *kv.DeleteAllResponse) *kv.DeleteAllResponse { c := *r; c.Replayed = true; return &c })
+}

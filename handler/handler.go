@@ -1,0 +1,96 @@
+// Package handler is the KVService implementation that Kitex serves. It is thin: it guards the
+// boundary (a missing request, a panic, an error that is not the API's exception) and logs what
+// an operator must see, and leaves the use cases to biz/service.
+package handler
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime/debug"
+
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/reqid"
+)
+
+// KVService serves the API by delegating to a kv.KVService (the biz/service implementation).
+type KVService struct {
+	next kv.KVService
+	log  *slog.Logger
+}
+
+var _ kv.KVService = (*KVService)(nil)
+
+// New returns the handler over next, logging to log.
+func New(next kv.KVService, log *slog.Logger) *KVService {
+	return &KVService{next: next, log: log}
+}
+
+// guard calls f(ctx, req) and makes its outcome fit the API: a nil request is INVALID_ARGUMENT,
+// a panic or an error that is not a *kv.KVError becomes INTERNAL (logged with the caller's
+// request id, never shown to the caller).
+func guard[Req, Resp any](ctx context.Context, h *KVService, method string, req *Req,
+	f func(context.Context, *Req) (Resp, error)) (resp Resp, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.internal(ctx, method, "panic", p, string(debug.Stack()))
+			var zero Resp
+			resp, err = zero, &kv.KVError{Code: kv.ErrorCode_INTERNAL, Message: "internal error"}
+		}
+	}()
+	if req == nil {
+		return resp, &kv.KVError{Code: kv.ErrorCode_INVALID_ARGUMENT, Message: "the request is missing"}
+	}
+	resp, err = f(ctx, req)
+	if err == nil {
+		return resp, nil
+	}
+	var ke *kv.KVError
+	if !errors.As(err, &ke) {
+		h.internal(ctx, method, "error", err.Error(), "")
+		return resp, &kv.KVError{Code: kv.ErrorCode_INTERNAL, Message: "internal error"}
+	}
+	if ke.Code == kv.ErrorCode_INTERNAL {
+		h.internal(ctx, method, "error", ke.Message, "")
+	}
+	return resp, ke
+}
+
+func (h *KVService) internal(ctx context.Context, method, what string, detail any, stack string) {
+	id, _ := reqid.From(ctx)
+	attrs := []any{"method", method, what, detail, "request_id", id}
+	if stack != "" {
+		attrs = append(attrs, "stack", stack)
+	}
+	h.log.Error("internal error", attrs...)
+}
+
+// Put implements kv.KVService.
+func (h *KVService) Put(ctx context.Context, req *kv.PutRequest) (*kv.PutResponse, error) {
+	return guard(ctx, h, "Put", req, h.next.Put)
+}
+
+// Get implements kv.KVService.
+func (h *KVService) Get(ctx context.Context, req *kv.GetRequest) (*kv.GetResponse, error) {
+	return guard(ctx, h, "Get", req, h.next.Get)
+}
+
+// Delete implements kv.KVService.
+func (h *KVService) Delete(ctx context.Context, req *kv.DeleteRequest) (*kv.DeleteResponse, error) {
+	return guard(ctx, h, "Delete", req, h.next.Delete)
+}
+
+// PutAll implements kv.KVService.
+func (h *KVService) PutAll(ctx context.Context, req *kv.PutAllRequest) (*kv.PutAllResponse, error) {
+	return guard(ctx, h, "PutAll", req, h.next.PutAll)
+}
+
+// GetAll implements kv.KVService.
+func (h *KVService) GetAll(ctx context.Context, req *kv.GetAllRequest) (*kv.GetAllResponse, error) {
+	return guard(ctx, h, "GetAll", req, h.next.GetAll)
+}
+
+// DeleteAll implements kv.KVService.
+func (h *KVService) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (*kv.DeleteAllResponse, error) {
+	return guard(ctx, h, "DeleteAll", req, h.next.DeleteAll)
+}

@@ -1,0 +1,53 @@
+// Command putallkv is the putallkv server: the KVService over Kitex, backed by the sharded
+// store, with Prometheus metrics and pprof on an admin address. Configuration comes from the
+// embedded conf/putallkv.yaml, a -conf file, PUTALLKV_<SECTION>_<KEY> variables and flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"putallkv/conf"
+	"putallkv/pkg/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run starts the server and serves until SIGINT or SIGTERM, then shuts down gracefully. It
+// returns the process exit code.
+func run(args []string) int {
+	cfg, err := config.FromArgs(conf.Default, args, os.Environ())
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "putallkv: %v\n", err)
+		return 2
+	}
+	log := cfg.Logger(os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a, err := startApp(cfg, log)
+	if err != nil {
+		log.Error("start-up failed", "err", err)
+		return 1
+	}
+	<-ctx.Done()
+	log.Info("shutting down", "grace", cfg.Server.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout+time.Second)
+	defer cancel()
+	if err := a.shutdown(shutdownCtx); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}

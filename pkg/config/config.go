@@ -1,0 +1,293 @@
+// Package config loads the server's configuration: an embedded default YAML document, overlaid
+// by an optional YAML file, then by PUTALLKV_<SECTION>_<KEY> environment variables, then by a few
+// command-line flags, and validated as a whole so that a bad value stops start-up with a message
+// naming its key.
+//
+// The package does not embed the defaults itself: the caller passes them (main passes
+// conf.Default), which keeps this package free of the service's files and lets tests pass their own.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of a putallkv server. Its yaml tags are the keys of the
+// configuration file; each leaf is also settable by the environment variable
+// PUTALLKV_<SECTION>_<KEY>, derived from the tags (see Load).
+type Config struct {
+	Server      ServerConfig      `yaml:"server"`
+	Admin       AdminConfig       `yaml:"admin"`
+	Store       StoreConfig       `yaml:"store"`
+	Limits      LimitsConfig      `yaml:"limits"`
+	Idempotency IdempotencyConfig `yaml:"idempotency"`
+	Log         LogConfig         `yaml:"log"`
+}
+
+// ServerConfig configures the Kitex RPC server.
+type ServerConfig struct {
+	// Addr is the host:port the RPC server listens on.
+	Addr string `yaml:"addr"`
+	// MaxRequestBytes is the largest encoded request accepted (the Kitex codec size limit).
+	MaxRequestBytes int `yaml:"max_request_bytes"`
+	// ShutdownTimeout bounds how long graceful shutdown waits for in-flight calls.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// AdminConfig configures the admin HTTP server (/metrics and /debug/pprof/).
+type AdminConfig struct {
+	// Addr is the host:port the admin server listens on.
+	Addr string `yaml:"addr"`
+}
+
+// StoreConfig configures the sharded store.
+type StoreConfig struct {
+	// Shards is the number of shards, a power of two so a hash maps to a shard with a mask.
+	Shards int `yaml:"shards"`
+	// SweepInterval is how often expired keys are freed.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+}
+
+// LimitsConfig bounds what one request may carry.
+type LimitsConfig struct {
+	// MaxKeyBytes is the longest accepted key.
+	MaxKeyBytes int `yaml:"max_key_bytes"`
+	// MaxValueBytes is the largest accepted value.
+	MaxValueBytes int `yaml:"max_value_bytes"`
+	// MaxBatchEntries is the most entries accepted in one batch.
+	MaxBatchEntries int `yaml:"max_batch_entries"`
+}
+
+// IdempotencyConfig configures how request_ids of writes are remembered.
+type IdempotencyConfig struct {
+	// Window is how long a request_id's response is kept for replay.
+	Window time.Duration `yaml:"window"`
+	// MaxRecords bounds the remembered request_ids; the oldest are evicted first.
+	MaxRecords int `yaml:"max_records"`
+}
+
+// LogConfig configures the server's structured log.
+type LogConfig struct {
+	// Level is the least severe level logged: debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is the log line format: text or json.
+	Format string `yaml:"format"`
+}
+
+// envPrefix starts the name of every environment variable this package reads.
+const envPrefix = "PUTALLKV_"
+
+// logLevels are the accepted values of log.level.
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug,
+	"info":  slog.LevelInfo,
+	"warn":  slog.LevelWarn,
+	"error": slog.LevelError,
+}
+
+// Load builds a validated configuration from defaults (a YAML document setting every key:
+// the embedded conf.Default), overlaid by the YAML file named by file unless it is "", overlaid
+// by the PUTALLKV_<SECTION>_<KEY> variables in environ (os.Environ() format), e.g.
+// PUTALLKV_SERVER_ADDR for server.addr. A key absent from the file keeps its default; a key the
+// file has but Config does not, or a PUTALLKV_ variable naming no key, is an error, because a
+// misspelt setting silently ignored is worse than a refused start.
+func Load(defaults []byte, file string, environ []string) (*Config, error) {
+	c, err := load(defaults, file, environ)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// load is Load without the validation, so FromArgs can apply flags before validating.
+func load(defaults []byte, file string, environ []string) (*Config, error) {
+	c := new(Config)
+	if err := decode(c, defaults); err != nil {
+		return nil, fmt.Errorf("config: defaults: %w", err)
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := decode(c, b); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", file, err)
+		}
+	}
+	if err := applyEnv(c, environ); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// decode overlays the YAML document b onto c: keys b sets replace c's values, others are kept.
+// An empty document changes nothing.
+func decode(c *Config, b []byte) error {
+	d := yaml.NewDecoder(bytes.NewReader(b))
+	d.KnownFields(true)
+	if err := d.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// envField is one leaf of Config as the environment sees it.
+type envField struct {
+	key string        // dotted key, e.g. "server.addr"
+	v   reflect.Value // the settable field in a Config
+}
+
+// envFields maps the environment variable name of every leaf of c to that leaf, deriving
+// both the name and the dotted key from the yaml tags.
+func envFields(c *Config) map[string]envField {
+	fields := make(map[string]envField)
+	cv := reflect.ValueOf(c).Elem()
+	for i := range cv.NumField() {
+		section := yamlName(cv.Type().Field(i))
+		sv := cv.Field(i)
+		for j := range sv.NumField() {
+			key := yamlName(sv.Type().Field(j))
+			name := envPrefix + strings.ToUpper(section+"_"+key)
+			fields[name] = envField{key: section + "." + key, v: sv.Field(j)}
+		}
+	}
+	return fields
+}
+
+// yamlName returns the key the yaml tag of f gives it.
+func yamlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return name
+}
+
+// applyEnv sets in c every PUTALLKV_ variable of environ, in order, so a later duplicate wins.
+// It reports every variable that names no key or holds a value of the wrong type.
+func applyEnv(c *Config, environ []string) error {
+	fields := envFields(c)
+	var errs []error
+	for _, kv := range environ {
+		name, val, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, envPrefix) {
+			continue
+		}
+		f, ok := fields[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("config: environment variable %s names no configuration key", name))
+			continue
+		}
+		if err := setFromString(f.v, val); err != nil {
+			errs = append(errs, fmt.Errorf("config: %s (from %s): %w", f.key, name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// durationType is the type of the fields parsed as durations ("10s") rather than integers.
+var durationType = reflect.TypeFor[time.Duration]()
+
+// setFromString parses s as the type of v and stores it in v.
+func setFromString(v reflect.Value, s string) error {
+	switch {
+	case v.Type() == durationType:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("want a duration such as 10s or 1m30s, got %q", s)
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.String:
+		v.SetString(s)
+	case v.Kind() == reflect.Int:
+		n, err := strconv.ParseInt(s, 10, v.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("want an integer, got %q", s)
+		}
+		v.SetInt(n)
+	default:
+		return fmt.Errorf("fields of type %s cannot be set from the environment", v.Type())
+	}
+	return nil
+}
+
+// Validate checks every value of c and returns all problems joined, in file order, each as
+// "config: <dotted.key>: <what is wrong>, got <value>".
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	addr := func(key, addr string) {
+		if err := checkAddr(addr); err != nil {
+			bad(key, "%v", err)
+		}
+	}
+	positive := func(key string, n int) {
+		if n <= 0 {
+			bad(key, "must be positive, got %d", n)
+		}
+	}
+	positiveDuration := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "must be positive, got %s", d)
+		}
+	}
+
+	addr("server.addr", c.Server.Addr)
+	if c.Server.MaxRequestBytes < 1024 {
+		bad("server.max_request_bytes", "must be at least 1024, got %d", c.Server.MaxRequestBytes)
+	}
+	positiveDuration("server.shutdown_timeout", c.Server.ShutdownTimeout)
+	addr("admin.addr", c.Admin.Addr)
+	if n := c.Store.Shards; n < 1 || n > 1<<16 || n&(n-1) != 0 {
+		bad("store.shards", "must be a power of two between 1 and 65536, got %d", n)
+	}
+	positiveDuration("store.sweep_interval", c.Store.SweepInterval)
+	positive("limits.max_key_bytes", c.Limits.MaxKeyBytes)
+	positive("limits.max_value_bytes", c.Limits.MaxValueBytes)
+	positive("limits.max_batch_entries", c.Limits.MaxBatchEntries)
+	positiveDuration("idempotency.window", c.Idempotency.Window)
+	positive("idempotency.max_records", c.Idempotency.MaxRecords)
+	if _, ok := logLevels[c.Log.Level]; !ok {
+		bad("log.level", "must be one of debug, info, warn, error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// checkAddr reports whether addr is a listen address: host:port with a numeric port (the host
+// may be empty, meaning every interface).
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("must be host:port, got %q", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port must be a number from 0 to 65535, got %q", addr)
+	}
+	return nil
+}
+
+// Logger returns a structured logger writing to w at the level and in the format of c.Log.
+// It expects a validated c; an unknown level logs at info and an unknown format as text.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: logLevels[c.Log.Level]}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,417 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"putallkv/conf"
+)
+
+// defaults loads conf.Default alone, failing the test if it does not load and validate.
+func defaults(t *testing.T) *Config {
+	t.Helper()
+	c, err := Load(conf.Default, "", nil)
+	if err != nil {
+		t.Fatalf("Load(conf.Default): %v", err)
+	}
+	return c
+}
+
+// writeFile writes body to a fresh file in a temporary directory and returns its path.
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "putallkv.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaults(t *testing.T) {
+	c := defaults(t)
+	want := Config{
+		Server:      ServerConfig{Addr: "127.0.0.1:8888", MaxRequestBytes: 8 << 20, ShutdownTimeout: 10 * time.Second},
+		Admin:       AdminConfig{Addr: "127.0.0.1:9100"},
+		Store:       StoreConfig{Shards: 256, SweepInterval: time.Second},
+		Limits:      LimitsConfig{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxBatchEntries: 1000},
+		Idempotency: IdempotencyConfig{Window: 10 * time.Minute, MaxRecords: 100000},
+		Log:         LogConfig{Level: "info", Format: "text"},
+	}
+	if *c != want {
+		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
+	}
+}
+
+// TestDefaultsSetEveryKey keeps conf/putallkv.yaml in step with Config: a field added to
+// Config without a default in the file fails here.
+func TestDefaultsSetEveryKey(t *testing.T) {
+	var c Config
+	if err := decode(&c, conf.Default); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range envFields(&c) {
+		if f.v.IsZero() {
+			t.Errorf("conf/putallkv.yaml does not set %s (%s)", f.key, name)
+		}
+	}
+}
+
+func TestFileOverlay(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want func(*Config)
+	}{
+		{"empty file keeps defaults", "", func(*Config) {}},
+		{"comments only keep defaults", "# nothing\n", func(*Config) {}},
+		{
+			"some keys replaced, others kept",
+			"server:\n  addr: 0.0.0.0:7000\nstore:\n  sweep_interval: 250ms\nlog:\n  format: json\n",
+			func(c *Config) {
+				c.Server.Addr = "0.0.0.0:7000"
+				c.Store.SweepInterval = 250 * time.Millisecond
+				c.Log.Format = "json"
+			},
+		},
+		{
+			"ints and durations",
+			"limits:\n  max_batch_entries: 50\nidempotency:\n  window: 1h30m\n  max_records: 7\n",
+			func(c *Config) {
+				c.Limits.MaxBatchEntries = 50
+				c.Idempotency.Window = 90 * time.Minute
+				c.Idempotency.MaxRecords = 7
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := defaults(t)
+			tt.want(want)
+			got, err := Load(conf.Default, writeFile(t, tt.body), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *got != *want {
+				t.Errorf("got %+v\nwant %+v", *got, *want)
+			}
+		})
+	}
+}
+
+func TestFileErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    string
+		wantErr []string // substrings of the error
+	}{
+		{"unknown key in a section", "server:\n  adress: 1.2.3.4:5\n", []string{"adress", "line 2"}},
+		{"unknown section", "cache:\n  size: 1\n", []string{"cache"}},
+		{"string for an int", "store:\n  shards: many\n", []string{"many", "line 2"}},
+		{"duration without unit", "server:\n  shutdown_timeout: 10\n", []string{"line 2"}},
+		{"bad duration", "store:\n  sweep_interval: soon\n", []string{"soon"}},
+		{"not YAML", "server: [\n", []string{"yaml"}},
+		{"invalid value", "store:\n  shards: 100\n", []string{"store.shards", "got 100"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := writeFile(t, tt.body)
+			_, err := Load(conf.Default, file, nil)
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			for _, s := range tt.wantErr {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+		})
+	}
+
+	t.Run("missing file", func(t *testing.T) {
+		_, err := Load(conf.Default, filepath.Join(t.TempDir(), "absent.yaml"), nil)
+		if !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("err = %v, want os.ErrNotExist", err)
+		}
+	})
+}
+
+func TestEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		environ []string
+		want    func(*Config)
+	}{
+		{"no variables", nil, func(*Config) {}},
+		{"unrelated variables ignored", []string{"PATH=/bin", "HOME=/root", "PUTALLKVX=1", "putallkv_server_addr=x", "NOEQUALS"}, func(*Config) {}},
+		{"string", []string{"PUTALLKV_SERVER_ADDR=10.0.0.1:9999"}, func(c *Config) { c.Server.Addr = "10.0.0.1:9999" }},
+		{"int", []string{"PUTALLKV_LIMITS_MAX_KEY_BYTES=2048"}, func(c *Config) { c.Limits.MaxKeyBytes = 2048 }},
+		{"duration", []string{"PUTALLKV_IDEMPOTENCY_WINDOW=1h"}, func(c *Config) { c.Idempotency.Window = time.Hour }},
+		{"later duplicate wins", []string{"PUTALLKV_STORE_SHARDS=8", "PUTALLKV_STORE_SHARDS=16"}, func(c *Config) { c.Store.Shards = 16 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := defaults(t)
+			tt.want(want)
+			got, err := Load(conf.Default, "", tt.environ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *got != *want {
+				t.Errorf("got %+v\nwant %+v", *got, *want)
+			}
+		})
+	}
+}
+
+// TestEnvEveryKey sets every key from the environment, each to its default written as text,
+// so a field of a type the environment cannot set fails here, as does a name derivation that
+// breaks the round trip.
+func TestEnvEveryKey(t *testing.T) {
+	want := defaults(t)
+	fields := envFields(want)
+	var environ []string
+	for name, f := range fields {
+		environ = append(environ, fmt.Sprintf("%s=%v", name, f.v.Interface()))
+	}
+	got, err := Load(conf.Default, "", environ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *got != *want {
+		t.Errorf("got %+v\nwant %+v", *got, *want)
+	}
+}
+
+func TestEnvErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		environ []string
+		wantErr []string
+	}{
+		{"unknown key", []string{"PUTALLKV_SERVER_ADRESS=x:1"}, []string{"PUTALLKV_SERVER_ADRESS"}},
+		{"unknown section", []string{"PUTALLKV_CACHE_SIZE=1"}, []string{"PUTALLKV_CACHE_SIZE"}},
+		{"prefix alone", []string{"PUTALLKV_=1"}, []string{"PUTALLKV_"}},
+		{"not an int", []string{"PUTALLKV_STORE_SHARDS=many"}, []string{"store.shards", "PUTALLKV_STORE_SHARDS", "many"}},
+		{"not a duration", []string{"PUTALLKV_STORE_SWEEP_INTERVAL=5"}, []string{"store.sweep_interval", `"5"`}},
+		{"int overflow", []string{"PUTALLKV_LIMITS_MAX_VALUE_BYTES=99999999999999999999"}, []string{"limits.max_value_bytes"}},
+		{"all reported", []string{"PUTALLKV_A_B=1", "PUTALLKV_C_D=2"}, []string{"PUTALLKV_A_B", "PUTALLKV_C_D"}},
+		{"value split at the first =", []string{"PUTALLKV_LOG_LEVEL=de=bug"}, []string{"log.level", `"de=bug"`}},
+		{"invalid value", []string{"PUTALLKV_LOG_FORMAT=xml"}, []string{"log.format", `"xml"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(conf.Default, "", tt.environ)
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			for _, s := range tt.wantErr {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string // "" for valid; else a substring, starting with the dotted key
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"addr without host", func(c *Config) { c.Server.Addr = ":8888" }, ""},
+		{"addr port 0", func(c *Config) { c.Admin.Addr = "127.0.0.1:0" }, ""},
+		{"addr IPv6", func(c *Config) { c.Server.Addr = "[::1]:8888" }, ""},
+		{"addr without port", func(c *Config) { c.Server.Addr = "127.0.0.1" }, "config: server.addr: must be host:port"},
+		{"addr empty", func(c *Config) { c.Server.Addr = "" }, "config: server.addr:"},
+		{"addr port not a number", func(c *Config) { c.Server.Addr = "localhost:http" }, "config: server.addr: port"},
+		{"addr port too big", func(c *Config) { c.Server.Addr = "localhost:65536" }, "config: server.addr: port"},
+		{"admin addr", func(c *Config) { c.Admin.Addr = "nohost" }, "config: admin.addr:"},
+		{"max_request_bytes minimum", func(c *Config) { c.Server.MaxRequestBytes = 1024 }, ""},
+		{"max_request_bytes too small", func(c *Config) { c.Server.MaxRequestBytes = 1023 }, "config: server.max_request_bytes: must be at least 1024, got 1023"},
+		{"shutdown_timeout zero", func(c *Config) { c.Server.ShutdownTimeout = 0 }, "config: server.shutdown_timeout: must be positive"},
+		{"shards 1", func(c *Config) { c.Store.Shards = 1 }, ""},
+		{"shards 65536", func(c *Config) { c.Store.Shards = 65536 }, ""},
+		{"shards 100", func(c *Config) { c.Store.Shards = 100 }, "config: store.shards: must be a power of two between 1 and 65536, got 100"},
+		{"shards 0", func(c *Config) { c.Store.Shards = 0 }, "config: store.shards:"},
+		{"shards negative", func(c *Config) { c.Store.Shards = -4 }, "config: store.shards:"},
+		{"shards 131072", func(c *Config) { c.Store.Shards = 131072 }, "config: store.shards:"},
+		{"sweep_interval negative", func(c *Config) { c.Store.SweepInterval = -time.Second }, "config: store.sweep_interval: must be positive, got -1s"},
+		{"max_key_bytes zero", func(c *Config) { c.Limits.MaxKeyBytes = 0 }, "config: limits.max_key_bytes: must be positive"},
+		{"max_value_bytes zero", func(c *Config) { c.Limits.MaxValueBytes = 0 }, "config: limits.max_value_bytes: must be positive"},
+		{"max_batch_entries negative", func(c *Config) { c.Limits.MaxBatchEntries = -1 }, "config: limits.max_batch_entries: must be positive, got -1"},
+		{"window zero", func(c *Config) { c.Idempotency.Window = 0 }, "config: idempotency.window: must be positive"},
+		{"max_records zero", func(c *Config) { c.Idempotency.MaxRecords = 0 }, "config: idempotency.max_records: must be positive"},
+		{"log level", func(c *Config) { c.Log.Level = "trace" }, `config: log.level: must be one of debug, info, warn, error, got "trace"`},
+		{"log level case", func(c *Config) { c.Log.Level = "INFO" }, "config: log.level:"},
+		{"log format", func(c *Config) { c.Log.Format = "logfmt" }, `config: log.format: must be text or json, got "logfmt"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := defaults(t)
+			tt.mutate(c)
+			err := c.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Validate: %v, want nil", err)
+			case tt.wantErr != "" && err == nil:
+				t.Errorf("Validate: nil, want %q", tt.wantErr)
+			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
+				t.Errorf("Validate: %q, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestValidateReportsAll(t *testing.T) {
+	c := defaults(t)
+	c.Store.Shards = 3
+	c.Log.Format = "xml"
+	c.Server.Addr = "x"
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate: nil")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	want := []string{"config: server.addr:", "config: store.shards:", "config: log.format:"}
+	if len(lines) != len(want) {
+		t.Fatalf("Validate reported %d problems, want %d:\n%v", len(lines), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("problem %d = %q, want prefix %q", i, lines[i], w)
+		}
+	}
+}
+
+func TestLogger(t *testing.T) {
+	tests := []struct {
+		level, format string
+		wantDebug     bool
+		wantInfo      bool
+	}{
+		{"debug", "text", true, true},
+		{"info", "json", false, true},
+		{"warn", "text", false, false},
+		{"error", "json", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.level+"/"+tt.format, func(t *testing.T) {
+			c := defaults(t)
+			c.Log.Level, c.Log.Format = tt.level, tt.format
+			var buf bytes.Buffer
+			l := c.Logger(&buf)
+			l.Debug("d")
+			l.Info("i")
+			l.Error("e", "k", "v")
+			out := buf.String()
+			if got := strings.Contains(out, "DEBUG"); got != tt.wantDebug {
+				t.Errorf("debug logged = %v, want %v:\n%s", got, tt.wantDebug, out)
+			}
+			if got := strings.Contains(out, "INFO"); got != tt.wantInfo {
+				t.Errorf("info logged = %v, want %v:\n%s", got, tt.wantInfo, out)
+			}
+			last := out[strings.LastIndex(strings.TrimSuffix(out, "\n"), "\n")+1:]
+			var rec map[string]any
+			isJSON := json.Unmarshal([]byte(last), &rec) == nil
+			if isJSON != (tt.format == "json") {
+				t.Errorf("format %s, line %q parses as JSON: %v", tt.format, last, isJSON)
+			}
+			if isJSON && rec["k"] != "v" {
+				t.Errorf("JSON line %q lacks k=v", last)
+			}
+		})
+	}
+}
+
+func TestFromArgsPrecedence(t *testing.T) {
+	file := writeFile(t, "server:\n  addr: 127.0.0.1:1001\nadmin:\n  addr: 127.0.0.1:2001\nstore:\n  shards: 8\n")
+	tests := []struct {
+		name          string
+		args, environ []string
+		wantAddr      string
+		wantAdminAddr string
+		wantShards    int
+	}{
+		{"defaults", nil, nil, "127.0.0.1:8888", "127.0.0.1:9100", 256},
+		{"file over defaults", []string{"-conf", file}, nil, "127.0.0.1:1001", "127.0.0.1:2001", 8},
+		{
+			"env over file",
+			[]string{"-conf", file},
+			[]string{"PUTALLKV_SERVER_ADDR=127.0.0.1:1002", "PUTALLKV_STORE_SHARDS=16"},
+			"127.0.0.1:1002", "127.0.0.1:2001", 16,
+		},
+		{
+			"flags over env",
+			[]string{"-conf", file, "-addr", "127.0.0.1:1003", "-admin-addr=127.0.0.1:2003"},
+			[]string{"PUTALLKV_SERVER_ADDR=127.0.0.1:1002", "PUTALLKV_ADMIN_ADDR=127.0.0.1:2002"},
+			"127.0.0.1:1003", "127.0.0.1:2003", 8,
+		},
+		{
+			"flag fixes an invalid env value",
+			[]string{"-addr", ":1004"},
+			[]string{"PUTALLKV_SERVER_ADDR=invalid"},
+			":1004", "127.0.0.1:9100", 256,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := FromArgs(conf.Default, tt.args, tt.environ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Server.Addr != tt.wantAddr || c.Admin.Addr != tt.wantAdminAddr || c.Store.Shards != tt.wantShards {
+				t.Errorf("server.addr, admin.addr, store.shards = %q, %q, %d; want %q, %q, %d",
+					c.Server.Addr, c.Admin.Addr, c.Store.Shards, tt.wantAddr, tt.wantAdminAddr, tt.wantShards)
+			}
+		})
+	}
+}
+
+func TestFromArgsErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		environ []string
+		wantErr string
+	}{
+		{"flag value invalid", []string{"-admin-addr", "nowhere"}, nil, "config: admin.addr:"},
+		{"explicit empty flag applied", []string{"-addr="}, nil, "config: server.addr:"},
+		{"stray argument", []string{"extra"}, nil, `unexpected argument "extra"`},
+		{"missing conf file", []string{"-conf", "/nonexistent/putallkv.yaml"}, nil, "/nonexistent/putallkv.yaml"},
+		{"unknown env", nil, []string{"PUTALLKV_NOPE=1"}, "PUTALLKV_NOPE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := FromArgs(conf.Default, tt.args, tt.environ)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("FromArgs: %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestRegisterFlags(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	f := RegisterFlags(fs)
+	if err := fs.Parse([]string{"-conf", "x.yaml", "-admin-addr", ":1"}); err != nil {
+		t.Fatal(err)
+	}
+	if f.File() != "x.yaml" {
+		t.Errorf("File() = %q, want x.yaml", f.File())
+	}
+	c := defaults(t)
+	f.Apply(c)
+	if c.Server.Addr != "127.0.0.1:8888" || c.Admin.Addr != ":1" {
+		t.Errorf("after Apply: server.addr %q, admin.addr %q; want the default and \":1\"", c.Server.Addr, c.Admin.Addr)
+	}
+}

@@ -1,0 +1,66 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+)
+
+// Flags are the server's command-line flags: -conf names the configuration file, and -addr and
+// -admin-addr override the two settings operators change most. A flag given on the command line
+// wins over the environment, the file and the defaults.
+type Flags struct {
+	fs        *flag.FlagSet
+	file      string
+	addr      string
+	adminAddr string
+}
+
+// RegisterFlags defines -conf, -addr and -admin-addr on fs and returns them; read them after
+// fs.Parse.
+func RegisterFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{fs: fs}
+	fs.StringVar(&f.file, "conf", "", "YAML configuration `file` overriding the embedded defaults")
+	fs.StringVar(&f.addr, "addr", "", "Kitex RPC listen `address` (server.addr)")
+	fs.StringVar(&f.adminAddr, "admin-addr", "", "admin HTTP listen `address` for /metrics and /debug/pprof/ (admin.addr)")
+	return f
+}
+
+// File returns the value of -conf: the configuration file to load, or "" for none.
+func (f *Flags) File() string { return f.file }
+
+// Apply sets in c the values of the flags given on the command line. Flags not given leave c
+// unchanged, so an explicit -addr "" is still applied (and then fails validation).
+func (f *Flags) Apply(c *Config) {
+	f.fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "addr":
+			c.Server.Addr = f.addr
+		case "admin-addr":
+			c.Admin.Addr = f.adminAddr
+		}
+	})
+}
+
+// FromArgs is the whole start-up path in one call: it parses args (the command line without
+// the program name) as the flags of RegisterFlags, loads defaults, the -conf file and environ
+// as Load does, applies the flags, and validates the result. With -h or -help it prints usage
+// to stderr and returns flag.ErrHelp.
+func FromArgs(defaults []byte, args, environ []string) (*Config, error) {
+	fs := flag.NewFlagSet("putallkv", flag.ContinueOnError)
+	f := RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
+	}
+	c, err := load(defaults, f.file, environ)
+	if err != nil {
+		return nil, err
+	}
+	f.Apply(c)
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
