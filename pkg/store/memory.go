@@ -210,7 +210,7 @@ func (s *Memory) Apply(mode Mode, writes []Write, results []Result) (Outcome, er
 	defer s.scratch.Put(sc)
 	refs := s.locate(sc, len(writes), func(i int) string { return writes[i].Key })
 	if k, dup := firstDuplicate(refs, writes); dup {
-		return Outcome{}, fmt.Errorf("%w: %q", ErrDuplicateKey, k)
+		return Outcome{}, &DuplicateKeyError{Key: k}
 	}
 	prior := slices.Grow(sc.prior[:0], len(writes))[:len(writes)]
 	sc.prior = prior

@@ -115,14 +115,24 @@ type Stats struct {
 	Revision int64
 }
 
-// ErrDuplicateKey is returned by Apply when a batch names a key more than once.
+// ErrDuplicateKey is what a *DuplicateKeyError matches with errors.Is.
 var ErrDuplicateKey = errors.New("store: key appears more than once in the batch")
+
+// DuplicateKeyError is returned by Apply when a batch names a key more than once.
+type DuplicateKeyError struct{ Key string }
+
+func (e *DuplicateKeyError) Error() string {
+	return fmt.Sprintf("store: key %q appears more than once in the batch", e.Key)
+}
+
+// Is makes errors.Is(err, ErrDuplicateKey) hold.
+func (e *DuplicateKeyError) Is(target error) bool { return target == ErrDuplicateKey }
 
 // Engine is a key-value engine with multi-key writes and consistent multi-key reads.
 type Engine interface {
 	// Apply performs writes under mode and fills results (len(results) must equal
-	// len(writes)). Keys must be distinct: a repeated key fails the whole call with an error
-	// wrapping ErrDuplicateKey and nothing applied. When an Atomic batch fails, Outcome is zero
+	// len(writes)). Keys must be distinct: a repeated key fails the whole call with a
+	// *DuplicateKeyError and nothing applied. When an Atomic batch fails, Outcome is zero
 	// and the results with a Code other than OK name the failing keys.
 	Apply(mode Mode, writes []Write, results []Result) (Outcome, error)
 	// GetAll reads keys into items (len(items) must equal len(keys)) as of one revision,
