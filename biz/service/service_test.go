@@ -1,0 +1,342 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/store"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var testLimits = Limits{MaxKeyBytes: 16, MaxValueBytes: 32, MaxBatchEntries: 4}
+
+type testClock struct{ ns atomic.Int64 }
+
+func (c *testClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *testClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func newTestService(t *testing.T) (*Service, *testClock, *prometheus.Registry) {
+	t.Helper()
+	clock := &testClock{}
+	clock.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	engine, err := store.NewMemory(store.Options{Shards: 8, Now: clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = engine.Close() })
+	reg := prometheus.NewRegistry()
+	s, err := New(engine, Options{
+		Limits:                testLimits,
+		IdempotencyWindow:     time.Minute,
+		IdempotencyMaxRecords: 3,
+		Registerer:            reg,
+		Now:                   clock.now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, clock, reg
+}
+
+func i64(v int64) *int64   { return &v }
+func str(v string) *string { return &v }
+
+func entry(key, value string) *kv.Entry { return &kv.Entry{Key: key, Value: []byte(value)} }
+
+// wantCode fails the test unless err is a *kv.KVError with code.
+func wantCode(t *testing.T, err error, code kv.ErrorCode) *kv.KVError {
+	t.Helper()
+	var ke *kv.KVError
+	if !errors.As(err, &ke) {
+		t.Fatalf("err = %v; want a KVError %v", err, code)
+	}
+	if ke.Code != code {
+		t.Fatalf("code = %v (%s); want %v", ke.Code, ke.Message, code)
+	}
+	if ke.Message == "" {
+		t.Fatalf("error %v has no message", code)
+	}
+	return ke
+}
+
+func TestPutAllValidation(t *testing.T) {
+	s, _, _ := newTestService(t)
+	ctx := context.Background()
+	tests := []struct {
+		name       string
+		req        *kv.PutAllRequest
+		code       kv.ErrorCode
+		failedKey  string
+		msgContain string
+	}{
+		{"empty batch", &kv.PutAllRequest{}, kv.ErrorCode_INVALID_ARGUMENT, "", "empty"},
+		{"too many entries", &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", ""), entry("b", ""), entry("c", ""), entry("d", ""), entry("e", "")}},
+			kv.ErrorCode_TOO_LARGE, "", "limit of 4"},
+		{"bad mode", &kv.PutAllRequest{Mode: 7, Entries: []*kv.Entry{entry("a", "")}}, kv.ErrorCode_INVALID_ARGUMENT, "", "mode"},
+		{"empty key", &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", ""), entry("", "")}}, kv.ErrorCode_INVALID_ARGUMENT, "", "entries[1]"},
+		{"long key", &kv.PutAllRequest{Entries: []*kv.Entry{entry(strings.Repeat("k", 17), "")}}, kv.ErrorCode_TOO_LARGE, strings.Repeat("k", 17), "key of 17 bytes"},
+		{"bad utf-8 key", &kv.PutAllRequest{Entries: []*kv.Entry{entry("a\xff", "")}}, kv.ErrorCode_INVALID_ARGUMENT, "a\xff", "UTF-8"},
+		{"big value", &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", strings.Repeat("v", 33))}}, kv.ErrorCode_TOO_LARGE, "a", "value of 33 bytes"},
+		{"negative expected", &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a", ExpectedVersion: i64(-2)}}}, kv.ErrorCode_INVALID_ARGUMENT, "a", "expected_version"},
+		{"zero ttl", &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a", TtlMs: i64(0)}}}, kv.ErrorCode_INVALID_ARGUMENT, "a", "ttl_ms"},
+		{"huge ttl", &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a", TtlMs: i64(1 << 62)}}}, kv.ErrorCode_INVALID_ARGUMENT, "a", "ttl_ms"},
+		{"duplicate key", &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "1"), entry("b", "1"), entry("a", "2")}}, kv.ErrorCode_INVALID_ARGUMENT, "a", "more than once"},
+		{"long request_id", &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "")}, RequestId: str(strings.Repeat("r", 129))}, kv.ErrorCode_INVALID_ARGUMENT, "", "request_id"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := s.PutAll(ctx, tc.req)
+			ke := wantCode(t, err, tc.code)
+			if !strings.Contains(ke.Message, tc.msgContain) {
+				t.Errorf("message %q does not mention %q", ke.Message, tc.msgContain)
+			}
+			if tc.failedKey != "" && (len(ke.Failed) != 1 || ke.Failed[0].Key != tc.failedKey) {
+				t.Errorf("failed = %v; want key %q", ke.Failed, tc.failedKey)
+			}
+		})
+	}
+	if st := s.engine.Stats(); st.Keys != 0 || st.Revision != 0 {
+		t.Fatalf("refused calls wrote to the store: %+v", st)
+	}
+}
+
+func TestPutAllAtomicFailureReportsEveryFailingKey(t *testing.T) {
+	s, _, _ := newTestService(t)
+	ctx := context.Background()
+	if _, err := s.PutAll(ctx, &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "1"), entry("b", "1")}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.PutAll(ctx, &kv.PutAllRequest{Entries: []*kv.Entry{
+		{Key: "a", Value: []byte("2"), ExpectedVersion: i64(0)},
+		entry("c", "2"),
+		{Key: "b", Value: []byte("2"), ExpectedVersion: i64(5)},
+	}})
+	ke := wantCode(t, err, kv.ErrorCode_ALREADY_EXISTS)
+	if len(ke.Failed) != 2 || ke.Failed[0].Key != "a" || ke.Failed[0].Code != kv.ErrorCode_ALREADY_EXISTS ||
+		ke.Failed[1].Key != "b" || ke.Failed[1].Code != kv.ErrorCode_VERSION_MISMATCH || ke.Failed[1].Version != 1 {
+		t.Fatalf("failed = %v", ke.Failed)
+	}
+	got, err := s.GetAll(ctx, &kv.GetAllRequest{Keys: []string{"c"}})
+	if err != nil || got.Items[0].Found {
+		t.Fatalf("atomic failure wrote c: %v %v", got, err)
+	}
+}
+
+func TestSingleKeyMethods(t *testing.T) {
+	s, clock, _ := newTestService(t)
+	ctx := context.Background()
+	put, err := s.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v1"), TtlMs: i64(1000)})
+	if err != nil || put.Version != 1 || !put.Created {
+		t.Fatalf("Put = %+v, %v", put, err)
+	}
+	put, err = s.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v2"), ExpectedVersion: i64(1), TtlMs: i64(1000)})
+	if err != nil || put.Version != 2 || put.Created {
+		t.Fatalf("CAS Put = %+v, %v", put, err)
+	}
+	_, err = s.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v3"), ExpectedVersion: i64(1)})
+	if ke := wantCode(t, err, kv.ErrorCode_VERSION_MISMATCH); len(ke.Failed) != 1 || ke.Failed[0].Version != 2 {
+		t.Fatalf("failed = %v", ke.Failed)
+	}
+	_, err = s.Put(ctx, &kv.PutRequest{Key: "k", ExpectedVersion: i64(0)})
+	wantCode(t, err, kv.ErrorCode_ALREADY_EXISTS)
+
+	got, err := s.Get(ctx, &kv.GetRequest{Key: "k"})
+	if err != nil || string(got.Item.Value) != "v2" || got.Item.Version != 2 || got.Item.ExpiresAtMs != clock.now().UnixMilli()+1000 {
+		t.Fatalf("Get = %+v, %v", got.GetItem(), err)
+	}
+	_, err = s.Get(ctx, &kv.GetRequest{Key: ""})
+	wantCode(t, err, kv.ErrorCode_INVALID_ARGUMENT)
+
+	clock.advance(time.Second)
+	_, err = s.Get(ctx, &kv.GetRequest{Key: "k"})
+	wantCode(t, err, kv.ErrorCode_NOT_FOUND)
+	_, err = s.Delete(ctx, &kv.DeleteRequest{Key: "k"})
+	wantCode(t, err, kv.ErrorCode_NOT_FOUND)
+
+	if _, err := s.Put(ctx, &kv.PutRequest{Key: "d", Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Delete(ctx, &kv.DeleteRequest{Key: "d", ExpectedVersion: i64(0)})
+	wantCode(t, err, kv.ErrorCode_INVALID_ARGUMENT)
+	_, err = s.Delete(ctx, &kv.DeleteRequest{Key: "d", ExpectedVersion: i64(99)})
+	wantCode(t, err, kv.ErrorCode_VERSION_MISMATCH)
+	del, err := s.Delete(ctx, &kv.DeleteRequest{Key: "d", ExpectedVersion: i64(3)})
+	if err != nil || del.Revision != 4 {
+		t.Fatalf("Delete = %+v, %v", del, err)
+	}
+}
+
+func TestDeleteAll(t *testing.T) {
+	s, _, _ := newTestService(t)
+	ctx := context.Background()
+	if _, err := s.PutAll(ctx, &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "1"), entry("b", "1")}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.DeleteAll(ctx, &kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "a"}, {Key: "zz"}}})
+	if ke := wantCode(t, err, kv.ErrorCode_NOT_FOUND); len(ke.Failed) != 1 || ke.Failed[0].Key != "zz" {
+		t.Fatalf("failed = %v", ke.Failed)
+	}
+	resp, err := s.DeleteAll(ctx, &kv.DeleteAllRequest{Mode: kv.WriteMode_BEST_EFFORT,
+		Entries: []*kv.DeleteEntry{{Key: "a"}, {Key: "zz"}, {Key: "b", ExpectedVersion: i64(1)}}})
+	if err != nil || resp.Applied != 2 || resp.Revision != 2 ||
+		resp.Results[0].Code != kv.ErrorCode_OK || resp.Results[1].Code != kv.ErrorCode_NOT_FOUND || resp.Results[2].Version != 2 {
+		t.Fatalf("DeleteAll = %+v, %v", resp, err)
+	}
+}
+
+func TestIdempotentReplayAndConflict(t *testing.T) {
+	s, clock, reg := newTestService(t)
+	ctx := context.Background()
+	req := &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "1"), entry("b", "1")}, RequestId: str("r1")}
+	first, err := s.PutAll(ctx, req)
+	if err != nil || first.Replayed {
+		t.Fatalf("first = %+v, %v", first, err)
+	}
+	again, err := s.PutAll(ctx, req)
+	if err != nil || !again.Replayed || again.Revision != first.Revision || again.Applied != 2 {
+		t.Fatalf("replay = %+v, %v", again, err)
+	}
+	if rev := s.engine.Stats().Revision; rev != first.Revision {
+		t.Fatalf("replay wrote: revision %d after %d", rev, first.Revision)
+	}
+	other := &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "2"), entry("b", "1")}, RequestId: str("r1")}
+	_, err = s.PutAll(ctx, other)
+	wantCode(t, err, kv.ErrorCode_IDEMPOTENCY_CONFLICT)
+	// The same id on another method is another payload.
+	_, err = s.Put(ctx, &kv.PutRequest{Key: "a", Value: []byte("1"), RequestId: str("r1")})
+	wantCode(t, err, kv.ErrorCode_IDEMPOTENCY_CONFLICT)
+
+	// A failed precondition is an outcome: replayed, not re-run, even after the key changed.
+	cas := &kv.PutRequest{Key: "a", Value: []byte("x"), ExpectedVersion: i64(99), RequestId: str("r2")}
+	_, err = s.Put(ctx, cas)
+	wantCode(t, err, kv.ErrorCode_VERSION_MISMATCH)
+	_, err = s.Put(ctx, cas)
+	wantCode(t, err, kv.ErrorCode_VERSION_MISMATCH)
+
+	// After the window the id is forgotten and the call runs again.
+	clock.advance(time.Minute)
+	fresh, err := s.PutAll(ctx, req)
+	if err != nil || fresh.Replayed || fresh.Revision <= first.Revision {
+		t.Fatalf("after window = %+v, %v", fresh, err)
+	}
+	if n := testutil.ToFloat64(s.metrics.requests.WithLabelValues("PutAll", "IDEMPOTENCY_CONFLICT")); n != 1 {
+		t.Fatalf("conflict counter = %v", n)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIdempotencyRecordsBounded(t *testing.T) {
+	s, _, _ := newTestService(t) // max 3 records
+	ctx := context.Background()
+	for _, id := range []string{"r1", "r2", "r3", "r4"} {
+		if _, err := s.Put(ctx, &kv.PutRequest{Key: id, Value: []byte("v"), RequestId: str(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.idem.size(); n != 3 {
+		t.Fatalf("records = %d; want 3", n)
+	}
+	// r1, the oldest, was forgotten: the call runs again (and is now a replace).
+	resp, err := s.Put(ctx, &kv.PutRequest{Key: "r1", Value: []byte("v"), RequestId: str("r1")})
+	if err != nil || resp.Replayed || resp.Created {
+		t.Fatalf("after eviction = %+v, %v", resp, err)
+	}
+	// r4 is still remembered.
+	resp, err = s.Put(ctx, &kv.PutRequest{Key: "r4", Value: []byte("v"), RequestId: str("r4")})
+	if err != nil || !resp.Replayed {
+		t.Fatalf("r4 = %+v, %v", resp, err)
+	}
+}
+
+// TestConcurrentRetriesApplyOnce sends the same request_id from many goroutines at once: one
+// call writes, the others wait for it and replay its response.
+func TestConcurrentRetriesApplyOnce(t *testing.T) {
+	s, _, _ := newTestService(t)
+	ctx := context.Background()
+	req := &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "1")}, RequestId: str("same")}
+	const callers = 16
+	resps := make([]*kv.PutAllResponse, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := s.PutAll(ctx, req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resps[i] = r
+		}()
+	}
+	wg.Wait()
+	fresh := 0
+	for _, r := range resps {
+		if r == nil {
+			t.FailNow()
+		}
+		if !r.Replayed {
+			fresh++
+		}
+		if r.Revision != 1 {
+			t.Fatalf("revision %d; want 1 for every caller", r.Revision)
+		}
+	}
+	if fresh != 1 || s.engine.Stats().Revision != 1 {
+		t.Fatalf("%d callers wrote, store revision %d; want exactly one write", fresh, s.engine.Stats().Revision)
+	}
+}
+
+func TestWaitingRetryHonoursContext(t *testing.T) {
+	s, _, _ := newTestService(t)
+	d := newHasher("x").sum()
+	rec, owner, err := s.idem.begin("slow", d)
+	if err != nil || !owner {
+		t.Fatal(owner, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = idempotent(ctx, s, "slow", func() digest { return d },
+		func() (*kv.PutResponse, error) { t.Error("ran while the first call was in flight"); return nil, nil },
+		func(r *kv.PutResponse) *kv.PutResponse { return r })
+	wantCode(t, err, kv.ErrorCode_UNAVAILABLE)
+	// A transient outcome is not kept: the next call runs for real.
+	s.idem.finish(rec, nil, kvError(kv.ErrorCode_UNAVAILABLE, "down"))
+	ran := false
+	_, err = idempotent(context.Background(), s, "slow", func() digest { return d },
+		func() (*kv.PutResponse, error) { ran = true; return &kv.PutResponse{}, nil },
+		func(r *kv.PutResponse) *kv.PutResponse { return r })
+	if err != nil || !ran {
+		t.Fatalf("after a transient outcome: ran %v, err %v", ran, err)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	s, _, reg := newTestService(t)
+	ctx := context.Background()
+	if _, err := s.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, Entries: []*kv.Entry{entry("a", "1"), entry("b", "1")}}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = s.Get(ctx, &kv.GetRequest{Key: "zz"})
+	if n := testutil.ToFloat64(s.metrics.requests.WithLabelValues("Get", "NOT_FOUND")); n != 1 {
+		t.Errorf("Get NOT_FOUND counter = %v", n)
+	}
+	for name, want := range map[string]int{"putall_batch_size": 1, "putall_latency_seconds": 1, "store_keys": 1, "store_revision": 1, "kv_requests_total": 2} {
+		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != want {
+			t.Errorf("%s: %d series, %v; want %d", name, n, err, want)
+		}
+	}
+}
