@@ -8,10 +8,10 @@ import (
 	"net"
 	"time"
 
-	"github.com/cloudwego/kitex/pkg/remote/codec"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/server"
+	"putallkv/pkg/rpclimit"
 
 	"putallkv/biz/service"
 	"putallkv/handler"
@@ -69,7 +69,7 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 		server.WithListener(a.rpcLn),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
 		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
-		server.WithCodec(codec.NewDefaultCodecWithSizeLimit(cfg.Server.MaxRequestBytes)),
+		server.WithCodec(rpclimit.New(cfg.Server.MaxRequestBytes)),
 		server.WithExitWaitTime(cfg.Server.ShutdownTimeout),
 		server.WithExitSignal(func() <-chan error { return a.rpcStop }),
 	)

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"putallkv/conf"
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/config"
+	"putallkv/pkg/kvclient"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// Process-wide Kitex and netpoll goroutines that outlive any one client or server.
+		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/pkg/loadbalance/lbcache.(*BalancerFactory).watcher"),
+		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/pkg/utils.(*SharedTicker).Tick"),
+		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/client.(*timeoutPool).createTicker.func1"),
+		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/client.(*timeoutPool).createWorker.func1"),
+		goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
+	)
+}
+
+// testConfig is the embedded default configuration on ephemeral loopback ports, with small
+// limits the tests can reach.
+func testConfig(t *testing.T) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(conf.Default, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Server.Addr = "127.0.0.1:0"
+	cfg.Admin.Addr = "127.0.0.1:0"
+	cfg.Server.MaxRequestBytes = 64 << 10
+	cfg.Server.ShutdownTimeout = 5 * time.Second
+	cfg.Limits = config.LimitsConfig{MaxKeyBytes: 64, MaxValueBytes: 16 << 10, MaxBatchEntries: 100}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// startTestServer runs the real server in-process and a real client against it; both stop
+// when the test ends.
+func startTestServer(t *testing.T, cfg *config.Config) (*app, *kvclient.Client) {
+	t.Helper()
+	a, err := startApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kvclient.New([]string{a.rpcAddr()}, kvclient.WithRPCTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return a, c
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// wantErr fails unless err is the SDK error of code, and returns it.
+func wantErr(t *testing.T, err error, sentinel error) *kvclient.Error {
+	t.Helper()
+	if !errors.Is(err, sentinel) {
+		t.Fatalf("err = %v; want %v", err, sentinel)
+	}
+	var e *kvclient.Error
+	if !errors.As(err, &e) || e.Message == "" {
+		t.Fatalf("err = %#v; want a *kvclient.Error with a message", err)
+	}
+	return e
+}
+
+func TestE2EPutAllThenGetAll(t *testing.T) {
+	_, c := startTestServer(t, testConfig(t))
+	ctx := context.Background()
+	req := &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC}
+	keys := make([]string, 16)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("user/%02d/ключ", i)
+		req.Entries = append(req.Entries, &kv.Entry{Key: keys[i], Value: []byte{byte(i), 0, 0xff}})
+	}
+	resp, err := c.PutAll(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Applied != 16 || resp.Revision != 1 || len(resp.Results) != 16 {
+		t.Fatalf("PutAll = %+v", resp)
+	}
+	got, err := c.GetAll(ctx, &kv.GetAllRequest{Keys: append(keys, "absent")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, it := range got.Items[:16] {
+		if !it.Found || it.Key != keys[i] || it.Version != resp.Results[i].Version || string(it.Value) != string([]byte{byte(i), 0, 0xff}) {
+			t.Errorf("item %d = %+v; want version %d", i, it, resp.Results[i].Version)
+		}
+	}
+	if got.Items[16].Found || got.Revision != 1 {
+		t.Errorf("absent item %+v at revision %d", got.Items[16], got.Revision)
+	}
+
+	// BEST_EFFORT: a result per key.
+	be, err := c.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, Entries: []*kv.Entry{
+		{Key: keys[0], Value: []byte("new"), ExpectedVersion: ptr(int64(1))},
+		{Key: keys[1], Value: []byte("new"), ExpectedVersion: ptr(int64(0))},
+		{Key: "fresh", Value: []byte("new"), TtlMs: ptr(int64(60_000))},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := []kv.ErrorCode{be.Results[0].Code, be.Results[1].Code, be.Results[2].Code}
+	if be.Applied != 2 || codes[0] != kv.ErrorCode_OK || codes[1] != kv.ErrorCode_ALREADY_EXISTS || codes[2] != kv.ErrorCode_OK {
+		t.Fatalf("BEST_EFFORT = %+v", be)
+	}
+	g, err := c.Get(ctx, &kv.GetRequest{Key: "fresh"})
+	if err != nil || g.Item.ExpiresAtMs == 0 || g.Item.Version != be.Revision {
+		t.Fatalf("Get fresh = %+v, %v", g, err)
+	}
+}
+
+func TestE2ESingleKeyMethodsAndErrorCodes(t *testing.T) {
+	_, c := startTestServer(t, testConfig(t))
+	ctx := context.Background()
+	p, err := c.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v")})
+	if err != nil || p.Version != 1 || !p.Created {
+		t.Fatalf("Put = %+v, %v", p, err)
+	}
+	_, err = c.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: ptr(int64(0))})
+	wantErr(t, err, kvclient.ErrAlreadyExists)
+	_, err = c.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: ptr(int64(7))})
+	if e := wantErr(t, err, kvclient.ErrVersionMismatch); len(e.Failed) != 1 || e.Failed[0].Version != 1 {
+		t.Fatalf("failed = %v", e.Failed)
+	}
+	_, err = c.Get(ctx, &kv.GetRequest{Key: "nope"})
+	wantErr(t, err, kvclient.ErrNotFound)
+	_, err = c.Put(ctx, &kv.PutRequest{Key: "", Value: []byte("v")})
+	wantErr(t, err, kvclient.ErrInvalidArgument)
+	_, err = c.Put(ctx, &kv.PutRequest{Key: strings.Repeat("k", 65), Value: []byte("v")})
+	wantErr(t, err, kvclient.ErrTooLarge)
+	_, err = c.Put(ctx, &kv.PutRequest{Key: "big", Value: make([]byte, 16<<10+1)})
+	wantErr(t, err, kvclient.ErrTooLarge)
+
+	d, err := c.Delete(ctx, &kv.DeleteRequest{Key: "k", ExpectedVersion: ptr(int64(1))})
+	if err != nil || d.Revision != 2 {
+		t.Fatalf("Delete = %+v, %v", d, err)
+	}
+	_, err = c.Delete(ctx, &kv.DeleteRequest{Key: "k"})
+	wantErr(t, err, kvclient.ErrNotFound)
+
+	// Idempotency over the wire.
+	req := &kv.PutRequest{Key: "idem", Value: []byte("1"), RequestId: ptr("req-1")}
+	first, err := c.Put(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.Put(ctx, req)
+	if err != nil || !again.Replayed || again.Version != first.Version {
+		t.Fatalf("replay = %+v, %v", again, err)
+	}
+	_, err = c.Put(ctx, &kv.PutRequest{Key: "idem", Value: []byte("2"), RequestId: ptr("req-1")})
+	wantErr(t, err, kvclient.ErrIdempotencyConflict)
+
+	// DeleteAll, atomic and best effort.
+	if _, err := c.PutAll(ctx, &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a"}, {Key: "b"}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.DeleteAll(ctx, &kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "a"}, {Key: "zz"}}})
+	if e := wantErr(t, err, kvclient.ErrNotFound); len(e.Failed) != 1 || e.Failed[0].Key != "zz" {
+		t.Fatalf("failed = %v", e.Failed)
+	}
+	da, err := c.DeleteAll(ctx, &kv.DeleteAllRequest{Mode: kv.WriteMode_BEST_EFFORT, Entries: []*kv.DeleteEntry{{Key: "a"}, {Key: "b"}, {Key: "zz"}}})
+	if err != nil || da.Applied != 2 || da.Results[2].Code != kv.ErrorCode_NOT_FOUND {
+		t.Fatalf("DeleteAll = %+v, %v", da, err)
+	}
+}
+
+// TestE2EOversizedInputsRefused sends every kind of over-limit input and checks the refusal's
+// code, that nothing was written, and that the server goes on serving.
+func TestE2EOversizedInputsRefused(t *testing.T) {
+	a, c := startTestServer(t, testConfig(t))
+	ctx := context.Background()
+	many := make([]*kv.Entry, 101)
+	for i := range many {
+		many[i] = &kv.Entry{Key: fmt.Sprint("k", i)}
+	}
+	// 8 values of 12 KiB: each under max_value_bytes, together over max_request_bytes (64 KiB).
+	heavy := make([]*kv.Entry, 8)
+	for i := range heavy {
+		heavy[i] = &kv.Entry{Key: fmt.Sprint("h", i), Value: make([]byte, 12<<10)}
+	}
+	tests := []struct {
+		name string
+		req  *kv.PutAllRequest
+		want error
+	}{
+		{"key over max_key_bytes", &kv.PutAllRequest{Entries: []*kv.Entry{{Key: strings.Repeat("x", 65)}}}, kvclient.ErrTooLarge},
+		{"value over max_value_bytes", &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "v", Value: make([]byte, 16<<10+1)}}}, kvclient.ErrTooLarge},
+		{"batch over max_batch_entries", &kv.PutAllRequest{Entries: many}, kvclient.ErrTooLarge},
+		{"request over max_request_bytes", &kv.PutAllRequest{Entries: heavy}, kvclient.ErrTooLarge},
+		{"duplicate key", &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "d"}, {Key: "d"}}}, kvclient.ErrInvalidArgument},
+		{"unknown mode", &kv.PutAllRequest{Mode: 9, Entries: []*kv.Entry{{Key: "m"}}}, kvclient.ErrInvalidArgument},
+		{"empty batch", &kv.PutAllRequest{}, kvclient.ErrInvalidArgument},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.PutAll(ctx, tc.req)
+			wantErr(t, err, tc.want)
+			// Still serving, and nothing was written.
+			if _, err := c.Put(ctx, &kv.PutRequest{Key: "alive", Value: []byte("yes")}); err != nil {
+				t.Fatalf("server stopped serving after %s: %v", tc.name, err)
+			}
+		})
+	}
+	got, err := c.GetAll(ctx, &kv.GetAllRequest{Keys: []string{"v", "k0", "h0", "d", "m"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range got.Items {
+		if it.Found {
+			t.Errorf("refused request wrote %q", it.Key)
+		}
+	}
+	if a.engine.Stats().Keys != 1 {
+		t.Errorf("store holds %d keys; want only \"alive\"", a.engine.Stats().Keys)
+	}
+}
+
+func TestE2EConcurrentAtomicBatchesAreNeverSeenHalfApplied(t *testing.T) {
+	_, c := startTestServer(t, testConfig(t))
+	ctx := context.Background()
+	keys := []string{"x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8"}
+	batch := func(v string) *kv.PutAllRequest {
+		r := &kv.PutAllRequest{}
+		for _, k := range keys {
+			r.Entries = append(r.Entries, &kv.Entry{Key: k, Value: []byte(v)})
+		}
+		return r
+	}
+	if _, err := c.PutAll(ctx, batch("init")); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				if _, err := c.PutAll(ctx, batch(fmt.Sprintf("w%d-%d", w, i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				got, err := c.GetAll(ctx, &kv.GetAllRequest{Keys: keys})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, it := range got.Items {
+					if string(it.Value) != string(got.Items[0].Value) || it.Version != got.Items[0].Version {
+						t.Errorf("mixed read: %q@%d and %q@%d", it.Value, it.Version, got.Items[0].Value, got.Items[0].Version)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestE2EMetricsEndpoint(t *testing.T) {
+	a, c := startTestServer(t, testConfig(t))
+	ctx := context.Background()
+	if _, err := c.PutAll(ctx, &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a"}, {Key: "b"}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Get(ctx, &kv.GetRequest{Key: "missing"})
+	body := httpGet(t, "http://"+a.adminAddr()+"/metrics")
+	for _, want := range []string{
+		`putall_batch_size_bucket{le="2"} 1`,
+		`putall_latency_seconds_count{mode="atomic",outcome="ok"} 1`,
+		`kv_requests_total{code="NOT_FOUND",method="Get"} 1`,
+		`kv_requests_total{code="OK",method="PutAll"} 1`,
+		"store_keys 2",
+		"store_revision 1",
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if !strings.Contains(httpGet(t, "http://"+a.adminAddr()+"/debug/pprof/"), "goroutine") {
+		t.Error("/debug/pprof/ does not list profiles")
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b)
+}
