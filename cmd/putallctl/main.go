@@ -1,0 +1,84 @@
+// Command putallctl calls a putallkv server from the shell, one subcommand per API method:
+//
+//	putallctl [--addr HOST:PORT] [--timeout D] [--json] COMMAND ARGS
+//
+// It prints one line per key, human-readable or (--json) one JSON object per line, and exits
+// 0 on success, 1 when the call or any key of a batch failed, 2 on a usage error. Run
+// `putallctl -h` for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/cloudwego/kitex/pkg/klog"
+
+	"putallkv/pkg/kvclient"
+)
+
+const usage = `usage: putallctl [--addr HOST:PORT] [--timeout D] [--json] COMMAND ARGS
+
+commands:
+  put KEY VALUE [--ttl-ms N] [--expect N | --create] [--request-id ID]
+  get KEY
+  del KEY [--expect N] [--request-id ID]
+  putall [FILE|-] [--atomic] [--request-id ID]
+      entries as JSON lines from FILE, or stdin when FILE is absent or -:
+      {"key":"k","value":"text"} or {"key":"k","value_base64":"..."},
+      optionally with "expected_version":N and "ttl_ms":N
+  getall KEY...
+  delall KEY... [--atomic] [--request-id ID]
+
+Flags may come before or after arguments; -- ends them. --addr defaults to
+$PUTALLKV_ADDR, else 127.0.0.1:8888. Batches are BEST_EFFORT unless --atomic.
+--expect 0 (or --create) means the key must not exist yet.
+
+Output: one line per key; --json: one JSON object per line, values as value_base64.
+Exit status: 0 success, 1 the call failed or some keys of a batch did, 2 usage error.
+`
+
+// Exit statuses.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+func main() {
+	// Kitex logs a warning for each dial it retries; the CLI reports the call's outcome.
+	klog.SetLevel(klog.LevelError)
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run is the whole command: it parses args (reading putall's entries from stdin when asked),
+// makes the call and prints its outcome, and returns the exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	inv, err := parse(args, stdin)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "putallctl: %v (see putallctl -h)\n", err)
+		return exitUsage
+	}
+	c, err := kvclient.New([]string{inv.addr}, kvclient.WithRPCTimeout(inv.timeout))
+	if err != nil {
+		fmt.Fprintf(stderr, "putallctl: %v\n", err)
+		return exitUsage
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), inv.timeout)
+	defer cancel()
+	out := printer{w: stdout, json: inv.json}
+	if err := inv.cmd.do(ctx, c, out); err != nil {
+		out.failedKeys(err)
+		fmt.Fprintf(stderr, "putallctl: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}

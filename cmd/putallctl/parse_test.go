@@ -1,0 +1,131 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"putallkv/kitex_gen/kv"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func TestParse(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "entries.jsonl")
+	if err := os.WriteFile(file, []byte(`{"key":"f","value":"from file"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PUTALLKV_ADDR", "")
+	const stdin = `{"key":"s","value":"from stdin","ttl_ms":9}`
+	fromStdin := []*kv.Entry{{Key: "s", Value: []byte("from stdin"), TtlMs: ptr[int64](9)}}
+	def := invocation{addr: "127.0.0.1:8888", timeout: 5 * time.Second}
+	with := func(f func(*invocation)) invocation { inv := def; f(&inv); return inv }
+
+	tests := []struct {
+		args []string
+		want invocation
+		cmd  command
+	}{
+		{[]string{"put", "k", "v"}, def, putCmd{&kv.PutRequest{Key: "k", Value: []byte("v")}}},
+		{
+			[]string{"put", "k", "v", "--ttl-ms", "100", "--expect", "3", "--request-id", "r1"}, def,
+			putCmd{&kv.PutRequest{Key: "k", Value: []byte("v"), TtlMs: ptr[int64](100), ExpectedVersion: ptr[int64](3), RequestId: ptr("r1")}},
+		},
+		{[]string{"put", "--create", "k", "v"}, def, putCmd{&kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: ptr[int64](0)}}},
+		{[]string{"put", "k", "-create", "v"}, def, putCmd{&kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: ptr[int64](0)}}},
+		{[]string{"put", "--", "-k", "--v"}, def, putCmd{&kv.PutRequest{Key: "-k", Value: []byte("--v")}}},
+		{
+			[]string{"--addr", "db:1", "put", "k", "v", "--json", "--timeout=2s"},
+			with(func(i *invocation) { i.addr, i.json, i.timeout = "db:1", true, 2*time.Second }),
+			putCmd{&kv.PutRequest{Key: "k", Value: []byte("v")}},
+		},
+		{[]string{"--timeout", "1m", "get", "k"}, with(func(i *invocation) { i.timeout = time.Minute }), getCmd{&kv.GetRequest{Key: "k"}}},
+		{[]string{"del", "k", "--expect", "4"}, def, delCmd{&kv.DeleteRequest{Key: "k", ExpectedVersion: ptr[int64](4)}}},
+		{[]string{"getall", "a", "b", "c"}, def, getAllCmd{&kv.GetAllRequest{Keys: []string{"a", "b", "c"}}}},
+		{
+			[]string{"delall", "a", "--atomic", "b", "--request-id", "x"}, def,
+			delAllCmd{&kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "a"}, {Key: "b"}}, Mode: kv.WriteMode_ATOMIC, RequestId: ptr("x")}},
+		},
+		{[]string{"delall", "a"}, def, delAllCmd{&kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "a"}}, Mode: kv.WriteMode_BEST_EFFORT}}},
+		{[]string{"putall"}, def, putAllCmd{&kv.PutAllRequest{Entries: fromStdin, Mode: kv.WriteMode_BEST_EFFORT}}},
+		{[]string{"putall", "-", "--atomic"}, def, putAllCmd{&kv.PutAllRequest{Entries: fromStdin, Mode: kv.WriteMode_ATOMIC}}},
+		{
+			[]string{"putall", "--request-id", "r", file}, def,
+			putAllCmd{&kv.PutAllRequest{Entries: []*kv.Entry{{Key: "f", Value: []byte("from file")}}, Mode: kv.WriteMode_BEST_EFFORT, RequestId: ptr("r")}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			got, err := parse(tt.args, strings.NewReader(stdin))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.cmd, tt.cmd) {
+				t.Errorf("command = %#v, want %#v", got.cmd, tt.cmd)
+			}
+			got.cmd = nil
+			if *got != tt.want {
+				t.Errorf("globals = %+v, want %+v", *got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseAddrFromEnv(t *testing.T) {
+	t.Setenv("PUTALLKV_ADDR", "10.0.0.1:7")
+	got, err := parse([]string{"get", "k"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.addr != "10.0.0.1:7" {
+		t.Fatalf("addr = %q, want the environment's", got.addr)
+	}
+	if got, _ = parse([]string{"get", "k", "--addr", "h:2"}, nil); got.addr != "h:2" {
+		t.Fatalf("addr = %q, want the flag's over the environment's", got.addr)
+	}
+}
+
+func TestParseUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // in the error
+	}{
+		{nil, "no command"},
+		{[]string{"frob"}, `unknown command "frob"`},
+		{[]string{"put", "k"}, "put: want KEY VALUE, got 1"},
+		{[]string{"put", "k", "v", "w"}, "put: want KEY VALUE, got 3"},
+		{[]string{"put", "k", "v", "--expect", "1", "--create"}, "exclude each other"},
+		{[]string{"put", "k", "v", "--expect", "one"}, `invalid value "one" for flag -expect: not an integer`},
+		{[]string{"put", "k", "v", "--ttl"}, "flag provided but not defined: -ttl"},
+		{[]string{"get"}, "get: want KEY, got 0"},
+		{[]string{"del", "a", "b"}, "del: want KEY, got 2"},
+		{[]string{"getall"}, "getall: want at least one KEY"},
+		{[]string{"delall", "--atomic"}, "delall: want at least one KEY"},
+		{[]string{"putall", "a", "b"}, "putall: want at most one FILE"},
+		{[]string{"putall", filepath.Join(t.TempDir(), "missing")}, "no such file"},
+		{[]string{"putall", "-"}, "putall: line 1: "},
+		{[]string{"--addr", "nocolon", "get", "k"}, `--addr "nocolon"`},
+		{[]string{"--timeout", "0s", "get", "k"}, "--timeout must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := parse(tt.args, strings.NewReader("not json\n"))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseHelp(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"get", "-h"}, {"putall", "k", "--help"}} {
+		if _, err := parse(args, strings.NewReader("")); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("parse(%q) = %v, want flag.ErrHelp", args, err)
+		}
+	}
+}

@@ -1,0 +1,214 @@
+// Package kvclient is the Go SDK of putallkv: a Kitex client over pooled long connections
+// that tags every call with a tracing request id, retries only where a retry cannot write
+// twice, and turns every failure into an *Error with a stable code.
+//
+// Its methods take and return the generated kitex_gen/kv types, so nothing of the API is
+// hidden, and *Client satisfies the generated kv.KVService interface, so it can stand in for
+// the server's handler (as the HTTP gateway does when it runs as a separate tier).
+package kvclient
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/cloudwego/kitex/client"
+	"github.com/cloudwego/kitex/client/callopt"
+	"github.com/cloudwego/kitex/pkg/connpool"
+	remoteconnpool "github.com/cloudwego/kitex/pkg/remote/connpool"
+	"github.com/cloudwego/kitex/pkg/transmeta"
+	"github.com/cloudwego/kitex/transport"
+
+	"putallkv/kitex_gen/kv"
+	"putallkv/kitex_gen/kv/kvservice"
+	"putallkv/pkg/reqid"
+)
+
+// serviceName is the destination service name the server registers under.
+const serviceName = "putallkv"
+
+// Client calls putallkv servers. It is safe for concurrent use; create one per process and
+// Close it when done.
+//
+// A failed call is attempted again (up to WithRetries times, with exponential backoff and
+// jitter, while ctx lasts) only where that cannot write twice: a read whenever the answer is
+// UNAVAILABLE; a write only when it carries a request_id (its idempotency key) and the call
+// got no answer at all. A write the server answered, even with UNAVAILABLE, is not resent.
+// (Beneath this, Kitex itself re-dials, up to 6 times, when it cannot get a connection,
+// before anything is sent.) All attempts of a call carry the same tracing request id: the
+// one in ctx (see package reqid), else a fresh one.
+type Client struct {
+	raw     kvservice.Client
+	pool    io.Closer
+	retries int
+}
+
+// The gateway is handed a *Client where it expects the service itself.
+var _ kv.KVService = (*Client)(nil)
+
+// Option configures a Client.
+type Option func(*options)
+
+type options struct {
+	rpcTimeout     time.Duration
+	connectTimeout time.Duration
+	pool           connpool.IdleConfig
+	retries        int
+	kitex          []client.Option
+}
+
+// WithRPCTimeout bounds each attempt of a call, from sending the request to reading the
+// response (default 3s; 0 means no bound beyond the caller's context).
+func WithRPCTimeout(d time.Duration) Option {
+	return func(o *options) { o.rpcTimeout = d }
+}
+
+// WithConnectTimeout bounds dialling a new connection (default 500ms), so a dead address
+// fails fast instead of using up the call's whole timeout.
+func WithConnectTimeout(d time.Duration) Option {
+	return func(o *options) { o.connectTimeout = d }
+}
+
+// WithPool sizes the pool of long connections kept open between calls: at most
+// maxIdlePerAddress idle connections to each server and maxIdleGlobal in all, each closed
+// after idleTimeout unused (defaults 10, 100 and 1m, Kitex's own; Kitex raises an idle
+// timeout under 2s to 2s).
+func WithPool(maxIdlePerAddress, maxIdleGlobal int, idleTimeout time.Duration) Option {
+	return func(o *options) {
+		o.pool = connpool.IdleConfig{
+			MaxIdlePerAddress: maxIdlePerAddress,
+			MaxIdleGlobal:     maxIdleGlobal,
+			MaxIdleTimeout:    idleTimeout,
+		}
+	}
+}
+
+// WithRetries sets how many extra attempts a call may make after a failure that is safe to
+// retry (default 2; 0 disables retries). See Client for which failures those are.
+func WithRetries(n int) Option {
+	return func(o *options) { o.retries = n }
+}
+
+// WithKitexOptions passes options straight to the Kitex client, after the ones this package
+// sets, for what it does not cover (tracing suites, middlewares, resolvers).
+func WithKitexOptions(opts ...client.Option) Option {
+	return func(o *options) { o.kitex = append(o.kitex, opts...) }
+}
+
+// New returns a Client that spreads calls over the servers at addrs (each "host:port").
+// It does not connect: connections are made on first use.
+func New(addrs []string, opts ...Option) (*Client, error) {
+	o := options{
+		rpcTimeout:     3 * time.Second,
+		connectTimeout: 500 * time.Millisecond,
+		pool:           connpool.IdleConfig{MaxIdlePerAddress: 10, MaxIdleGlobal: 100, MaxIdleTimeout: time.Minute},
+		retries:        2,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("kvclient: no server address")
+	}
+	for _, a := range addrs {
+		// Kitex would take anything that is not host:port for a unix socket path.
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("kvclient: server address %q: %w", a, err)
+		}
+	}
+	if o.retries < 0 {
+		return nil, fmt.Errorf("kvclient: retries must not be negative, got %d", o.retries)
+	}
+
+	// The pool is made here rather than by client.WithLongConnection because the generated
+	// kvservice.Client has no Close: owning the pool is how Close releases the connections
+	// and the pool's idle-sweep goroutine instead of leaving them to a finalizer.
+	pool := remoteconnpool.NewLongPool(serviceName, *connpool.CheckPoolConfig(o.pool))
+	kopts := append([]client.Option{
+		client.WithHostPorts(addrs...),
+		client.WithConnPool(pool),
+		// Metadata (the request id) travels only in TTHeader.
+		client.WithTransportProtocol(transport.TTHeader),
+		client.WithMetaHandler(transmeta.ClientTTHeaderHandler),
+		client.WithRPCTimeout(o.rpcTimeout),
+		client.WithConnectTimeout(o.connectTimeout),
+	}, o.kitex...)
+	raw, err := kvservice.NewClient(serviceName, kopts...)
+	if err != nil {
+		_ = pool.Close()
+		return nil, fmt.Errorf("kvclient: %w", err)
+	}
+	return &Client{raw: raw, pool: pool, retries: o.retries}, nil
+}
+
+// Close closes the pooled connections. Calls made after Close fail.
+func (c *Client) Close() error { return c.pool.Close() }
+
+// Raw returns the generated Kitex client underneath, for per-call options (callopt). Calls
+// made through it bypass this package's request ids, retries and error mapping.
+func (c *Client) Raw() kvservice.Client { return c.raw }
+
+// Put writes one key. After a failure in transport it is retried only if req carries a
+// request_id, which makes the server replay rather than reapply it.
+func (c *Client) Put(ctx context.Context, req *kv.PutRequest) (*kv.PutResponse, error) {
+	return call(ctx, c, "Put", c.raw.Put, req, (*kv.PutRequest).GetRequestId)
+}
+
+// Get reads one key. Reads are retried while the service is unavailable.
+func (c *Client) Get(ctx context.Context, req *kv.GetRequest) (*kv.GetResponse, error) {
+	return call(ctx, c, "Get", c.raw.Get, req, nil)
+}
+
+// Delete deletes one key; retried as Put is.
+func (c *Client) Delete(ctx context.Context, req *kv.DeleteRequest) (*kv.DeleteResponse, error) {
+	return call(ctx, c, "Delete", c.raw.Delete, req, (*kv.DeleteRequest).GetRequestId)
+}
+
+// PutAll writes many keys in one call, ATOMIC or BEST_EFFORT; retried as Put is. A failed
+// ATOMIC write reports every failing key in (*Error).Failed.
+func (c *Client) PutAll(ctx context.Context, req *kv.PutAllRequest) (*kv.PutAllResponse, error) {
+	return call(ctx, c, "PutAll", c.raw.PutAll, req, (*kv.PutAllRequest).GetRequestId)
+}
+
+// GetAll reads many keys as of one revision; retried as Get is.
+func (c *Client) GetAll(ctx context.Context, req *kv.GetAllRequest) (*kv.GetAllResponse, error) {
+	return call(ctx, c, "GetAll", c.raw.GetAll, req, nil)
+}
+
+// DeleteAll deletes many keys in one call; retried as Put is.
+func (c *Client) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (*kv.DeleteAllResponse, error) {
+	return call(ctx, c, "DeleteAll", c.raw.DeleteAll, req, (*kv.DeleteAllRequest).GetRequestId)
+}
+
+// call sends req with send, tagging ctx with a request id if it has none (the same id on
+// every attempt, so the server's logs tie them together), retrying as the request's policy
+// allows, and returning any failure as an *Error. requestID returns a write's idempotency
+// key; it is nil for reads.
+func call[Req comparable, Resp any](ctx context.Context, c *Client, method string,
+	send func(context.Context, Req, ...callopt.Option) (Resp, error), req Req, requestID func(Req) string,
+) (Resp, error) {
+	var zero Resp
+	var none Req
+	if req == none {
+		return zero, &Error{Code: kv.ErrorCode_INVALID_ARGUMENT, Message: method + ": nil request"}
+	}
+	p := retryUnavailable
+	if requestID != nil {
+		p = writePolicy(requestID(req))
+	}
+	if _, ok := reqid.From(ctx); !ok {
+		ctx = reqid.With(ctx, reqid.New())
+	}
+	for attempt := 0; ; attempt++ {
+		resp, err := send(ctx, req)
+		if err == nil {
+			return resp, nil
+		}
+		e := toError(method, err)
+		if attempt >= c.retries || !p.allows(e) || !sleep(ctx, backoff(attempt, e.RetryAfter)) {
+			return zero, e
+		}
+	}
+}
