@@ -78,6 +78,9 @@ struct PutResponse {
     1: i64 version,
     2: bool created,
     3: bool replayed,
+    // The batch size the server's write admission can take now (see the README's admission
+    // model): a client sizing its batches should move toward it.
+    4: i32 suggested_batch,
 }
 
 struct GetRequest {
@@ -98,6 +101,9 @@ struct DeleteRequest {
 struct DeleteResponse {
     1: i64 revision,
     2: bool replayed,
+    // The batch size the server's write admission can take now (see the README's admission
+    // model): a client sizing its batches should move toward it.
+    3: i32 suggested_batch,
 }
 
 struct PutAllRequest {
@@ -107,7 +113,8 @@ struct PutAllRequest {
 }
 
 // PutAllResponse: results line up with the request's entries. revision is the revision of
-// the write (shared by every applied key), 0 when nothing applied. applied counts the keys
+// the write (shared by every applied key), 0 when nothing applied; a BEST_EFFORT batch that
+// admission split into chunks has one revision per chunk, and revision is the last. applied counts the keys
 // written. replayed is true when this is the stored response of an earlier call with the
 // same request_id.
 struct PutAllResponse {
@@ -115,6 +122,12 @@ struct PutAllResponse {
     2: i64 revision,
     3: i32 applied,
     4: bool replayed,
+    // The batch size the server's write admission can take now (see the README's admission
+    // model): a client sizing its batches should move toward it.
+    5: i32 suggested_batch,
+    // When some BEST_EFFORT entries were not admitted in time (code RESOURCE_EXHAUSTED in
+    // their results), how long to wait before resending exactly those.
+    6: i64 retry_after_ms,
 }
 
 struct GetAllRequest {
@@ -146,6 +159,12 @@ struct DeleteAllResponse {
     2: i64 revision,
     3: i32 applied,
     4: bool replayed,
+    // The batch size the server's write admission can take now (see the README's admission
+    // model): a client sizing its batches should move toward it.
+    5: i32 suggested_batch,
+    // When some BEST_EFFORT entries were not admitted in time (code RESOURCE_EXHAUSTED in
+    // their results), how long to wait before resending exactly those.
+    6: i64 retry_after_ms,
 }
 
 service KVService {

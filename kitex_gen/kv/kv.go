@@ -417,9 +417,10 @@ var fieldIDToName_PutRequest = map[int16]string{
 }
 
 type PutResponse struct {
-	Version  int64 `thrift:"version,1" frugal:"1,default,i64" json:"version"`
-	Created  bool  `thrift:"created,2" frugal:"2,default,bool" json:"created"`
-	Replayed bool  `thrift:"replayed,3" frugal:"3,default,bool" json:"replayed"`
+	Version        int64 `thrift:"version,1" frugal:"1,default,i64" json:"version"`
+	Created        bool  `thrift:"created,2" frugal:"2,default,bool" json:"created"`
+	Replayed       bool  `thrift:"replayed,3" frugal:"3,default,bool" json:"replayed"`
+	SuggestedBatch int32 `thrift:"suggested_batch,4" frugal:"4,default,i32" json:"suggested_batch"`
 }
 
 func NewPutResponse() *PutResponse {
@@ -440,6 +441,10 @@ func (p *PutResponse) GetCreated() (v bool) {
 func (p *PutResponse) GetReplayed() (v bool) {
 	return p.Replayed
 }
+
+func (p *PutResponse) GetSuggestedBatch() (v int32) {
+	return p.SuggestedBatch
+}
 func (p *PutResponse) SetVersion(val int64) {
 	p.Version = val
 }
@@ -448,6 +453,9 @@ func (p *PutResponse) SetCreated(val bool) {
 }
 func (p *PutResponse) SetReplayed(val bool) {
 	p.Replayed = val
+}
+func (p *PutResponse) SetSuggestedBatch(val int32) {
+	p.SuggestedBatch = val
 }
 
 func (p *PutResponse) String() string {
@@ -461,6 +469,7 @@ var fieldIDToName_PutResponse = map[int16]string{
 	1: "version",
 	2: "created",
 	3: "replayed",
+	4: "suggested_batch",
 }
 
 type GetRequest struct {
@@ -596,8 +605,9 @@ var fieldIDToName_DeleteRequest = map[int16]string{
 }
 
 type DeleteResponse struct {
-	Revision int64 `thrift:"revision,1" frugal:"1,default,i64" json:"revision"`
-	Replayed bool  `thrift:"replayed,2" frugal:"2,default,bool" json:"replayed"`
+	Revision       int64 `thrift:"revision,1" frugal:"1,default,i64" json:"revision"`
+	Replayed       bool  `thrift:"replayed,2" frugal:"2,default,bool" json:"replayed"`
+	SuggestedBatch int32 `thrift:"suggested_batch,3" frugal:"3,default,i32" json:"suggested_batch"`
 }
 
 func NewDeleteResponse() *DeleteResponse {
@@ -614,11 +624,18 @@ func (p *DeleteResponse) GetRevision() (v int64) {
 func (p *DeleteResponse) GetReplayed() (v bool) {
 	return p.Replayed
 }
+
+func (p *DeleteResponse) GetSuggestedBatch() (v int32) {
+	return p.SuggestedBatch
+}
 func (p *DeleteResponse) SetRevision(val int64) {
 	p.Revision = val
 }
 func (p *DeleteResponse) SetReplayed(val bool) {
 	p.Replayed = val
+}
+func (p *DeleteResponse) SetSuggestedBatch(val int32) {
+	p.SuggestedBatch = val
 }
 
 func (p *DeleteResponse) String() string {
@@ -631,6 +648,7 @@ func (p *DeleteResponse) String() string {
 var fieldIDToName_DeleteResponse = map[int16]string{
 	1: "revision",
 	2: "replayed",
+	3: "suggested_batch",
 }
 
 type PutAllRequest struct {
@@ -690,10 +708,12 @@ var fieldIDToName_PutAllRequest = map[int16]string{
 }
 
 type PutAllResponse struct {
-	Results  []*KeyStatus `thrift:"results,1" frugal:"1,default,list<KeyStatus>" json:"results"`
-	Revision int64        `thrift:"revision,2" frugal:"2,default,i64" json:"revision"`
-	Applied  int32        `thrift:"applied,3" frugal:"3,default,i32" json:"applied"`
-	Replayed bool         `thrift:"replayed,4" frugal:"4,default,bool" json:"replayed"`
+	Results        []*KeyStatus `thrift:"results,1" frugal:"1,default,list<KeyStatus>" json:"results"`
+	Revision       int64        `thrift:"revision,2" frugal:"2,default,i64" json:"revision"`
+	Applied        int32        `thrift:"applied,3" frugal:"3,default,i32" json:"applied"`
+	Replayed       bool         `thrift:"replayed,4" frugal:"4,default,bool" json:"replayed"`
+	SuggestedBatch int32        `thrift:"suggested_batch,5" frugal:"5,default,i32" json:"suggested_batch"`
+	RetryAfterMs   int64        `thrift:"retry_after_ms,6" frugal:"6,default,i64" json:"retry_after_ms"`
 }
 
 func NewPutAllResponse() *PutAllResponse {
@@ -718,6 +738,14 @@ func (p *PutAllResponse) GetApplied() (v int32) {
 func (p *PutAllResponse) GetReplayed() (v bool) {
 	return p.Replayed
 }
+
+func (p *PutAllResponse) GetSuggestedBatch() (v int32) {
+	return p.SuggestedBatch
+}
+
+func (p *PutAllResponse) GetRetryAfterMs() (v int64) {
+	return p.RetryAfterMs
+}
 func (p *PutAllResponse) SetResults(val []*KeyStatus) {
 	p.Results = val
 }
@@ -729,6 +757,12 @@ func (p *PutAllResponse) SetApplied(val int32) {
 }
 func (p *PutAllResponse) SetReplayed(val bool) {
 	p.Replayed = val
+}
+func (p *PutAllResponse) SetSuggestedBatch(val int32) {
+	p.SuggestedBatch = val
+}
+func (p *PutAllResponse) SetRetryAfterMs(val int64) {
+	p.RetryAfterMs = val
 }
 
 func (p *PutAllResponse) String() string {
@@ -743,6 +777,8 @@ var fieldIDToName_PutAllResponse = map[int16]string{
 	2: "revision",
 	3: "applied",
 	4: "replayed",
+	5: "suggested_batch",
+	6: "retry_after_ms",
 }
 
 type GetAllRequest struct {
@@ -916,10 +952,12 @@ var fieldIDToName_DeleteAllRequest = map[int16]string{
 }
 
 type DeleteAllResponse struct {
-	Results  []*KeyStatus `thrift:"results,1" frugal:"1,default,list<KeyStatus>" json:"results"`
-	Revision int64        `thrift:"revision,2" frugal:"2,default,i64" json:"revision"`
-	Applied  int32        `thrift:"applied,3" frugal:"3,default,i32" json:"applied"`
-	Replayed bool         `thrift:"replayed,4" frugal:"4,default,bool" json:"replayed"`
+	Results        []*KeyStatus `thrift:"results,1" frugal:"1,default,list<KeyStatus>" json:"results"`
+	Revision       int64        `thrift:"revision,2" frugal:"2,default,i64" json:"revision"`
+	Applied        int32        `thrift:"applied,3" frugal:"3,default,i32" json:"applied"`
+	Replayed       bool         `thrift:"replayed,4" frugal:"4,default,bool" json:"replayed"`
+	SuggestedBatch int32        `thrift:"suggested_batch,5" frugal:"5,default,i32" json:"suggested_batch"`
+	RetryAfterMs   int64        `thrift:"retry_after_ms,6" frugal:"6,default,i64" json:"retry_after_ms"`
 }
 
 func NewDeleteAllResponse() *DeleteAllResponse {
@@ -944,6 +982,14 @@ func (p *DeleteAllResponse) GetApplied() (v int32) {
 func (p *DeleteAllResponse) GetReplayed() (v bool) {
 	return p.Replayed
 }
+
+func (p *DeleteAllResponse) GetSuggestedBatch() (v int32) {
+	return p.SuggestedBatch
+}
+
+func (p *DeleteAllResponse) GetRetryAfterMs() (v int64) {
+	return p.RetryAfterMs
+}
 func (p *DeleteAllResponse) SetResults(val []*KeyStatus) {
 	p.Results = val
 }
@@ -955,6 +1001,12 @@ func (p *DeleteAllResponse) SetApplied(val int32) {
 }
 func (p *DeleteAllResponse) SetReplayed(val bool) {
 	p.Replayed = val
+}
+func (p *DeleteAllResponse) SetSuggestedBatch(val int32) {
+	p.SuggestedBatch = val
+}
+func (p *DeleteAllResponse) SetRetryAfterMs(val int64) {
+	p.RetryAfterMs = val
 }
 
 func (p *DeleteAllResponse) String() string {
@@ -969,6 +1021,8 @@ var fieldIDToName_DeleteAllResponse = map[int16]string{
 	2: "revision",
 	3: "applied",
 	4: "replayed",
+	5: "suggested_batch",
+	6: "retry_after_ms",
 }
 
 type KVError struct {
