@@ -32,6 +32,7 @@ type Config struct {
 	Store       StoreConfig       `yaml:"store"`
 	Limits      LimitsConfig      `yaml:"limits"`
 	Idempotency IdempotencyConfig `yaml:"idempotency"`
+	Limiter     LimiterConfig     `yaml:"limiter"`
 	Log         LogConfig         `yaml:"log"`
 }
 
@@ -67,6 +68,20 @@ type LimitsConfig struct {
 	MaxValueBytes int `yaml:"max_value_bytes"`
 	// MaxBatchEntries is the most entries accepted in one batch.
 	MaxBatchEntries int `yaml:"max_batch_entries"`
+}
+
+// LimiterConfig configures write admission: a token bucket in keys per second whose tokens
+// also size BEST_EFFORT chunks and the suggested_batch of responses. These keys can change at
+// run time (SIGHUP reloads them).
+type LimiterConfig struct {
+	// Rate is the refill rate in keys per second; 0 admits everything.
+	Rate int `yaml:"rate"`
+	// Burst is the bucket's capacity: the largest ATOMIC batch that can ever be admitted.
+	Burst int `yaml:"burst"`
+	// MaxWait bounds how long a write waits for tokens (the call's deadline bounds it too).
+	MaxWait time.Duration `yaml:"max_wait"`
+	// MaxChunk bounds a BEST_EFFORT chunk applied at once.
+	MaxChunk int `yaml:"max_chunk"`
 }
 
 // IdempotencyConfig configures how request_ids of writes are remembered.
@@ -260,6 +275,14 @@ func (c *Config) Validate() error {
 	positive("limits.max_batch_entries", c.Limits.MaxBatchEntries)
 	positiveDuration("idempotency.window", c.Idempotency.Window)
 	positive("idempotency.max_records", c.Idempotency.MaxRecords)
+	if c.Limiter.Rate < 0 {
+		bad("limiter.rate", "must be 0 (unlimited) or positive, got %d", c.Limiter.Rate)
+	}
+	positive("limiter.burst", c.Limiter.Burst)
+	if c.Limiter.MaxWait < 0 {
+		bad("limiter.max_wait", "must not be negative, got %s", c.Limiter.MaxWait)
+	}
+	positive("limiter.max_chunk", c.Limiter.MaxChunk)
 	if _, ok := logLevels[c.Log.Level]; !ok {
 		bad("log.level", "must be one of debug, info, warn, error, got %q", c.Log.Level)
 	}

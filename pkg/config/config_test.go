@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"putallkv/conf"
 )
 
@@ -43,6 +45,7 @@ func TestDefaults(t *testing.T) {
 		Store:       StoreConfig{Shards: 256, SweepInterval: time.Second},
 		Limits:      LimitsConfig{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxBatchEntries: 1000},
 		Idempotency: IdempotencyConfig{Window: 10 * time.Minute, MaxRecords: 100000},
+		Limiter:     LimiterConfig{Rate: 0, Burst: 10000, MaxWait: 100 * time.Millisecond, MaxChunk: 1000},
 		Log:         LogConfig{Level: "info", Format: "text"},
 	}
 	if *c != want {
@@ -53,12 +56,14 @@ func TestDefaults(t *testing.T) {
 // TestDefaultsSetEveryKey keeps conf/putallkv.yaml in step with Config: a field added to
 // Config without a default in the file fails here.
 func TestDefaultsSetEveryKey(t *testing.T) {
-	var c Config
-	if err := decode(&c, conf.Default); err != nil {
+	var file map[string]map[string]any
+	if err := yaml.Unmarshal(conf.Default, &file); err != nil {
 		t.Fatal(err)
 	}
+	var c Config
 	for name, f := range envFields(&c) {
-		if f.v.IsZero() {
+		section, key, _ := strings.Cut(f.key, ".")
+		if _, ok := file[section][key]; !ok {
 			t.Errorf("conf/putallkv.yaml does not set %s (%s)", f.key, name)
 		}
 	}
@@ -251,6 +256,10 @@ func TestValidate(t *testing.T) {
 		{"max_batch_entries negative", func(c *Config) { c.Limits.MaxBatchEntries = -1 }, "config: limits.max_batch_entries: must be positive, got -1"},
 		{"window zero", func(c *Config) { c.Idempotency.Window = 0 }, "config: idempotency.window: must be positive"},
 		{"max_records zero", func(c *Config) { c.Idempotency.MaxRecords = 0 }, "config: idempotency.max_records: must be positive"},
+		{"negative rate", func(c *Config) { c.Limiter.Rate = -1 }, "config: limiter.rate: must be 0 (unlimited) or positive"},
+		{"zero burst", func(c *Config) { c.Limiter.Burst = 0 }, "config: limiter.burst: must be positive"},
+		{"negative max_wait", func(c *Config) { c.Limiter.MaxWait = -time.Second }, "config: limiter.max_wait: must not be negative"},
+		{"zero max_chunk", func(c *Config) { c.Limiter.MaxChunk = 0 }, "config: limiter.max_chunk: must be positive"},
 		{"log level", func(c *Config) { c.Log.Level = "trace" }, `config: log.level: must be one of debug, info, warn, error, got "trace"`},
 		{"log level case", func(c *Config) { c.Log.Level = "INFO" }, "config: log.level:"},
 		{"log format", func(c *Config) { c.Log.Format = "logfmt" }, `config: log.format: must be text or json, got "logfmt"`},
