@@ -26,6 +26,7 @@ type app struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	engine  *store.Memory
+	svc     *service.Service
 	rpcLn   net.Listener
 	rpc     server.Server
 	rpcStop chan error // a value here makes the Kitex server stop gracefully
@@ -54,11 +55,13 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 		},
 		IdempotencyWindow:     cfg.Idempotency.Window,
 		IdempotencyMaxRecords: cfg.Idempotency.MaxRecords,
+		Admission:             admissionSettings(cfg),
 		Registerer:            reg,
 	})
 	if err != nil {
 		return nil, err
 	}
+	a.svc = svc
 	if a.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log); err != nil {
 		return nil, fmt.Errorf("admin.addr: %w", err)
 	}
@@ -69,6 +72,7 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 		server.WithListener(a.rpcLn),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
 		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
+		server.WithEnableContextTimeout(true), // the caller's RPC timeout bounds waits for admission
 		server.WithCodec(rpclimit.New(cfg.Server.MaxRequestBytes)),
 		server.WithExitWaitTime(cfg.Server.ShutdownTimeout),
 		server.WithExitSignal(func() <-chan error { return a.rpcStop }),
@@ -76,6 +80,25 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 	go func() { a.rpcDone <- a.rpc.Run() }()
 	log.Info("putallkv serving", "rpc", a.rpcLn.Addr().String(), "admin", a.admin.Addr().String())
 	return a, nil
+}
+
+func admissionSettings(cfg *config.Config) service.AdmissionSettings {
+	l := cfg.Limiter
+	return service.AdmissionSettings{Rate: float64(l.Rate), Burst: l.Burst, MaxWait: l.MaxWait, MaxChunk: l.MaxChunk}
+}
+
+// reload applies the parts of cfg that can change while serving (the limiter section) and
+// says which other changes need a restart.
+func (a *app) reload(cfg *config.Config) {
+	a.svc.SetAdmission(admissionSettings(cfg))
+	a.log.Info("configuration reloaded", "limiter.rate", cfg.Limiter.Rate, "limiter.burst", cfg.Limiter.Burst,
+		"limiter.max_wait", cfg.Limiter.MaxWait.String(), "limiter.max_chunk", cfg.Limiter.MaxChunk)
+	old := *a.cfg
+	old.Limiter = cfg.Limiter
+	if old != *cfg {
+		a.log.Warn("configuration changes outside the limiter section take effect only after a restart")
+	}
+	a.cfg.Limiter = cfg.Limiter
 }
 
 // rpcAddr is the address the RPC server listens on.

@@ -21,8 +21,9 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
-// run starts the server and serves until SIGINT or SIGTERM, then shuts down gracefully. It
-// returns the process exit code.
+// run starts the server and serves until SIGINT or SIGTERM, then shuts down gracefully; SIGHUP
+// reloads the configuration (the limiter section applies at once). It returns the process exit
+// code.
 func run(args []string) int {
 	cfg, err := config.FromArgs(conf.Default, args, os.Environ())
 	if errors.Is(err, flag.ErrHelp) {
@@ -40,7 +41,21 @@ func run(args []string) int {
 		log.Error("start-up failed", "err", err)
 		return 1
 	}
-	<-ctx.Done()
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP)
+	defer signal.Stop(reload)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-reload:
+			newCfg, err := config.FromArgs(conf.Default, args, os.Environ())
+			if err != nil {
+				log.Error("configuration reload refused; keeping the running configuration", "err", err)
+				continue
+			}
+			a.reload(newCfg)
+		}
+	}
 	log.Info("shutting down", "grace", cfg.Server.ShutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout+time.Second)
 	defer cancel()

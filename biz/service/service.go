@@ -8,12 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/limiter"
 	"putallkv/pkg/store"
 )
 
@@ -38,6 +40,8 @@ type Options struct {
 	IdempotencyWindow time.Duration
 	// IdempotencyMaxRecords bounds the request_ids remembered; the oldest are forgotten first.
 	IdempotencyMaxRecords int
+	// Admission configures write admission; the zero value admits everything.
+	Admission AdmissionSettings
 	// Registerer receives the service's metrics; nil registers them nowhere.
 	Registerer prometheus.Registerer
 	// Now is the clock for TTLs and idempotency windows; nil means time.Now.
@@ -46,11 +50,13 @@ type Options struct {
 
 // Service implements kv.KVService over a store.Engine.
 type Service struct {
-	engine  store.Engine
-	limits  Limits
-	idem    *idempotency
-	now     func() time.Time
-	metrics *metrics
+	engine    store.Engine
+	limits    Limits
+	idem      *idempotency
+	now       func() time.Time
+	metrics   *metrics
+	bucket    *limiter.Bucket
+	admission atomic.Pointer[AdmissionSettings]
 }
 
 var _ kv.KVService = (*Service)(nil)
@@ -73,8 +79,17 @@ func New(engine store.Engine, opts Options) (*Service, error) {
 		limits: l,
 		idem:   newIdempotency(opts.IdempotencyWindow, opts.IdempotencyMaxRecords, now),
 		now:    now,
+		bucket: limiter.New(0, 1, now),
 	}
-	m, err := newMetrics(opts.Registerer, engine, s.idem)
+	a := opts.Admission
+	if a.Burst <= 0 {
+		a.Burst = l.MaxBatchEntries
+	}
+	if a.MaxChunk <= 0 {
+		a.MaxChunk = l.MaxBatchEntries
+	}
+	s.SetAdmission(a)
+	m, err := newMetrics(opts.Registerer, engine, s.idem, s.bucket)
 	if err != nil {
 		return nil, err
 	}
@@ -213,23 +228,25 @@ func storeCode(c store.Code) kv.ErrorCode {
 // batchResult is the outcome of a multi-key write in API terms.
 type batchResult struct {
 	statuses []*kv.KeyStatus
-	outcome  store.Outcome
+	// revision is the revision of the last chunk applied (every chunk's keys share one).
+	revision int64
+	applied  int
+	// retryAfter is set when BEST_EFFORT entries were not admitted in time.
+	retryAfter time.Duration
 }
 
-// apply runs validated writes against the engine. An ATOMIC batch with a failing precondition
-// is an error whose failed lists every failing key; a BEST_EFFORT batch never is.
-func (s *Service) apply(mode store.Mode, writes []store.Write) (batchResult, error) {
+// apply runs validated writes against the engine and fills statuses (one per write). An ATOMIC
+// batch with a failing precondition is an error whose failed lists every failing key; a
+// BEST_EFFORT batch never is.
+func (s *Service) apply(mode store.Mode, writes []store.Write, statuses []*kv.KeyStatus) (store.Outcome, error) {
 	results := make([]store.Result, len(writes))
 	out, err := s.engine.Apply(mode, writes, results)
 	if err != nil {
 		if dup, ok := errors.AsType[*store.DuplicateKeyError](err); ok {
-			e := kvError(kv.ErrorCode_INVALID_ARGUMENT, "key %q appears more than once; a key may appear once per request", dup.Key)
-			e.Failed = []*kv.KeyStatus{{Key: dup.Key, Code: kv.ErrorCode_INVALID_ARGUMENT}}
-			return batchResult{}, e
+			return store.Outcome{}, duplicateKeyError(dup.Key)
 		}
-		return batchResult{}, kvError(kv.ErrorCode_INTERNAL, "store: %v", err)
+		return store.Outcome{}, kvError(kv.ErrorCode_INTERNAL, "store: %v", err)
 	}
-	statuses := make([]*kv.KeyStatus, len(writes))
 	var failed []*kv.KeyStatus
 	for i, r := range results {
 		st := &kv.KeyStatus{Key: writes[i].Key, Code: storeCode(r.Code), Version: r.Version}
@@ -243,16 +260,42 @@ func (s *Service) apply(mode store.Mode, writes []store.Write) (batchResult, err
 		e := kvError(first.Code, "atomic write applied nothing: %d of %d entries failed their precondition (first: key %q: %s)",
 			len(failed), len(writes), first.Key, first.Code)
 		e.Failed = failed
-		return batchResult{}, e
+		return store.Outcome{}, e
 	}
-	return batchResult{statuses: statuses, outcome: out}, nil
+	return out, nil
 }
 
-// single runs one write as a batch of one and turns a failed precondition into an error.
-func (s *Service) single(w write) (store.Result, int64, error) {
+func duplicateKeyError(key string) *kv.KVError {
+	e := kvError(kv.ErrorCode_INVALID_ARGUMENT, "key %q appears more than once; a key may appear once per request", key)
+	e.Failed = []*kv.KeyStatus{{Key: key, Code: kv.ErrorCode_INVALID_ARGUMENT}}
+	return e
+}
+
+// write admits and applies a validated multi-key write: ATOMIC as one admission of every key,
+// BEST_EFFORT in chunks sized by the tokens in hand.
+func (s *Service) write(ctx context.Context, mode store.Mode, writes []store.Write) (batchResult, error) {
+	statuses := make([]*kv.KeyStatus, len(writes))
+	if mode == store.BestEffort && !s.bucket.Unlimited() {
+		return s.writeChunked(ctx, writes, statuses)
+	}
+	if err := s.admit(ctx, len(writes), mode.String()); err != nil {
+		return batchResult{}, err
+	}
+	out, err := s.apply(mode, writes, statuses)
+	if err != nil {
+		return batchResult{}, err
+	}
+	return batchResult{statuses: statuses, revision: out.Revision, applied: out.Applied}, nil
+}
+
+// single admits and runs one write, and turns a failed precondition into an error.
+func (s *Service) single(ctx context.Context, w write) (store.Result, int64, error) {
 	sw, code, msg := s.toStoreWrite(w, s.now().UnixMilli())
 	if code != kv.ErrorCode_OK {
 		return store.Result{}, 0, kvError(code, "%s", msg)
+	}
+	if err := s.admit(ctx, 1, "single"); err != nil {
+		return store.Result{}, 0, err
 	}
 	results := make([]store.Result, 1)
 	out, err := s.engine.Apply(store.Atomic, []store.Write{sw}, results)
@@ -353,13 +396,17 @@ func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResp
 			return h.sum()
 		},
 		func() (*kv.PutResponse, error) {
-			r, _, err := s.single(w)
+			r, _, err := s.single(ctx, w)
 			if err != nil {
 				return nil, err
 			}
-			return &kv.PutResponse{Version: r.Version, Created: r.Created}, nil
+			return &kv.PutResponse{Version: r.Version, Created: r.Created, SuggestedBatch: s.suggest()}, nil
 		},
-		func(r *kv.PutResponse) *kv.PutResponse { c := *r; c.Replayed = true; return &c })
+		func(r *kv.PutResponse) *kv.PutResponse {
+			c := *r
+			c.Replayed, c.SuggestedBatch = true, s.suggest()
+			return &c
+		})
 }
 
 // Get reads one key; an absent or expired key is NOT_FOUND.
@@ -392,13 +439,17 @@ func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.D
 			return h.sum()
 		},
 		func() (*kv.DeleteResponse, error) {
-			_, rev, err := s.single(w)
+			_, rev, err := s.single(ctx, w)
 			if err != nil {
 				return nil, err
 			}
-			return &kv.DeleteResponse{Revision: rev}, nil
+			return &kv.DeleteResponse{Revision: rev, SuggestedBatch: s.suggest()}, nil
 		},
-		func(r *kv.DeleteResponse) *kv.DeleteResponse { c := *r; c.Replayed = true; return &c })
+		func(r *kv.DeleteResponse) *kv.DeleteResponse {
+			c := *r
+			c.Replayed, c.SuggestedBatch = true, s.suggest()
+			return &c
+		})
 }
 
 // PutAll writes many keys, atomically or key by key.
@@ -430,13 +481,18 @@ func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.P
 			return h.sum()
 		},
 		func() (*kv.PutAllResponse, error) {
-			r, err := s.apply(mode, writes)
+			r, err := s.write(ctx, mode, writes)
 			if err != nil {
 				return nil, err
 			}
-			return &kv.PutAllResponse{Results: r.statuses, Revision: r.outcome.Revision, Applied: int32(r.outcome.Applied)}, nil
+			return &kv.PutAllResponse{Results: r.statuses, Revision: r.revision, Applied: int32(r.applied),
+				RetryAfterMs: retryAfterMs(r.retryAfter), SuggestedBatch: s.suggest()}, nil
 		},
-		func(r *kv.PutAllResponse) *kv.PutAllResponse { c := *r; c.Replayed = true; return &c })
+		func(r *kv.PutAllResponse) *kv.PutAllResponse {
+			c := *r
+			c.Replayed, c.SuggestedBatch = true, s.suggest()
+			return &c
+		})
 }
 
 // GetAll reads many keys as of one revision.
@@ -485,11 +541,16 @@ func (s *Service) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (resp
 			return h.sum()
 		},
 		func() (*kv.DeleteAllResponse, error) {
-			r, err := s.apply(mode, writes)
+			r, err := s.write(ctx, mode, writes)
 			if err != nil {
 				return nil, err
 			}
-			return &kv.DeleteAllResponse{Results: r.statuses, Revision: r.outcome.Revision, Applied: int32(r.outcome.Applied)}, nil
+			return &kv.DeleteAllResponse{Results: r.statuses, Revision: r.revision, Applied: int32(r.applied),
+				RetryAfterMs: retryAfterMs(r.retryAfter), SuggestedBatch: s.suggest()}, nil
 		},
-		func(r *kv.DeleteAllResponse) *kv.DeleteAllResponse { c := *r; c.Replayed = true; return &c })
+		func(r *kv.DeleteAllResponse) *kv.DeleteAllResponse {
+			c := *r
+			c.Replayed, c.SuggestedBatch = true, s.suggest()
+			return &c
+		})
 }
