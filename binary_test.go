@@ -35,12 +35,13 @@ func buildBinaries(t *testing.T) (server, ctl string) {
 
 var servingLine = regexp.MustCompile(`msg="putallkv serving" rpc=(\S+) admin=(\S+)`)
 
-// startBinary starts the server binary with a config file on ephemeral ports and returns the
-// process, its RPC address and a channel with the rest of its log.
-func startBinary(t *testing.T, server string) (*exec.Cmd, string, <-chan string) {
+// baseConf puts the server on ephemeral loopback ports.
+const baseConf = "server:\n  addr: 127.0.0.1:0\n  shutdown_timeout: 5s\nadmin:\n  addr: 127.0.0.1:0\n"
+
+// startBinary starts the server binary with confFile holding conf and returns the process, its
+// RPC address and a channel with the rest of its log.
+func startBinary(t *testing.T, server, confFile, conf string) (*exec.Cmd, string, <-chan string) {
 	t.Helper()
-	confFile := filepath.Join(t.TempDir(), "putallkv.yaml")
-	conf := "server:\n  addr: 127.0.0.1:0\n  shutdown_timeout: 5s\nadmin:\n  addr: 127.0.0.1:0\n"
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +53,15 @@ func startBinary(t *testing.T, server string) (*exec.Cmd, string, <-chan string)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	lines := make(chan string, 64)
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
+		for range lines { // let the log reader finish
+		}
 	})
-	lines := make(chan string, 64)
 	sc := bufio.NewScanner(stderr)
 	var addr string
 	for sc.Scan() {
@@ -121,7 +124,7 @@ func decodeResults(t *testing.T, out string) []ctlResult {
 // it with SIGTERM.
 func TestBinaryServesAndStopsCleanly(t *testing.T) {
 	server, bin := buildBinaries(t)
-	cmd, addr, logs := startBinary(t, server)
+	cmd, addr, logs := startBinary(t, server, filepath.Join(t.TempDir(), "putallkv.yaml"), baseConf)
 
 	var lines strings.Builder
 	keys := make([]string, 16)
@@ -192,6 +195,41 @@ func TestBinaryRefusesBadConfig(t *testing.T) {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), key) {
 			t.Errorf("%s: exit %v, output %q; want exit 2 naming %s", env, err, out, key)
+		}
+	}
+}
+
+// TestBinaryReloadsLimiterOnSIGHUP starts the server with a bucket of one token, sees a second
+// write refused, rewrites the file to lift the limit, sends SIGHUP and sees writes admitted.
+func TestBinaryReloadsLimiterOnSIGHUP(t *testing.T) {
+	server, bin := buildBinaries(t)
+	confFile := filepath.Join(t.TempDir(), "putallkv.yaml")
+	cmd, addr, logs := startBinary(t, server, confFile, baseConf+"limiter:\n  rate: 1\n  burst: 1\n  max_wait: 0s\n")
+	if _, errOut, code := ctl(t, bin, addr, "", "put", "a", "1"); code != 0 {
+		t.Fatalf("first put: exit %d %s", code, errOut)
+	}
+	if _, errOut, code := ctl(t, bin, addr, "", "put", "b", "1"); code != 1 || !strings.Contains(errOut, "RESOURCE_EXHAUSTED") {
+		t.Fatalf("second put: exit %d %q; want RESOURCE_EXHAUSTED", code, errOut)
+	}
+	if err := os.WriteFile(confFile, []byte(baseConf+"limiter:\n  rate: 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	reloaded := false
+	for l := range logs {
+		if strings.Contains(l, "configuration reloaded") {
+			reloaded = strings.Contains(l, "limiter.rate=0")
+			break
+		}
+	}
+	if !reloaded {
+		t.Fatal("no reload log line with limiter.rate=0 after SIGHUP")
+	}
+	for i := range 5 {
+		if _, errOut, code := ctl(t, bin, addr, "", "put", fmt.Sprint("c", i), "1"); code != 0 {
+			t.Fatalf("put after reload: exit %d %s", code, errOut)
 		}
 	}
 }
