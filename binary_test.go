@@ -71,6 +71,7 @@ func startBinary(t *testing.T, server, confFile, conf string) (*exec.Cmd, string
 		}
 	}
 	if addr == "" {
+		close(lines)
 		t.Fatalf("putallkv exited without serving: %v", sc.Err())
 	}
 	go func() {
