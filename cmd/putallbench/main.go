@@ -1,0 +1,188 @@
+// Command putallbench is putallkv's load generator. It drives one target (putallkv over RPC,
+// over the HTTP gateway, through the SDK's Batcher, or a Redis server) with a workload of
+// batch writes and reads, in steps of concurrency or of target rate, and reports per step the
+// keys/s, calls/s, latency percentiles and errors by code, as a table or as JSON.
+//
+// With --rate the load is open-loop: operations are scheduled at fixed intervals and their
+// latency is measured from the scheduled start, so a slow server cannot hide its queueing
+// (no coordinated omission).
+//
+// `putallbench serve` runs an empty KVService on Kitex, the framework's own ceiling for a
+// request of the same shape.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// config is the whole workload of one run.
+type config struct {
+	target      string
+	addr        string
+	mode        string
+	steps       []int     // concurrency per step
+	rates       []float64 // target ops/s per step (open loop); empty = closed loop
+	batch       int
+	valueSize   int
+	keySpace    int
+	requests    int
+	duration    time.Duration
+	readRatio   float64
+	pipeline    int
+	seed        uint64
+	jsonOut     bool
+	timeout     time.Duration
+	description string
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "serve" {
+		return serve(ctx, args[1:], stderr)
+	}
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "putallbench: %v\n", err)
+		return 2
+	}
+	t, err := newTarget(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "putallbench: %v\n", err)
+		return 1
+	}
+	defer t.close()
+	var results []stepResult
+	for i, conc := range cfg.steps {
+		var rate float64
+		if len(cfg.rates) > 0 {
+			rate = cfg.rates[i]
+		}
+		r, err := runStep(ctx, cfg, t, conc, rate, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "putallbench: %v\n", err)
+			return 1
+		}
+		results = append(results, r)
+	}
+	if cfg.jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(report{Target: cfg.target, Description: cfg.description, Batch: cfg.opKeys(),
+			ValueSize: cfg.valueSize, Steps: results}); err != nil {
+			fmt.Fprintf(stderr, "putallbench: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	printTable(stdout, cfg, results)
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("putallbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &config{}
+	var steps, rates string
+	var seed int64
+	fs.StringVar(&c.target, "target", "rpc", "rpc | http | batcher | redis")
+	fs.StringVar(&c.addr, "addr", "", "target address HOST:PORT (default: 127.0.0.1:8888 rpc/batcher, :8080 http, :6379 redis)")
+	fs.StringVar(&c.mode, "mode", "atomic", "putallkv write mode: atomic | best_effort")
+	fs.StringVar(&steps, "steps", "50", "concurrency per step, comma-separated (e.g. 1,10,50,100)")
+	fs.StringVar(&rates, "rate", "", "target operations/s per step, comma-separated (open loop); empty = closed loop")
+	fs.IntVar(&c.batch, "batch", 16, "keys per operation (batcher: ignored, one key per Put)")
+	fs.IntVar(&c.valueSize, "value-size", 64, "bytes per value")
+	fs.IntVar(&c.keySpace, "keys", 100_000, "size of the key space")
+	fs.IntVar(&c.requests, "requests", 0, "operations per step (0 = run for --duration)")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "length of a step when --requests is 0")
+	fs.Float64Var(&c.readRatio, "read-ratio", 0, "fraction of operations that read (GetAll / MGET) instead of write")
+	fs.IntVar(&c.pipeline, "pipeline", 1, "redis: commands per pipelined round trip")
+	fs.Int64Var(&seed, "seed", 1, "seed of the key choice")
+	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of a table")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "per-operation timeout")
+	fs.StringVar(&c.description, "describe", "", "free text copied into the report (e.g. the server's configuration)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c.seed = uint64(seed)
+	var err error
+	if c.steps, err = parseList(steps, strconv.Atoi); err != nil || len(c.steps) == 0 {
+		return nil, fmt.Errorf("--steps: want comma-separated positive integers, got %q", steps)
+	}
+	if rates != "" {
+		if c.rates, err = parseList(rates, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }); err != nil {
+			return nil, fmt.Errorf("--rate: %v", err)
+		}
+		if len(c.rates) == 1 {
+			for len(c.rates) < len(c.steps) {
+				c.rates = append(c.rates, c.rates[0])
+			}
+		}
+		for len(c.steps) < len(c.rates) {
+			c.steps = append(c.steps, c.steps[len(c.steps)-1])
+		}
+		if len(c.rates) != len(c.steps) {
+			return nil, errors.New("--rate and --steps must have the same number of steps (or one of them one)")
+		}
+	}
+	switch {
+	case c.batch < 1 || c.valueSize < 0 || c.keySpace < c.batch*c.pipeline:
+		return nil, errors.New("--batch must be positive, --value-size not negative, --keys at least --batch")
+	case c.readRatio < 0 || c.readRatio > 1:
+		return nil, errors.New("--read-ratio must be between 0 and 1")
+	case c.requests < 0 || (c.requests == 0 && c.duration <= 0):
+		return nil, errors.New("give a positive --requests or --duration")
+	case c.pipeline < 1:
+		return nil, errors.New("--pipeline must be at least 1")
+	case c.mode != "atomic" && c.mode != "best_effort":
+		return nil, fmt.Errorf("--mode must be atomic or best_effort, got %q", c.mode)
+	}
+	if c.addr == "" {
+		c.addr = map[string]string{"rpc": "127.0.0.1:8888", "batcher": "127.0.0.1:8888", "http": "127.0.0.1:8080", "redis": "127.0.0.1:6379"}[c.target]
+	}
+	return c, nil
+}
+
+func parseList[T int | float64](s string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	for _, f := range strings.Split(s, ",") {
+		v, err := parse(strings.TrimSpace(f))
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("bad value %q", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// opKeys is the number of keys one operation carries.
+func (c *config) opKeys() int {
+	switch c.target {
+	case "batcher":
+		return 1
+	case "redis":
+		return c.batch * c.pipeline
+	}
+	return c.batch
+}

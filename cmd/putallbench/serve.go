@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/cloudwego/kitex/pkg/rpcinfo"
+	"github.com/cloudwego/kitex/pkg/transmeta"
+	"github.com/cloudwego/kitex/server"
+
+	"putallkv/kitex_gen/kv"
+	"putallkv/kitex_gen/kv/kvservice"
+)
+
+// emptyKV answers every call at once with an empty response: with the same Kitex options as
+// putallkv, it measures what the framework alone costs for a request of the same shape.
+type emptyKV struct{}
+
+func (emptyKV) Put(context.Context, *kv.PutRequest) (*kv.PutResponse, error) {
+	return &kv.PutResponse{}, nil
+}
+func (emptyKV) Get(context.Context, *kv.GetRequest) (*kv.GetResponse, error) {
+	return &kv.GetResponse{Item: &kv.Item{}}, nil
+}
+func (emptyKV) Delete(context.Context, *kv.DeleteRequest) (*kv.DeleteResponse, error) {
+	return &kv.DeleteResponse{}, nil
+}
+
+// PutAll reports every entry applied, so the load generator counts its keys as written.
+func (emptyKV) PutAll(_ context.Context, req *kv.PutAllRequest) (*kv.PutAllResponse, error) {
+	return &kv.PutAllResponse{Applied: int32(len(req.Entries))}, nil
+}
+func (emptyKV) GetAll(context.Context, *kv.GetAllRequest) (*kv.GetAllResponse, error) {
+	return &kv.GetAllResponse{}, nil
+}
+func (emptyKV) DeleteAll(_ context.Context, req *kv.DeleteAllRequest) (*kv.DeleteAllResponse, error) {
+	return &kv.DeleteAllResponse{Applied: int32(len(req.Entries))}, nil
+}
+
+// serve runs the empty KVService until ctx ends.
+func serve(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("putallbench serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8899", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "putallbench serve: %v\n", err)
+		return 1
+	}
+	stop := make(chan error, 1)
+	svr := kvservice.NewServer(&emptyKV{},
+		server.WithListener(ln),
+		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv-empty"}),
+		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
+		server.WithExitSignal(func() <-chan error { return stop }),
+	)
+	done := make(chan error, 1)
+	go func() { done <- svr.Run() }()
+	fmt.Fprintf(stderr, "putallbench serve: empty KVService on %s\n", ln.Addr())
+	select {
+	case <-ctx.Done():
+		stop <- nil
+		err = <-done
+	case err = <-done:
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "putallbench serve: %v\n", err)
+		return 1
+	}
+	return 0
+}

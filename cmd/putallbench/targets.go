@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/kvclient"
+)
+
+// target is a system under load: one operation writes or reads a set of distinct keys.
+type target interface {
+	write(ctx context.Context, keys []string, value []byte) error
+	read(ctx context.Context, keys []string) error
+	// code names an operation's error for the report.
+	code(err error) string
+	close() error
+}
+
+func newTarget(cfg *config) (target, error) {
+	switch cfg.target {
+	case "rpc":
+		c, err := kvclient.New([]string{cfg.addr}, kvclient.WithRPCTimeout(cfg.timeout), kvclient.WithPool(1024, 1024, time.Minute))
+		if err != nil {
+			return nil, err
+		}
+		return &rpcTarget{c: c, mode: writeMode(cfg.mode)}, nil
+	case "http":
+		return newHTTPTarget(cfg), nil
+	case "redis":
+		return newRedisTarget(cfg), nil
+	}
+	return nil, fmt.Errorf("--target must be rpc, http, batcher or redis, got %q", cfg.target)
+}
+
+func writeMode(m string) kv.WriteMode {
+	if m == "best_effort" {
+		return kv.WriteMode_BEST_EFFORT
+	}
+	return kv.WriteMode_ATOMIC
+}
+
+// rpcTarget is putallkv over Kitex through the SDK: PutAll and GetAll.
+type rpcTarget struct {
+	c    *kvclient.Client
+	mode kv.WriteMode
+}
+
+func (t *rpcTarget) write(ctx context.Context, keys []string, value []byte) error {
+	req := &kv.PutAllRequest{Mode: t.mode, Entries: make([]*kv.Entry, len(keys))}
+	for i, k := range keys {
+		req.Entries[i] = &kv.Entry{Key: k, Value: value}
+	}
+	resp, err := t.c.PutAll(ctx, req)
+	if err == nil && int(resp.Applied) != len(keys) {
+		return fmt.Errorf("%d of %d keys applied", resp.Applied, len(keys))
+	}
+	return err
+}
+
+func (t *rpcTarget) read(ctx context.Context, keys []string) error {
+	_, err := t.c.GetAll(ctx, &kv.GetAllRequest{Keys: keys})
+	return err
+}
+
+func (t *rpcTarget) code(err error) string { return putallkvCode(err) }
+func (t *rpcTarget) close() error          { return t.c.Close() }
+
+func putallkvCode(err error) string {
+	var e *kvclient.Error
+	if errors.As(err, &e) {
+		return e.Code.String()
+	}
+	return "PARTIAL"
+}
+
+// httpTarget is putallkv through the HTTP gateway: POST /v1/kv:putAll and /v1/kv:getAll.
+type httpTarget struct {
+	base string
+	mode string
+	c    *http.Client
+}
+
+func newHTTPTarget(cfg *config) *httpTarget {
+	tr := &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute,
+		DialContext: (&net.Dialer{Timeout: time.Second}).DialContext}
+	return &httpTarget{base: "http://" + cfg.addr, mode: cfg.mode, c: &http.Client{Transport: tr}}
+}
+
+type httpEntry struct {
+	Key         string `json:"key"`
+	ValueBase64 string `json:"value_base64"`
+}
+
+func (t *httpTarget) write(ctx context.Context, keys []string, value []byte) error {
+	v := base64.StdEncoding.EncodeToString(value)
+	entries := make([]httpEntry, len(keys))
+	for i, k := range keys {
+		entries[i] = httpEntry{Key: k, ValueBase64: v}
+	}
+	return t.post(ctx, "/v1/kv:putAll", map[string]any{"mode": t.mode, "entries": entries})
+}
+
+func (t *httpTarget) read(ctx context.Context, keys []string) error {
+	return t.post(ctx, "/v1/kv:getAll", map[string]any{"keys": keys})
+}
+
+// httpStatusError is a non-2xx answer.
+type httpStatusError struct{ status int }
+
+func (e httpStatusError) Error() string { return fmt.Sprintf("HTTP %d", e.status) }
+
+func (t *httpTarget) post(ctx context.Context, path string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.base+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := t.c.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return httpStatusError{resp.StatusCode}
+	}
+	return nil
+}
+
+func (t *httpTarget) code(err error) string {
+	var se httpStatusError
+	if errors.As(err, &se) {
+		return fmt.Sprint("HTTP_", se.status)
+	}
+	return "TRANSPORT"
+}
+
+func (t *httpTarget) close() error {
+	t.c.CloseIdleConnections()
+	return nil
+}
+
+// redisTarget is a Redis server through go-redis: MSET / MGET for batches (SET / GET for
+// one key). With --pipeline above 1 an operation is that many commands of --batch keys each,
+// sent in one round trip.
+type redisTarget struct {
+	c        *redis.Client
+	batch    int
+	pipeline int
+}
+
+func newRedisTarget(cfg *config) *redisTarget {
+	return &redisTarget{
+		c: redis.NewClient(&redis.Options{Addr: cfg.addr, PoolSize: max(10, 2*maxStep(cfg.steps)),
+			ReadTimeout: cfg.timeout, WriteTimeout: cfg.timeout}),
+		batch:    cfg.batch,
+		pipeline: cfg.pipeline,
+	}
+}
+
+func maxStep(steps []int) int {
+	m := 0
+	for _, s := range steps {
+		m = max(m, s)
+	}
+	return m
+}
+
+func (t *redisTarget) write(ctx context.Context, keys []string, value []byte) error {
+	if t.pipeline == 1 {
+		return t.writeCmd(ctx, t.c, keys, value).Err()
+	}
+	_, err := t.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := 0; i < len(keys); i += t.batch {
+			t.writeCmd(ctx, p, keys[i:i+t.batch], value)
+		}
+		return nil
+	})
+	return err
+}
+
+func (t *redisTarget) writeCmd(ctx context.Context, c redis.Cmdable, keys []string, value []byte) redis.Cmder {
+	if len(keys) == 1 {
+		return c.Set(ctx, keys[0], value, 0)
+	}
+	pairs := make([]any, 0, 2*len(keys))
+	for _, k := range keys {
+		pairs = append(pairs, k, value)
+	}
+	return c.MSet(ctx, pairs...)
+}
+
+func (t *redisTarget) read(ctx context.Context, keys []string) error {
+	if len(keys) == 1 {
+		err := t.c.Get(ctx, keys[0]).Err()
+		if errors.Is(err, redis.Nil) {
+			return nil
+		}
+		return err
+	}
+	return t.c.MGet(ctx, keys...).Err()
+}
+
+func (t *redisTarget) code(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timeout") {
+		return "TIMEOUT"
+	}
+	return "REDIS_ERROR"
+}
+
+func (t *redisTarget) close() error { return t.c.Close() }
