@@ -4,7 +4,9 @@
 #   ./build.sh run      build, then run the server in the foreground on the embedded default
 #                       configuration (extra arguments go to putallkv, e.g. -conf FILE)
 #   ./build.sh test     gofmt check, go vet, and the whole test suite under -race
-#   ./build.sh bench    the store benchmarks (PutAll of 16 vs 16 single puts)
+#   ./build.sh bench    the standard comparison: putallkv vs Redis vs an empty Kitex handler
+#                       (script/bench.sh; installs redis-server if missing), then the store's
+#                       Go benchmarks
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -41,6 +43,6 @@ case "$cmd" in
   build) build ;;
   run) build; exec output/bin/putallkv "$@" ;;
   test) run_tests ;;
-  bench) need_go; go test -run '^$' -bench . -benchmem -count 1 ./pkg/store/ ;;
+  bench) need_go; script/bench.sh; go test -run '^$' -bench . -benchmem -count 1 ./pkg/store/ ;;
   *) echo "usage: ./build.sh [build|run|test|bench]" >&2; exit 2 ;;
 esac

@@ -8,7 +8,8 @@
 // (no coordinated omission).
 //
 // `putallbench serve` runs an empty KVService on Kitex, the framework's own ceiling for a
-// request of the same shape.
+// request of the same shape; `putallbench compare A.json B.json...` prints --json reports side
+// by side as ratios to the first.
 package main
 
 import (
@@ -53,8 +54,13 @@ type config struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "serve" {
-		return serve(ctx, args[1:], stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "serve":
+			return serve(ctx, args[1:], stderr)
+		case "compare":
+			return compare(args[1:], stdout, stderr)
+		}
 	}
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {

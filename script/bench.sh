@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The standard comparison on this machine (./build.sh bench): starts putallkv, an empty Kitex
+# handler (the framework's ceiling) and a Redis server on loopback ports, drives each with the
+# same putallbench workload one after the other, and prints the figures side by side as ratios.
+# Redis is installed through apt-get when it is missing (as root).
+#
+# Environment: BENCH_DURATION (default 10s per run), BENCH_CONCURRENCY (default 50),
+# BENCH_BATCH (default 16), BENCH_VALUE (default 64 bytes). Reports land in output/bench/.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+duration=${BENCH_DURATION:-10s}
+conc=${BENCH_CONCURRENCY:-50}
+batch=${BENCH_BATCH:-16}
+value=${BENCH_VALUE:-64}
+rpc_port=18888 admin_port=19100 empty_port=18899 redis_port=16379
+
+./build.sh
+go build -o output/bin/putallbench ./cmd/putallbench
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "bench: installing redis-server" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+
+out=output/bench
+work=$(mktemp -d)
+mkdir -p "$out"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# wait_port PORT: until something listens on 127.0.0.1:PORT (at most 10s).
+wait_port() {
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench: nothing listens on 127.0.0.1:$1" >&2; return 1
+}
+
+PUTALLKV_SERVER_ADDR=127.0.0.1:$rpc_port PUTALLKV_ADMIN_ADDR=127.0.0.1:$admin_port \
+  output/bin/putallkv 2>"$work/putallkv.log" & pids+=($!)
+output/bin/putallbench serve --addr 127.0.0.1:$empty_port 2>"$work/empty.log" & pids+=($!)
+redis-server --bind 127.0.0.1 --port $redis_port --save '' --appendonly no --dir "$work" \
+  >"$work/redis.log" 2>&1 & pids+=($!)
+for p in $rpc_port $empty_port $redis_port; do wait_port "$p"; done
+
+bench() { # bench NAME DESCRIPTION ARGS...
+  local name=$1 desc=$2; shift 2
+  echo "bench: $desc" >&2
+  output/bin/putallbench --steps "$conc" --batch "$batch" --value-size "$value" --duration "$duration" \
+    --json --describe "$desc" "$@" >"$out/$name.json"
+}
+bench redis "redis MSET, persistence off" --target redis --addr 127.0.0.1:$redis_port
+bench rpc "putallkv PutAll over RPC, memory only" --target rpc --addr 127.0.0.1:$rpc_port
+bench empty "empty Kitex handler" --target rpc --addr 127.0.0.1:$empty_port
+
+echo
+echo "$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB; $conc callers, $batch keys of $value bytes per call, $duration per run"
+output/bin/putallbench compare "$out/redis.json" "$out/rpc.json" "$out/empty.json"
