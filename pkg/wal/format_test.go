@@ -1,0 +1,353 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// logWithFile returns a directory holding one segment file with the given contents.
+func logWithFile(t *testing.T, name string, data []byte) (dir, path string) {
+	t.Helper()
+	dir = t.TempDir()
+	path = filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, path
+}
+
+// recoverAndExtend opens dir, checks it recovers exactly want (logging a torn tail when torn), then
+// appends one record, reopens and checks that record follows with the next LSN.
+func recoverAndExtend(t *testing.T, dir string, want [][]byte, torn bool) {
+	t.Helper()
+	logs := &logBuffer{}
+	l, err := Open(dir, Options{Logger: logs.logger()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if got := l.LastLSN(); got != uint64(len(want)) {
+		t.Fatalf("LastLSN = %d; want %d", got, len(want))
+	}
+	equalRecords(t, "recovered", replayAll(t, l, 0), want)
+	if logged := strings.Contains(logs.String(), "torn tail"); logged != torn {
+		t.Fatalf("torn tail logged: %v; want %v. Log:\n%s", logged, torn, logs)
+	}
+	extra := []byte("appended after recovery")
+	appendAll(t, l, [][]byte{extra})
+	mustClose(t, l)
+	l = mustOpen(t, dir, Options{})
+	defer mustClose(t, l)
+	equalRecords(t, "after recovery and an append", replayAll(t, l, 0), append(slices.Clone(want), extra))
+}
+
+func TestTornLastRecordAtEveryOffset(t *testing.T) {
+	recs := randomRecords(newRand(t), 5, 200)
+	recs[4] = []byte(strings.Repeat("last record ", 8))
+	seg := segmentFiles(t, buildLog(t, Options{}, recs))[0]
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := int64(len(data)) - frameSize(recs[4])
+	for cut := start; cut < int64(len(data)); cut++ {
+		dir, _ := logWithFile(t, filepath.Base(seg), data[:cut])
+		t.Run("", func(t *testing.T) {
+			t.Logf("last record cut at offset %d (it spans %d..%d)", cut, start, len(data))
+			recoverAndExtend(t, dir, recs[:4], cut > start)
+		})
+	}
+}
+
+func TestTornTails(t *testing.T) {
+	recs := randomRecords(newRand(t), 10, 300)
+	src := buildLog(t, Options{SegmentBytes: 256}, recs)
+	segs := segmentFiles(t, src)
+	if len(segs) < 3 {
+		t.Fatalf("%d segments; want at least 3", len(segs))
+	}
+	last := segs[len(segs)-1]
+	lastData, err := os.ReadFile(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastFirst, _ := parseSeq(filepath.Base(last), ".wal")
+	before := int(lastFirst - 1) // records in the segments before the last
+	zeros := make([]byte, 4096)
+	for _, tc := range []struct {
+		name string
+		data []byte // the new contents of the last segment
+		want int    // records recovered
+	}{
+		{"zeros after the last record", append(slices.Clone(lastData), zeros...), len(recs)},
+		{"partial record then zeros", append(slices.Clone(lastData[:len(lastData)-5]), zeros...), len(recs) - 1},
+		{"garbage record with nothing valid after", append(slices.Clone(lastData), bytes.Repeat([]byte{0xA5}, 40)...), len(recs)},
+		{"segment header cut short", lastData[:7], before},
+		{"empty segment file", nil, before},
+		{"zeroed segment", zeros, before},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDir(t, src)
+			path := filepath.Join(dir, filepath.Base(last))
+			if err := os.WriteFile(path, tc.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := Check(dir)
+			if err != nil || rep.TornTail == nil || rep.Corruption != nil || rep.Records != uint64(tc.want) {
+				t.Fatalf("Check = %+v, %v; want a torn tail after %d records", rep, err, tc.want)
+			}
+			recoverAndExtend(t, dir, recs[:tc.want], true)
+		})
+	}
+}
+
+func TestCorruptionBeforeTail(t *testing.T) {
+	recs := randomRecords(newRand(t), 6, 300)
+	for i := range recs {
+		recs[i] = append(recs[i], 'x') // no empty payload: the payload case flips a payload byte
+	}
+	src := buildLog(t, Options{}, recs)
+	seg := filepath.Base(segmentFiles(t, src)[0])
+	recOff := func(i int) int64 { // offset of record i (0-based)
+		off := int64(segHeaderSize)
+		for _, r := range recs[:i] {
+			off += frameSize(r)
+		}
+		return off
+	}
+	for _, tc := range []struct {
+		name string
+		rec  int   // the damaged record
+		at   int64 // byte offset within its frame
+		bit  byte
+	}{
+		{"payload bit", 2, frameHeaderSize, 0x10},
+		{"length low bit", 2, 0, 0x01},
+		{"length high bit, runs past EOF", 2, 3, 0x40},
+		{"checksum bit", 2, 5, 0x80},
+		{"LSN bit", 2, 8, 0x02},
+		{"first record", 0, frameHeaderSize, 0x01},
+		{"segment magic", -1, 1, 0x01},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDir(t, src)
+			path := filepath.Join(dir, seg)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			off, good := int64(0), 0
+			if tc.rec >= 0 {
+				off, good = recOff(tc.rec), tc.rec
+			}
+			data[off+tc.at] ^= tc.bit
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			_, err = Open(dir, Options{Logger: quiet})
+			var ce *CorruptionError
+			if !errors.As(err, &ce) || ce.File != path || ce.Offset != off {
+				t.Fatalf("Open: %v; want a *CorruptionError at %s offset %d", err, path, off)
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Fatalf("error %q does not name the file", err)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, data) {
+				t.Fatal("Open changed a corrupt log")
+			}
+
+			rep, err := Check(dir)
+			if err != nil || rep.Corruption == nil || rep.Corruption.File != path || rep.Corruption.Offset != off ||
+				rep.TornTail != nil || rep.Records != uint64(good) {
+				t.Fatalf("Check = %+v, %v; want corruption at offset %d after %d records", rep, err, off, good)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, data) {
+				t.Fatal("Check changed the log")
+			}
+			if rep.Corruption.Bytes != int64(len(data))-off {
+				t.Fatalf("Check says a repair drops %d bytes; want %d", rep.Corruption.Bytes, int64(len(data))-off)
+			}
+
+			if rep, err := Repair(dir); err != nil || rep.Corruption == nil || rep.Corruption.Offset != off {
+				t.Fatalf("Repair = %+v, %v", rep, err)
+			}
+			if rep, err := Check(dir); err != nil || rep.Corruption != nil || rep.TornTail != nil || rep.Records != uint64(good) {
+				t.Fatalf("Check after Repair = %+v, %v; want a clean log of %d records", rep, err, good)
+			}
+			recoverAndExtend(t, dir, recs[:good], false)
+		})
+	}
+}
+
+func TestCorruptionAcrossSegments(t *testing.T) {
+	recs := randomRecords(newRand(t), 40, 300)
+	src := buildLog(t, Options{SegmentBytes: 1 << 10}, recs)
+	segs := segmentFiles(t, src)
+	if len(segs) < 5 {
+		t.Fatalf("%d segments; want at least 5", len(segs))
+	}
+	mid := filepath.Base(segs[2])
+	first := func(name string) uint64 { n, _ := parseSeq(name, ".wal"); return n }
+	for _, tc := range []struct {
+		name   string
+		damage func(path string) error
+		keep   uint64 // records left after Repair
+		reason string
+	}{
+		{
+			name: "truncated non-last segment",
+			damage: func(path string) error {
+				fi, err := os.Stat(path)
+				if err != nil {
+					return err
+				}
+				return os.Truncate(path, fi.Size()-1)
+			},
+			keep: first(mid) - 1 + countRecords(t, segs[2]) - 1,
+		},
+		{
+			name:   "missing segment",
+			damage: os.Remove,
+			keep:   first(mid) - 1,
+			reason: "previous one ends",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDir(t, src)
+			if err := tc.damage(filepath.Join(dir, mid)); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Open(dir, Options{Logger: quiet})
+			var ce *CorruptionError
+			if !errors.As(err, &ce) || !strings.Contains(ce.Reason, tc.reason) {
+				t.Fatalf("Open: %v; want a *CorruptionError saying %q", err, tc.reason)
+			}
+			rep, err := Check(dir)
+			if err != nil || rep.Corruption == nil || rep.Records != tc.keep || !strings.Contains(rep.Corruption.Reason, "a repair removes") {
+				t.Fatalf("Check = %+v (%+v), %v; want corruption after %d records, saying later segments go", rep, rep.Corruption, err, tc.keep)
+			}
+			if _, err := Repair(dir); err != nil {
+				t.Fatal(err)
+			}
+			recoverAndExtend(t, dir, recs[:tc.keep], false)
+		})
+	}
+}
+
+// countRecords returns the number of valid records in the segment file at path.
+func countRecords(t *testing.T, path string) uint64 {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := parseSeq(filepath.Base(path), ".wal")
+	s, _ := scanSegment(data, n, false, nil)
+	return s.records
+}
+
+func TestCheckEmptyAndMissingDir(t *testing.T) {
+	rep, err := Check(t.TempDir())
+	if err != nil || rep != (Report{}) {
+		t.Fatalf("Check(empty dir) = %+v, %v", rep, err)
+	}
+	if _, err := Check(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Fatal("Check of a missing directory succeeded")
+	}
+}
+
+// encodeSegment returns a segment file starting at LSN 1 holding recs.
+func encodeSegment(recs ...[]byte) []byte {
+	b := segmentHeader(1)
+	for i, r := range recs {
+		b = appendFrame(b, uint64(i+1), crc32.Checksum(r, castagnoli), r)
+	}
+	return b
+}
+
+// FuzzDecode feeds arbitrary segment contents to the scanner: it must not panic, and what it
+// accepts must be exactly the encoding of the records it returned, followed by the damage it reports.
+func FuzzDecode(f *testing.F) {
+	valid := encodeSegment([]byte("one"), nil, bytes.Repeat([]byte("three"), 50))
+	f.Add(valid)
+	f.Add(valid[:len(valid)-7])
+	f.Add(append(slices.Clone(valid), make([]byte, 64)...))
+	flipped := slices.Clone(valid)
+	flipped[segHeaderSize+frameHeaderSize+1] ^= 0x20
+	f.Add(flipped)
+	f.Add(valid[:segHeaderSize])
+	f.Add(valid[:9])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var recs [][]byte
+		s, err := scanSegment(data, 1, true, func(lsn uint64, rec []byte) error {
+			if lsn != uint64(len(recs))+1 {
+				t.Fatalf("record LSN %d; want %d", lsn, len(recs)+1)
+			}
+			recs = append(recs, rec)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.records != uint64(len(recs)) || s.last != s.records {
+			t.Fatalf("records %d, last %d; the callback saw %d", s.records, s.last, len(recs))
+		}
+		switch {
+		case s.damage == nil && s.end != int64(len(data)):
+			t.Fatalf("no damage, but the valid prefix ends at %d of %d", s.end, len(data))
+		case s.damage != nil && (s.damage.Offset != s.end || s.damage.Bytes != int64(len(data))-s.end || s.damage.Reason == ""):
+			t.Fatalf("damage %+v does not start at the end of the valid prefix %d", *s.damage, s.end)
+		}
+		if s.end > 0 && !bytes.Equal(encodeSegment(recs...), data[:s.end]) {
+			t.Fatal("the valid prefix is not the encoding of the records returned")
+		}
+		// The same bytes in a segment that is not the last: the same prefix, and no torn tail.
+		ns, _ := scanSegment(data, 1, false, nil)
+		if ns.end != s.end || ns.records != s.records || ns.torn {
+			t.Fatalf("as a non-last segment: end %d records %d torn %v; as the last: end %d records %d", ns.end, ns.records, ns.torn, s.end, s.records)
+		}
+	})
+}
+
+func TestScanSegmentRules(t *testing.T) {
+	a, b := []byte("alpha"), []byte("beta")
+	valid := encodeSegment(a, b)
+	wrongLSN := appendFrame(appendFrame(segmentHeader(1), 1, crc32.Checksum(a, castagnoli), a), 3, crc32.Checksum(b, castagnoli), b)
+	badVersion := slices.Clone(valid)
+	badVersion[4] = 9
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		first   uint64
+		tail    bool
+		records uint64
+		torn    bool
+		reason  string // "" for no damage
+	}{
+		{"valid", valid, 1, true, 2, false, ""},
+		{"cut short, last segment", valid[:len(valid)-1], 1, true, 1, true, "runs past the end"},
+		{"cut short, earlier segment", valid[:len(valid)-1], 1, false, 1, false, "runs past the end"},
+		{"header cut short, earlier segment", valid[:5], 1, false, 0, false, "incomplete segment header"},
+		{"unexpected LSN at the tail", wrongLSN, 1, true, 1, false, "LSN 3, expected 2"},
+		{"unsupported version", badVersion, 1, true, 0, false, "version 9"},
+		{"renamed segment", valid, 7, true, 0, false, "file name says 7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := scanSegment(tc.data, tc.first, tc.tail, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.records != tc.records || s.torn != tc.torn || (s.damage == nil) != (tc.reason == "") ||
+				s.damage != nil && !strings.Contains(s.damage.Reason, tc.reason) {
+				t.Fatalf("scan = %+v (damage %+v); want %d records, torn %v, reason %q", s, s.damage, tc.records, tc.torn, tc.reason)
+			}
+		})
+	}
+}

@@ -1,0 +1,257 @@
+package wal
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Snapshot file layout (integers little-endian), named %020d.snap after its LSN:
+//
+//	header   magic "PKVS" | version uint32 (1) | LSN uint64             16 bytes
+//	body     the caller's bytes
+//	trailer  body length uint64 | crc uint32 | magic "PKVE"             16 bytes
+//
+// crc is the CRC-32C of header and body. A snapshot is written to a temporary file
+// (%020d.snap.*.tmp), fsynced, renamed into place and the directory fsynced, so a snapshot file
+// either is whole or does not exist.
+const (
+	snapMagic       = "PKVS"
+	snapEndMagic    = "PKVE"
+	snapVersion     = 1
+	snapHeaderSize  = 16
+	snapTrailerSize = 16
+	snapSuffix      = ".snap"
+	snapTempSuffix  = ".tmp"
+)
+
+// errBadSnapshot marks a snapshot file whose contents do not verify (as opposed to an I/O error).
+var errBadSnapshot = errors.New("invalid snapshot")
+
+// WriteSnapshot atomically writes the snapshot of the state at LSN lsn into dir, with contents
+// produced by write, and returns its path. A failure (of write too) leaves no snapshot file.
+func WriteSnapshot(dir string, lsn uint64, write func(w io.Writer) error) (path string, err error) {
+	f, err := os.CreateTemp(dir, fmt.Sprintf("%020d%s.*%s", lsn, snapSuffix, snapTempSuffix))
+	if err != nil {
+		return "", fmt.Errorf("wal: snapshot: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			err = fmt.Errorf("wal: snapshot %d: %w", lsn, err)
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 256<<10)
+	body := &snapshotWriter{w: bw, crc: crc32.New(castagnoli)}
+	h := make([]byte, snapHeaderSize)
+	copy(h, snapMagic)
+	binary.LittleEndian.PutUint32(h[4:], snapVersion)
+	binary.LittleEndian.PutUint64(h[8:], lsn)
+	if _, err := body.Write(h); err != nil {
+		return "", err
+	}
+	if err := write(body); err != nil {
+		return "", err
+	}
+	t := make([]byte, snapTrailerSize)
+	binary.LittleEndian.PutUint64(t[0:], uint64(body.n-snapHeaderSize))
+	binary.LittleEndian.PutUint32(t[8:], body.crc.Sum32())
+	copy(t[12:], snapEndMagic)
+	if _, err := bw.Write(t); err != nil {
+		return "", err
+	}
+	if err := bw.Flush(); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	path = filepath.Join(dir, fmt.Sprintf("%020d%s", lsn, snapSuffix))
+	if err := os.Rename(f.Name(), path); err != nil {
+		return "", err
+	}
+	return path, syncDir(dir)
+}
+
+// snapshotWriter is the writer WriteSnapshot hands the caller: it checksums and counts the bytes.
+type snapshotWriter struct {
+	w   io.Writer
+	crc hash.Hash32
+	n   int64
+}
+
+func (s *snapshotWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	s.crc.Write(p[:n])
+	s.n += int64(n)
+	return n, err
+}
+
+// OpenLatestSnapshot returns the newest valid snapshot in dir: its LSN and a reader of its body,
+// which the caller must close; (0, nil, nil) when there is none. A snapshot is verified whole (a
+// read of the file) before it is returned, so the reader never yields unverified bytes; one that
+// fails verification is logged (slog.Default) and skipped for the next older one. Leftover
+// temporary files of interrupted WriteSnapshot calls are removed first, so OpenLatestSnapshot must
+// not run while a WriteSnapshot into the same dir is in progress.
+func OpenLatestSnapshot(dir string) (lsn uint64, r io.ReadCloser, err error) {
+	if err := removeSnapshotTemps(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, nil, nil
+		}
+		return 0, nil, fmt.Errorf("wal: %w", err)
+	}
+	snaps, err := listSeq(dir, snapSuffix)
+	if err != nil {
+		return 0, nil, fmt.Errorf("wal: %w", err)
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		r, err := openSnapshot(snaps[i])
+		if errors.Is(err, errBadSnapshot) {
+			slog.Default().Warn("wal: skipping invalid snapshot", "file", snaps[i].path, "err", err)
+			continue
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("wal: %w", err)
+		}
+		return snaps[i].seq, r, nil
+	}
+	return 0, nil, nil
+}
+
+// RemoveSnapshotsBefore deletes the snapshot files of dir whose LSN is less than lsn.
+func RemoveSnapshotsBefore(dir string, lsn uint64) error {
+	snaps, err := listSeq(dir, snapSuffix)
+	if err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	removed := false
+	for _, s := range snaps {
+		if s.seq >= lsn {
+			break
+		}
+		if err := os.Remove(s.path); err != nil {
+			return fmt.Errorf("wal: %w", err)
+		}
+		removed = true
+	}
+	if !removed {
+		return nil
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	return nil
+}
+
+// snapshotReader reads a verified snapshot's body and closes its file.
+type snapshotReader struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (r *snapshotReader) Close() error { return r.f.Close() }
+
+// openSnapshot verifies the snapshot s (s.seq is the LSN its name gives) and returns a reader of
+// its body. Contents that do not verify give an error wrapping errBadSnapshot.
+func openSnapshot(s seqFile) (*snapshotReader, error) {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return nil, err
+	}
+	bodyLen, err := verifySnapshot(f, s.seq)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", s.path, err)
+	}
+	return &snapshotReader{SectionReader: io.NewSectionReader(f, snapHeaderSize, bodyLen), f: f}, nil
+}
+
+// verifySnapshot checks header, trailer and checksum of the snapshot file f, which must be for LSN
+// lsn, and returns its body length.
+func verifySnapshot(f *os.File, lsn uint64) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := fi.Size()
+	if size < snapHeaderSize+snapTrailerSize {
+		return 0, fmt.Errorf("%w: %d bytes is too short", errBadSnapshot, size)
+	}
+	h := make([]byte, snapHeaderSize)
+	t := make([]byte, snapTrailerSize)
+	if _, err := f.ReadAt(h, 0); err != nil {
+		return 0, err
+	}
+	if _, err := f.ReadAt(t, size-snapTrailerSize); err != nil {
+		return 0, err
+	}
+	bodyLen := size - snapHeaderSize - snapTrailerSize
+	switch {
+	case string(h[:4]) != snapMagic || string(t[12:]) != snapEndMagic:
+		return 0, fmt.Errorf("%w: bad magic", errBadSnapshot)
+	case binary.LittleEndian.Uint32(h[4:]) != snapVersion:
+		return 0, fmt.Errorf("%w: unsupported version %d", errBadSnapshot, binary.LittleEndian.Uint32(h[4:]))
+	case binary.LittleEndian.Uint64(h[8:]) != lsn:
+		return 0, fmt.Errorf("%w: header says LSN %d, file name says %d", errBadSnapshot, binary.LittleEndian.Uint64(h[8:]), lsn)
+	case binary.LittleEndian.Uint64(t[0:]) != uint64(bodyLen):
+		return 0, fmt.Errorf("%w: trailer says %d body bytes, file has %d", errBadSnapshot, binary.LittleEndian.Uint64(t[0:]), bodyLen)
+	}
+	crc := crc32.New(castagnoli)
+	if _, err := io.Copy(crc, io.NewSectionReader(f, 0, size-snapTrailerSize)); err != nil {
+		return 0, err
+	}
+	if crc.Sum32() != binary.LittleEndian.Uint32(t[8:]) {
+		return 0, fmt.Errorf("%w: checksum mismatch", errBadSnapshot)
+	}
+	return bodyLen, nil
+}
+
+// countValidSnapshots returns how many snapshot files in dir verify.
+func countValidSnapshots(dir string) (int, error) {
+	snaps, err := listSeq(dir, snapSuffix)
+	if err != nil {
+		return 0, fmt.Errorf("wal: %w", err)
+	}
+	n := 0
+	for _, s := range snaps {
+		r, err := openSnapshot(s)
+		if errors.Is(err, errBadSnapshot) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("wal: %w", err)
+		}
+		r.Close()
+		n++
+	}
+	return n, nil
+}
+
+// removeSnapshotTemps removes the temporary files interrupted WriteSnapshot calls left in dir.
+func removeSnapshotTemps(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if name := e.Name(); strings.Contains(name, snapSuffix+".") && strings.HasSuffix(name, snapTempSuffix) {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
