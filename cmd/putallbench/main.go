@@ -9,7 +9,8 @@
 //
 // `putallbench serve` runs an empty KVService on Kitex, the framework's own ceiling for a
 // request of the same shape; `putallbench compare A.json B.json...` prints --json reports side
-// by side as ratios to the first.
+// by side as ratios to the first; `putallbench plot --out F.png TRACE.csv` draws a batcher trace
+// (batch sizes, targets, suggestions and the server's tokens over time).
 package main
 
 import (
@@ -51,6 +52,8 @@ type config struct {
 	jsonOut     bool
 	timeout     time.Duration
 	description string
+	tracePath   string
+	metricsURL  string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -60,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return serve(ctx, args[1:], stderr)
 		case "compare":
 			return compare(args[1:], stdout, stderr)
+		case "plot":
+			return plotTrace(args[1:], stderr)
 		}
 	}
 	cfg, err := parseFlags(args, stderr)
@@ -125,6 +130,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of a table")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "per-operation timeout")
 	fs.StringVar(&c.description, "describe", "", "free text copied into the report (e.g. the server's configuration)")
+	fs.StringVar(&c.tracePath, "trace", "", "batcher: write a CSV of every batch sent (and of the server's tokens, with --metrics) to this file")
+	fs.StringVar(&c.metricsURL, "metrics", "", "batcher: the server's /metrics URL, scraped for limiter_tokens into the trace")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -36,6 +36,8 @@ func newTarget(cfg *config) (target, error) {
 			return nil, err
 		}
 		return &rpcTarget{c: c, mode: writeMode(cfg.mode)}, nil
+	case "batcher":
+		return newBatcherTarget(cfg)
 	case "http":
 		return newHTTPTarget(cfg), nil
 	case "redis":
@@ -51,13 +53,18 @@ func writeMode(m string) kv.WriteMode {
 	return kv.WriteMode_ATOMIC
 }
 
-// rpcTarget is putallkv over Kitex through the SDK: PutAll and GetAll.
+// rpcTarget is putallkv over Kitex through the SDK: PutAll (Put for one key) and GetAll.
 type rpcTarget struct {
 	c    *kvclient.Client
 	mode kv.WriteMode
 }
 
+// write sends one key as Put and several as PutAll.
 func (t *rpcTarget) write(ctx context.Context, keys []string, value []byte) error {
+	if len(keys) == 1 {
+		_, err := t.c.Put(ctx, &kv.PutRequest{Key: keys[0], Value: value})
+		return err
+	}
 	req := &kv.PutAllRequest{Mode: t.mode, Entries: make([]*kv.Entry, len(keys))}
 	for i, k := range keys {
 		req.Entries[i] = &kv.Entry{Key: k, Value: value}
