@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"os"
 	"strconv"
 
@@ -34,7 +35,9 @@ func plotTrace(args []string, stderr io.Writer) int {
 	p := plot.New()
 	p.Title.Text = *title
 	p.X.Label.Text = "time (ms)"
-	p.Y.Label.Text = "keys"
+	p.Y.Label.Text = "keys (log scale; values below 1 drawn at 1)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Legend.Top = true
 	lines := []struct {
 		name  string
@@ -104,6 +107,10 @@ func readTrace(path string) (map[string]plotter.XYs, error) {
 		if err != nil {
 			return fmt.Errorf("%s: %s %q: %v", path, name, row[col[name]], err)
 		}
+		if math.IsInf(v, 0) {
+			return nil // an unlimited bucket has no level to draw
+		}
+		v = max(v, 1) // the log scale has no room for an empty (or overdrawn) bucket
 		series[name] = append(series[name], plotter.XY{X: t, Y: v})
 		return nil
 	}
