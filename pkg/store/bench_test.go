@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -31,7 +32,7 @@ func runBatches(b *testing.B, s *Memory, keys []string, batch int, next func() i
 	res := make([]Result, batch)
 	for i := 0; i < b.N; i += batch {
 		benchWrites(keys, next(), w, value)
-		if _, err := s.Apply(BestEffort, w, res); err != nil {
+		if _, err := s.Apply(context.Background(), Batch{Mode: BestEffort, Writes: w}, res); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -57,7 +58,7 @@ func benchApply(b *testing.B, batch int, parallel bool) {
 			for i := 1; i < batch && pb.Next(); i++ {
 			}
 			benchWrites(keys, int(pos.Add(int64(batch))), w, value)
-			if _, err := s.Apply(BestEffort, w, res); err != nil {
+			if _, err := s.Apply(context.Background(), Batch{Mode: BestEffort, Writes: w}, res); err != nil {
 				b.Error(err)
 				return
 			}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"hash/maphash"
 	"math/bits"
@@ -33,6 +34,12 @@ type Memory struct {
 	rev     atomic.Int64
 	keys    atomic.Int64
 	scratch sync.Pool
+
+	// journal, when set, records every write (see durable.go); seqMu orders revisions and
+	// records; lastLSN is the journal position of the latest revision.
+	journal Journal
+	seqMu   sync.Mutex
+	lastLSN atomic.Uint64
 
 	stop     chan struct{}
 	sweeping sync.WaitGroup
@@ -66,6 +73,7 @@ type keyRef struct {
 // scratch is per-call working memory, pooled so the write path does not allocate per call.
 type scratch struct {
 	refs []keyRef
+	rec  []byte // the journal record being built
 	// prior records, per write index, what the check phase saw in the map.
 	prior []priorState
 }
@@ -196,12 +204,13 @@ func check(w *Write, cur entry, live bool) Result {
 }
 
 // Apply implements Engine.
-func (s *Memory) Apply(mode Mode, writes []Write, results []Result) (Outcome, error) {
+func (s *Memory) Apply(ctx context.Context, b Batch, results []Result) (Outcome, error) {
+	writes := b.Writes
 	if len(results) != len(writes) {
 		return Outcome{}, fmt.Errorf("store: %d results for %d writes", len(results), len(writes))
 	}
-	if mode != Atomic && mode != BestEffort {
-		return Outcome{}, fmt.Errorf("store: unknown mode %d", mode)
+	if b.Mode != Atomic && b.Mode != BestEffort {
+		return Outcome{}, fmt.Errorf("store: unknown mode %d", b.Mode)
 	}
 	if len(writes) == 0 {
 		return Outcome{}, nil
@@ -212,6 +221,22 @@ func (s *Memory) Apply(mode Mode, writes []Write, results []Result) (Outcome, er
 	if k, dup := firstDuplicate(refs, writes); dup {
 		return Outcome{}, &DuplicateKeyError{Key: k}
 	}
+	out, lsn, err := s.applyLocked(sc, refs, b, results)
+	if err != nil || lsn == 0 {
+		return out, err
+	}
+	// The write is visible now; it is acknowledged once durable. Readers wait for durability
+	// of what they see (GetAll), so no one observes a write a crash could take back.
+	if err := s.journal.Wait(ctx, lsn); err != nil {
+		return out, fmt.Errorf("%w: %v", ErrNotDurable, err)
+	}
+	return out, nil
+}
+
+// applyLocked checks and applies a batch with its shards locked. It returns the journal
+// position of the batch's record, 0 when nothing was recorded.
+func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Result) (Outcome, uint64, error) {
+	writes := b.Writes
 	prior := slices.Grow(sc.prior[:0], len(writes))[:len(writes)]
 	sc.prior = prior
 
@@ -238,48 +263,88 @@ func (s *Memory) Apply(mode Mode, writes []Write, results []Result) (Outcome, er
 		}
 		prior[r.idx] = p
 	}
-	if failed == len(writes) || (mode == Atomic && failed > 0) {
-		return Outcome{}, nil
+	if failed == len(writes) || (b.Mode == Atomic && failed > 0) {
+		return Outcome{}, 0, nil
 	}
-
-	rev := s.rev.Add(1)
+	rev, lsn, err := s.sequence(sc, b, results)
+	if err != nil {
+		return Outcome{}, 0, err
+	}
 	var keyDelta int64
 	for _, r := range refs {
-		res := &results[r.idx]
-		if res.Code != OK {
+		if results[r.idx].Code != OK {
 			continue
 		}
-		w := &writes[r.idx]
-		sh := s.shardOf(r.hash)
-		p := prior[r.idx]
-		if p&priorExpiring != 0 {
-			sh.expiring--
-		}
-		if w.Delete {
-			delete(sh.m, w.Key)
-			keyDelta--
-		} else {
-			sh.m[w.Key] = entry{value: w.Value, version: rev, expiresAtMs: w.ExpiresAtMs}
-			if w.ExpiresAtMs != 0 {
-				sh.expiring++
-			}
-			if p&priorResident == 0 {
-				keyDelta++
-			}
-		}
-		res.Version = rev
+		keyDelta += s.shardOf(r.hash).set(&writes[r.idx], rev, prior[r.idx])
+		results[r.idx].Version = rev
 	}
 	if keyDelta != 0 {
 		s.keys.Add(keyDelta)
 	}
-	return Outcome{Revision: rev, Applied: len(writes) - failed}, nil
+	return Outcome{Revision: rev, Applied: len(writes) - failed}, lsn, nil
+}
+
+// sequence draws the batch's revision and, with a journal, appends its record: both under one
+// lock, so records are in revision order and readers can wait for a revision's durability.
+func (s *Memory) sequence(sc *scratch, b Batch, results []Result) (rev int64, lsn uint64, err error) {
+	if s.journal == nil {
+		return s.rev.Add(1), 0, nil
+	}
+	sc.rec = appendRecord(sc.rec[:0], b, results)
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	rev = s.rev.Load() + 1
+	setRecordRevision(sc.rec, rev)
+	if lsn, err = s.journal.Append(sc.rec); err != nil {
+		return 0, 0, fmt.Errorf("%w: %v", ErrJournal, err)
+	}
+	s.lastLSN.Store(lsn)
+	s.rev.Store(rev)
+	return rev, lsn, nil
+}
+
+// set applies one write at version rev to the shard (locked by the caller) and returns the
+// change in the number of resident keys. prior says what the map held for the key.
+func (sh *shard) set(w *Write, rev int64, prior priorState) int64 {
+	if prior&priorExpiring != 0 {
+		sh.expiring--
+	}
+	if w.Delete {
+		if prior&priorResident == 0 {
+			return 0
+		}
+		delete(sh.m, w.Key)
+		return -1
+	}
+	sh.m[w.Key] = entry{value: w.Value, version: rev, expiresAtMs: w.ExpiresAtMs}
+	if w.ExpiresAtMs != 0 {
+		sh.expiring++
+	}
+	if prior&priorResident == 0 {
+		return 1
+	}
+	return 0
 }
 
 // GetAll implements Engine. A key may be named more than once.
-func (s *Memory) GetAll(keys []string, items []Item) int64 {
+func (s *Memory) GetAll(ctx context.Context, keys []string, items []Item) (int64, error) {
 	if len(items) != len(keys) {
-		panic(fmt.Sprintf("store: %d items for %d keys", len(items), len(keys)))
+		return 0, fmt.Errorf("store: %d items for %d keys", len(items), len(keys))
 	}
+	rev, lsn := s.read(keys, items)
+	// With a healthy journal, show nothing a crash could take back. A failing journal keeps
+	// its pending records and retries them; reads then serve what memory holds.
+	if lsn != 0 && s.journal.Err() == nil {
+		if err := s.journal.Wait(ctx, lsn); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrNotDurable, err)
+		}
+	}
+	return rev, nil
+}
+
+// read fills items under the shards' read locks and returns the revision they are as of, and
+// the journal position that revision is durable at.
+func (s *Memory) read(keys []string, items []Item) (int64, uint64) {
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
 	refs := s.locate(sc, len(keys), func(i int) string { return keys[i] })
@@ -297,8 +362,9 @@ func (s *Memory) GetAll(keys []string, items []Item) int64 {
 	}
 	// Every write that touched these shards either finished before the locks were taken or
 	// waits for them, and revisions are drawn under the shard locks: the items are exactly the
-	// state as of this revision.
-	return s.rev.Load()
+	// state as of this revision. The journal position is read after it, so it covers it.
+	rev := s.rev.Load()
+	return rev, s.lastLSN.Load()
 }
 
 // Stats implements Engine.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -38,7 +39,7 @@ func put(key, value string) Write {
 func apply(t testing.TB, s Engine, mode Mode, writes ...Write) (Outcome, []Result) {
 	t.Helper()
 	res := make([]Result, len(writes))
-	out, err := s.Apply(mode, writes, res)
+	out, err := s.Apply(context.Background(), Batch{Mode: mode, Writes: writes}, res)
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -47,7 +48,9 @@ func apply(t testing.TB, s Engine, mode Mode, writes ...Write) (Outcome, []Resul
 
 func get(s Engine, key string) Item {
 	items := make([]Item, 1)
-	s.GetAll([]string{key}, items)
+	if _, err := s.GetAll(context.Background(), []string{key}, items); err != nil {
+		panic(err)
+	}
 	return items[0]
 }
 
@@ -210,7 +213,7 @@ func TestDuplicateKeyRefused(t *testing.T) {
 	s := newTestMemory(t, Options{Shards: 4})
 	for _, mode := range []Mode{Atomic, BestEffort} {
 		writes := []Write{put("x", "1"), put("y", "1"), put("x", "2")}
-		_, err := s.Apply(mode, writes, make([]Result, 3))
+		_, err := s.Apply(context.Background(), Batch{Mode: mode, Writes: writes}, make([]Result, 3))
 		if !errors.Is(err, ErrDuplicateKey) {
 			t.Fatalf("%v: err = %v; want ErrDuplicateKey", mode, err)
 		}
@@ -222,13 +225,13 @@ func TestDuplicateKeyRefused(t *testing.T) {
 
 func TestApplyArgumentErrors(t *testing.T) {
 	s := newTestMemory(t, Options{})
-	if _, err := s.Apply(Atomic, []Write{put("a", "")}, nil); err == nil {
+	if _, err := s.Apply(context.Background(), Batch{Mode: Atomic, Writes: []Write{put("a", "")}}, nil); err == nil {
 		t.Error("Apply with short results succeeded")
 	}
-	if _, err := s.Apply(Mode(9), []Write{put("a", "")}, make([]Result, 1)); err == nil {
+	if _, err := s.Apply(context.Background(), Batch{Mode: Mode(9), Writes: []Write{put("a", "")}}, make([]Result, 1)); err == nil {
 		t.Error("Apply with unknown mode succeeded")
 	}
-	if out, err := s.Apply(Atomic, nil, nil); err != nil || out != (Outcome{}) {
+	if out, err := s.Apply(context.Background(), Batch{Mode: Atomic, Writes: nil}, nil); err != nil || out != (Outcome{}) {
 		t.Errorf("empty Apply = %+v, %v", out, err)
 	}
 }
@@ -371,7 +374,11 @@ func TestAtomicBatchesNeverSeenHalfApplied(t *testing.T) {
 			defer wg.Done()
 			items := make([]Item, len(keys))
 			for range rounds {
-				rev := s.GetAll(keys, items)
+				rev, err := s.GetAll(context.Background(), keys, items)
+				if err != nil {
+					t.Error(err)
+					return
+				}
 				for _, it := range items {
 					if !it.Found || string(it.Value) != string(items[0].Value) || it.Version != items[0].Version || it.Version > rev {
 						bad.Add(1)
@@ -392,7 +399,10 @@ func TestGetAllRepeatedAndMissingKeys(t *testing.T) {
 	s := newTestMemory(t, Options{Shards: 2})
 	out, _ := apply(t, s, Atomic, put("a", "1"))
 	items := make([]Item, 3)
-	rev := s.GetAll([]string{"a", "nope", "a"}, items)
+	rev, err := s.GetAll(context.Background(), []string{"a", "nope", "a"}, items)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if rev != out.Revision {
 		t.Fatalf("revision %d; want %d", rev, out.Revision)
 	}

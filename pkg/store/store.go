@@ -6,6 +6,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -128,16 +129,38 @@ func (e *DuplicateKeyError) Error() string {
 // Is makes errors.Is(err, ErrDuplicateKey) hold.
 func (e *DuplicateKeyError) Is(target error) bool { return target == ErrDuplicateKey }
 
+// ErrNotDurable is returned (wrapped with the cause) by Apply when a write was applied in
+// memory but could not be confirmed durable before the caller's context ended or while the
+// journal was failing: its outcome is unknown to the caller (it becomes durable once the
+// journal recovers, unless the process dies first).
+var ErrNotDurable = errors.New("store: write not confirmed durable")
+
+// ErrJournal is returned (wrapped with the cause) by Apply when the journal refuses new records
+// (disk full, I/O error): nothing was applied, and writes resume once the journal recovers.
+var ErrJournal = errors.New("store: journal unavailable")
+
+// Batch is one write call.
+type Batch struct {
+	Mode   Mode
+	Writes []Write
+	// Tag, when set, is recorded with the batch in the journal and handed back at recovery
+	// with the batch's results (see Options.Recovered): the service tags writes that carry a
+	// request_id, so their responses survive a restart.
+	Tag []byte
+}
+
 // Engine is a key-value engine with multi-key writes and consistent multi-key reads.
 type Engine interface {
-	// Apply performs writes under mode and fills results (len(results) must equal
-	// len(writes)). Keys must be distinct: a repeated key fails the whole call with a
-	// *DuplicateKeyError and nothing applied. When an Atomic batch fails, Outcome is zero
-	// and the results with a Code other than OK name the failing keys.
-	Apply(mode Mode, writes []Write, results []Result) (Outcome, error)
+	// Apply performs b's writes under its mode and fills results (len(results) must equal
+	// len(b.Writes)). Keys must be distinct: a repeated key fails the whole call with a
+	// *DuplicateKeyError and nothing applied. When an Atomic batch fails, Outcome is zero and
+	// the results with a Code other than OK name the failing keys. With a journal, Apply
+	// returns once the write is durable (ErrNotDurable when that cannot be confirmed).
+	Apply(ctx context.Context, b Batch, results []Result) (Outcome, error)
 	// GetAll reads keys into items (len(items) must equal len(keys)) as of one revision,
-	// which it returns: no reader sees part of a write.
-	GetAll(keys []string, items []Item) (revision int64)
+	// which it returns: no reader sees part of a write. With a healthy journal, it returns
+	// only once every write up to that revision is durable, so nothing it shows can be lost.
+	GetAll(ctx context.Context, keys []string, items []Item) (revision int64, err error)
 	// Stats returns the engine's gauges.
 	Stats() Stats
 	// Close releases the engine's background work.

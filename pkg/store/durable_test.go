@@ -1,0 +1,286 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"putallkv/pkg/wal"
+)
+
+type recovered struct {
+	tag     string
+	rev     int64
+	results []Result
+}
+
+func openDurable(t testing.TB, dir string, got *[]recovered, tags func() [][]byte) *Durable {
+	t.Helper()
+	d, err := OpenDurable(DurableOptions{
+		Options: Options{Shards: 8},
+		Dir:     dir,
+		WAL:     wal.Options{Sync: wal.SyncNone, SegmentBytes: 4 << 10},
+		Recovered: func(tag []byte, rev int64, results []Result) {
+			if got != nil {
+				*got = append(*got, recovered{string(tag), rev, results})
+			}
+		},
+		SnapshotTags: tags,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// dump reads every key of the store as key -> "value@version".
+func dump(t testing.TB, e *Durable) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for i := range e.shards {
+		sh := &e.shards[i]
+		sh.mu.RLock()
+		for k, v := range sh.m {
+			out[k] = fmt.Sprintf("%s@%d/%d", v.value, v.version, v.expiresAtMs)
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
+func applyTagged(t testing.TB, e Engine, mode Mode, tag string, writes ...Write) []Result {
+	t.Helper()
+	res := make([]Result, len(writes))
+	if _, err := e.Apply(context.Background(), Batch{Mode: mode, Writes: writes, Tag: []byte(tag)}, res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestDurableRecoversEverything(t *testing.T) {
+	dir := t.TempDir()
+	d := openDurable(t, dir, nil, nil)
+	applyTagged(t, d, Atomic, "", put("a", "1"), put("b", "1"), put("c", "1"))
+	ttl := put("t", "x")
+	ttl.ExpiresAtMs = time.Now().Add(time.Hour).UnixMilli()
+	be := applyTagged(t, d, BestEffort, "req-1",
+		Write{Key: "a", Value: []byte("2"), ExpectedVersion: 1},
+		Write{Key: "b", Value: []byte("2"), ExpectedVersion: 0}, // fails: exists
+		Write{Key: "c", Delete: true, ExpectedVersion: AnyVersion},
+		ttl)
+	// A failed atomic batch is not logged.
+	_, err := d.Apply(context.Background(), Batch{Mode: Atomic, Writes: []Write{{Key: "a", Value: []byte("x"), ExpectedVersion: 9}}}, make([]Result, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 { // several segments
+		applyTagged(t, d, Atomic, "", put(fmt.Sprint("k", i), strings.Repeat("v", 50)))
+	}
+	want, wantStats := dump(t, d), d.Stats()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []recovered
+	d = openDurable(t, dir, &got, nil)
+	defer d.Close()
+	if !mapsEqual(dump(t, d), want) || d.Stats() != wantStats {
+		t.Fatalf("recovered state differs:\n got %v %+v\nwant %v %+v", dump(t, d), d.Stats(), want, wantStats)
+	}
+	if len(got) != 1 || got[0].tag != "req-1" || got[0].rev != 2 || !slices.Equal(got[0].results, be) {
+		t.Fatalf("recovered tags = %+v; want req-1 at revision 2 with %+v", got, be)
+	}
+	// Writing continues at the next revision.
+	res := applyTagged(t, d, Atomic, "", put("after", "1"))
+	if res[0].Version != wantStats.Revision+1 {
+		t.Fatalf("first write after recovery at %d; want %d", res[0].Version, wantStats.Revision+1)
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSnapshotBoundsTheLog(t *testing.T) {
+	dir := t.TempDir()
+	d := openDurable(t, dir, nil, func() [][]byte { return [][]byte{[]byte("kept-tag")} })
+	for i := range 300 {
+		applyTagged(t, d, Atomic, "", put(fmt.Sprint("k", i%50), fmt.Sprint(strings.Repeat("v", 40), i)))
+	}
+	segmentsBefore := countFiles(t, dir, ".wal")
+	if err := d.Snapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if after := countFiles(t, dir, ".wal"); after >= segmentsBefore || countFiles(t, dir, ".snap") != 1 {
+		t.Fatalf("after snapshot: %d segments (before %d), %d snapshots", after, segmentsBefore, countFiles(t, dir, ".snap"))
+	}
+	applyTagged(t, d, BestEffort, "late", put("k1", "late"), Write{Key: "k2", Delete: true, ExpectedVersion: AnyVersion})
+	want, wantStats := dump(t, d), d.Stats()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []recovered
+	d = openDurable(t, dir, &got, nil)
+	defer d.Close()
+	if !mapsEqual(dump(t, d), want) || d.Stats() != wantStats {
+		t.Fatalf("recovered state differs: %+v vs %+v", d.Stats(), wantStats)
+	}
+	if len(got) != 2 || got[0].tag != "kept-tag" || got[0].rev != 0 || got[1].tag != "late" {
+		t.Fatalf("recovered tags = %+v; want the snapshot's, then the log's", got)
+	}
+}
+
+func countFiles(t testing.TB, dir, suffix string) int {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*"+suffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(names)
+}
+
+// TestSnapshotDuringAtomicWrites takes snapshots while writers put one value into every key
+// of a set in atomic batches; the recovered store must hold one batch whole.
+func TestSnapshotDuringAtomicWrites(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	dir := t.TempDir()
+	d := openDurable(t, dir, nil, nil)
+	keys := make([]string, 16)
+	for i := range keys {
+		keys[i] = fmt.Sprint("set-", i)
+	}
+	batch := func(v string) []Write {
+		w := make([]Write, len(keys))
+		for i, k := range keys {
+			w[i] = put(k, v)
+		}
+		return w
+	}
+	var wg sync.WaitGroup
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(g)))
+			for i := range 150 {
+				applyTagged(t, d, Atomic, "", batch(fmt.Sprintf("w%d-%d-%d", g, i, rng.IntN(100)))...)
+			}
+		}()
+	}
+	for range 5 {
+		if err := d.Snapshot(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}
+	wg.Wait()
+	want := dump(t, d)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = openDurable(t, dir, nil, nil)
+	defer d.Close()
+	got := dump(t, d)
+	if !mapsEqual(got, want) {
+		t.Fatalf("seed %d: recovered state differs", seed)
+	}
+	first := got[keys[0]]
+	for _, k := range keys {
+		if got[k] != first {
+			t.Fatalf("seed %d: half a batch recovered: %s=%s, %s=%s", seed, keys[0], first, k, got[k])
+		}
+	}
+}
+
+// failingJournal refuses every record, as a full disk makes the log do.
+type failingJournal struct{ err error }
+
+func (j failingJournal) Append([]byte) (uint64, error)      { return 0, j.err }
+func (j failingJournal) Wait(context.Context, uint64) error { return j.err }
+func (j failingJournal) Err() error                         { return j.err }
+
+func TestJournalFailureRefusesWritesKeepsReads(t *testing.T) {
+	s := newTestMemory(t, Options{Shards: 4})
+	apply(t, s, Atomic, put("a", "1"))
+	s.journal = failingJournal{errors.New("no space left on device")}
+	_, err := s.Apply(context.Background(), Batch{Mode: Atomic, Writes: []Write{put("b", "1")}}, make([]Result, 1))
+	if !errors.Is(err, ErrJournal) || !strings.Contains(err.Error(), "no space") {
+		t.Fatalf("err = %v; want ErrJournal naming the cause", err)
+	}
+	if it := get(s, "a"); !it.Found {
+		t.Fatal("read failed while the journal is down")
+	}
+	if it := get(s, "b"); it.Found || s.Stats().Revision != 1 {
+		t.Fatal("a refused write was applied")
+	}
+}
+
+func TestOpenDurableStopsOnCorruption(t *testing.T) {
+	dir := t.TempDir()
+	d := openDurable(t, dir, nil, nil)
+	for i := range 20 {
+		applyTagged(t, d, Atomic, "", put(fmt.Sprint("k", i), "value"))
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+	b, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(segs[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenDurable(DurableOptions{Dir: dir})
+	var ce *wal.CorruptionError
+	if !errors.As(err, &ce) || ce.File == "" {
+		t.Fatalf("err = %v; want a *wal.CorruptionError naming the file", err)
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add(appendRecord(nil, Batch{Mode: Atomic, Writes: []Write{put("k", "v")}}, []Result{{Code: OK}}))
+	f.Add(appendRecord(nil, Batch{Tag: []byte("t"), Writes: []Write{{Key: "d", Delete: true}, put("x", "y")}},
+		[]Result{{Code: OK}, {Code: AlreadyExists, Version: 3}}))
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		r, err := decodeRecord(rec)
+		if err != nil {
+			return
+		}
+		if len(r.writes) != len(r.results) {
+			t.Fatalf("%d writes, %d results", len(r.writes), len(r.results))
+		}
+		// A record that decodes re-encodes to one that decodes the same.
+		again := appendRecord(nil, Batch{Writes: r.writes, Tag: r.tag}, r.results)
+		setRecordRevision(again, r.rev)
+		r2, err := decodeRecord(again)
+		if err != nil {
+			t.Fatalf("re-encoded record does not decode: %v", err)
+		}
+		if r2.rev != r.rev || string(r2.tag) != string(r.tag) || !slices.Equal(r2.results, r.results) ||
+			!slices.EqualFunc(r2.writes, r.writes, func(a, b Write) bool {
+				return a.Key == b.Key && string(a.Value) == string(b.Value) && a.Delete == b.Delete && a.ExpiresAtMs == b.ExpiresAtMs
+			}) {
+			t.Fatalf("re-encoding changed the record:\n%+v\n%+v", r, r2)
+		}
+	})
+}
