@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/server"
+	"github.com/prometheus/client_golang/prometheus"
 	"putallkv/pkg/rpclimit"
 
 	"putallkv/biz/service"
@@ -19,13 +21,15 @@ import (
 	"putallkv/pkg/config"
 	"putallkv/pkg/metrics"
 	"putallkv/pkg/store"
+	"putallkv/pkg/wal"
 )
 
 // app is one running putallkv server: the store, the Kitex RPC server and the admin endpoint.
 type app struct {
 	cfg     *config.Config
 	log     *slog.Logger
-	engine  *store.Memory
+	engine  store.Engine
+	durable *store.Durable // the engine, when store.data_dir is set
 	svc     *service.Service
 	rpcLn   net.Listener
 	rpc     server.Server
@@ -42,11 +46,11 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 			a.close()
 		}
 	}()
-	a.engine, err = store.NewMemory(store.Options{Shards: cfg.Store.Shards, SweepInterval: cfg.Store.SweepInterval})
+	reg := metrics.NewRegistry()
+	recovery, err := a.openStore(reg)
 	if err != nil {
 		return nil, err
 	}
-	reg := metrics.NewRegistry()
 	svc, err := service.New(a.engine, service.Options{
 		Limits: service.Limits{
 			MaxKeyBytes:     cfg.Limits.MaxKeyBytes,
@@ -57,12 +61,14 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 		IdempotencyMaxRecords: cfg.Idempotency.MaxRecords,
 		Admission:             admissionSettings(cfg),
 		Registerer:            reg,
+		Recovery:              recovery,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.svc = svc
-	if a.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log); err != nil {
+	if a.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log,
+		metrics.Route{Pattern: "POST /admin/snapshot", Handler: http.HandlerFunc(a.serveSnapshot)}); err != nil {
 		return nil, fmt.Errorf("admin.addr: %w", err)
 	}
 	if a.rpcLn, err = net.Listen("tcp", cfg.Server.Addr); err != nil {
@@ -80,6 +86,64 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 	go func() { a.rpcDone <- a.rpc.Run() }()
 	log.Info("putallkv serving", "rpc", a.rpcLn.Addr().String(), "admin", a.admin.Addr().String())
 	return a, nil
+}
+
+// openStore opens the engine: memory only, or durable in store.data_dir after recovering it.
+// It returns what recovery found of the service's idempotency records.
+func (a *app) openStore(reg prometheus.Registerer) (*service.Recovery, error) {
+	cfg := a.cfg
+	opts := store.Options{Shards: cfg.Store.Shards, SweepInterval: cfg.Store.SweepInterval}
+	if cfg.Store.DataDir == "" {
+		m, err := store.NewMemory(opts)
+		if err != nil {
+			return nil, err
+		}
+		a.engine = m
+		return nil, nil
+	}
+	dm, err := newDurabilityMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	sync := map[string]wal.SyncPolicy{"always": wal.SyncAlways, "interval": wal.SyncInterval, "none": wal.SyncNone}[cfg.WAL.Fsync]
+	recovery := service.NewRecovery()
+	d, err := store.OpenDurable(store.DurableOptions{
+		Options: opts,
+		Dir:     cfg.Store.DataDir,
+		WAL: wal.Options{Sync: sync, SyncInterval: cfg.WAL.FsyncInterval, SegmentBytes: int64(cfg.WAL.SegmentBytes),
+			Logger: a.log, Observer: dm},
+		SnapshotBytes: int64(cfg.WAL.SnapshotBytes),
+		Recovered:     recovery.Add,
+		SnapshotTags:  func() [][]byte { return a.svc.SnapshotTags() },
+		Observer:      dm,
+	})
+	if corrupt, ok := errors.AsType[*wal.CorruptionError](err); ok {
+		return nil, fmt.Errorf("store.data_dir: the write-ahead log is corrupt (%s at offset %d: %s); "+
+			"inspect it with `putallctl wal check %s`, cut it there with `putallctl wal repair %s`",
+			corrupt.File, corrupt.Offset, corrupt.Reason, cfg.Store.DataDir, cfg.Store.DataDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store.data_dir: %w", err)
+	}
+	a.engine, a.durable = d, d
+	st := d.Stats()
+	a.log.Info("store recovered", "dir", cfg.Store.DataDir, "keys", st.Keys, "revision", st.Revision, "fsync", cfg.WAL.Fsync)
+	return recovery, nil
+}
+
+// serveSnapshot is the admin command POST /admin/snapshot: take a snapshot now.
+func (a *app) serveSnapshot(w http.ResponseWriter, r *http.Request) {
+	if a.durable == nil {
+		http.Error(w, "memory-only store (store.data_dir is empty): nothing to snapshot\n", http.StatusConflict)
+		return
+	}
+	start := time.Now()
+	if err := a.durable.Snapshot(r.Context()); err != nil {
+		a.log.Error("snapshot failed", "err", err)
+		http.Error(w, "snapshot failed: "+err.Error()+"\n", http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintf(w, "snapshot taken in %s\n", time.Since(start).Round(time.Millisecond))
 }
 
 func admissionSettings(cfg *config.Config) service.AdmissionSettings {

@@ -76,7 +76,7 @@ func (s *Service) refuse(n int, retry time.Duration, mode string) error {
 // least 1, at most max_chunk), for as long as the wait budget allows. Entries not reached are
 // reported RESOURCE_EXHAUSTED with no version, so a caller resends exactly those; none is
 // applied twice and none is dropped silently.
-func (s *Service) writeChunked(ctx context.Context, writes []store.Write, statuses []*kv.KeyStatus) (batchResult, error) {
+func (s *Service) writeChunked(ctx context.Context, writes []store.Write, statuses []*kv.KeyStatus, key *idemKey) (batchResult, error) {
 	// A chunk only sees its own keys, so repeats across chunks are caught here.
 	if key, dup := firstRepeat(writes); dup {
 		return batchResult{}, duplicateKeyError(key)
@@ -96,8 +96,8 @@ func (s *Service) writeChunked(ctx context.Context, writes []store.Write, status
 			r.retryAfter = g.Delay
 			break
 		}
-		chunk := writes[done : done+g.N]
-		out, err := s.apply(store.BestEffort, chunk, statuses[done:done+g.N])
+		chunk := store.Batch{Mode: store.BestEffort, Writes: writes[done : done+g.N], Tag: key.tag(done, len(writes))}
+		out, err := s.apply(ctx, chunk, statuses[done:done+g.N])
 		if err != nil {
 			return batchResult{}, err
 		}

@@ -27,9 +27,18 @@ type idempotency struct {
 // digest identifies a request's payload: the method and every field except request_id.
 type digest [sha256.Size]byte
 
+// idemKey identifies an idempotent call: its method, request_id and payload digest.
+type idemKey struct {
+	method string
+	id     string
+	digest digest
+	// createdMs is when the first call began (Unix ms), which its window counts from after a
+	// restart.
+	createdMs int64
+}
+
 type idemRecord struct {
-	id      string
-	digest  digest
+	key     *idemKey
 	created time.Time
 	elem    *list.Element
 	// done is closed when the first call has finished; resp, err and kept are set before.
@@ -48,25 +57,30 @@ func newIdempotency(window time.Duration, maxRecords int, now func() time.Time) 
 // begin claims id for a call with payload d. It returns owner=true when the caller is the first
 // and must call finish; otherwise rec is the record of the first call, which the caller waits
 // for (see wait). A reuse of id with another payload is IDEMPOTENCY_CONFLICT.
-func (m *idempotency) begin(id string, d digest) (rec *idemRecord, owner bool, err error) {
+func (m *idempotency) begin(key *idemKey) (rec *idemRecord, owner bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
 	m.expire(now)
-	if rec := m.records[id]; rec != nil {
-		if rec.digest != d {
+	if rec := m.records[key.id]; rec != nil {
+		if rec.key.method != key.method || rec.key.digest != key.digest {
 			return nil, false, kvError(kv.ErrorCode_IDEMPOTENCY_CONFLICT,
-				"request_id %q was already used for a different request", id)
+				"request_id %q was already used for a different request", key.id)
 		}
 		return rec, false, nil
 	}
+	rec = &idemRecord{key: key, created: now, done: make(chan struct{})}
+	m.insert(rec)
+	return rec, true, nil
+}
+
+// insert adds rec as the newest record, evicting the oldest beyond the bound.
+func (m *idempotency) insert(rec *idemRecord) {
 	for len(m.records) >= m.maxRecords {
 		m.drop(m.byAge.Front().Value.(*idemRecord))
 	}
-	rec = &idemRecord{id: id, digest: d, created: now, done: make(chan struct{})}
 	rec.elem = m.byAge.PushBack(rec)
-	m.records[id] = rec
-	return rec, true, nil
+	m.records[rec.key.id] = rec
 }
 
 // finish records the outcome of the owner's call and releases its waiters. A transient outcome
@@ -74,7 +88,7 @@ func (m *idempotency) begin(id string, d digest) (rec *idemRecord, owner bool, e
 func (m *idempotency) finish(rec *idemRecord, resp any, err error) {
 	m.mu.Lock()
 	rec.resp, rec.err, rec.kept = resp, err, !transient(err)
-	if !rec.kept && m.records[rec.id] == rec {
+	if !rec.kept && m.records[rec.key.id] == rec {
 		m.drop(rec)
 	}
 	m.mu.Unlock()
@@ -94,7 +108,7 @@ func (m *idempotency) expire(now time.Time) {
 
 func (m *idempotency) drop(rec *idemRecord) {
 	m.byAge.Remove(rec.elem)
-	delete(m.records, rec.id)
+	delete(m.records, rec.key.id)
 }
 
 // size returns the number of records held.
@@ -124,6 +138,7 @@ type hasher struct {
 	buf [binary.MaxVarintLen64]byte
 }
 
+// newHasher starts a payload digest; method keeps equal payloads of different methods apart.
 func newHasher(method string) *hasher {
 	h := &hasher{h: sha256.New()}
 	h.str(method)

@@ -44,6 +44,8 @@ type Options struct {
 	Admission AdmissionSettings
 	// Registerer receives the service's metrics; nil registers them nowhere.
 	Registerer prometheus.Registerer
+	// Recovery holds the idempotency records recovered with a durable store; nil for none.
+	Recovery *Recovery
 	// Now is the clock for TTLs and idempotency windows; nil means time.Now.
 	Now func() time.Time
 }
@@ -89,6 +91,7 @@ func New(engine store.Engine, opts Options) (*Service, error) {
 		a.MaxChunk = l.MaxBatchEntries
 	}
 	s.SetAdmission(a)
+	opts.Recovery.restore(s.idem)
 	m, err := newMetrics(opts.Registerer, engine, s.idem, s.bucket)
 	if err != nil {
 		return nil, err
@@ -238,14 +241,12 @@ type batchResult struct {
 // apply runs validated writes against the engine and fills statuses (one per write). An ATOMIC
 // batch with a failing precondition is an error whose failed lists every failing key; a
 // BEST_EFFORT batch never is.
-func (s *Service) apply(mode store.Mode, writes []store.Write, statuses []*kv.KeyStatus) (store.Outcome, error) {
+func (s *Service) apply(ctx context.Context, b store.Batch, statuses []*kv.KeyStatus) (store.Outcome, error) {
+	mode, writes := b.Mode, b.Writes
 	results := make([]store.Result, len(writes))
-	out, err := s.engine.Apply(mode, writes, results)
+	out, err := s.engine.Apply(ctx, b, results)
 	if err != nil {
-		if dup, ok := errors.AsType[*store.DuplicateKeyError](err); ok {
-			return store.Outcome{}, duplicateKeyError(dup.Key)
-		}
-		return store.Outcome{}, kvError(kv.ErrorCode_INTERNAL, "store: %v", err)
+		return store.Outcome{}, storeError(err)
 	}
 	var failed []*kv.KeyStatus
 	for i, r := range results {
@@ -265,6 +266,20 @@ func (s *Service) apply(mode store.Mode, writes []store.Write, statuses []*kv.Ke
 	return out, nil
 }
 
+// storeError turns an engine failure into the API's terms.
+func storeError(err error) *kv.KVError {
+	if dup, ok := errors.AsType[*store.DuplicateKeyError](err); ok {
+		return duplicateKeyError(dup.Key)
+	}
+	switch {
+	case errors.Is(err, store.ErrJournal):
+		return kvError(kv.ErrorCode_UNAVAILABLE, "the write-ahead log is refusing writes, nothing was written: %v", err)
+	case errors.Is(err, store.ErrNotDurable):
+		return kvError(kv.ErrorCode_UNAVAILABLE, "the write was applied but not confirmed durable before the call ended; it may or may not survive a crash: %v", err)
+	}
+	return kvError(kv.ErrorCode_INTERNAL, "store: %v", err)
+}
+
 func duplicateKeyError(key string) *kv.KVError {
 	e := kvError(kv.ErrorCode_INVALID_ARGUMENT, "key %q appears more than once; a key may appear once per request", key)
 	e.Failed = []*kv.KeyStatus{{Key: key, Code: kv.ErrorCode_INVALID_ARGUMENT}}
@@ -273,15 +288,15 @@ func duplicateKeyError(key string) *kv.KVError {
 
 // write admits and applies a validated multi-key write: ATOMIC as one admission of every key,
 // BEST_EFFORT in chunks sized by the tokens in hand.
-func (s *Service) write(ctx context.Context, mode store.Mode, writes []store.Write) (batchResult, error) {
+func (s *Service) write(ctx context.Context, mode store.Mode, writes []store.Write, key *idemKey) (batchResult, error) {
 	statuses := make([]*kv.KeyStatus, len(writes))
 	if mode == store.BestEffort && !s.bucket.Unlimited() {
-		return s.writeChunked(ctx, writes, statuses)
+		return s.writeChunked(ctx, writes, statuses, key)
 	}
 	if err := s.admit(ctx, len(writes), mode.String()); err != nil {
 		return batchResult{}, err
 	}
-	out, err := s.apply(mode, writes, statuses)
+	out, err := s.apply(ctx, store.Batch{Mode: mode, Writes: writes, Tag: key.tag(0, len(writes))}, statuses)
 	if err != nil {
 		return batchResult{}, err
 	}
@@ -289,7 +304,7 @@ func (s *Service) write(ctx context.Context, mode store.Mode, writes []store.Wri
 }
 
 // single admits and runs one write, and turns a failed precondition into an error.
-func (s *Service) single(ctx context.Context, w write) (store.Result, int64, error) {
+func (s *Service) single(ctx context.Context, w write, key *idemKey) (store.Result, int64, error) {
 	sw, code, msg := s.toStoreWrite(w, s.now().UnixMilli())
 	if code != kv.ErrorCode_OK {
 		return store.Result{}, 0, kvError(code, "%s", msg)
@@ -298,9 +313,9 @@ func (s *Service) single(ctx context.Context, w write) (store.Result, int64, err
 		return store.Result{}, 0, err
 	}
 	results := make([]store.Result, 1)
-	out, err := s.engine.Apply(store.Atomic, []store.Write{sw}, results)
+	out, err := s.engine.Apply(ctx, store.Batch{Mode: store.Atomic, Writes: []store.Write{sw}, Tag: key.tag(0, 1)}, results)
 	if err != nil {
-		return store.Result{}, 0, kvError(kv.ErrorCode_INTERNAL, "store: %v", err)
+		return store.Result{}, 0, storeError(err)
 	}
 	if r := results[0]; r.Code != store.OK {
 		code := storeCode(r.Code)
@@ -327,23 +342,23 @@ func preconditionSentence(c store.Code) string {
 // first outcome back (replayed marks a response as such), a different payload is refused, and a
 // retry that arrives while the first call runs waits for it. Without a request_id, call just
 // runs.
-func idempotent[R any](ctx context.Context, s *Service, requestID string, payload func() digest,
-	call func() (R, error), replayed func(R) R) (R, error) {
+func idempotent[R any](ctx context.Context, s *Service, method, requestID string, payload func() digest,
+	call func(*idemKey) (R, error), replayed func(R) R) (R, error) {
 	var zero R
 	if requestID == "" {
-		return call()
+		return call(nil)
 	}
 	if len(requestID) > MaxRequestIDBytes {
 		return zero, kvError(kv.ErrorCode_INVALID_ARGUMENT, "request_id of %d bytes is over the limit of %d bytes", len(requestID), MaxRequestIDBytes)
 	}
-	d := payload()
+	key := &idemKey{method: method, id: requestID, digest: payload(), createdMs: s.now().UnixMilli()}
 	for {
-		rec, owner, err := s.idem.begin(requestID, d)
+		rec, owner, err := s.idem.begin(key)
 		if err != nil {
 			return zero, err
 		}
 		if owner {
-			return runOwned(s.idem, rec, call)
+			return runOwned(s.idem, rec, func() (R, error) { return call(key) })
 		}
 		select {
 		case <-rec.done:
@@ -386,7 +401,7 @@ func requestIDOf(p *string) string {
 func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResponse, err error) {
 	defer s.metrics.observe("Put", &err)
 	w := write{key: req.Key, value: req.Value, expected: req.ExpectedVersion, ttlMs: req.TtlMs}
-	return idempotent(ctx, s, requestIDOf(req.RequestId),
+	return idempotent(ctx, s, "Put", requestIDOf(req.RequestId),
 		func() digest {
 			h := newHasher("Put")
 			h.str(req.Key)
@@ -395,8 +410,8 @@ func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResp
 			h.opt(req.TtlMs)
 			return h.sum()
 		},
-		func() (*kv.PutResponse, error) {
-			r, _, err := s.single(ctx, w)
+		func(key *idemKey) (*kv.PutResponse, error) {
+			r, _, err := s.single(ctx, w, key)
 			if err != nil {
 				return nil, err
 			}
@@ -416,7 +431,9 @@ func (s *Service) Get(ctx context.Context, req *kv.GetRequest) (resp *kv.GetResp
 		return nil, kvError(code, "%s", msg)
 	}
 	items := make([]store.Item, 1)
-	s.engine.GetAll([]string{req.Key}, items)
+	if _, err := s.engine.GetAll(ctx, []string{req.Key}, items); err != nil {
+		return nil, storeError(err)
+	}
 	if !items[0].Found {
 		return nil, kvError(kv.ErrorCode_NOT_FOUND, "key %q: no such key", req.Key)
 	}
@@ -431,15 +448,15 @@ func toItem(key string, it store.Item) *kv.Item {
 func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.DeleteResponse, err error) {
 	defer s.metrics.observe("Delete", &err)
 	w := write{key: req.Key, del: true, expected: req.ExpectedVersion}
-	return idempotent(ctx, s, requestIDOf(req.RequestId),
+	return idempotent(ctx, s, "Delete", requestIDOf(req.RequestId),
 		func() digest {
 			h := newHasher("Delete")
 			h.str(req.Key)
 			h.opt(req.ExpectedVersion)
 			return h.sum()
 		},
-		func() (*kv.DeleteResponse, error) {
-			_, rev, err := s.single(ctx, w)
+		func(key *idemKey) (*kv.DeleteResponse, error) {
+			_, rev, err := s.single(ctx, w, key)
 			if err != nil {
 				return nil, err
 			}
@@ -467,7 +484,7 @@ func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.P
 	if err != nil {
 		return nil, err
 	}
-	return idempotent(ctx, s, requestIDOf(req.RequestId),
+	return idempotent(ctx, s, "PutAll", requestIDOf(req.RequestId),
 		func() digest {
 			h := newHasher("PutAll")
 			h.int(int64(req.Mode))
@@ -480,8 +497,8 @@ func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.P
 			}
 			return h.sum()
 		},
-		func() (*kv.PutAllResponse, error) {
-			r, err := s.write(ctx, mode, writes)
+		func(key *idemKey) (*kv.PutAllResponse, error) {
+			r, err := s.write(ctx, mode, writes, key)
 			if err != nil {
 				return nil, err
 			}
@@ -507,7 +524,10 @@ func (s *Service) GetAll(ctx context.Context, req *kv.GetAllRequest) (resp *kv.G
 		}
 	}
 	items := make([]store.Item, len(req.Keys))
-	rev := s.engine.GetAll(req.Keys, items)
+	rev, err := s.engine.GetAll(ctx, req.Keys, items)
+	if err != nil {
+		return nil, storeError(err)
+	}
 	out := &kv.GetAllResponse{Items: make([]*kv.Item, len(items)), Revision: rev}
 	for i, it := range items {
 		out.Items[i] = toItem(req.Keys[i], it)
@@ -529,7 +549,7 @@ func (s *Service) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (resp
 	if err != nil {
 		return nil, err
 	}
-	return idempotent(ctx, s, requestIDOf(req.RequestId),
+	return idempotent(ctx, s, "DeleteAll", requestIDOf(req.RequestId),
 		func() digest {
 			h := newHasher("DeleteAll")
 			h.int(int64(req.Mode))
@@ -540,8 +560,8 @@ func (s *Service) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (resp
 			}
 			return h.sum()
 		},
-		func() (*kv.DeleteAllResponse, error) {
-			r, err := s.write(ctx, mode, writes)
+		func(key *idemKey) (*kv.DeleteAllResponse, error) {
+			r, err := s.write(ctx, mode, writes, key)
 			if err != nil {
 				return nil, err
 			}

@@ -303,21 +303,21 @@ func TestConcurrentRetriesApplyOnce(t *testing.T) {
 func TestWaitingRetryHonoursContext(t *testing.T) {
 	s, _, _ := newTestService(t)
 	d := newHasher("x").sum()
-	rec, owner, err := s.idem.begin("slow", d)
+	rec, owner, err := s.idem.begin(&idemKey{method: "Put", id: "slow", digest: d})
 	if err != nil || !owner {
 		t.Fatal(owner, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = idempotent(ctx, s, "slow", func() digest { return d },
-		func() (*kv.PutResponse, error) { t.Error("ran while the first call was in flight"); return nil, nil },
+	_, err = idempotent(ctx, s, "Put", "slow", func() digest { return d },
+		func(*idemKey) (*kv.PutResponse, error) { t.Error("ran while the first call was in flight"); return nil, nil },
 		func(r *kv.PutResponse) *kv.PutResponse { return r })
 	wantCode(t, err, kv.ErrorCode_UNAVAILABLE)
 	// A transient outcome is not kept: the next call runs for real.
 	s.idem.finish(rec, nil, kvError(kv.ErrorCode_UNAVAILABLE, "down"))
 	ran := false
-	_, err = idempotent(context.Background(), s, "slow", func() digest { return d },
-		func() (*kv.PutResponse, error) { ran = true; return &kv.PutResponse{}, nil },
+	_, err = idempotent(context.Background(), s, "Put", "slow", func() digest { return d },
+		func(*idemKey) (*kv.PutResponse, error) { ran = true; return &kv.PutResponse{}, nil },
 		func(r *kv.PutResponse) *kv.PutResponse { return r })
 	if err != nil || !ran {
 		t.Fatalf("after a transient outcome: ran %v, err %v", ran, err)

@@ -33,6 +33,7 @@ type Config struct {
 	Limits      LimitsConfig      `yaml:"limits"`
 	Idempotency IdempotencyConfig `yaml:"idempotency"`
 	Limiter     LimiterConfig     `yaml:"limiter"`
+	WAL         WALConfig         `yaml:"wal"`
 	Log         LogConfig         `yaml:"log"`
 }
 
@@ -58,6 +59,22 @@ type StoreConfig struct {
 	Shards int `yaml:"shards"`
 	// SweepInterval is how often expired keys are freed.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// DataDir holds the write-ahead log and snapshots; empty keeps everything in memory only.
+	DataDir string `yaml:"data_dir"`
+}
+
+// WALConfig configures the write-ahead log (used when store.data_dir is set).
+type WALConfig struct {
+	// Fsync is when a write is acknowledged: "always" (after its record is fsynced, with group
+	// commit), "interval" (after it is written; fsync every FsyncInterval) or "none".
+	Fsync string `yaml:"fsync"`
+	// FsyncInterval is the fsync period of the "interval" policy: at most this much is lost on
+	// power failure.
+	FsyncInterval time.Duration `yaml:"fsync_interval"`
+	// SegmentBytes bounds a log segment file.
+	SegmentBytes int `yaml:"segment_bytes"`
+	// SnapshotBytes starts a snapshot once this much has been logged since the last one.
+	SnapshotBytes int `yaml:"snapshot_bytes"`
 }
 
 // LimitsConfig bounds what one request may carry.
@@ -270,6 +287,16 @@ func (c *Config) Validate() error {
 		bad("store.shards", "must be a power of two between 1 and 65536, got %d", n)
 	}
 	positiveDuration("store.sweep_interval", c.Store.SweepInterval)
+	switch c.WAL.Fsync {
+	case "always", "interval", "none":
+	default:
+		bad("wal.fsync", "must be always, interval or none, got %q", c.WAL.Fsync)
+	}
+	positiveDuration("wal.fsync_interval", c.WAL.FsyncInterval)
+	if c.WAL.SegmentBytes < 1<<16 {
+		bad("wal.segment_bytes", "must be at least 65536, got %d", c.WAL.SegmentBytes)
+	}
+	positive("wal.snapshot_bytes", c.WAL.SnapshotBytes)
 	positive("limits.max_key_bytes", c.Limits.MaxKeyBytes)
 	positive("limits.max_value_bytes", c.Limits.MaxValueBytes)
 	positive("limits.max_batch_entries", c.Limits.MaxBatchEntries)

@@ -45,14 +45,21 @@ type AdminServer struct {
 	done chan struct{} // closed when Serve has returned
 }
 
+// Route is an extra admin endpoint: a net/http ServeMux pattern and its handler.
+type Route struct {
+	Pattern string
+	Handler http.Handler
+}
+
 // StartAdmin listens on addr (host:port; port 0 picks a free one, see Addr) and serves reg and
 // pprof there in the background until Shutdown. It listens before returning, so an address in
 // use is reported here rather than lost in a goroutine. The handlers are on the server's own
 // mux, so it serves exactly /metrics and /debug/pprof/ and nothing else registered on
 // http.DefaultServeMux. (Importing net/http/pprof also registers pprof on DefaultServeMux, so
 // no program using this package should serve DefaultServeMux on a public address.)
-// Serving errors are logged to logger, or to slog.Default() if logger is nil.
-func StartAdmin(addr string, reg *prometheus.Registry, logger *slog.Logger) (*AdminServer, error) {
+// Serving errors are logged to logger, or to slog.Default() if logger is nil. routes adds the
+// caller's own admin endpoints (operations commands) to the same mux.
+func StartAdmin(addr string, reg *prometheus.Registry, logger *slog.Logger, routes ...Route) (*AdminServer, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -69,6 +76,9 @@ func StartAdmin(addr string, reg *prometheus.Registry, logger *slog.Logger) (*Ad
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	for _, r := range routes {
+		mux.Handle(r.Pattern, r.Handler)
+	}
 
 	a := &AdminServer{
 		ln:   ln,

@@ -28,9 +28,9 @@ type DurableOptions struct {
 	// the last one; 0 takes snapshots only when asked (Snapshot).
 	SnapshotBytes int64
 	// Recovered receives, during OpenDurable, every tag recovered: for a batch replayed from the
-	// log, its tag, revision and results (in batch order); for a tag a snapshot saved (see
-	// SnapshotTags), the tag with revision 0 and no results. tag is the callee's to keep.
-	Recovered func(tag []byte, rev int64, results []Result)
+	// log, its tag, revision, keys and results (in batch order); for a tag a snapshot saved (see
+	// SnapshotTags), the tag with revision 0 and no keys or results. All are the callee's.
+	Recovered func(tag []byte, rev int64, keys []string, results []Result)
 	// SnapshotTags returns tags to save in each snapshot (what the service still needs of the
 	// tagged batches the snapshot makes redundant in the log); nil saves none.
 	SnapshotTags func() [][]byte
@@ -157,7 +157,11 @@ func (d *Durable) replay(rec []byte) error {
 	}
 	d.raiseRevision(r.rev)
 	if len(r.tag) > 0 && d.opts.Recovered != nil {
-		d.opts.Recovered(bytes.Clone(r.tag), r.rev, r.results)
+		keys := make([]string, len(r.writes))
+		for i := range r.writes {
+			keys[i] = r.writes[i].Key
+		}
+		d.opts.Recovered(bytes.Clone(r.tag), r.rev, keys, r.results)
 	}
 	return nil
 }
@@ -317,7 +321,7 @@ func (d *Durable) loadSnapshot() (uint64, error) {
 		case snapTag:
 			tag := dec.bytes()
 			if dec.err == nil && d.opts.Recovered != nil {
-				d.opts.Recovered(bytes.Clone(tag), 0, nil)
+				d.opts.Recovered(bytes.Clone(tag), 0, nil, nil)
 			}
 		default:
 			return 0, fmt.Errorf("store: snapshot %d: unknown item kind %d", lsn, kind)

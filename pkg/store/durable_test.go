@@ -28,7 +28,7 @@ func openDurable(t testing.TB, dir string, got *[]recovered, tags func() [][]byt
 		Options: Options{Shards: 8},
 		Dir:     dir,
 		WAL:     wal.Options{Sync: wal.SyncNone, SegmentBytes: 4 << 10},
-		Recovered: func(tag []byte, rev int64, results []Result) {
+		Recovered: func(tag []byte, rev int64, _ []string, results []Result) {
 			if got != nil {
 				*got = append(*got, recovered{string(tag), rev, results})
 			}

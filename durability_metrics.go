@@ -1,0 +1,68 @@
+package main
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// durabilityMetrics turns the write-ahead log's and the durable store's events into
+// Prometheus metrics.
+type durabilityMetrics struct {
+	fsync       prometheus.Histogram
+	groupCommit prometheus.Histogram
+	bytes       prometheus.Counter
+	snapshot    *prometheus.HistogramVec
+	recovery    prometheus.Gauge
+	recovered   prometheus.Gauge
+}
+
+func newDurabilityMetrics(reg prometheus.Registerer) (*durabilityMetrics, error) {
+	m := &durabilityMetrics{
+		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "wal_fsync_seconds", Help: "Duration of write-ahead log fsyncs.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50µs .. ~1.6s
+		}),
+		groupCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "wal_group_commit_size", Help: "Records written to the log by one write call (group commit).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "wal_bytes_total", Help: "Bytes written to the log."}),
+		snapshot: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "snapshot_duration_seconds", Help: "Duration of snapshots, by outcome (ok, error).",
+			Buckets: prometheus.ExponentialBuckets(1e-3, 4, 10),
+		}, []string{"outcome"}),
+		recovery:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "recovery_duration_seconds", Help: "How long start-up recovery took."}),
+		recovered: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recovered_records", Help: "Log records replayed at start-up."}),
+	}
+	for _, c := range []prometheus.Collector{m.fsync, m.groupCommit, m.bytes, m.snapshot, m.recovery, m.recovered} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Wrote implements wal.Observer.
+func (m *durabilityMetrics) Wrote(records, bytes int) {
+	m.groupCommit.Observe(float64(records))
+	m.bytes.Add(float64(bytes))
+}
+
+// Synced implements wal.Observer.
+func (m *durabilityMetrics) Synced(d time.Duration) { m.fsync.Observe(d.Seconds()) }
+
+// Recovered implements store.DurabilityObserver.
+func (m *durabilityMetrics) Recovered(d time.Duration, records uint64, _ int64) {
+	m.recovery.Set(d.Seconds())
+	m.recovered.Set(float64(records))
+}
+
+// Snapshotted implements store.DurabilityObserver.
+func (m *durabilityMetrics) Snapshotted(d time.Duration, _ int64, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.snapshot.WithLabelValues(outcome).Observe(d.Seconds())
+}
