@@ -310,7 +310,10 @@ func TestWaitingRetryHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err = idempotent(ctx, s, "Put", "slow", func() digest { return d },
-		func(*idemKey) (*kv.PutResponse, error) { t.Error("ran while the first call was in flight"); return nil, nil },
+		func(*idemKey) (*kv.PutResponse, error) {
+			t.Error("ran while the first call was in flight")
+			return nil, nil
+		},
 		func(r *kv.PutResponse) *kv.PutResponse { return r })
 	wantCode(t, err, kv.ErrorCode_UNAVAILABLE)
 	// A transient outcome is not kept: the next call runs for real.

@@ -1,0 +1,242 @@
+// Package gateway is putallkv's HTTP/JSON gateway: a Hertz server that speaks the whole KV API
+// in the HTTP conventions non-Go callers already know (ETags and preconditions, Idempotency-Key,
+// RFC 9457 problem+json errors, X-Request-ID) and calls a kv.KVService for everything else.
+//
+// It depends only on the generated kv.KVService interface, so the same gateway runs in the
+// server's process over the handler itself, or as a separate tier over a pooled Kitex client
+// (*kvclient.Client). The routes, the JSON shapes and the problem types are documented on
+// Gateway and in README.md.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cloudwego/hertz/pkg/app"
+	"github.com/cloudwego/hertz/pkg/app/server"
+	"github.com/cloudwego/hertz/pkg/common/config"
+	"github.com/cloudwego/hertz/pkg/network"
+	"github.com/cloudwego/hertz/pkg/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"putallkv/kitex_gen/kv"
+)
+
+// DefaultMaxBodyBytes is the request body bound used when Options.MaxBodyBytes is not positive.
+const DefaultMaxBodyBytes = 4 << 20
+
+// readyTimeout bounds one call of Options.Ready, so a hung upstream makes /readyz answer 503
+// rather than hang the prober.
+const readyTimeout = 2 * time.Second
+
+// maxExitWait is Hertz's own bound on a graceful shutdown; Shutdown's ctx usually ends it sooner.
+const maxExitWait = time.Minute
+
+// Options configure a Gateway.
+type Options struct {
+	// MaxBodyBytes bounds a request body. A larger body is refused with 413 before it is read
+	// whole: at once when Content-Length declares it, else as soon as the stream passes the
+	// bound. Not positive means DefaultMaxBodyBytes.
+	MaxBodyBytes int
+	// Registerer receives the gateway's metrics (requests by route and status, latency by
+	// route) when Start runs; nil registers them nowhere.
+	Registerer prometheus.Registerer
+	// Logger gets one access-log line per request (method, route, status, bytes, latency,
+	// request id) and any handler panic; nil means slog.Default().
+	Logger *slog.Logger
+	// Ready reports whether the gateway can serve (store ready, upstream reachable); /readyz
+	// answers 503 while it returns an error. nil means always ready.
+	Ready func(ctx context.Context) error
+}
+
+// Gateway serves the KV API over HTTP. Create it with New, Start it once, and Shutdown to stop
+// it.
+//
+// Routes (keys are the percent-encoded rest of the path, '/' included):
+//
+//	PUT    /v1/kv/{key}      body = raw value; If-Match / If-None-Match: *, ?ttl_ms=; 201 or 200
+//	GET    /v1/kv/{key}      raw value, ETag; If-None-Match -> 304
+//	DELETE /v1/kv/{key}      If-Match; 204
+//	POST   /v1/kv:putAll     {"mode","entries":[{"key","value"|"value_base64","expected_version","ttl_ms"}]}
+//	POST   /v1/kv:getAll     {"keys":[...]}
+//	POST   /v1/kv:deleteAll  {"mode","entries":[{"key","expected_version"}]}
+//	GET    /healthz          the process is up
+//	GET    /readyz           Options.Ready succeeds
+type Gateway struct {
+	svc      kv.KVService
+	maxBody  int
+	reg      prometheus.Registerer
+	log      *slog.Logger
+	ready    func(ctx context.Context) error
+	inFlight inFlight
+	conns    conns
+	metrics  *metrics
+	ops      map[string]app.HandlerFunc // the batch calls under POST /v1/:op, by op; set by routes
+
+	ln       net.Listener
+	h        *server.Hertz
+	accepted chan struct{} // closed when the server accepts its first connection
+	accept   sync.Once
+	done     chan error // receives the result of Hertz's Run
+
+	stop    sync.Once
+	stopErr error // the result of the one shutdown
+}
+
+// New returns a Gateway that serves svc. It does not listen until Start.
+func New(svc kv.KVService, opts Options) *Gateway {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Gateway{
+		svc:      svc,
+		maxBody:  opts.MaxBodyBytes,
+		reg:      opts.Registerer,
+		log:      opts.Logger,
+		ready:    opts.Ready,
+		metrics:  newMetrics(),
+		inFlight: inFlight{keys: make(map[string]struct{})},
+		conns:    conns{idle: make(map[network.Conn]bool)},
+		accepted: make(chan struct{}),
+		done:     make(chan error, 1),
+	}
+}
+
+// Start listens on addr ("host:port"; port 0 picks a free port, see Addr) and serves in the
+// background until Shutdown, and registers the gateway's metrics. It listens before returning,
+// so an address in use is an error here, and it returns only once the server accepts
+// connections, so a Shutdown right after it cannot race Hertz's start-up.
+func (g *Gateway) Start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	g.ln = ln
+	g.h = server.New(g.serverOptions(ln)...)
+	g.h.OnShutdown = append(g.h.OnShutdown, func(context.Context) { g.conns.closeIdle() })
+	// A client that asks first (Expect: 100-continue, as curl does for large bodies) is not
+	// invited to send a body it declares too large; readBody then answers 413.
+	g.h.ContinueHandler = func(h *protocol.RequestHeader) bool { return h.ContentLength() <= g.maxBody }
+	g.routes()
+	go func() { g.done <- g.h.Run() }()
+	if err := g.awaitServing(); err != nil {
+		_ = ln.Close()
+		g.h = nil // nothing to shut down
+		return fmt.Errorf("gateway: %w", err)
+	}
+	if err := g.metrics.register(g.reg); err != nil {
+		return errors.Join(fmt.Errorf("gateway: metrics: %w", err), g.Shutdown(context.Background()))
+	}
+	return nil
+}
+
+// serverOptions configure Hertz for an API whose keys live in the path and whose bodies are
+// bounded by the gateway itself.
+func (g *Gateway) serverOptions(ln net.Listener) []config.Option {
+	return []config.Option{
+		server.WithListener(ln),
+		server.WithTransport(g.conns.transport),
+		server.WithTracer(&g.conns),
+		// Route on the path exactly as sent and decode keys ourselves: Hertz's default routes on
+		// a cleaned path ("a//b" and "a/../b" collapse) and unescapes with QueryUnescape ('+'
+		// becomes a space).
+		server.WithUseRawPath(true),
+		server.WithRemoveExtraSlash(false),
+		server.WithUnescapePathValues(false),
+		server.WithRedirectTrailingSlash(false),
+		server.WithRedirectFixedPath(false),
+		server.WithHandleMethodNotAllowed(true),
+		// Hand handlers a body stream so they answer 413 in problem+json; Hertz's own limit
+		// answers in text/plain. MaxRequestBodySize then only sizes what Hertz prefetches.
+		server.WithStreamBody(true),
+		server.WithMaxRequestBodySize(g.maxBody),
+		// Never parse multipart bodies up front: that would read them whole.
+		server.WithDisablePreParseMultipartForm(true),
+		server.WithDisableDefaultContentType(true),
+		server.WithDisablePrintRoute(true),
+		server.WithExitWaitTime(maxExitWait),
+		server.WithOnAccept(g.onAccept),
+	}
+}
+
+// onAccept is called by Hertz's event loop for every new connection; the first one tells Start
+// that the server is serving.
+func (g *Gateway) onAccept(net.Conn) context.Context {
+	g.accept.Do(func() { close(g.accepted) })
+	return context.Background()
+}
+
+// awaitServing connects to the listener once and waits until Hertz accepts the connection (or
+// Run fails). Until Hertz's event loop exists its Shutdown is a no-op, and a server shut down
+// in that window would serve on forever.
+func (g *Gateway) awaitServing() error {
+	conn, err := net.Dial("tcp", dialable(g.ln.Addr()))
+	if err != nil {
+		return fmt.Errorf("probing the listener: %w", err)
+	}
+	defer conn.Close()
+	select {
+	case <-g.accepted:
+		return nil
+	case err := <-g.done:
+		if err == nil {
+			err = errors.New("the server stopped during start-up")
+		}
+		return err
+	}
+}
+
+// dialable turns a listener address into one a client can dial: an unspecified IP (0.0.0.0,
+// ::) becomes the loopback address of the same family.
+func dialable(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	ip := net.IPv6loopback
+	if tcp.IP.To4() != nil {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
+}
+
+// Addr is the address the gateway listens on; nil before Start.
+func (g *Gateway) Addr() net.Addr {
+	if g.ln == nil {
+		return nil
+	}
+	return g.ln.Addr()
+}
+
+// Shutdown stops accepting connections, closes keep-alive connections between requests, lets
+// in-flight requests finish until ctx is done (and at most a minute), and waits for the server
+// to stop. It is a no-op before a successful Start; a second call returns the first's result.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	if g.h == nil {
+		return nil
+	}
+	g.stop.Do(func() { g.stopErr = g.shutdown(ctx) })
+	return g.stopErr
+}
+
+func (g *Gateway) shutdown(ctx context.Context) error {
+	err := g.h.Shutdown(ctx)
+	if err == nil && ctx.Err() != nil {
+		// Hertz reports a graceful wait that ran out of time as success.
+		err = fmt.Errorf("gateway: shutdown: %w", ctx.Err())
+	}
+	select {
+	case runErr := <-g.done:
+		return errors.Join(err, runErr)
+	case <-ctx.Done():
+		return errors.Join(err, fmt.Errorf("gateway: shutdown: %w", ctx.Err()))
+	}
+}

@@ -1,0 +1,328 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/url"
+
+	"github.com/cloudwego/hertz/pkg/app"
+
+	"putallkv/kitex_gen/kv"
+)
+
+// Route labels, as they appear in the access log and in metrics.
+const (
+	routePut       = "PUT /v1/kv/{key}"
+	routeGet       = "GET /v1/kv/{key}"
+	routeDelete    = "DELETE /v1/kv/{key}"
+	routePutAll    = "POST /v1/kv:putAll"
+	routeGetAll    = "POST /v1/kv:getAll"
+	routeDeleteAll = "POST /v1/kv:deleteAll"
+	routeHealthz   = "GET /healthz"
+	routeReadyz    = "GET /readyz"
+	// routeUnmatched labels requests no route took (404, 405, or refused by Hertz before routing).
+	routeUnmatched = "unmatched"
+)
+
+// handlerFunc is a route's handler: it writes the success response, or returns the error that
+// writeError answers.
+type handlerFunc func(ctx context.Context, c *app.RequestContext) error
+
+// routes registers every route on the Hertz server.
+//
+// Hertz reads ':' anywhere in a route as the start of a parameter, so /v1/kv:putAll cannot be
+// registered as it stands: one POST route /v1/:op takes the three batch calls and dispatches
+// on op.
+func (g *Gateway) routes() {
+	g.h.Use(g.observe)
+	g.h.PUT(keyPrefix+"*key", g.handle(routePut, g.put))
+	g.h.GET(keyPrefix+"*key", g.handle(routeGet, g.get))
+	g.h.DELETE(keyPrefix+"*key", g.handle(routeDelete, g.delete))
+	g.ops = map[string]app.HandlerFunc{
+		"kv:putAll":    g.handle(routePutAll, g.putAll),
+		"kv:getAll":    g.handle(routeGetAll, g.getAll),
+		"kv:deleteAll": g.handle(routeDeleteAll, g.deleteAll),
+	}
+	g.h.POST("/v1/:op", g.dispatch)
+	g.h.GET("/healthz", g.handle(routeHealthz, g.healthz))
+	g.h.GET("/readyz", g.handle(routeReadyz, g.readyz))
+}
+
+// routeKey is where handle records the route label for observe.
+const routeKey = "putallkv.route"
+
+// handle adapts h to Hertz: it labels the request with route and answers h's error.
+func (g *Gateway) handle(route string, h handlerFunc) app.HandlerFunc {
+	return func(ctx context.Context, c *app.RequestContext) {
+		c.Set(routeKey, route)
+		if err := h(ctx, c); err != nil {
+			g.writeError(ctx, c, err)
+		}
+	}
+}
+
+// dispatch serves POST /v1/:op with the handler of op (percent-decoded), or leaves the
+// request unanswered for observe to answer 404.
+func (g *Gateway) dispatch(ctx context.Context, c *app.RequestContext) {
+	op, _ := url.PathUnescape(c.Param("op"))
+	if h, ok := g.ops[op]; ok {
+		h(ctx, c)
+		return
+	}
+	c.SetStatusCode(statusOf[codeRouteNotFound])
+}
+
+// writeJSON writes v as the response body.
+func writeJSON(c *app.RequestContext, status int, contentType string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // the response types always encode; this would be a bug
+		c.SetStatusCode(500)
+		return
+	}
+	c.Data(status, contentType, b)
+}
+
+// markReplayed sets Idempotent-Replayed on a response the service replayed.
+func markReplayed(c *app.RequestContext, replayed bool) {
+	if replayed {
+		c.Response.Header.Set(headerReplayed, "true")
+	}
+}
+
+// readBody reads the request body, at most g.maxBody bytes: a body declared larger is refused
+// unread, and a chunked one as soon as it passes the bound. The bytes are a fresh copy, which
+// the service may keep.
+func (g *Gateway) readBody(c *app.RequestContext) ([]byte, error) {
+	if n := c.Request.Header.ContentLength(); n > g.maxBody {
+		c.SetConnectionClose() // the client may still be sending; do not wait for the rest
+		return nil, tooLarge("the body of %d bytes is over the limit of %d bytes", n, g.maxBody)
+	}
+	b, err := io.ReadAll(io.LimitReader(c.Request.BodyStream(), int64(g.maxBody)+1))
+	if err != nil {
+		c.SetConnectionClose()
+		return nil, invalid("reading the body: %v", err)
+	}
+	if len(b) > g.maxBody {
+		c.SetConnectionClose()
+		return nil, tooLarge("the body is over the limit of %d bytes", g.maxBody)
+	}
+	return b, nil
+}
+
+// idempotent calls call(ctx, req), refusing it with 409 while another request with the same
+// Idempotency-Key (key) is in flight through this gateway.
+func idempotent[Req, Resp any](ctx context.Context, g *Gateway, key *string,
+	call func(context.Context, Req) (Resp, error), req Req) (Resp, error) {
+	if key != nil {
+		release, ok := g.inFlight.acquire(*key)
+		if !ok {
+			var zero Resp
+			return zero, &apiError{code: codeKeyInUse,
+				detail: "a request with this Idempotency-Key is still in flight; retry once it has completed to get its response"}
+		}
+		defer release()
+	}
+	return call(ctx, req)
+}
+
+// put serves PUT /v1/kv/{key}: the body is the value.
+func (g *Gateway) put(ctx context.Context, c *app.RequestContext) error {
+	req, err := g.putRequest(c)
+	if err != nil {
+		return err
+	}
+	resp, err := idempotent(ctx, g, req.RequestId, g.svc.Put, req)
+	if err != nil {
+		return err
+	}
+	c.Response.Header.Set("ETag", formatETag(resp.Version))
+	markReplayed(c, resp.Replayed)
+	status := 200
+	if resp.Created {
+		status = 201
+	}
+	writeJSON(c, status, "application/json", putResult{Version: resp.Version, Created: resp.Created, Replayed: resp.Replayed})
+	return nil
+}
+
+// putRequest gathers a PUT's key, preconditions, TTL, idempotency key and value.
+func (g *Gateway) putRequest(c *app.RequestContext) (*kv.PutRequest, error) {
+	var req kv.PutRequest
+	var err error
+	if err = checkQuery(c, "ttl_ms"); err != nil {
+		return nil, err
+	}
+	if req.Key, err = pathKey(c); err != nil {
+		return nil, err
+	}
+	if req.TtlMs, err = ttlParam(c); err != nil {
+		return nil, err
+	}
+	if req.ExpectedVersion, err = putPrecondition(&c.Request.Header); err != nil {
+		return nil, err
+	}
+	if req.RequestId, err = idempotencyKey(&c.Request.Header); err != nil {
+		return nil, err
+	}
+	if req.Value, err = g.readBody(c); err != nil {
+		return nil, err
+	}
+	return &req, nil
+}
+
+// get serves GET /v1/kv/{key}: the raw value with its ETag, or 304 when If-None-Match names
+// the current version.
+func (g *Gateway) get(ctx context.Context, c *app.RequestContext) error {
+	if err := checkQuery(c); err != nil {
+		return err
+	}
+	key, err := pathKey(c)
+	if err != nil {
+		return err
+	}
+	unchanged, err := notModified(&c.Request.Header)
+	if err != nil {
+		return err
+	}
+	resp, err := g.svc.Get(ctx, &kv.GetRequest{Key: key})
+	if err != nil {
+		return err
+	}
+	it := resp.GetItem()
+	if it == nil {
+		return internalError
+	}
+	c.Response.Header.Set("ETag", formatETag(it.Version))
+	if unchanged(it.Version) {
+		c.SetStatusCode(304)
+		return nil
+	}
+	c.Data(200, "application/octet-stream", it.Value)
+	return nil
+}
+
+// delete serves DELETE /v1/kv/{key}: 204.
+func (g *Gateway) delete(ctx context.Context, c *app.RequestContext) error {
+	var req kv.DeleteRequest
+	var err error
+	if err = checkQuery(c); err != nil {
+		return err
+	}
+	if req.Key, err = pathKey(c); err != nil {
+		return err
+	}
+	if req.ExpectedVersion, err = deletePrecondition(&c.Request.Header); err != nil {
+		return err
+	}
+	if req.RequestId, err = idempotencyKey(&c.Request.Header); err != nil {
+		return err
+	}
+	resp, err := idempotent(ctx, g, req.RequestId, g.svc.Delete, &req)
+	if err != nil {
+		return err
+	}
+	markReplayed(c, resp.Replayed)
+	c.SetStatusCode(204)
+	return nil
+}
+
+// batchInput reads what every batch call starts with: no query, the idempotency key and the
+// body.
+func (g *Gateway) batchInput(c *app.RequestContext) (idemKey *string, body []byte, err error) {
+	if err = checkQuery(c); err != nil {
+		return nil, nil, err
+	}
+	if idemKey, err = idempotencyKey(&c.Request.Header); err != nil {
+		return nil, nil, err
+	}
+	body, err = g.readBody(c)
+	return idemKey, body, err
+}
+
+// writeBatch answers putAll and deleteAll.
+func writeBatch(c *app.RequestContext, results []*kv.KeyStatus, revision int64, applied int32, replayed bool) {
+	markReplayed(c, replayed)
+	writeJSON(c, 200, "application/json", batchResult{
+		Revision: revision, Applied: applied, Replayed: replayed, Results: keyStatuses(results)})
+}
+
+// putAll serves POST /v1/kv:putAll.
+func (g *Gateway) putAll(ctx context.Context, c *app.RequestContext) error {
+	idemKey, body, err := g.batchInput(c)
+	if err != nil {
+		return err
+	}
+	req, err := decodePutAll(body)
+	if err != nil {
+		return err
+	}
+	req.RequestId = idemKey
+	resp, err := idempotent(ctx, g, idemKey, g.svc.PutAll, req)
+	if err != nil {
+		return err
+	}
+	writeBatch(c, resp.Results, resp.Revision, resp.Applied, resp.Replayed)
+	return nil
+}
+
+// deleteAll serves POST /v1/kv:deleteAll.
+func (g *Gateway) deleteAll(ctx context.Context, c *app.RequestContext) error {
+	idemKey, body, err := g.batchInput(c)
+	if err != nil {
+		return err
+	}
+	req, err := decodeDeleteAll(body)
+	if err != nil {
+		return err
+	}
+	req.RequestId = idemKey
+	resp, err := idempotent(ctx, g, idemKey, g.svc.DeleteAll, req)
+	if err != nil {
+		return err
+	}
+	writeBatch(c, resp.Results, resp.Revision, resp.Applied, resp.Replayed)
+	return nil
+}
+
+// getAll serves POST /v1/kv:getAll. It is a read: Idempotency-Key is accepted and ignored.
+func (g *Gateway) getAll(ctx context.Context, c *app.RequestContext) error {
+	_, body, err := g.batchInput(c)
+	if err != nil {
+		return err
+	}
+	req, err := decodeGetAll(body)
+	if err != nil {
+		return err
+	}
+	resp, err := g.svc.GetAll(ctx, req)
+	if err != nil {
+		return err
+	}
+	writeJSON(c, 200, "application/json", getAllResult{Revision: resp.Revision, Items: items(resp.Items)})
+	return nil
+}
+
+// status is the body of /healthz and /readyz.
+type status struct {
+	Status string `json:"status"`
+}
+
+// healthz serves GET /healthz: the process is up and serving HTTP.
+func (g *Gateway) healthz(_ context.Context, c *app.RequestContext) error {
+	writeJSON(c, 200, "application/json", status{Status: "ok"})
+	return nil
+}
+
+// readyz serves GET /readyz: 200 when Options.Ready succeeds within readyTimeout, else 503.
+func (g *Gateway) readyz(ctx context.Context, c *app.RequestContext) error {
+	if g.ready != nil {
+		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+		if err := g.ready(ctx); err != nil {
+			return &apiError{code: kv.ErrorCode_UNAVAILABLE.String(), detail: "not ready: " + err.Error()}
+		}
+	}
+	writeJSON(c, 200, "application/json", status{Status: "ready"})
+	return nil
+}
