@@ -15,43 +15,83 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"putallkv/pkg/rpclimit"
 
+	"putallkv/biz/gateway"
 	"putallkv/biz/service"
 	"putallkv/handler"
+	"putallkv/kitex_gen/kv"
 	"putallkv/kitex_gen/kv/kvservice"
 	"putallkv/pkg/config"
+	"putallkv/pkg/kvclient"
 	"putallkv/pkg/metrics"
 	"putallkv/pkg/store"
 	"putallkv/pkg/wal"
 )
 
-// app is one running putallkv server: the store, the Kitex RPC server and the admin endpoint.
+// app is one running putallkv process: the store, the Kitex RPC server, the HTTP gateway and
+// the admin endpoint; or, as a separate gateway tier, the gateway over a pooled client of
+// upstream RPC servers.
 type app struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	engine  store.Engine
-	durable *store.Durable // the engine, when store.data_dir is set
-	svc     *service.Service
-	rpcLn   net.Listener
-	rpc     server.Server
-	rpcStop chan error // a value here makes the Kitex server stop gracefully
-	rpcDone chan error // receives Run's result
-	admin   *metrics.AdminServer
+	cfg      *config.Config
+	log      *slog.Logger
+	engine   store.Engine
+	durable  *store.Durable // the engine, when store.data_dir is set
+	svc      *service.Service
+	rpcLn    net.Listener
+	rpc      server.Server
+	rpcStop  chan error // a value here makes the Kitex server stop gracefully
+	rpcDone  chan error // receives Run's result
+	gw       *gateway.Gateway
+	upstream *kvclient.Client // the gateway tier's client
+	admin    *metrics.AdminServer
 }
 
-// startApp builds and starts every part from cfg; on error, whatever started is stopped.
+// startApp builds and starts every part from cfg; on error, whatever started is stopped. With
+// gateway.upstream set it starts a gateway tier; otherwise a server with its own store.
 func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, rpcStop: make(chan error, 1), rpcDone: make(chan error, 1)}
 	defer func() {
 		if err != nil {
-			a.close()
+			_ = a.close()
 		}
 	}()
 	reg := metrics.NewRegistry()
+	var api kv.KVService
+	var ready func(context.Context) error
+	if upstreams := cfg.Gateway.Upstreams(); len(upstreams) > 0 {
+		if a.upstream, err = kvclient.New(upstreams); err != nil {
+			return nil, fmt.Errorf("gateway.upstream: %w", err)
+		}
+		api, ready = a.upstream, a.upstreamReady
+	} else {
+		if err := a.startServer(reg); err != nil {
+			return nil, err
+		}
+		api, ready = handler.New(a.svc, log), a.storeReady
+	}
+	if cfg.Gateway.Addr != "" {
+		a.gw = gateway.New(api, gateway.Options{MaxBodyBytes: cfg.Gateway.MaxBodyBytes, Registerer: reg, Logger: log, Ready: ready})
+		if err := a.gw.Start(cfg.Gateway.Addr); err != nil {
+			a.gw = nil
+			return nil, fmt.Errorf("gateway.addr: %w", err)
+		}
+	}
+	if a.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log,
+		metrics.Route{Pattern: "POST /admin/snapshot", Handler: http.HandlerFunc(a.serveSnapshot)}); err != nil {
+		return nil, fmt.Errorf("admin.addr: %w", err)
+	}
+	log.Info("putallkv serving", "rpc", a.rpcAddr(), "admin", a.adminAddr(), "gateway", a.gatewayAddr(),
+		"upstream", cfg.Gateway.Upstream)
+	return a, nil
+}
+
+// startServer opens the store and starts the service's Kitex server.
+func (a *app) startServer(reg *prometheus.Registry) error {
+	cfg := a.cfg
 	recovery, err := a.openStore(reg)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	svc, err := service.New(a.engine, service.Options{
+	a.svc, err = service.New(a.engine, service.Options{
 		Limits: service.Limits{
 			MaxKeyBytes:     cfg.Limits.MaxKeyBytes,
 			MaxValueBytes:   cfg.Limits.MaxValueBytes,
@@ -64,17 +104,12 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 		Recovery:              recovery,
 	})
 	if err != nil {
-		return nil, err
-	}
-	a.svc = svc
-	if a.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log,
-		metrics.Route{Pattern: "POST /admin/snapshot", Handler: http.HandlerFunc(a.serveSnapshot)}); err != nil {
-		return nil, fmt.Errorf("admin.addr: %w", err)
+		return err
 	}
 	if a.rpcLn, err = net.Listen("tcp", cfg.Server.Addr); err != nil {
-		return nil, fmt.Errorf("server.addr: %w", err)
+		return fmt.Errorf("server.addr: %w", err)
 	}
-	a.rpc = kvservice.NewServer(handler.New(svc, log),
+	a.rpc = kvservice.NewServer(handler.New(a.svc, a.log),
 		server.WithListener(a.rpcLn),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
 		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
@@ -84,8 +119,25 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 		server.WithExitSignal(func() <-chan error { return a.rpcStop }),
 	)
 	go func() { a.rpcDone <- a.rpc.Run() }()
-	log.Info("putallkv serving", "rpc", a.rpcLn.Addr().String(), "admin", a.admin.Addr().String())
-	return a, nil
+	return nil
+}
+
+// storeReady is /readyz of a server: ready unless the write-ahead log is failing.
+func (a *app) storeReady(context.Context) error {
+	if a.durable != nil {
+		return a.durable.Err()
+	}
+	return nil
+}
+
+// upstreamReady is /readyz of a gateway tier: an upstream answers a read (any answer but
+// UNAVAILABLE, NOT_FOUND included, means it is there).
+func (a *app) upstreamReady(ctx context.Context) error {
+	_, err := a.upstream.Get(ctx, &kv.GetRequest{Key: "putallkv/readyz"})
+	if errors.Is(err, kvclient.ErrUnavailable) {
+		return err
+	}
+	return nil
 }
 
 // openStore opens the engine: memory only, or durable in store.data_dir after recovering it.
@@ -165,8 +217,21 @@ func (a *app) reload(cfg *config.Config) {
 	a.cfg.Limiter = cfg.Limiter
 }
 
-// rpcAddr is the address the RPC server listens on.
-func (a *app) rpcAddr() string { return a.rpcLn.Addr().String() }
+// rpcAddr is the address the RPC server listens on ("" for a gateway tier).
+func (a *app) rpcAddr() string {
+	if a.rpcLn == nil {
+		return ""
+	}
+	return a.rpcLn.Addr().String()
+}
+
+// gatewayAddr is the address the HTTP gateway listens on ("" when it is off).
+func (a *app) gatewayAddr() string {
+	if a.gw == nil {
+		return ""
+	}
+	return a.gw.Addr().String()
+}
 
 // adminAddr is the address of /metrics and /debug/pprof/.
 func (a *app) adminAddr() string { return a.admin.Addr().String() }
@@ -174,14 +239,20 @@ func (a *app) adminAddr() string { return a.admin.Addr().String() }
 // shutdown stops taking calls, lets in-flight calls finish (up to server.shutdown_timeout),
 // then stops the rest.
 func (a *app) shutdown(ctx context.Context) error {
-	a.rpcStop <- nil
-	var err error
-	select {
-	case err = <-a.rpcDone:
-	case <-ctx.Done():
-		err = fmt.Errorf("rpc server: %w", ctx.Err())
+	var errs []error
+	if a.gw != nil {
+		errs = append(errs, a.gw.Shutdown(ctx))
 	}
-	return errors.Join(err, a.close())
+	if a.rpc != nil {
+		a.rpcStop <- nil
+		select {
+		case err := <-a.rpcDone:
+			errs = append(errs, err)
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("rpc server: %w", ctx.Err()))
+		}
+	}
+	return errors.Join(append(errs, a.close())...)
 }
 
 // close stops the parts that have no in-flight work to wait for.
@@ -192,8 +263,16 @@ func (a *app) close() error {
 		defer cancel()
 		errs = append(errs, a.admin.Shutdown(ctx))
 	}
+	if a.gw != nil { // a no-op after shutdown, which stopped it first
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		errs = append(errs, a.gw.Shutdown(ctx))
+	}
 	if a.rpc == nil && a.rpcLn != nil {
 		errs = append(errs, a.rpcLn.Close())
+	}
+	if a.upstream != nil {
+		errs = append(errs, a.upstream.Close())
 	}
 	if a.engine != nil {
 		errs = append(errs, a.engine.Close())

@@ -36,7 +36,7 @@ func buildBinaries(t *testing.T) (server, ctl string) {
 var servingLine = regexp.MustCompile(`msg="putallkv serving" rpc=(\S+) admin=(\S+)`)
 
 // baseConf puts the server on ephemeral loopback ports.
-const baseConf = "server:\n  addr: 127.0.0.1:0\n  shutdown_timeout: 5s\nadmin:\n  addr: 127.0.0.1:0\n"
+const baseConf = "server:\n  addr: 127.0.0.1:0\n  shutdown_timeout: 5s\nadmin:\n  addr: 127.0.0.1:0\ngateway:\n  addr: 127.0.0.1:0\n"
 
 // startBinary starts the server binary with confFile holding conf and returns the process, its
 // RPC address and a channel with the rest of its log.

@@ -28,6 +28,8 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/client.(*timeoutPool).createTicker.func1"),
 		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/client.(*timeoutPool).createWorker.func1"),
 		goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
+		// Hertz's process-wide Date-header updater, started with the first gateway.
+		goleak.IgnoreAnyFunction("github.com/cloudwego/hertz/pkg/protocol.UpdateServerDate.func1"),
 	)
 }
 
@@ -41,6 +43,7 @@ func testConfig(t *testing.T) *config.Config {
 	}
 	cfg.Server.Addr = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
+	cfg.Gateway.Addr = "127.0.0.1:0"
 	cfg.Server.MaxRequestBytes = 64 << 10
 	cfg.Server.ShutdownTimeout = 5 * time.Second
 	cfg.Limits = config.LimitsConfig{MaxKeyBytes: 64, MaxValueBytes: 16 << 10, MaxBatchEntries: 100}

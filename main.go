@@ -1,6 +1,9 @@
 // Command putallkv is the putallkv server: the KVService over Kitex, backed by the sharded
-// store, with Prometheus metrics and pprof on an admin address. Configuration comes from the
-// embedded conf/putallkv.yaml, a -conf file, PUTALLKV_<SECTION>_<KEY> variables and flags.
+// store (in memory, or durable with store.data_dir), with the HTTP gateway beside it and
+// Prometheus metrics and pprof on an admin address. `putallkv gateway -upstream HOST:PORT,...`
+// runs the HTTP gateway alone, as a separate tier in front of RPC servers. Configuration comes
+// from the embedded conf/putallkv.yaml, a -conf file, PUTALLKV_<SECTION>_<KEY> variables and
+// flags.
 package main
 
 import (
@@ -25,7 +28,14 @@ func main() {
 // reloads the configuration (the limiter section applies at once). It returns the process exit
 // code.
 func run(args []string) int {
+	tier := len(args) > 0 && args[0] == "gateway"
+	if tier {
+		args = args[1:]
+	}
 	cfg, err := config.FromArgs(conf.Default, args, os.Environ())
+	if err == nil && tier && cfg.Gateway.Upstream == "" {
+		err = errors.New("config: gateway.upstream: `putallkv gateway` needs the RPC servers to front (-upstream HOST:PORT[,...])")
+	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

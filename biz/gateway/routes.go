@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/url"
+	"time"
 
 	"github.com/cloudwego/hertz/pkg/app"
 
@@ -142,7 +144,8 @@ func (g *Gateway) put(ctx context.Context, c *app.RequestContext) error {
 	if resp.Created {
 		status = 201
 	}
-	writeJSON(c, status, "application/json", putResult{Version: resp.Version, Created: resp.Created, Replayed: resp.Replayed})
+	writeJSON(c, status, "application/json", putResult{Version: resp.Version, Created: resp.Created,
+		Replayed: resp.Replayed, SuggestedBatch: resp.SuggestedBatch})
 	return nil
 }
 
@@ -240,11 +243,15 @@ func (g *Gateway) batchInput(c *app.RequestContext) (idemKey *string, body []byt
 	return idemKey, body, err
 }
 
-// writeBatch answers putAll and deleteAll.
-func writeBatch(c *app.RequestContext, results []*kv.KeyStatus, revision int64, applied int32, replayed bool) {
-	markReplayed(c, replayed)
-	writeJSON(c, 200, "application/json", batchResult{
-		Revision: revision, Applied: applied, Replayed: replayed, Results: keyStatuses(results)})
+// writeBatch answers putAll and deleteAll with res and the per-key results; entries not
+// admitted in time also put Retry-After on the (200) response.
+func writeBatch(c *app.RequestContext, res batchResult, results []*kv.KeyStatus) {
+	markReplayed(c, res.Replayed)
+	if res.RetryAfterMs > 0 {
+		c.Response.Header.Set("Retry-After", fmt.Sprint(retryAfterSeconds(time.Duration(res.RetryAfterMs)*time.Millisecond)))
+	}
+	res.Results = keyStatuses(results)
+	writeJSON(c, 200, "application/json", res)
 }
 
 // putAll serves POST /v1/kv:putAll.
@@ -262,7 +269,8 @@ func (g *Gateway) putAll(ctx context.Context, c *app.RequestContext) error {
 	if err != nil {
 		return err
 	}
-	writeBatch(c, resp.Results, resp.Revision, resp.Applied, resp.Replayed)
+	writeBatch(c, batchResult{Revision: resp.Revision, Applied: resp.Applied, Replayed: resp.Replayed,
+		SuggestedBatch: resp.SuggestedBatch, RetryAfterMs: resp.RetryAfterMs}, resp.Results)
 	return nil
 }
 
@@ -281,7 +289,8 @@ func (g *Gateway) deleteAll(ctx context.Context, c *app.RequestContext) error {
 	if err != nil {
 		return err
 	}
-	writeBatch(c, resp.Results, resp.Revision, resp.Applied, resp.Replayed)
+	writeBatch(c, batchResult{Revision: resp.Revision, Applied: resp.Applied, Replayed: resp.Replayed,
+		SuggestedBatch: resp.SuggestedBatch, RetryAfterMs: resp.RetryAfterMs}, resp.Results)
 	return nil
 }
 

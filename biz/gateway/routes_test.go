@@ -302,7 +302,7 @@ func testPutAllAtomic(t *testing.T, e *env) {
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("Content-Type %q", ct)
 	}
-	wantShape(t, r.body, "applied", "replayed", "results", "revision")
+	wantShape(t, r.body, "applied", "replayed", "results", "revision", "suggested_batch")
 	var res batchResult
 	r.json(t, &res)
 	if res.Applied != 3 || res.Replayed || len(res.Results) != 3 {

@@ -52,17 +52,22 @@ type deleteEntryBody struct {
 
 // putResult answers PUT /v1/kv/{key} (the version is also the ETag).
 type putResult struct {
-	Version  int64 `json:"version"`
-	Created  bool  `json:"created"`
-	Replayed bool  `json:"replayed"`
+	Version        int64 `json:"version"`
+	Created        bool  `json:"created"`
+	Replayed       bool  `json:"replayed"`
+	SuggestedBatch int32 `json:"suggested_batch"`
 }
 
 // batchResult answers putAll and deleteAll: results line up with the request's entries.
+// retry_after_ms is set when best_effort entries were not admitted in time (their code is
+// RESOURCE_EXHAUSTED): resend exactly those after it.
 type batchResult struct {
-	Revision int64       `json:"revision"`
-	Applied  int32       `json:"applied"`
-	Replayed bool        `json:"replayed"`
-	Results  []keyStatus `json:"results"`
+	Revision       int64       `json:"revision"`
+	Applied        int32       `json:"applied"`
+	Replayed       bool        `json:"replayed"`
+	SuggestedBatch int32       `json:"suggested_batch"`
+	RetryAfterMs   int64       `json:"retry_after_ms,omitempty"`
+	Results        []keyStatus `json:"results"`
 }
 
 // keyStatus is the outcome for one key, in responses and in a problem's failed member.

@@ -34,6 +34,7 @@ type Config struct {
 	Idempotency IdempotencyConfig `yaml:"idempotency"`
 	Limiter     LimiterConfig     `yaml:"limiter"`
 	WAL         WALConfig         `yaml:"wal"`
+	Gateway     GatewayConfig     `yaml:"gateway"`
 	Log         LogConfig         `yaml:"log"`
 }
 
@@ -61,6 +62,28 @@ type StoreConfig struct {
 	SweepInterval time.Duration `yaml:"sweep_interval"`
 	// DataDir holds the write-ahead log and snapshots; empty keeps everything in memory only.
 	DataDir string `yaml:"data_dir"`
+}
+
+// GatewayConfig configures the HTTP gateway.
+type GatewayConfig struct {
+	// Addr is the host:port of the HTTP gateway; empty runs no gateway beside the RPC server.
+	Addr string `yaml:"addr"`
+	// Upstream, when set (comma-separated host:port list), makes the process a separate gateway
+	// tier in front of those RPC servers instead of a server with its own store.
+	Upstream string `yaml:"upstream"`
+	// MaxBodyBytes bounds a request body; larger ones are refused (413) before they are read.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+}
+
+// Upstreams returns the upstream addresses, or nil.
+func (g GatewayConfig) Upstreams() []string {
+	var out []string
+	for _, a := range strings.Split(g.Upstream, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // WALConfig configures the write-ahead log (used when store.data_dir is set).
@@ -297,6 +320,13 @@ func (c *Config) Validate() error {
 		bad("wal.segment_bytes", "must be at least 65536, got %d", c.WAL.SegmentBytes)
 	}
 	positive("wal.snapshot_bytes", c.WAL.SnapshotBytes)
+	if c.Gateway.Addr != "" {
+		addr("gateway.addr", c.Gateway.Addr)
+	}
+	for _, u := range c.Gateway.Upstreams() {
+		addr("gateway.upstream", u)
+	}
+	positive("gateway.max_body_bytes", c.Gateway.MaxBodyBytes)
 	positive("limits.max_key_bytes", c.Limits.MaxKeyBytes)
 	positive("limits.max_value_bytes", c.Limits.MaxValueBytes)
 	positive("limits.max_batch_entries", c.Limits.MaxBatchEntries)

@@ -46,6 +46,7 @@ func TestDefaults(t *testing.T) {
 		Limits:      LimitsConfig{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxBatchEntries: 1000},
 		Idempotency: IdempotencyConfig{Window: 10 * time.Minute, MaxRecords: 100000},
 		Limiter:     LimiterConfig{Rate: 0, Burst: 10000, MaxWait: 100 * time.Millisecond, MaxChunk: 1000},
+		Gateway:     GatewayConfig{Addr: "127.0.0.1:8080", MaxBodyBytes: 8 << 20},
 		WAL:         WALConfig{Fsync: "always", FsyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, SnapshotBytes: 256 << 20},
 		Log:         LogConfig{Level: "info", Format: "text"},
 	}
@@ -261,6 +262,7 @@ func TestValidate(t *testing.T) {
 		{"zero burst", func(c *Config) { c.Limiter.Burst = 0 }, "config: limiter.burst: must be positive"},
 		{"negative max_wait", func(c *Config) { c.Limiter.MaxWait = -time.Second }, "config: limiter.max_wait: must not be negative"},
 		{"zero max_chunk", func(c *Config) { c.Limiter.MaxChunk = 0 }, "config: limiter.max_chunk: must be positive"},
+		{"bad upstream", func(c *Config) { c.Gateway.Upstream = "a:1,nonsense" }, "config: gateway.upstream:"},
 		{"bad fsync", func(c *Config) { c.WAL.Fsync = "sometimes" }, "config: wal.fsync: must be always, interval or none"},
 		{"small segment", func(c *Config) { c.WAL.SegmentBytes = 10 }, "config: wal.segment_bytes: must be at least 65536"},
 		{"log level", func(c *Config) { c.Log.Level = "trace" }, `config: log.level: must be one of debug, info, warn, error, got "trace"`},

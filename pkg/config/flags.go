@@ -5,23 +5,25 @@ import (
 	"fmt"
 )
 
-// Flags are the server's command-line flags: -conf names the configuration file, and -addr and
-// -admin-addr override the two settings operators change most. A flag given on the command line
+// Flags are the server's command-line flags: -conf names the configuration file, and -addr,
+// -admin-addr and -upstream override the settings operators change most. A flag given on the command line
 // wins over the environment, the file and the defaults.
 type Flags struct {
 	fs        *flag.FlagSet
 	file      string
 	addr      string
 	adminAddr string
+	upstream  string
 }
 
-// RegisterFlags defines -conf, -addr and -admin-addr on fs and returns them; read them after
+// RegisterFlags defines -conf, -addr, -admin-addr and -upstream on fs and returns them; read them after
 // fs.Parse.
 func RegisterFlags(fs *flag.FlagSet) *Flags {
 	f := &Flags{fs: fs}
 	fs.StringVar(&f.file, "conf", "", "YAML configuration `file` overriding the embedded defaults")
 	fs.StringVar(&f.addr, "addr", "", "Kitex RPC listen `address` (server.addr)")
 	fs.StringVar(&f.adminAddr, "admin-addr", "", "admin HTTP listen `address` for /metrics and /debug/pprof/ (admin.addr)")
+	fs.StringVar(&f.upstream, "upstream", "", "RPC servers `HOST:PORT[,HOST:PORT...]` of a separate gateway tier (gateway.upstream)")
 	return f
 }
 
@@ -37,6 +39,8 @@ func (f *Flags) Apply(c *Config) {
 			c.Server.Addr = f.addr
 		case "admin-addr":
 			c.Admin.Addr = f.adminAddr
+		case "upstream":
+			c.Gateway.Upstream = f.upstream
 		}
 	})
 }
