@@ -32,6 +32,8 @@ commands:
       optionally with "expected_version":N and "ttl_ms":N
   getall KEY...
   delall KEY... [--atomic] [--request-id ID]
+  wal check DIR      inspect a data directory's write-ahead log (server stopped)
+  wal repair DIR     cut the log at its first bad record, like redis-check-aof --fix
 
 Flags may come before or after arguments; -- ends them. --addr defaults to
 $PUTALLKV_ADDR, else 127.0.0.1:8888. Batches are BEST_EFFORT unless --atomic.
@@ -57,6 +59,9 @@ func main() {
 // run is the whole command: it parses args (reading putall's entries from stdin when asked),
 // makes the call and prints its outcome, and returns the exit status.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "wal" {
+		return runWAL(args[1:], stdout, stderr)
+	}
 	inv, err := parse(args, stdin)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, usage)
