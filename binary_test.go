@@ -38,9 +38,16 @@ var servingLine = regexp.MustCompile(`msg="putallkv serving" rpc=(\S+) admin=(\S
 // baseConf puts the server on ephemeral loopback ports.
 const baseConf = "server:\n  addr: 127.0.0.1:0\n  shutdown_timeout: 5s\nadmin:\n  addr: 127.0.0.1:0\ngateway:\n  addr: 127.0.0.1:0\n"
 
-// startBinary starts the server binary with confFile holding conf and returns the process, its
-// RPC address and a channel with the rest of its log.
-func startBinary(t *testing.T, server, confFile, conf string) (*exec.Cmd, string, <-chan string) {
+// proc is a started server binary.
+type proc struct {
+	cmd   *exec.Cmd
+	rpc   string      // its RPC address
+	admin string      // its admin address
+	logs  chan string // the rest of its log, closed when it exits
+}
+
+// startBinary starts the server binary with confFile holding conf and returns it once it serves.
+func startBinary(t *testing.T, server, confFile, conf string) *proc {
 	t.Helper()
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -63,14 +70,14 @@ func startBinary(t *testing.T, server, confFile, conf string) (*exec.Cmd, string
 		}
 	})
 	sc := bufio.NewScanner(stderr)
-	var addr string
+	p := &proc{cmd: cmd, logs: lines}
 	for sc.Scan() {
 		if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
-			addr = m[1]
+			p.rpc, p.admin = m[1], m[2]
 			break
 		}
 	}
-	if addr == "" {
+	if p.rpc == "" {
 		close(lines)
 		t.Fatalf("putallkv exited without serving: %v", sc.Err())
 	}
@@ -80,7 +87,7 @@ func startBinary(t *testing.T, server, confFile, conf string) (*exec.Cmd, string
 			lines <- sc.Text()
 		}
 	}()
-	return cmd, addr, lines
+	return p
 }
 
 type ctlResult struct {
@@ -125,7 +132,8 @@ func decodeResults(t *testing.T, out string) []ctlResult {
 // it with SIGTERM.
 func TestBinaryServesAndStopsCleanly(t *testing.T) {
 	server, bin := buildBinaries(t)
-	cmd, addr, logs := startBinary(t, server, filepath.Join(t.TempDir(), "putallkv.yaml"), baseConf)
+	p := startBinary(t, server, filepath.Join(t.TempDir(), "putallkv.yaml"), baseConf)
+	cmd, addr, logs := p.cmd, p.rpc, p.logs
 
 	var lines strings.Builder
 	keys := make([]string, 16)
@@ -205,7 +213,8 @@ func TestBinaryRefusesBadConfig(t *testing.T) {
 func TestBinaryReloadsLimiterOnSIGHUP(t *testing.T) {
 	server, bin := buildBinaries(t)
 	confFile := filepath.Join(t.TempDir(), "putallkv.yaml")
-	cmd, addr, logs := startBinary(t, server, confFile, baseConf+"limiter:\n  rate: 1\n  burst: 1\n  max_wait: 0s\n")
+	p := startBinary(t, server, confFile, baseConf+"limiter:\n  rate: 1\n  burst: 1\n  max_wait: 0s\n")
+	cmd, addr, logs := p.cmd, p.rpc, p.logs
 	if _, errOut, code := ctl(t, bin, addr, "", "put", "a", "1"); code != 0 {
 		t.Fatalf("first put: exit %d %s", code, errOut)
 	}
