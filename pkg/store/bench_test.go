@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+
+	"putallkv/pkg/wal"
 )
 
 // The benchmarks compare one PutAll of 16 entries with 16 single-key writes. b.N counts
@@ -71,4 +73,53 @@ func BenchmarkSinglePut(b *testing.B)        { benchApply(b, 1, false) }
 func BenchmarkPutAll16Parallel(b *testing.B) { benchApply(b, benchBatch, true) }
 func BenchmarkSinglePutParallel(b *testing.B) {
 	benchApply(b, 1, true)
+}
+
+// BenchmarkRecovery1M measures OpenDurable of a store of one million keys (64-byte values),
+// from the log alone and from a snapshot:
+//
+//	go test -run '^$' -bench Recovery1M -benchtime 1x ./pkg/store/
+func BenchmarkRecovery1M(b *testing.B) {
+	for _, snapshot := range []bool{false, true} {
+		name := "log"
+		if snapshot {
+			name = "snapshot"
+		}
+		b.Run(name, func(b *testing.B) {
+			dir := b.TempDir()
+			open := func() *Durable { // default segment size, no fsync while building
+				d, err := OpenDurable(DurableOptions{Dir: dir, WAL: wal.Options{Sync: wal.SyncNone}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				return d
+			}
+			d := open()
+			keys := benchKeys(1_000_000)
+			value := make([]byte, 64)
+			w := make([]Write, 1000)
+			for start := 0; start < len(keys); start += len(w) {
+				benchWrites(keys, start, w, value)
+				applyTagged(b, d, BestEffort, "", w...)
+			}
+			if snapshot {
+				if err := d.Snapshot(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := d.Close(); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				d := open()
+				b.StopTimer()
+				if got := d.Stats().Keys; got != 1_000_000 {
+					b.Fatalf("recovered %d keys", got)
+				}
+				_ = d.Close()
+				b.StartTimer()
+			}
+		})
+	}
 }
