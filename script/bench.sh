@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The standard comparison on this machine (./build.sh bench): starts putallkv, an empty Kitex
-# handler (the framework's ceiling) and a Redis server on loopback ports, drives each with the
-# same putallbench workload one after the other, and prints the figures side by side as ratios.
-# Redis is installed through apt-get when it is missing (as root).
+# The standard comparison on this machine (./build.sh bench): starts putallkv (memory only, and
+# durable with wal.fsync=always and =interval), an empty Kitex handler (the framework's ceiling)
+# and Redis (persistence off, and appendonly with appendfsync everysec) on loopback ports, drives
+# each with the same putallbench workload one after the other, and prints the figures side by
+# side as ratios to the first. Redis is installed through apt-get when it is missing (as root).
 #
 # Environment: BENCH_DURATION (default 10s per run), BENCH_CONCURRENCY (default 50),
 # BENCH_BATCH (default 16), BENCH_VALUE (default 64 bytes). Reports land in output/bench/.
@@ -14,7 +15,7 @@ duration=${BENCH_DURATION:-10s}
 conc=${BENCH_CONCURRENCY:-50}
 batch=${BENCH_BATCH:-16}
 value=${BENCH_VALUE:-64}
-rpc_port=18888 admin_port=19100 empty_port=18899 redis_port=16379
+rpc_port=18888 always_port=18890 interval_port=18892 empty_port=18899 redis_port=16379 aof_port=16380
 
 ./build.sh
 go build -o output/bin/putallbench ./cmd/putallbench
@@ -43,12 +44,22 @@ wait_port() {
   echo "bench: nothing listens on 127.0.0.1:$1" >&2; return 1
 }
 
-PUTALLKV_SERVER_ADDR=127.0.0.1:$rpc_port PUTALLKV_ADMIN_ADDR=127.0.0.1:$admin_port \
-  output/bin/putallkv 2>"$work/putallkv.log" & pids+=($!)
+# putallkv NAME PORT [VAR=VALUE...]: a server on PORT (admin on PORT+1000, no HTTP gateway).
+putallkv() {
+  local name=$1 port=$2; shift 2
+  env PUTALLKV_SERVER_ADDR=127.0.0.1:$port PUTALLKV_ADMIN_ADDR=127.0.0.1:$((port + 1000)) \
+    PUTALLKV_GATEWAY_ADDR= "$@" output/bin/putallkv 2>"$work/$name.log" & pids+=($!)
+}
+putallkv memory $rpc_port
+mkdir -p "$work/always" "$work/interval" "$work/redis-aof"
+putallkv always $always_port PUTALLKV_STORE_DATA_DIR="$work/always" PUTALLKV_WAL_FSYNC=always
+putallkv interval $interval_port PUTALLKV_STORE_DATA_DIR="$work/interval" PUTALLKV_WAL_FSYNC=interval
 output/bin/putallbench serve --addr 127.0.0.1:$empty_port 2>"$work/empty.log" & pids+=($!)
 redis-server --bind 127.0.0.1 --port $redis_port --save '' --appendonly no --dir "$work" \
   >"$work/redis.log" 2>&1 & pids+=($!)
-for p in $rpc_port $empty_port $redis_port; do wait_port "$p"; done
+redis-server --bind 127.0.0.1 --port $aof_port --save '' --appendonly yes --appendfsync everysec \
+  --dir "$work/redis-aof" >"$work/redis-aof.log" 2>&1 & pids+=($!)
+for p in $rpc_port $always_port $interval_port $empty_port $redis_port $aof_port; do wait_port "$p"; done
 
 bench() { # bench NAME DESCRIPTION ARGS...
   local name=$1 desc=$2; shift 2
@@ -57,9 +68,15 @@ bench() { # bench NAME DESCRIPTION ARGS...
     --json --describe "$desc" "$@" >"$out/$name.json"
 }
 bench redis "redis MSET, persistence off" --target redis --addr 127.0.0.1:$redis_port
-bench rpc "putallkv PutAll over RPC, memory only" --target rpc --addr 127.0.0.1:$rpc_port
+bench rpc "putallkv PutAll, memory only" --target rpc --addr 127.0.0.1:$rpc_port
 bench empty "empty Kitex handler" --target rpc --addr 127.0.0.1:$empty_port
+bench redis-aof "redis MSET, appendfsync everysec" --target redis --addr 127.0.0.1:$aof_port
+bench always "putallkv PutAll, wal.fsync=always" --target rpc --addr 127.0.0.1:$always_port
+bench interval "putallkv PutAll, wal.fsync=interval" --target rpc --addr 127.0.0.1:$interval_port
 
 echo
 echo "$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB; $conc callers, $batch keys of $value bytes per call, $duration per run"
+echo "in memory:"
 output/bin/putallbench compare "$out/redis.json" "$out/rpc.json" "$out/empty.json"
+echo "durable:"
+output/bin/putallbench compare "$out/redis-aof.json" "$out/always.json" "$out/interval.json" "$out/rpc.json"
