@@ -18,34 +18,19 @@ import (
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/server"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
 
 	"putallkv/biz/service"
 	"putallkv/handler"
 	"putallkv/kitex_gen/kv"
 	"putallkv/kitex_gen/kv/kvservice"
 	"putallkv/pkg/kvclient"
+	"putallkv/pkg/leakcheck"
 	"putallkv/pkg/reqid"
 	"putallkv/pkg/rpclimit"
 	"putallkv/pkg/store"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// Process-wide Kitex goroutines that outlive any one client or server (as in
-		// pkg/kvclient): the balancer cache's watcher, the shared resolver-refresh ticker and
-		// the RPC-timeout worker pool, whose workers exit only after a minute idle.
-		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/pkg/loadbalance/lbcache.(*BalancerFactory).watcher"),
-		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/pkg/utils.(*SharedTicker).Tick"),
-		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/client.(*timeoutPool).createTicker.func1"),
-		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/client.(*timeoutPool).createWorker.func1"),
-		// netpoll's epoll loops, started once per process and shared by Kitex and Hertz.
-		goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-		// Hertz's cached Date header, refreshed every second by one goroutine started with
-		// the first server and never stopped.
-		goleak.IgnoreAnyFunction("github.com/cloudwego/hertz/pkg/protocol.UpdateServerDate.func1"),
-	)
-}
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 
 // Limits small enough for the tests to reach.
 const (

@@ -13,29 +13,14 @@ import (
 	"github.com/cloudwego/kitex/pkg/endpoint"
 	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/remote"
-	"go.uber.org/goleak"
 
 	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/leakcheck"
 	"putallkv/pkg/reqid"
 	"putallkv/pkg/rpclimit"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// Kitex keeps one balancer factory per address list for the life of the process, each
-		// with a watcher goroutine that never exits.
-		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/pkg/loadbalance/lbcache.(*BalancerFactory).watcher"),
-		// Kitex's process-wide shared tickers: the cached balancers' resolver refresh (stopped
-		// only when a balancer expires, 15-30s after its last use). Our pool's idle sweeper
-		// runs on the same function; Close stops it, which goleak cannot tell apart.
-		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/pkg/utils.(*SharedTicker).Tick"),
-		// Kitex's RPC-timeout worker pool, whose workers exit only after a minute idle.
-		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/client.(*timeoutPool).createTicker.func1"),
-		goleak.IgnoreTopFunction("github.com/cloudwego/kitex/client.(*timeoutPool).createWorker.func1"),
-		// netpoll's epoll loops, started once per process.
-		goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-	)
-}
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 
 // deadAddr returns an address where nothing listens: a port just freed.
 func deadAddr(t *testing.T) string {
