@@ -2,6 +2,7 @@ package service
 
 import (
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,11 +12,62 @@ import (
 	"putallkv/pkg/store"
 )
 
+// method numbers the KVService methods for the metrics' label caches.
+type method int
+
+const (
+	mPut method = iota
+	mGet
+	mDelete
+	mPutAll
+	mGetAll
+	mDeleteAll
+	nMethods
+)
+
+var methodNames = [nMethods]string{"Put", "Get", "Delete", "PutAll", "GetAll", "DeleteAll"}
+
+// nCodes bounds kv.ErrorCode values (INTERNAL is the last).
+const nCodes = int(kv.ErrorCode_INTERNAL) + 1
+
+// codeIndex is code as an index below nCodes (an unknown code counts as INTERNAL).
+func codeIndex(code kv.ErrorCode) int {
+	if code < 0 || int(code) >= nCodes {
+		return int(kv.ErrorCode_INTERNAL)
+	}
+	return int(code)
+}
+
+// children caches the children of a metric vector by a small integer key, so the hot path is
+// an atomic load instead of hashing label strings; a child is created on first use.
+type children[T any] struct {
+	slots  []atomic.Pointer[T]
+	create func(key int) T
+}
+
+func newChildren[T any](n int, create func(key int) T) *children[T] {
+	return &children[T]{slots: make([]atomic.Pointer[T], n), create: create}
+}
+
+func (c *children[T]) get(key int) T {
+	if p := c.slots[key].Load(); p != nil {
+		return *p
+	}
+	v := c.create(key) // racing creators get the same child from the vector
+	c.slots[key].Store(&v)
+	return v
+}
+
+// latencyModes are the mode labels of putall_latency_seconds; "invalid" for a bad mode.
+var latencyModes = [...]string{store.Atomic.String(), store.BestEffort.String(), "invalid"}
+
 // metrics are the service's Prometheus instruments.
 type metrics struct {
 	requests        *prometheus.CounterVec
+	requestsBy      *children[prometheus.Counter] // method*nCodes + code
 	batchSize       prometheus.Histogram
 	putAllLatency   *prometheus.HistogramVec
+	latencyBy       *children[prometheus.Observer] // mode*nCodes + code
 	limiterWait     prometheus.Histogram
 	limiterRejected *prometheus.CounterVec
 	chunkSize       prometheus.Histogram
@@ -57,6 +109,12 @@ func newMetrics(reg prometheus.Registerer, engine store.Engine, idem *idempotenc
 			Help: "The suggested_batch of the latest write response.",
 		}),
 	}
+	m.requestsBy = newChildren(int(nMethods)*nCodes, func(k int) prometheus.Counter {
+		return m.requests.WithLabelValues(methodNames[k/nCodes], kv.ErrorCode(k%nCodes).String())
+	})
+	m.latencyBy = newChildren(len(latencyModes)*nCodes, func(k int) prometheus.Observer {
+		return m.putAllLatency.WithLabelValues(latencyModes[k/nCodes], strings.ToLower(kv.ErrorCode(k%nCodes).String()))
+	})
 	if reg == nil {
 		return m, nil
 	}
@@ -81,16 +139,16 @@ func newMetrics(reg prometheus.Registerer, engine store.Engine, idem *idempotenc
 
 // observe counts a call of method by its outcome code; it is deferred with a pointer to the
 // method's named error result.
-func (m *metrics) observe(method string, err *error) {
-	m.requests.WithLabelValues(method, codeOf(*err).String()).Inc()
+func (m *metrics) observe(method method, err *error) {
+	m.requestsBy.get(int(method)*nCodes + codeIndex(codeOf(*err))).Inc()
 }
 
 // observePutAll records a PutAll's size and latency.
 func (m *metrics) observePutAll(req *kv.PutAllRequest, err error, start time.Time) {
 	m.batchSize.Observe(float64(len(req.Entries)))
-	mode := "invalid"
+	mode := len(latencyModes) - 1 // invalid
 	if sm, merr := storeMode(req.Mode); merr == nil {
-		mode = sm.String()
+		mode = int(sm)
 	}
-	m.putAllLatency.WithLabelValues(mode, strings.ToLower(codeOf(err).String())).Observe(time.Since(start).Seconds())
+	m.latencyBy.get(mode*nCodes + codeIndex(codeOf(err))).Observe(time.Since(start).Seconds())
 }

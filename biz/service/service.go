@@ -249,8 +249,10 @@ func (s *Service) apply(ctx context.Context, b store.Batch, statuses []*kv.KeySt
 		return store.Outcome{}, storeError(err)
 	}
 	var failed []*kv.KeyStatus
+	backing := make([]kv.KeyStatus, len(results)) // one allocation for every key's status
 	for i, r := range results {
-		st := &kv.KeyStatus{Key: writes[i].Key, Code: storeCode(r.Code), Version: r.Version}
+		st := &backing[i]
+		*st = kv.KeyStatus{Key: writes[i].Key, Code: storeCode(r.Code), Version: r.Version}
 		statuses[i] = st
 		if st.Code != kv.ErrorCode_OK {
 			failed = append(failed, st)
@@ -399,7 +401,7 @@ func requestIDOf(p *string) string {
 
 // Put writes one key.
 func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResponse, err error) {
-	defer s.metrics.observe("Put", &err)
+	defer s.metrics.observe(mPut, &err)
 	w := write{key: req.Key, value: req.Value, expected: req.ExpectedVersion, ttlMs: req.TtlMs}
 	return idempotent(ctx, s, "Put", requestIDOf(req.RequestId),
 		func() digest {
@@ -426,7 +428,7 @@ func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResp
 
 // Get reads one key; an absent or expired key is NOT_FOUND.
 func (s *Service) Get(ctx context.Context, req *kv.GetRequest) (resp *kv.GetResponse, err error) {
-	defer s.metrics.observe("Get", &err)
+	defer s.metrics.observe(mGet, &err)
 	if code, msg := s.checkKey(req.Key); code != kv.ErrorCode_OK {
 		return nil, kvError(code, "%s", msg)
 	}
@@ -446,7 +448,7 @@ func toItem(key string, it store.Item) *kv.Item {
 
 // Delete removes one key; an absent key is NOT_FOUND.
 func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.DeleteResponse, err error) {
-	defer s.metrics.observe("Delete", &err)
+	defer s.metrics.observe(mDelete, &err)
 	w := write{key: req.Key, del: true, expected: req.ExpectedVersion}
 	return idempotent(ctx, s, "Delete", requestIDOf(req.RequestId),
 		func() digest {
@@ -471,7 +473,7 @@ func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.D
 
 // PutAll writes many keys, atomically or key by key.
 func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.PutAllResponse, err error) {
-	defer s.metrics.observe("PutAll", &err)
+	defer s.metrics.observe(mPutAll, &err)
 	defer func(start time.Time) { s.metrics.observePutAll(req, err, start) }(time.Now())
 	mode, err := storeMode(req.Mode)
 	if err != nil {
@@ -514,7 +516,7 @@ func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.P
 
 // GetAll reads many keys as of one revision.
 func (s *Service) GetAll(ctx context.Context, req *kv.GetAllRequest) (resp *kv.GetAllResponse, err error) {
-	defer s.metrics.observe("GetAll", &err)
+	defer s.metrics.observe(mGetAll, &err)
 	if err := s.checkBatchSize(len(req.Keys)); err != nil {
 		return nil, err
 	}
@@ -537,7 +539,7 @@ func (s *Service) GetAll(ctx context.Context, req *kv.GetAllRequest) (resp *kv.G
 
 // DeleteAll deletes many keys, atomically or key by key. An absent key is NOT_FOUND.
 func (s *Service) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (resp *kv.DeleteAllResponse, err error) {
-	defer s.metrics.observe("DeleteAll", &err)
+	defer s.metrics.observe(mDeleteAll, &err)
 	mode, err := storeMode(req.Mode)
 	if err != nil {
 		return nil, err

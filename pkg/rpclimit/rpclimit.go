@@ -96,8 +96,11 @@ func (c *Codec) DecodePayload(ctx context.Context, msg remote.Message, in remote
 // answerable turns the default codec's size violation into a transport exception, which the
 // server replies with; any other error passes through.
 func (c *Codec) answerable(err error) error {
+	if err == nil {
+		return nil // the common case, before anything escapes to the heap
+	}
 	var pe perrors.ProtocolError
-	if err == nil || !errors.As(err, &pe) || pe.TypeId() != perrors.InvalidData ||
+	if !errors.As(err, &pe) || pe.TypeId() != perrors.InvalidData ||
 		!strings.Contains(pe.Error(), "larger than the limit") {
 		return err
 	}
