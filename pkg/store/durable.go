@@ -151,9 +151,7 @@ func (d *Durable) replay(rec []byte) error {
 		if r.results[i].Code != OK {
 			continue
 		}
-		w := &r.writes[i]
-		w.Value = bytes.Clone(w.Value) // rec is the log's buffer
-		d.restore(w.Key, entry{value: w.Value, version: r.rev, expiresAtMs: w.ExpiresAtMs}, w.Delete)
+		d.restore(&r.writes[i], r.rev) // the shard copies the value out of the log's buffer
 	}
 	d.raiseRevision(r.rev)
 	if len(r.tag) > 0 && d.opts.Recovered != nil {
@@ -166,21 +164,13 @@ func (d *Durable) replay(rec []byte) error {
 	return nil
 }
 
-// restore sets (or deletes) a key unconditionally, as recovery does.
-func (d *Durable) restore(key string, e entry, del bool) {
-	sh := d.shardOf(maphash.String(d.seed, key))
+// restore applies w at version unconditionally, as recovery does.
+func (d *Durable) restore(w *Write, version int64) {
+	h := maphash.String(d.seed, w.Key)
+	sh := d.shardOf(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	cur, resident := sh.m[key]
-	var prior priorState
-	if resident {
-		prior |= priorResident
-		if cur.expiresAtMs != 0 {
-			prior |= priorExpiring
-		}
-	}
-	w := Write{Key: key, Value: e.value, Delete: del, ExpiresAtMs: e.expiresAtMs}
-	d.keys.Add(sh.set(&w, e.version, prior))
+	d.keys.Add(sh.write(w, h, sh.find(w.Key, h), version))
 }
 
 func (d *Durable) raiseRevision(rev int64) {
@@ -252,8 +242,8 @@ func (d *Durable) writeSnapshot(w *bufio.Writer, cutRev int64) (int64, error) {
 		return 0, err
 	}
 	type kept struct {
-		key string
-		e   entry
+		key, value           []byte
+		version, expiresAtMs int64
 	}
 	var batch []kept
 	var keys int64
@@ -261,16 +251,17 @@ func (d *Durable) writeSnapshot(w *bufio.Writer, cutRev int64) (int64, error) {
 		sh := &d.shards[i]
 		batch = batch[:0]
 		sh.mu.RLock()
-		for k, e := range sh.m {
-			batch = append(batch, kept{k, e}) // values are never modified in place
-		}
+		sh.each(func(key, value []byte, sl *slot) bool {
+			batch = append(batch, kept{key, value, sl.version, sl.expiresAtMs}) // arena bytes never change
+			return true
+		})
 		sh.mu.RUnlock()
-		for _, kv := range batch {
+		for _, e := range batch {
 			buf = append(buf[:0], snapEntry)
-			buf = appendBytes(buf, []byte(kv.key))
-			buf = appendBytes(buf, kv.e.value)
-			buf = binary.AppendVarint(buf, kv.e.version)
-			buf = binary.AppendVarint(buf, kv.e.expiresAtMs)
+			buf = appendBytes(buf, e.key)
+			buf = appendBytes(buf, e.value)
+			buf = binary.AppendVarint(buf, e.version)
+			buf = binary.AppendVarint(buf, e.expiresAtMs)
 			if _, err := w.Write(buf); err != nil {
 				return 0, err
 			}
@@ -312,11 +303,12 @@ func (d *Durable) loadSnapshot() (uint64, error) {
 			}
 			return lsn, dec.err
 		case snapEntry:
-			key, value := string(dec.bytes()), dec.bytes()
-			e := entry{value: value, version: dec.varint(), expiresAtMs: dec.varint()}
+			w := Write{Key: string(dec.bytes()), Value: dec.bytes()}
+			version := dec.varint()
+			w.ExpiresAtMs = dec.varint()
 			if dec.err == nil {
-				d.restore(key, e, false)
-				d.raiseRevision(e.version)
+				d.restore(&w, version)
+				d.raiseRevision(version)
 			}
 		case snapTag:
 			tag := dec.bytes()

@@ -48,9 +48,10 @@ func dump(t testing.TB, e *Durable) map[string]string {
 	for i := range e.shards {
 		sh := &e.shards[i]
 		sh.mu.RLock()
-		for k, v := range sh.m {
-			out[k] = fmt.Sprintf("%s@%d/%d", v.value, v.version, v.expiresAtMs)
-		}
+		sh.each(func(key, value []byte, sl *slot) bool {
+			out[string(key)] = fmt.Sprintf("%s@%d/%d", value, sl.version, sl.expiresAtMs)
+			return true
+		})
 		sh.mu.RUnlock()
 	}
 	return out

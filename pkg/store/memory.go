@@ -46,24 +46,6 @@ type Memory struct {
 	closed   sync.Once
 }
 
-type shard struct {
-	mu sync.RWMutex
-	m  map[string]entry
-	// expiring counts keys with a TTL, so the sweeper skips shards that have none.
-	expiring int
-	_        [24]byte // keep hot shards on separate cache lines
-}
-
-type entry struct {
-	value       []byte
-	version     int64
-	expiresAtMs int64
-}
-
-func (e *entry) expired(nowMs int64) bool {
-	return e.expiresAtMs != 0 && nowMs >= e.expiresAtMs
-}
-
 // keyRef is one key of a call, located: its hash and its index in the caller's slice.
 type keyRef struct {
 	hash uint64
@@ -74,16 +56,9 @@ type keyRef struct {
 type scratch struct {
 	refs []keyRef
 	rec  []byte // the journal record being built
-	// prior records, per write index, what the check phase saw in the map.
-	prior []priorState
+	// found holds, per write index, the key's slot as the check phase found it (or noSlot).
+	found []int32
 }
-
-type priorState uint8
-
-const (
-	priorResident priorState = 1 << iota // the key is in the map (maybe expired)
-	priorExpiring                        // ... and has a TTL
-)
 
 // NewMemory returns an empty Memory engine and starts its sweeper when opts asks for one.
 func NewMemory(opts Options) (*Memory, error) {
@@ -108,7 +83,7 @@ func NewMemory(opts Options) (*Memory, error) {
 		s.now = time.Now
 	}
 	for i := range s.shards {
-		s.shards[i].m = make(map[string]entry)
+		s.shards[i] = newShard()
 	}
 	s.scratch.New = func() any { return new(scratch) }
 	if opts.SweepInterval > 0 {
@@ -186,21 +161,22 @@ func firstDuplicate(refs []keyRef, writes []Write) (string, bool) {
 	return "", false
 }
 
-// check evaluates w's precondition against the key's current state.
-func check(w *Write, cur entry, live bool) Result {
+// check evaluates w's precondition against the key's current state: cur is its slot, nil
+// when absent or expired.
+func check(w *Write, cur *slot) Result {
 	var version int64
-	if live {
+	if cur != nil {
 		version = cur.version
 	}
 	switch {
-	case w.ExpectedVersion == 0 && live:
+	case w.ExpectedVersion == 0 && cur != nil:
 		return Result{Code: AlreadyExists, Version: version}
 	case w.ExpectedVersion > 0 && w.ExpectedVersion != version:
 		return Result{Code: VersionMismatch, Version: version}
-	case w.Delete && !live:
+	case w.Delete && cur == nil:
 		return Result{Code: NotFound}
 	}
-	return Result{Code: OK, Version: version, Created: !live && !w.Delete}
+	return Result{Code: OK, Version: version, Created: cur == nil && !w.Delete}
 }
 
 // Apply implements Engine.
@@ -237,8 +213,8 @@ func (s *Memory) Apply(ctx context.Context, b Batch, results []Result) (Outcome,
 // position of the batch's record, 0 when nothing was recorded.
 func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Result) (Outcome, uint64, error) {
 	writes := b.Writes
-	prior := slices.Grow(sc.prior[:0], len(writes))[:len(writes)]
-	sc.prior = prior
+	found := slices.Grow(sc.found[:0], len(writes))[:len(writes)]
+	sc.found = found
 
 	s.lockShards(refs, true)
 	defer s.unlockShards(refs, true)
@@ -247,21 +223,18 @@ func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Resu
 	failed := 0
 	for _, r := range refs {
 		w := &writes[r.idx]
-		cur, resident := s.shardOf(r.hash).m[w.Key]
-		live := resident && !cur.expired(nowMs)
-		res := check(w, cur, live)
+		sh := s.shardOf(r.hash)
+		i := sh.find(w.Key, r.hash)
+		found[r.idx] = i
+		var cur *slot
+		if i != noSlot && !sh.slots[i].expired(nowMs) {
+			cur = &sh.slots[i]
+		}
+		res := check(w, cur)
 		results[r.idx] = res
 		if res.Code != OK {
 			failed++
 		}
-		var p priorState
-		if resident {
-			p |= priorResident
-			if cur.expiresAtMs != 0 {
-				p |= priorExpiring
-			}
-		}
-		prior[r.idx] = p
 	}
 	if failed == len(writes) || (b.Mode == Atomic && failed > 0) {
 		return Outcome{}, 0, nil
@@ -275,7 +248,7 @@ func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Resu
 		if results[r.idx].Code != OK {
 			continue
 		}
-		keyDelta += s.shardOf(r.hash).set(&writes[r.idx], rev, prior[r.idx])
+		keyDelta += s.shardOf(r.hash).write(&writes[r.idx], r.hash, found[r.idx], rev)
 		results[r.idx].Version = rev
 	}
 	if keyDelta != 0 {
@@ -303,27 +276,16 @@ func (s *Memory) sequence(sc *scratch, b Batch, results []Result) (rev int64, ls
 	return rev, lsn, nil
 }
 
-// set applies one write at version rev to the shard (locked by the caller) and returns the
-// change in the number of resident keys. prior says what the map held for the key.
-func (sh *shard) set(w *Write, rev int64, prior priorState) int64 {
-	if prior&priorExpiring != 0 {
-		sh.expiring--
-	}
+// write applies one write at version rev to the shard (locked by the caller), whose slot for
+// the key is i (noSlot when absent), and returns the change in resident keys.
+func (sh *shard) write(w *Write, h uint64, i int32, rev int64) int64 {
 	if w.Delete {
-		if prior&priorResident == 0 {
+		if i == noSlot {
 			return 0
 		}
-		delete(sh.m, w.Key)
-		return -1
+		return sh.remove(i)
 	}
-	sh.m[w.Key] = entry{value: w.Value, version: rev, expiresAtMs: w.ExpiresAtMs}
-	if w.ExpiresAtMs != 0 {
-		sh.expiring++
-	}
-	if prior&priorResident == 0 {
-		return 1
-	}
-	return 0
+	return sh.put(w.Key, h, i, w.Value, rev, w.ExpiresAtMs)
 }
 
 // GetAll implements Engine. A key may be named more than once.
@@ -353,12 +315,14 @@ func (s *Memory) read(keys []string, items []Item) (int64, uint64) {
 	defer s.unlockShards(refs, false)
 	nowMs := s.now().UnixMilli()
 	for _, r := range refs {
-		e, ok := s.shardOf(r.hash).m[keys[r.idx]]
-		if !ok || e.expired(nowMs) {
+		sh := s.shardOf(r.hash)
+		i := sh.find(keys[r.idx], r.hash)
+		if i == noSlot || sh.slots[i].expired(nowMs) {
 			items[r.idx] = Item{}
 			continue
 		}
-		items[r.idx] = Item{Value: e.value, Version: e.version, ExpiresAtMs: e.expiresAtMs, Found: true}
+		sl := &sh.slots[i]
+		items[r.idx] = Item{Value: sh.value(i), Version: sl.version, ExpiresAtMs: sl.expiresAtMs, Found: true}
 	}
 	// Every write that touched these shards either finished before the locks were taken or
 	// waits for them, and revisions are drawn under the shard locks: the items are exactly the
@@ -380,13 +344,10 @@ func (s *Memory) Sweep() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		if sh.expiring > 0 {
-			for k, e := range sh.m {
-				if e.expired(nowMs) {
-					delete(sh.m, k)
-					sh.expiring--
-					freed++
-				}
+		for j := 0; sh.expiring > 0 && j < len(sh.slots); j++ {
+			if sl := &sh.slots[j]; sl.version != 0 && sl.expired(nowMs) {
+				sh.remove(int32(j))
+				freed++
 			}
 		}
 		sh.mu.Unlock()

@@ -68,8 +68,7 @@ const AnyVersion int64 = -1
 // Write is one key to put or delete.
 type Write struct {
 	Key string
-	// Value is the new value of a put. Apply keeps the slice: the caller must not modify it
-	// afterwards.
+	// Value is the new value of a put; Apply copies it.
 	Value []byte
 	// Delete makes this write remove Key; Value and ExpiresAtMs are ignored.
 	Delete bool
