@@ -14,7 +14,8 @@ import (
 // steady write load of 100 000 keys/s (PutAll of 16 over the resident keys, paced, each call
 // also allocating the 5 KB of garbage a server's decoding of such a call does): the heap, the
 // fraction of CPU the GC used, GC cycles, the p99 and worst stop-the-world pause, and the wall
-// time of one forced full collection (what marking the resident store costs).
+// time of one forced full collection (what marking the resident store costs) and the heap
+// left after it.
 //
 //	go test -run '^$' -bench GCResident -benchtime 1x -timeout 30m ./pkg/store/
 func BenchmarkGCResident(b *testing.B) {
@@ -68,6 +69,7 @@ func BenchmarkGCResident(b *testing.B) {
 	forced := time.Now()
 	runtime.GC()
 	b.ReportMetric(float64(time.Since(forced).Microseconds())/1e3, "full-gc-ms")
+	b.ReportMetric(float64(readGCMetrics().heap)/(1<<20), "live-MiB")
 	b.StopTimer()
 
 	gcCPU := after.gcCPU - before.gcCPU
