@@ -137,7 +137,7 @@ func (d *Durable) snapshotInBackground() {
 	go func() {
 		defer d.snapshotting.Done()
 		defer d.snapRunning.Store(false)
-		_ = d.Snapshot(context.Background()) // reported to the observer
+		_ = d.Snapshot(context.Background()) // logged, and reported to the observer
 	}()
 }
 
@@ -201,6 +201,13 @@ func (d *Durable) Snapshot(ctx context.Context) (err error) {
 	defer func() {
 		if o := d.opts.Observer; o != nil {
 			o.Snapshotted(time.Since(start), keys, err)
+		}
+		if log := d.opts.WAL.Logger; log != nil {
+			if err != nil {
+				log.Error("snapshot failed", "dir", d.opts.Dir, "err", err)
+			} else {
+				log.Info("snapshot taken", "dir", d.opts.Dir, "keys", keys, "duration", time.Since(start).String())
+			}
 		}
 	}()
 	d.seqMu.Lock()
