@@ -171,6 +171,7 @@ func (d *Durable) restore(w *Write, version int64) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	d.keys.Add(sh.write(w, h, sh.find(w.Key, h), version))
+	sh.compactIfWasteful()
 }
 
 func (d *Durable) raiseRevision(rev int64) {
@@ -258,9 +259,8 @@ func (d *Durable) writeSnapshot(w *bufio.Writer, cutRev int64) (int64, error) {
 		sh := &d.shards[i]
 		batch = batch[:0]
 		sh.mu.RLock()
-		sh.each(func(key, value []byte, sl *slot) bool {
-			batch = append(batch, kept{key, value, sl.version, sl.expiresAtMs}) // arena bytes never change
-			return true
+		sh.each(func(rk residentKey) { // arena bytes never change: no copy needed
+			batch = append(batch, kept{rk.key, rk.value, rk.header.version, rk.header.expiresAtMs})
 		})
 		sh.mu.RUnlock()
 		for _, e := range batch {

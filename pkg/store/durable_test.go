@@ -48,9 +48,8 @@ func dump(t testing.TB, e *Durable) map[string]string {
 	for i := range e.shards {
 		sh := &e.shards[i]
 		sh.mu.RLock()
-		sh.each(func(key, value []byte, sl *slot) bool {
-			out[string(key)] = fmt.Sprintf("%s@%d/%d", value, sl.version, sl.expiresAtMs)
-			return true
+		sh.each(func(rk residentKey) {
+			out[string(rk.key)] = fmt.Sprintf("%s@%d/%d", rk.value, rk.header.version, rk.header.expiresAtMs)
 		})
 		sh.mu.RUnlock()
 	}

@@ -56,8 +56,8 @@ type keyRef struct {
 type scratch struct {
 	refs []keyRef
 	rec  []byte // the journal record being built
-	// found holds, per write index, the key's slot as the check phase found it (or noSlot).
-	found []int32
+	// found holds, per write index, where the check phase found the key.
+	found []loc
 }
 
 // NewMemory returns an empty Memory engine and starts its sweeper when opts asks for one.
@@ -112,32 +112,31 @@ func (s *Memory) locate(sc *scratch, n int, key func(int) string) []keyRef {
 
 func (s *Memory) shardOf(h uint64) *shard { return &s.shards[h>>s.shift] }
 
-// lockShards locks each shard the sorted refs touch, once, in ascending order.
-func (s *Memory) lockShards(refs []keyRef, write bool) {
+// eachShard calls fn once for each shard the sorted refs touch, in ascending order.
+func (s *Memory) eachShard(refs []keyRef, fn func(*shard)) {
 	var prev *shard
 	for _, r := range refs {
 		if sh := s.shardOf(r.hash); sh != prev {
-			if write {
-				sh.mu.Lock()
-			} else {
-				sh.mu.RLock()
-			}
+			fn(sh)
 			prev = sh
 		}
 	}
 }
 
+// lockShards locks each shard the sorted refs touch, once, in ascending order.
+func (s *Memory) lockShards(refs []keyRef, write bool) {
+	if write {
+		s.eachShard(refs, func(sh *shard) { sh.mu.Lock() })
+	} else {
+		s.eachShard(refs, func(sh *shard) { sh.mu.RLock() })
+	}
+}
+
 func (s *Memory) unlockShards(refs []keyRef, write bool) {
-	var prev *shard
-	for _, r := range refs {
-		if sh := s.shardOf(r.hash); sh != prev {
-			if write {
-				sh.mu.Unlock()
-			} else {
-				sh.mu.RUnlock()
-			}
-			prev = sh
-		}
+	if write {
+		s.eachShard(refs, func(sh *shard) { sh.mu.Unlock() })
+	} else {
+		s.eachShard(refs, func(sh *shard) { sh.mu.RUnlock() })
 	}
 }
 
@@ -161,22 +160,19 @@ func firstDuplicate(refs []keyRef, writes []Write) (string, bool) {
 	return "", false
 }
 
-// check evaluates w's precondition against the key's current state: cur is its slot, nil
-// when absent or expired.
-func check(w *Write, cur *slot) Result {
-	var version int64
-	if cur != nil {
-		version = cur.version
-	}
+// check evaluates w's precondition against the key's current version (0 when absent or
+// expired).
+func check(w *Write, version int64) Result {
+	live := version != 0
 	switch {
-	case w.ExpectedVersion == 0 && cur != nil:
+	case w.ExpectedVersion == 0 && live:
 		return Result{Code: AlreadyExists, Version: version}
 	case w.ExpectedVersion > 0 && w.ExpectedVersion != version:
 		return Result{Code: VersionMismatch, Version: version}
-	case w.Delete && cur == nil:
+	case w.Delete && !live:
 		return Result{Code: NotFound}
 	}
-	return Result{Code: OK, Version: version, Created: cur == nil && !w.Delete}
+	return Result{Code: OK, Version: version, Created: !live && !w.Delete}
 }
 
 // Apply implements Engine.
@@ -224,13 +220,15 @@ func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Resu
 	for _, r := range refs {
 		w := &writes[r.idx]
 		sh := s.shardOf(r.hash)
-		i := sh.find(w.Key, r.hash)
-		found[r.idx] = i
-		var cur *slot
-		if i != noSlot && !sh.slots[i].expired(nowMs) {
-			cur = &sh.slots[i]
+		l := sh.find(w.Key, r.hash)
+		found[r.idx] = l
+		var version int64 // 0: absent or expired
+		if l.found() {
+			if h := sh.header(l.ref); !h.expired(nowMs) {
+				version = h.version
+			}
 		}
-		res := check(w, cur)
+		res := check(w, version)
 		results[r.idx] = res
 		if res.Code != OK {
 			failed++
@@ -251,6 +249,7 @@ func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Resu
 		keyDelta += s.shardOf(r.hash).write(&writes[r.idx], r.hash, found[r.idx], rev)
 		results[r.idx].Version = rev
 	}
+	s.eachShard(refs, (*shard).compactIfWasteful) // after every write: compaction moves entries
 	if keyDelta != 0 {
 		s.keys.Add(keyDelta)
 	}
@@ -276,16 +275,16 @@ func (s *Memory) sequence(sc *scratch, b Batch, results []Result) (rev int64, ls
 	return rev, lsn, nil
 }
 
-// write applies one write at version rev to the shard (locked by the caller), whose slot for
-// the key is i (noSlot when absent), and returns the change in resident keys.
-func (sh *shard) write(w *Write, h uint64, i int32, rev int64) int64 {
+// write applies one write at version rev to the shard (locked by the caller), where find said
+// the key is, and returns the change in resident keys.
+func (sh *shard) write(w *Write, h uint64, l loc, rev int64) int64 {
 	if w.Delete {
-		if i == noSlot {
+		if !l.found() {
 			return 0
 		}
-		return sh.remove(i)
+		return sh.remove(w.Key, h, l)
 	}
-	return sh.put(w.Key, h, i, w.Value, rev, w.ExpiresAtMs)
+	return sh.put(w.Key, h, l, w.Value, rev, w.ExpiresAtMs)
 }
 
 // GetAll implements Engine. A key may be named more than once.
@@ -316,13 +315,17 @@ func (s *Memory) read(keys []string, items []Item) (int64, uint64) {
 	nowMs := s.now().UnixMilli()
 	for _, r := range refs {
 		sh := s.shardOf(r.hash)
-		i := sh.find(keys[r.idx], r.hash)
-		if i == noSlot || sh.slots[i].expired(nowMs) {
+		l := sh.find(keys[r.idx], r.hash)
+		if !l.found() {
 			items[r.idx] = Item{}
 			continue
 		}
-		sl := &sh.slots[i]
-		items[r.idx] = Item{Value: sh.value(i), Version: sl.version, ExpiresAtMs: sl.expiresAtMs, Found: true}
+		h, _, value := sh.entry(l.ref)
+		if h.expired(nowMs) {
+			items[r.idx] = Item{}
+			continue
+		}
+		items[r.idx] = Item{Value: value, Version: h.version, ExpiresAtMs: h.expiresAtMs, Found: true}
 	}
 	// Every write that touched these shards either finished before the locks were taken or
 	// waits for them, and revisions are drawn under the shard locks: the items are exactly the
@@ -344,11 +347,18 @@ func (s *Memory) Sweep() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for j := 0; sh.expiring > 0 && j < len(sh.slots); j++ {
-			if sl := &sh.slots[j]; sl.version != 0 && sl.expired(nowMs) {
-				sh.remove(int32(j))
-				freed++
+		if sh.expiring > 0 {
+			var expired []residentKey
+			sh.each(func(rk residentKey) {
+				if rk.header.expired(nowMs) {
+					expired = append(expired, rk)
+				}
+			})
+			for _, rk := range expired {
+				sh.remove(string(rk.key), rk.hash, rk.loc)
 			}
+			freed += len(expired)
+			sh.compactIfWasteful()
 		}
 		sh.mu.Unlock()
 	}

@@ -1,194 +1,221 @@
 package store
 
 import (
+	"encoding/binary"
 	"sync"
 )
 
-// A shard keeps its keys the way VictoriaMetrics' fastcache and bigcache do, so that millions
-// of resident keys give the Go GC nothing to chase: key and value bytes live in a few large
-// byte chunks (the arena), per-key metadata in one slice of pointer-free slots, and the index
-// is a map from the key's 64-bit hash to its slot, with no pointers either. Overwrites and
-// deletes leave dead bytes behind; once they outweigh the live ones the shard compacts its
-// arena, copying the live entries into fresh chunks.
+// A shard keeps its keys the way bigcache and fastcache do, so that millions of resident keys
+// give the Go GC nothing to chase: every entry (a small header, the key, the value) lives in a
+// few large byte chunks (the arena), and the index is a map from the key's 64-bit hash to the
+// entry's place in the arena, with no pointers either. A lookup touches the index and then one
+// spot of the arena, where the header and the key (which verifies the hash's match) sit
+// together. Overwrites and deletes leave dead bytes behind; once they outweigh the live ones
+// the shard compacts its arena, copying the live entries into fresh chunks.
 //
 // Arena bytes are never modified once written, so a value handed to a reader stays valid
 // (the GC keeps a dropped chunk alive while a reader holds a slice of it).
 type shard struct {
 	mu sync.RWMutex
-	// index maps a key's hash to its slot. Two keys with one 64-bit hash (vanishingly rare)
+	// index maps a key's hash to its entry. Two keys with one 64-bit hash (vanishingly rare)
 	// are handled by overflow, which holds every key whose hash another key holds in index.
-	index    map[uint64]uint32
-	overflow map[string]uint32
-	slots    []slot
-	free     []uint32 // indexes of free slots
+	index    map[uint64]arenaRef
+	overflow map[string]overflowEntry
 	arena    arena
 	// expiring counts keys with a TTL, so the sweeper skips shards that have none.
 	expiring int
 }
 
-// slot is one key's metadata; version 0 marks a free slot.
-type slot struct {
-	hash        uint64
+type overflowEntry struct {
+	ref  arenaRef
+	hash uint64
+}
+
+// entryHeader starts every entry in the arena: version and expiry (Unix ms, 0 = never), then
+// the key's and the value's lengths (uint64, uint64, uint32, uint32, little-endian).
+type entryHeader struct {
 	version     int64
 	expiresAtMs int64
-	ref         arenaRef
 	keyLen      uint32
 	valLen      uint32
 }
 
-func (sl *slot) expired(nowMs int64) bool {
-	return sl.expiresAtMs != 0 && nowMs >= sl.expiresAtMs
+const headerLen = 24
+
+func (e entryHeader) expired(nowMs int64) bool {
+	return e.expiresAtMs != 0 && nowMs >= e.expiresAtMs
 }
 
-func (sl *slot) size() int { return int(sl.keyLen) + int(sl.valLen) }
+func (e entryHeader) size() int { return headerLen + int(e.keyLen) + int(e.valLen) }
 
-// noSlot is find's answer for an absent key.
-const noSlot int32 = -1
+// loc is where find found a key: its entry, and whether the index or overflow holds it.
+type loc struct {
+	ref   arenaRef
+	where uint8
+}
+
+const (
+	absent uint8 = iota
+	inIndex
+	inOverflow
+)
+
+func (l loc) found() bool { return l.where != absent }
 
 func newShard() shard {
-	return shard{index: make(map[uint64]uint32)}
+	return shard{index: make(map[uint64]arenaRef)}
 }
 
-func (sh *shard) key(i int32) []byte {
-	sl := &sh.slots[i]
-	return sh.arena.bytes(sl.ref, int(sl.keyLen))
-}
-
-// value returns slot i's value; the slice is capped, so appending to it cannot reach the
-// arena.
-func (sh *shard) value(i int32) []byte {
-	sl := &sh.slots[i]
-	b := sh.arena.bytes(sl.ref, sl.size())[sl.keyLen:]
-	return b[:len(b):len(b)]
-}
-
-// find returns key's slot, or noSlot.
-func (sh *shard) find(key string, h uint64) int32 {
-	if i, ok := sh.index[h]; ok && string(sh.key(int32(i))) == key {
-		return int32(i)
+func (sh *shard) header(ref arenaRef) entryHeader {
+	b := sh.arena.bytes(ref, headerLen)
+	return entryHeader{
+		version:     int64(binary.LittleEndian.Uint64(b)),
+		expiresAtMs: int64(binary.LittleEndian.Uint64(b[8:])),
+		keyLen:      binary.LittleEndian.Uint32(b[16:]),
+		valLen:      binary.LittleEndian.Uint32(b[20:]),
 	}
-	if len(sh.overflow) > 0 {
-		if i, ok := sh.overflow[key]; ok {
-			return int32(i)
+}
+
+// entry returns the header, key and value at ref; key and value are capped slices, so
+// appending to them cannot reach the arena.
+func (sh *shard) entry(ref arenaRef) (h entryHeader, key, value []byte) {
+	h = sh.header(ref)
+	b := sh.arena.bytes(ref, h.size())
+	k := headerLen + int(h.keyLen)
+	return h, b[headerLen:k:k], b[k:len(b):len(b)]
+}
+
+// find locates key, whose hash is h.
+func (sh *shard) find(key string, h uint64) loc {
+	if ref, ok := sh.index[h]; ok {
+		if _, k, _ := sh.entry(ref); string(k) == key {
+			return loc{ref, inIndex}
 		}
 	}
-	return noSlot
+	if len(sh.overflow) > 0 {
+		if o, ok := sh.overflow[key]; ok {
+			return loc{o.ref, inOverflow}
+		}
+	}
+	return loc{}
 }
 
-// put writes key = value at version, with its expiry, into slot i (the key's, from find) or,
-// for noSlot, a new slot; it returns the change in resident keys.
-func (sh *shard) put(key string, h uint64, i int32, value []byte, version, expiresAtMs int64) int64 {
-	ref := sh.arena.add(key, value)
-	next := slot{hash: h, version: version, expiresAtMs: expiresAtMs, ref: ref,
-		keyLen: uint32(len(key)), valLen: uint32(len(value))}
+// put writes key = value at version, with its expiry, where l (from find) says the key is,
+// and returns the change in resident keys. The caller compacts afterwards (compactIfWasteful).
+func (sh *shard) put(key string, h uint64, l loc, value []byte, version, expiresAtMs int64) int64 {
+	ref := sh.arena.add(entryHeader{version: version, expiresAtMs: expiresAtMs,
+		keyLen: uint32(len(key)), valLen: uint32(len(value))}, key, value)
 	if expiresAtMs != 0 {
 		sh.expiring++
 	}
 	var added int64
-	if i != noSlot {
-		sh.forget(&sh.slots[i])
-		sh.slots[i] = next
-	} else {
-		i, added = sh.newSlot(next), 1
+	switch l.where {
+	case inIndex:
+		sh.forget(l.ref)
+		sh.index[h] = ref
+	case inOverflow:
+		sh.forget(l.ref)
+		sh.overflow[key] = overflowEntry{ref, h}
+	default:
+		added = 1
 		if _, taken := sh.index[h]; taken {
 			if sh.overflow == nil {
-				sh.overflow = make(map[string]uint32)
+				sh.overflow = make(map[string]overflowEntry)
 			}
-			sh.overflow[key] = uint32(i)
+			sh.overflow[key] = overflowEntry{ref, h}
 		} else {
-			sh.index[h] = uint32(i)
+			sh.index[h] = ref
 		}
 	}
-	sh.compactIfWasteful()
 	return added
 }
 
-// remove deletes the key in slot i and returns the change in resident keys (-1).
-func (sh *shard) remove(i int32) int64 {
-	sl := &sh.slots[i]
-	if j, ok := sh.index[sl.hash]; ok && int32(j) == i {
-		delete(sh.index, sl.hash)
-		// A key that shared the hash moves up from overflow.
-		for k, j := range sh.overflow {
-			if sh.slots[j].hash == sl.hash {
-				sh.index[sl.hash] = j
+// remove deletes key (hash h, found at l) and returns the change in resident keys (-1).
+func (sh *shard) remove(key string, h uint64, l loc) int64 {
+	sh.forget(l.ref)
+	if l.where == inOverflow {
+		delete(sh.overflow, key)
+	} else {
+		delete(sh.index, h)
+		for k, o := range sh.overflow { // a key that shared the hash moves up
+			if o.hash == h {
+				sh.index[h] = o.ref
 				delete(sh.overflow, k)
 				break
 			}
 		}
-	} else {
-		delete(sh.overflow, string(sh.key(i)))
 	}
-	sh.forget(sl)
-	*sl = slot{}
-	sh.free = append(sh.free, uint32(i))
-	sh.compactIfWasteful()
 	return -1
 }
 
-// forget accounts for the bytes and TTL of a slot about to be overwritten or freed.
-func (sh *shard) forget(sl *slot) {
-	sh.arena.dead += sl.size()
-	if sl.expiresAtMs != 0 {
+// forget accounts for the bytes and TTL of an entry about to be replaced or deleted.
+func (sh *shard) forget(ref arenaRef) {
+	h := sh.header(ref)
+	sh.arena.dead += h.size()
+	if h.expiresAtMs != 0 {
 		sh.expiring--
 	}
-}
-
-func (sh *shard) newSlot(sl slot) int32 {
-	if n := len(sh.free); n > 0 {
-		i := sh.free[n-1]
-		sh.free = sh.free[:n-1]
-		sh.slots[i] = sl
-		return int32(i)
-	}
-	sh.slots = append(sh.slots, sl)
-	return int32(len(sh.slots) - 1)
 }
 
 // compactMinDead keeps small shards from compacting over a few dead bytes.
 const compactMinDead = 1 << 20
 
 // compactIfWasteful copies the live entries into a fresh arena once dead bytes outweigh live
-// ones (and are over compactMinDead), so overwrites and deletes give their space back.
+// ones (and are over compactMinDead), so overwrites and deletes give their space back. It
+// moves entries, so every loc found before it is stale: writers call it once they are done
+// with the shard.
 func (sh *shard) compactIfWasteful() {
 	a := &sh.arena
 	if a.dead < compactMinDead || a.dead < a.used-a.dead {
 		return
 	}
 	var fresh arena
-	for i := range sh.slots {
-		sl := &sh.slots[i]
-		if sl.version == 0 {
-			continue
-		}
-		old := a.bytes(sl.ref, sl.size())
-		var dst []byte
-		sl.ref, dst = fresh.alloc(len(old))
+	move := func(ref arenaRef) arenaRef {
+		old := a.bytes(ref, sh.header(ref).size())
+		to, dst := fresh.alloc(len(old))
 		copy(dst, old)
+		return to
+	}
+	for h, ref := range sh.index {
+		sh.index[h] = move(ref)
+	}
+	for k, o := range sh.overflow {
+		sh.overflow[k] = overflowEntry{move(o.ref), o.hash}
 	}
 	*a = fresh
 }
 
-// each calls fn with every resident key (expired ones included) until it returns false; key
-// and value stay valid afterwards (arena bytes are immutable).
-func (sh *shard) each(fn func(key, value []byte, sl *slot) bool) {
-	for i := range sh.slots {
-		sl := &sh.slots[i]
-		if sl.version == 0 {
-			continue
-		}
-		b := sh.arena.bytes(sl.ref, sl.size())
-		if !fn(b[:sl.keyLen:sl.keyLen], b[sl.keyLen:len(b):len(b)], sl) {
-			return
-		}
+// residentKey is a key as each reports it.
+type residentKey struct {
+	hash       uint64
+	key, value []byte
+	header     entryHeader
+	loc        loc
+}
+
+// each calls fn with every resident key (expired ones included); the slices stay valid
+// afterwards (arena bytes are immutable). fn must not change the shard.
+func (sh *shard) each(fn func(residentKey)) {
+	visit := func(h uint64, l loc) {
+		hdr, k, v := sh.entry(l.ref)
+		fn(residentKey{hash: h, key: k, value: v, header: hdr, loc: l})
+	}
+	for h, ref := range sh.index {
+		visit(h, loc{ref, inIndex})
+	}
+	for _, o := range sh.overflow {
+		visit(o.hash, loc{o.ref, inOverflow})
 	}
 }
+
+// len returns the number of resident keys.
+func (sh *shard) len() int { return len(sh.index) + len(sh.overflow) }
 
 // arena is append-only byte storage in chunks that hold no pointers.
 type arena struct {
 	chunks [][]byte // each chunk's len is its used part
 	used   int      // bytes written
-	dead   int      // bytes of overwritten or deleted entries
+	dead   int      // bytes of replaced or deleted entries
 }
 
 // arenaRef locates an entry: its chunk and offset.
@@ -202,10 +229,14 @@ const (
 	maxChunk = 4 << 20
 )
 
-// add appends key ‖ value and returns where.
-func (a *arena) add(key string, value []byte) arenaRef {
-	ref, dst := a.alloc(len(key) + len(value))
-	copy(dst[copy(dst, key):], value)
+// add appends an entry and returns where.
+func (a *arena) add(h entryHeader, key string, value []byte) arenaRef {
+	ref, dst := a.alloc(h.size())
+	binary.LittleEndian.PutUint64(dst, uint64(h.version))
+	binary.LittleEndian.PutUint64(dst[8:], uint64(h.expiresAtMs))
+	binary.LittleEndian.PutUint32(dst[16:], h.keyLen)
+	binary.LittleEndian.PutUint32(dst[20:], h.valLen)
+	copy(dst[headerLen+copy(dst[headerLen:], key):], value)
 	return ref
 }
 
@@ -221,7 +252,7 @@ func (a *arena) alloc(n int) (arenaRef, []byte) {
 	ref := arenaRef{chunk: uint32(last), off: uint32(len(c))}
 	a.chunks[last] = c[:len(c)+n]
 	a.used += n
-	return ref, a.chunks[last][ref.off:]
+	return ref, a.chunks[last][ref.off : int(ref.off)+n]
 }
 
 func (a *arena) bytes(ref arenaRef, n int) []byte {

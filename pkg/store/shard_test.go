@@ -7,6 +7,15 @@ import (
 	"testing"
 )
 
+func shardValue(sh *shard, key string, h uint64) []byte {
+	l := sh.find(key, h)
+	if !l.found() {
+		return nil
+	}
+	_, _, v := sh.entry(l.ref)
+	return v
+}
+
 // TestShardHashCollision puts two keys with one hash (forced) and checks each is found,
 // overwritten and removed on its own, in either order.
 func TestShardHashCollision(t *testing.T) {
@@ -16,27 +25,26 @@ func TestShardHashCollision(t *testing.T) {
 		if sh.put("a", h, sh.find("a", h), []byte("1"), 1, 0) != 1 || sh.put("b", h, sh.find("b", h), []byte("2"), 2, 0) != 1 {
 			t.Fatal("puts did not add keys")
 		}
-		for _, k := range []string{"a", "b"} {
-			if i := sh.find(k, h); i == noSlot || string(sh.key(i)) != k {
-				t.Fatalf("find(%s) = %d", k, i)
+		sh.put("b", h, sh.find("b", h), []byte("22"), 3, 0)
+		for k, want := range map[string]string{"a": "1", "b": "22"} {
+			if got := string(shardValue(&sh, k, h)); got != want {
+				t.Fatalf("%s reads %q; want %q", k, got, want)
 			}
 		}
-		sh.put("b", h, sh.find("b", h), []byte("22"), 3, 0)
 		gone, kept := "a", "b"
 		if !removeFirst {
 			gone, kept = "b", "a"
 		}
-		if sh.remove(sh.find(gone, h)) != -1 {
+		if sh.remove(gone, h, sh.find(gone, h)) != -1 {
 			t.Fatal("remove did not count a key")
 		}
-		if sh.find(gone, h) != noSlot {
+		if sh.find(gone, h).found() {
 			t.Fatalf("%s found after remove", gone)
 		}
-		i := sh.find(kept, h)
-		if i == noSlot || string(sh.key(i)) != kept {
+		if !sh.find(kept, h).found() || sh.len() != 1 {
 			t.Fatalf("%s lost when %s was removed", kept, gone)
 		}
-		sh.remove(i)
+		sh.remove(kept, h, sh.find(kept, h))
 		if len(sh.index) != 0 || len(sh.overflow) != 0 {
 			t.Fatalf("index %v overflow %v left over", sh.index, sh.overflow)
 		}
@@ -48,40 +56,42 @@ func TestShardHashCollision(t *testing.T) {
 // still holds its bytes.
 func TestShardCompactsDeadBytes(t *testing.T) {
 	sh := newShard()
-	value := func(k, round int) []byte {
-		return []byte(fmt.Sprintf("k%d-r%d-%s", k, round, strings.Repeat("x", 200)))
-	}
+	value := func(k, round int) []byte { return []byte(fmt.Sprintf("k%d-r%d-%s", k, round, strings.Repeat("x", 200))) }
 	const keys = 100
-	for k := range keys {
-		sh.put(fmt.Sprint(k), uint64(k), noSlot, value(k, 0), 1, 0)
+	write := func(k, round int) {
+		key, h := fmt.Sprint(k), uint64(k)
+		sh.put(key, h, sh.find(key, h), value(k, round), int64(round+1), 0)
+		sh.compactIfWasteful()
 	}
-	early := sh.value(sh.find("7", 7))
+	for k := range keys {
+		write(k, 0)
+	}
+	early := shardValue(&sh, "7", 7)
 	earlyCopy := bytes.Clone(early)
 	rounds := 2*compactMinDead/(keys*200) + 2
 	for r := 1; r <= rounds; r++ {
 		for k := range keys {
-			sh.put(fmt.Sprint(k), uint64(k), sh.find(fmt.Sprint(k), uint64(k)), value(k, r), int64(r+1), 0)
+			write(k, r)
 		}
 	}
-	if live := sh.arena.used - sh.arena.dead; sh.arena.dead > compactMinDead || live > 2*keys*250 {
+	if live := sh.arena.used - sh.arena.dead; sh.arena.dead > compactMinDead || live > 2*keys*260 {
 		t.Fatalf("arena used %d dead %d: compaction did not reclaim", sh.arena.used, sh.arena.dead)
 	}
 	for k := range keys {
-		i := sh.find(fmt.Sprint(k), uint64(k))
-		if got := sh.value(i); !bytes.Equal(got, value(k, rounds)) {
+		if got := shardValue(&sh, fmt.Sprint(k), uint64(k)); !bytes.Equal(got, value(k, rounds)) {
 			t.Fatalf("key %d reads %q", k, got)
 		}
 	}
 	if !bytes.Equal(early, earlyCopy) {
 		t.Fatal("a value handed out before compaction changed")
 	}
-	// Deletes reclaim too, and freed slots are reused.
 	for k := range keys {
-		sh.remove(sh.find(fmt.Sprint(k), uint64(k)))
+		key := fmt.Sprint(k)
+		sh.remove(key, uint64(k), sh.find(key, uint64(k)))
 	}
-	sh.put("again", 1000, noSlot, []byte("v"), 99, 0)
-	if len(sh.slots) != keys || len(sh.free) != keys-1 {
-		t.Fatalf("slots %d free %d: freed slots not reused", len(sh.slots), len(sh.free))
+	sh.compactIfWasteful()
+	if sh.len() != 0 || sh.arena.used > compactMinDead+keys*260 {
+		t.Fatalf("after deleting everything: %d keys, arena used %d", sh.len(), sh.arena.used)
 	}
 }
 
@@ -89,11 +99,33 @@ func TestShardCompactsDeadBytes(t *testing.T) {
 // arena.
 func TestValueIsCapped(t *testing.T) {
 	sh := newShard()
-	sh.put("a", 1, noSlot, []byte("first"), 1, 0)
-	sh.put("b", 2, noSlot, []byte("second"), 2, 0)
-	v := sh.value(sh.find("a", 1))
-	_ = append(v, "XXXX"...)
-	if got := string(sh.value(sh.find("b", 2))); got != "second" {
+	sh.put("a", 1, loc{}, []byte("first"), 1, 0)
+	sh.put("b", 2, loc{}, []byte("second"), 2, 0)
+	_ = append(shardValue(&sh, "a", 1), "XXXX"...)
+	if got := string(shardValue(&sh, "b", 2)); got != "second" {
 		t.Fatalf("b reads %q after an append to a's value", got)
+	}
+}
+
+// TestBatchesAcrossCompactions overwrites one shard's keys in batches until it has compacted
+// several times, and checks every key after every batch.
+func TestBatchesAcrossCompactions(t *testing.T) {
+	s := newTestMemory(t, Options{Shards: 1})
+	const keys = 100
+	for round := range 3 * compactMinDead / (keys * 300) {
+		w := make([]Write, keys)
+		for k := range w {
+			w[k] = put(fmt.Sprint("k", k), fmt.Sprintf("%d-%d-%s", round, k, strings.Repeat("v", 300)))
+		}
+		apply(t, s, BestEffort, w...)
+		for k := range keys {
+			it := get(s, fmt.Sprint("k", k))
+			if want := fmt.Sprintf("%d-%d-", round, k); !it.Found || !strings.HasPrefix(string(it.Value), want) || it.Version != int64(round+1) {
+				t.Fatalf("round %d key %d: %+v", round, k, it)
+			}
+		}
+	}
+	if sh := &s.shards[0]; sh.arena.dead >= compactMinDead+keys*400 {
+		t.Fatalf("dead bytes %d: the shard never compacted", sh.arena.dead)
 	}
 }
