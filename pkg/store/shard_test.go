@@ -56,7 +56,9 @@ func TestShardHashCollision(t *testing.T) {
 // still holds its bytes.
 func TestShardCompactsDeadBytes(t *testing.T) {
 	sh := newShard()
-	value := func(k, round int) []byte { return []byte(fmt.Sprintf("k%d-r%d-%s", k, round, strings.Repeat("x", 200))) }
+	value := func(k, round int) []byte {
+		return []byte(fmt.Sprintf("k%d-r%d-%s", k, round, strings.Repeat("x", 200)))
+	}
 	const keys = 100
 	write := func(k, round int) {
 		key, h := fmt.Sprint(k), uint64(k)
