@@ -45,34 +45,35 @@ wait_port() {
 }
 
 # putallkv NAME PORT [VAR=VALUE...]: a server on PORT (admin on PORT+1000, no HTTP gateway).
+declare -A pid
 putallkv() {
   local name=$1 port=$2; shift 2
   env PUTALLKV_SERVER_ADDR=127.0.0.1:$port PUTALLKV_ADMIN_ADDR=127.0.0.1:$((port + 1000)) \
-    PUTALLKV_GATEWAY_ADDR= "$@" output/bin/putallkv 2>"$work/$name.log" & pids+=($!)
+    PUTALLKV_GATEWAY_ADDR= "$@" output/bin/putallkv 2>"$work/$name.log" & pids+=($!); pid[$name]=$!
 }
 putallkv memory $rpc_port
 mkdir -p "$work/always" "$work/interval" "$work/redis-aof"
 putallkv always $always_port PUTALLKV_STORE_DATA_DIR="$work/always" PUTALLKV_WAL_FSYNC=always
 putallkv interval $interval_port PUTALLKV_STORE_DATA_DIR="$work/interval" PUTALLKV_WAL_FSYNC=interval
-output/bin/putallbench serve --addr 127.0.0.1:$empty_port 2>"$work/empty.log" & pids+=($!)
+output/bin/putallbench serve --addr 127.0.0.1:$empty_port 2>"$work/empty.log" & pids+=($!); pid[empty]=$!
 redis-server --bind 127.0.0.1 --port $redis_port --save '' --appendonly no --dir "$work" \
-  >"$work/redis.log" 2>&1 & pids+=($!)
+  >"$work/redis.log" 2>&1 & pids+=($!); pid[redis]=$!
 redis-server --bind 127.0.0.1 --port $aof_port --save '' --appendonly yes --appendfsync everysec \
-  --dir "$work/redis-aof" >"$work/redis-aof.log" 2>&1 & pids+=($!)
+  --dir "$work/redis-aof" >"$work/redis-aof.log" 2>&1 & pids+=($!); pid[redis-aof]=$!
 for p in $rpc_port $always_port $interval_port $empty_port $redis_port $aof_port; do wait_port "$p"; done
 
-bench() { # bench NAME DESCRIPTION ARGS...
-  local name=$1 desc=$2; shift 2
+bench() { # bench NAME SERVER DESCRIPTION ARGS...: the server's CPU per call is measured too
+  local name=$1 server=$2 desc=$3; shift 3
   echo "bench: $desc" >&2
   output/bin/putallbench --steps "$conc" --batch "$batch" --value-size "$value" --duration "$duration" \
-    --json --describe "$desc" "$@" >"$out/$name.json"
+    --json --describe "$desc" --pid "${pid[$server]}" "$@" >"$out/$name.json"
 }
-bench redis "redis MSET, persistence off" --target redis --addr 127.0.0.1:$redis_port
-bench rpc "putallkv PutAll, memory only" --target rpc --addr 127.0.0.1:$rpc_port
-bench empty "empty Kitex handler" --target rpc --addr 127.0.0.1:$empty_port
-bench redis-aof "redis MSET, appendfsync everysec" --target redis --addr 127.0.0.1:$aof_port
-bench always "putallkv PutAll, wal.fsync=always" --target rpc --addr 127.0.0.1:$always_port
-bench interval "putallkv PutAll, wal.fsync=interval" --target rpc --addr 127.0.0.1:$interval_port
+bench redis redis "redis MSET, persistence off" --target redis --addr 127.0.0.1:$redis_port
+bench rpc memory "putallkv PutAll, memory only" --target rpc --addr 127.0.0.1:$rpc_port
+bench empty empty "empty Kitex handler" --target rpc --addr 127.0.0.1:$empty_port
+bench redis-aof redis-aof "redis MSET, appendfsync everysec" --target redis --addr 127.0.0.1:$aof_port
+bench always always "putallkv PutAll, wal.fsync=always" --target rpc --addr 127.0.0.1:$always_port
+bench interval interval "putallkv PutAll, wal.fsync=interval" --target rpc --addr 127.0.0.1:$interval_port
 
 echo
 echo "$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB; $conc callers, $batch keys of $value bytes per call, $duration per run"

@@ -54,6 +54,7 @@ type config struct {
 	description string
 	tracePath   string
 	metricsURL  string
+	pid         int
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -132,6 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.description, "describe", "", "free text copied into the report (e.g. the server's configuration)")
 	fs.StringVar(&c.tracePath, "trace", "", "batcher: write a CSV of every batch sent (and of the server's tokens, with --metrics) to this file")
 	fs.StringVar(&c.metricsURL, "metrics", "", "batcher: the server's /metrics URL, scraped for limiter_tokens into the trace")
+	fs.IntVar(&c.pid, "pid", 0, "the server's process id (Linux): report its CPU time per operation")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

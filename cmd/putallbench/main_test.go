@@ -74,3 +74,15 @@ func TestCompareAndPlot(t *testing.T) {
 		t.Fatalf("no plot written: %v", err)
 	}
 }
+
+func TestProcessCPU(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	if d, err := processCPU(os.Getpid()); err != nil || d < 0 {
+		t.Fatalf("processCPU(self) = %v, %v", d, err)
+	}
+	if _, err := processCPU(-1); err == nil {
+		t.Fatal("processCPU(-1) succeeded")
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -40,6 +41,9 @@ type stepResult struct {
 	P999        float64          `json:"p999_ms"`
 	Max         float64          `json:"max_ms"`
 	Errors      map[string]int64 `json:"errors,omitempty"`
+	// ServerCPUPerOpUs is the server's CPU time per successful operation, in microseconds,
+	// when its process id was given (--pid).
+	ServerCPUPerOpUs float64 `json:"server_cpu_us_per_op,omitempty"`
 }
 
 // worker is one load goroutine's state; it is merged into the step's result at the end.
@@ -183,10 +187,25 @@ func runStep(ctx context.Context, cfg *config, t target, conc int, rate float64,
 			}
 		}()
 	}
+	cpuBefore, cpuErr := serverCPU(cfg.pid)
 	stopProgress := startProgress(progress, conc, rate, &done, began)
 	wg.Wait()
 	stopProgress()
-	return merge(workers, conc, rate, time.Since(began)), nil
+	r := merge(workers, conc, rate, time.Since(began))
+	if cpuAfter, err := serverCPU(cfg.pid); cpuErr == nil && err == nil && r.Ops > 0 && cfg.pid > 0 {
+		r.ServerCPUPerOpUs = float64((cpuAfter - cpuBefore).Microseconds()) / float64(r.Ops)
+	} else if cfg.pid > 0 {
+		return r, fmt.Errorf("--pid %d: %v", cfg.pid, errors.Join(cpuErr, err))
+	}
+	return r, nil
+}
+
+// serverCPU is processCPU of the server, or 0 without --pid.
+func serverCPU(pid int) (time.Duration, error) {
+	if pid <= 0 {
+		return 0, nil
+	}
+	return processCPU(pid)
 }
 
 // startProgress prints a progress line every second until the returned func is called.
@@ -236,16 +255,24 @@ func merge(workers []*worker, conc int, rate float64, elapsed time.Duration) ste
 func printTable(out io.Writer, cfg *config, results []stepResult) {
 	fmt.Fprintf(out, "target %s at %s, %d keys/op, %d-byte values\n", cfg.target, cfg.addr, cfg.opKeys(), cfg.valueSize)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "conc\trate\tkeys/s\tops/s\tp50 ms\tp95 ms\tp99 ms\tp999 ms\terrors\t")
+	fmt.Fprintln(tw, "conc\trate\tkeys/s\tops/s\tp50 ms\tp95 ms\tp99 ms\tp999 ms\tsrv CPU µs/op\terrors\t")
 	for _, r := range results {
 		rate := "closed"
 		if r.TargetRate > 0 {
 			rate = fmt.Sprintf("%.0f", r.TargetRate)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t\n",
-			r.Concurrency, rate, r.KeysPerSec, r.OpsPerSec, r.P50, r.P95, r.P99, r.P999, formatErrors(r.Errors))
+		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t\n",
+			r.Concurrency, rate, r.KeysPerSec, r.OpsPerSec, r.P50, r.P95, r.P99, r.P999, cpuColumn(r), formatErrors(r.Errors))
 	}
 	_ = tw.Flush()
+}
+
+// cpuColumn formats the server's CPU per operation, "-" when not measured.
+func cpuColumn(r stepResult) string {
+	if r.ServerCPUPerOpUs == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", r.ServerCPUPerOpUs)
 }
 
 func formatErrors(errs map[string]int64) string {
