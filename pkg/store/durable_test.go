@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -84,17 +85,9 @@ func TestDurableRecoversEverything(t *testing.T) {
 	for i := range 200 { // several segments
 		applyTagged(t, d, Atomic, "", put(fmt.Sprint("k", i), strings.Repeat("v", 50)))
 	}
-	want, wantStats := dump(t, d), d.Stats()
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	var got []recovered
-	d = openDurable(t, dir, &got, nil)
+	wantStats := d.Stats()
+	d, got := reopen(t, d, dir)
 	defer d.Close()
-	if !mapsEqual(dump(t, d), want) || d.Stats() != wantStats {
-		t.Fatalf("recovered state differs:\n got %v %+v\nwant %v %+v", dump(t, d), d.Stats(), want, wantStats)
-	}
 	if len(got) != 1 || got[0].tag != "req-1" || got[0].rev != 2 || !slices.Equal(got[0].results, be) {
 		t.Fatalf("recovered tags = %+v; want req-1 at revision 2 with %+v", got, be)
 	}
@@ -105,16 +98,21 @@ func TestDurableRecoversEverything(t *testing.T) {
 	}
 }
 
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
+// reopen closes d, opens dir again (recording recovered tags) and fails the test unless the
+// recovered store holds exactly what d held, at the same revision. The caller closes the
+// returned engine.
+func reopen(t *testing.T, d *Durable, dir string) (*Durable, []recovered) {
+	t.Helper()
+	want, wantStats := dump(t, d), d.Stats()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
 	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
+	var got []recovered
+	d = openDurable(t, dir, &got, nil)
+	if state := dump(t, d); !maps.Equal(state, want) || d.Stats() != wantStats {
+		t.Fatalf("recovered state differs:\n got %v %+v\nwant %v %+v", state, d.Stats(), want, wantStats)
 	}
-	return true
+	return d, got
 }
 
 func TestSnapshotBoundsTheLog(t *testing.T) {
@@ -131,16 +129,8 @@ func TestSnapshotBoundsTheLog(t *testing.T) {
 		t.Fatalf("after snapshot: %d segments (before %d), %d snapshots", after, segmentsBefore, countFiles(t, dir, ".snap"))
 	}
 	applyTagged(t, d, BestEffort, "late", put("k1", "late"), Write{Key: "k2", Delete: true, ExpectedVersion: AnyVersion})
-	want, wantStats := dump(t, d), d.Stats()
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
-	var got []recovered
-	d = openDurable(t, dir, &got, nil)
+	d, got := reopen(t, d, dir)
 	defer d.Close()
-	if !mapsEqual(dump(t, d), want) || d.Stats() != wantStats {
-		t.Fatalf("recovered state differs: %+v vs %+v", d.Stats(), wantStats)
-	}
 	if len(got) != 2 || got[0].tag != "kept-tag" || got[0].rev != 0 || got[1].tag != "late" {
 		t.Fatalf("recovered tags = %+v; want the snapshot's, then the log's", got)
 	}
@@ -190,16 +180,9 @@ func TestSnapshotDuringAtomicWrites(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	want := dump(t, d)
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
-	d = openDurable(t, dir, nil, nil)
+	d, _ = reopen(t, d, dir)
 	defer d.Close()
 	got := dump(t, d)
-	if !mapsEqual(got, want) {
-		t.Fatalf("seed %d: recovered state differs", seed)
-	}
 	first := got[keys[0]]
 	for _, k := range keys {
 		if got[k] != first {
