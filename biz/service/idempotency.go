@@ -138,6 +138,22 @@ type hasher struct {
 	buf [binary.MaxVarintLen64]byte
 }
 
+// digestOf is the payload digest of a write call: its method, mode and n entries, every field
+// but the request_id.
+func digestOf(method string, mode kv.WriteMode, n int, entry func(int) write) digest {
+	h := newHasher(method)
+	h.int(int64(mode))
+	h.int(int64(n))
+	for i := range n {
+		w := entry(i)
+		h.str(w.key)
+		h.bytes(w.value)
+		h.opt(w.expected)
+		h.opt(w.ttlMs)
+	}
+	return h.sum()
+}
+
 // newHasher starts a payload digest; method keeps equal payloads of different methods apart.
 func newHasher(method string) *hasher {
 	h := &hasher{h: sha256.New()}

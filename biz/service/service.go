@@ -340,13 +340,20 @@ func preconditionSentence(c store.Code) string {
 	return c.String()
 }
 
+// writeResponse is what every write response (a pointer P to a generated struct T) can do.
+type writeResponse[T any] interface {
+	*T
+	SetReplayed(bool)
+	SetSuggestedBatch(int32)
+}
+
 // idempotent runs call once per request_id: a retry with the same id and payload gets the
-// first outcome back (replayed marks a response as such), a different payload is refused, and a
-// retry that arrives while the first call runs waits for it. Without a request_id, call just
-// runs.
-func idempotent[R any](ctx context.Context, s *Service, method, requestID string, payload func() digest,
-	call func(*idemKey) (R, error), replayed func(R) R) (R, error) {
-	var zero R
+// first outcome back (a copy, marked replayed, with the suggested_batch of now: the stored
+// response is shared and never modified), a different payload is refused, and a retry that
+// arrives while the first call runs waits for it. Without a request_id, call just runs.
+func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, method, requestID string,
+	payload func() digest, call func(*idemKey) (P, error)) (P, error) {
+	var zero P
 	if requestID == "" {
 		return call(nil)
 	}
@@ -360,7 +367,7 @@ func idempotent[R any](ctx context.Context, s *Service, method, requestID string
 			return zero, err
 		}
 		if owner {
-			return runOwned(s.idem, rec, func() (R, error) { return call(key) })
+			return runOwned(s.idem, rec, func() (P, error) { return call(key) })
 		}
 		select {
 		case <-rec.done:
@@ -373,7 +380,11 @@ func idempotent[R any](ctx context.Context, s *Service, method, requestID string
 		if rec.err != nil {
 			return zero, rec.err
 		}
-		return replayed(rec.resp.(R)), nil
+		replay := P(new(T))
+		*replay = *rec.resp.(P)
+		replay.SetReplayed(true)
+		replay.SetSuggestedBatch(s.suggest())
+		return replay, nil
 	}
 }
 
@@ -404,25 +415,13 @@ func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResp
 	defer s.metrics.observe(mPut, &err)
 	w := write{key: req.Key, value: req.Value, expected: req.ExpectedVersion, ttlMs: req.TtlMs}
 	return idempotent(ctx, s, "Put", requestIDOf(req.RequestId),
-		func() digest {
-			h := newHasher("Put")
-			h.str(req.Key)
-			h.bytes(req.Value)
-			h.opt(req.ExpectedVersion)
-			h.opt(req.TtlMs)
-			return h.sum()
-		},
+		func() digest { return digestOf("Put", 0, 1, func(int) write { return w }) },
 		func(key *idemKey) (*kv.PutResponse, error) {
 			r, _, err := s.single(ctx, w, key)
 			if err != nil {
 				return nil, err
 			}
 			return &kv.PutResponse{Version: r.Version, Created: r.Created, SuggestedBatch: s.suggest()}, nil
-		},
-		func(r *kv.PutResponse) *kv.PutResponse {
-			c := *r
-			c.Replayed, c.SuggestedBatch = true, s.suggest()
-			return &c
 		})
 }
 
@@ -451,23 +450,13 @@ func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.D
 	defer s.metrics.observe(mDelete, &err)
 	w := write{key: req.Key, del: true, expected: req.ExpectedVersion}
 	return idempotent(ctx, s, "Delete", requestIDOf(req.RequestId),
-		func() digest {
-			h := newHasher("Delete")
-			h.str(req.Key)
-			h.opt(req.ExpectedVersion)
-			return h.sum()
-		},
+		func() digest { return digestOf("Delete", 0, 1, func(int) write { return w }) },
 		func(key *idemKey) (*kv.DeleteResponse, error) {
 			_, rev, err := s.single(ctx, w, key)
 			if err != nil {
 				return nil, err
 			}
 			return &kv.DeleteResponse{Revision: rev, SuggestedBatch: s.suggest()}, nil
-		},
-		func(r *kv.DeleteResponse) *kv.DeleteResponse {
-			c := *r
-			c.Replayed, c.SuggestedBatch = true, s.suggest()
-			return &c
 		})
 }
 
@@ -475,43 +464,10 @@ func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.D
 func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.PutAllResponse, err error) {
 	defer s.metrics.observe(mPutAll, &err)
 	defer func(start time.Time) { s.metrics.observePutAll(req, err, start) }(time.Now())
-	mode, err := storeMode(req.Mode)
-	if err != nil {
-		return nil, err
-	}
-	writes, err := s.toStoreWrites(len(req.Entries), func(i int) write {
+	return batchCall[kv.PutAllResponse](ctx, s, "PutAll", req.Mode, req.RequestId, len(req.Entries), func(i int) write {
 		e := req.Entries[i]
 		return write{key: e.Key, value: e.Value, expected: e.ExpectedVersion, ttlMs: e.TtlMs}
 	})
-	if err != nil {
-		return nil, err
-	}
-	return idempotent(ctx, s, "PutAll", requestIDOf(req.RequestId),
-		func() digest {
-			h := newHasher("PutAll")
-			h.int(int64(req.Mode))
-			h.int(int64(len(req.Entries)))
-			for _, e := range req.Entries {
-				h.str(e.Key)
-				h.bytes(e.Value)
-				h.opt(e.ExpectedVersion)
-				h.opt(e.TtlMs)
-			}
-			return h.sum()
-		},
-		func(key *idemKey) (*kv.PutAllResponse, error) {
-			r, err := s.write(ctx, mode, writes, key)
-			if err != nil {
-				return nil, err
-			}
-			return &kv.PutAllResponse{Results: r.statuses, Revision: r.revision, Applied: int32(r.applied),
-				RetryAfterMs: retryAfterMs(r.retryAfter), SuggestedBatch: s.suggest()}, nil
-		},
-		func(r *kv.PutAllResponse) *kv.PutAllResponse {
-			c := *r
-			c.Replayed, c.SuggestedBatch = true, s.suggest()
-			return &c
-		})
 }
 
 // GetAll reads many keys as of one revision.
@@ -540,39 +496,46 @@ func (s *Service) GetAll(ctx context.Context, req *kv.GetAllRequest) (resp *kv.G
 // DeleteAll deletes many keys, atomically or key by key. An absent key is NOT_FOUND.
 func (s *Service) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (resp *kv.DeleteAllResponse, err error) {
 	defer s.metrics.observe(mDeleteAll, &err)
-	mode, err := storeMode(req.Mode)
-	if err != nil {
-		return nil, err
-	}
-	writes, err := s.toStoreWrites(len(req.Entries), func(i int) write {
+	return batchCall[kv.DeleteAllResponse](ctx, s, "DeleteAll", req.Mode, req.RequestId, len(req.Entries), func(i int) write {
 		e := req.Entries[i]
 		return write{key: e.Key, del: true, expected: e.ExpectedVersion}
 	})
+}
+
+// batchResponse is what PutAllResponse and DeleteAllResponse (P, pointing to T) can do.
+type batchResponse[T any] interface {
+	writeResponse[T]
+	SetResults([]*kv.KeyStatus)
+	SetRevision(int64)
+	SetApplied(int32)
+	SetRetryAfterMs(int64)
+}
+
+// batchCall is the body of PutAll and DeleteAll: it validates the mode and the n entries
+// (entry(i) gives each as a write), then writes them once per request_id and answers with a P.
+func batchCall[T any, P batchResponse[T]](ctx context.Context, s *Service, method string, m kv.WriteMode,
+	requestID *string, n int, entry func(int) write) (P, error) {
+	mode, err := storeMode(m)
 	if err != nil {
 		return nil, err
 	}
-	return idempotent(ctx, s, "DeleteAll", requestIDOf(req.RequestId),
-		func() digest {
-			h := newHasher("DeleteAll")
-			h.int(int64(req.Mode))
-			h.int(int64(len(req.Entries)))
-			for _, e := range req.Entries {
-				h.str(e.Key)
-				h.opt(e.ExpectedVersion)
-			}
-			return h.sum()
-		},
-		func(key *idemKey) (*kv.DeleteAllResponse, error) {
+	writes, err := s.toStoreWrites(n, entry)
+	if err != nil {
+		return nil, err
+	}
+	return idempotent(ctx, s, method, requestIDOf(requestID),
+		func() digest { return digestOf(method, m, n, entry) },
+		func(key *idemKey) (P, error) {
 			r, err := s.write(ctx, mode, writes, key)
 			if err != nil {
 				return nil, err
 			}
-			return &kv.DeleteAllResponse{Results: r.statuses, Revision: r.revision, Applied: int32(r.applied),
-				RetryAfterMs: retryAfterMs(r.retryAfter), SuggestedBatch: s.suggest()}, nil
-		},
-		func(r *kv.DeleteAllResponse) *kv.DeleteAllResponse {
-			c := *r
-			c.Replayed, c.SuggestedBatch = true, s.suggest()
-			return &c
+			resp := P(new(T))
+			resp.SetResults(r.statuses)
+			resp.SetRevision(r.revision)
+			resp.SetApplied(int32(r.applied))
+			resp.SetRetryAfterMs(retryAfterMs(r.retryAfter))
+			resp.SetSuggestedBatch(s.suggest())
+			return resp, nil
 		})
 }

@@ -313,15 +313,13 @@ func TestWaitingRetryHonoursContext(t *testing.T) {
 		func(*idemKey) (*kv.PutResponse, error) {
 			t.Error("ran while the first call was in flight")
 			return nil, nil
-		},
-		func(r *kv.PutResponse) *kv.PutResponse { return r })
+		})
 	wantCode(t, err, kv.ErrorCode_UNAVAILABLE)
 	// A transient outcome is not kept: the next call runs for real.
 	s.idem.finish(rec, nil, kvError(kv.ErrorCode_UNAVAILABLE, "down"))
 	ran := false
 	_, err = idempotent(context.Background(), s, "Put", "slow", func() digest { return d },
-		func(*idemKey) (*kv.PutResponse, error) { ran = true; return &kv.PutResponse{}, nil },
-		func(r *kv.PutResponse) *kv.PutResponse { return r })
+		func(*idemKey) (*kv.PutResponse, error) { ran = true; return &kv.PutResponse{}, nil })
 	if err != nil || !ran {
 		t.Fatalf("after a transient outcome: ran %v, err %v", ran, err)
 	}
