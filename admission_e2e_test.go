@@ -171,3 +171,30 @@ func make21() []*kv.Entry {
 	}
 	return es
 }
+
+// TestE2EAdmissionHonoursCallerDeadline checks that the server knows the caller's deadline: an
+// ATOMIC write whose tokens would come after it is refused at once with RESOURCE_EXHAUSTED,
+// where a server unaware of it would wait for the tokens and answer after the caller left.
+func TestE2EAdmissionHonoursCallerDeadline(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Limiter.Rate, cfg.Limiter.Burst, cfg.Limiter.MaxWait = 10, 20, time.Minute
+	_, c := startTestServer(t, cfg)
+	batch := func(prefix string) *kv.PutAllRequest {
+		req := &kv.PutAllRequest{}
+		for i := range 20 {
+			req.Entries = append(req.Entries, &kv.Entry{Key: fmt.Sprint(prefix, i), Value: []byte("v")})
+		}
+		return req
+	}
+	if _, err := c.PutAll(context.Background(), batch("first/")); err != nil {
+		t.Fatal(err) // the whole burst
+	}
+	// The next 20 tokens take 2s to refill; the caller gives the call 1s.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := c.PutAll(ctx, batch("second/"))
+	e := wantErr(t, err, kvclient.ErrResourceExhausted)
+	if e.RetryAfter <= time.Second {
+		t.Errorf("retry after %v; want over the 1s the call had", e.RetryAfter)
+	}
+}

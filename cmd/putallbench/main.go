@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -55,6 +56,7 @@ type config struct {
 	tracePath   string
 	metricsURL  string
 	pid         int
+	cpuProfile  string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -82,6 +84,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer t.close()
+	if cfg.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(cfg.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "putallbench: %v\n", err)
+			return 1
+		}
+		defer stopProfile()
+	}
 	var results []stepResult
 	for i, conc := range cfg.steps {
 		var rate float64
@@ -109,6 +119,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// startCPUProfile profiles this process into path until the returned function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("putallbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -134,6 +160,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.tracePath, "trace", "", "batcher: write a CSV of every batch sent (and of the server's tokens, with --metrics) to this file")
 	fs.StringVar(&c.metricsURL, "metrics", "", "batcher: the server's /metrics URL, scraped for limiter_tokens into the trace")
 	fs.IntVar(&c.pid, "pid", 0, "the server's process id (Linux): report its CPU time per operation")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of putallbench itself (the client side) to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

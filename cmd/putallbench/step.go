@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,9 @@ type stepResult struct {
 	// ServerCPUPerOpUs is the server's CPU time per successful operation, in microseconds,
 	// when its process id was given (--pid).
 	ServerCPUPerOpUs float64 `json:"server_cpu_us_per_op,omitempty"`
+	// ClientCPUPerOpUs is putallbench's own CPU time per successful operation (the client
+	// library's cost, with the load generator's), in microseconds.
+	ClientCPUPerOpUs float64 `json:"client_cpu_us_per_op,omitempty"`
 }
 
 // worker is one load goroutine's state; it is merged into the step's result at the end.
@@ -187,25 +191,34 @@ func runStep(ctx context.Context, cfg *config, t target, conc int, rate float64,
 			}
 		}()
 	}
-	cpuBefore, cpuErr := serverCPU(cfg.pid)
+	serverCPU := startCPUMeter(cfg.pid)
+	clientCPU := startCPUMeter(os.Getpid())
 	stopProgress := startProgress(progress, conc, rate, &done, began)
 	wg.Wait()
 	stopProgress()
 	r := merge(workers, conc, rate, time.Since(began))
-	if cpuAfter, err := serverCPU(cfg.pid); cpuErr == nil && err == nil && r.Ops > 0 && cfg.pid > 0 {
-		r.ServerCPUPerOpUs = float64((cpuAfter - cpuBefore).Microseconds()) / float64(r.Ops)
-	} else if cfg.pid > 0 {
-		return r, fmt.Errorf("--pid %d: %v", cfg.pid, errors.Join(cpuErr, err))
+	if cfg.pid > 0 {
+		perOp, err := serverCPU(r.Ops)
+		if err != nil {
+			return r, fmt.Errorf("--pid %d: %v", cfg.pid, err)
+		}
+		r.ServerCPUPerOpUs = perOp
 	}
+	r.ClientCPUPerOpUs, _ = clientCPU(r.Ops) // best effort: /proc may be missing
 	return r, nil
 }
 
-// serverCPU is processCPU of the server, or 0 without --pid.
-func serverCPU(pid int) (time.Duration, error) {
-	if pid <= 0 {
-		return 0, nil
+// startCPUMeter starts measuring the CPU time of process pid; the returned function gives
+// the CPU time since then per operation, in microseconds, for ops operations.
+func startCPUMeter(pid int) func(ops int64) (float64, error) {
+	before, errBefore := processCPU(pid)
+	return func(ops int64) (float64, error) {
+		after, err := processCPU(pid)
+		if err = errors.Join(errBefore, err); err != nil || ops == 0 {
+			return 0, err
+		}
+		return float64((after - before).Microseconds()) / float64(ops), nil
 	}
-	return processCPU(pid)
 }
 
 // startProgress prints a progress line every second until the returned func is called.
@@ -255,24 +268,25 @@ func merge(workers []*worker, conc int, rate float64, elapsed time.Duration) ste
 func printTable(out io.Writer, cfg *config, results []stepResult) {
 	fmt.Fprintf(out, "target %s at %s, %d keys/op, %d-byte values\n", cfg.target, cfg.addr, cfg.opKeys(), cfg.valueSize)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "conc\trate\tkeys/s\tops/s\tp50 ms\tp95 ms\tp99 ms\tp999 ms\tsrv CPU µs/op\terrors\t")
+	fmt.Fprintln(tw, "conc\trate\tkeys/s\tops/s\tp50 ms\tp95 ms\tp99 ms\tp999 ms\tsrv CPU µs/op\tcli CPU µs/op\terrors\t")
 	for _, r := range results {
 		rate := "closed"
 		if r.TargetRate > 0 {
 			rate = fmt.Sprintf("%.0f", r.TargetRate)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t\n",
-			r.Concurrency, rate, r.KeysPerSec, r.OpsPerSec, r.P50, r.P95, r.P99, r.P999, cpuColumn(r), formatErrors(r.Errors))
+		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\t\n",
+			r.Concurrency, rate, r.KeysPerSec, r.OpsPerSec, r.P50, r.P95, r.P99, r.P999,
+			cpuColumn(r.ServerCPUPerOpUs), cpuColumn(r.ClientCPUPerOpUs), formatErrors(r.Errors))
 	}
 	_ = tw.Flush()
 }
 
-// cpuColumn formats the server's CPU per operation, "-" when not measured.
-func cpuColumn(r stepResult) string {
-	if r.ServerCPUPerOpUs == 0 {
+// cpuColumn formats a CPU time per operation, "-" when not measured.
+func cpuColumn(us float64) string {
+	if us == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.1f", r.ServerCPUPerOpUs)
+	return fmt.Sprintf("%.1f", us)
 }
 
 func formatErrors(errs map[string]int64) string {

@@ -40,9 +40,10 @@ const serviceName = "putallkv"
 // before anything is sent.) All attempts of a call carry the same tracing request id: the
 // one in ctx (see package reqid), else a fresh one.
 type Client struct {
-	raw     kvservice.Client
-	pool    io.Closer
-	retries int
+	raw        kvservice.Client
+	pool       io.Closer
+	retries    int
+	rpcTimeout time.Duration
 }
 
 // The gateway is handed a *Client where it expects the service itself.
@@ -125,14 +126,15 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 	// The pool is made here rather than by client.WithLongConnection because the generated
 	// kvservice.Client has no Close: owning the pool is how Close releases the connections
 	// and the pool's idle-sweep goroutine instead of leaving them to a finalizer.
-	pool := remoteconnpool.NewLongPool(serviceName, *connpool.CheckPoolConfig(o.pool))
+	pool := cancellingPool{remoteconnpool.NewLongPool(serviceName, *connpool.CheckPoolConfig(o.pool))}
 	kopts := append([]client.Option{
 		client.WithHostPorts(addrs...),
 		client.WithConnPool(pool),
 		// Metadata (the request id) travels only in TTHeader.
 		client.WithTransportProtocol(transport.TTHeader),
 		client.WithMetaHandler(transmeta.ClientTTHeaderHandler),
-		client.WithRPCTimeout(o.rpcTimeout),
+		// No Kitex RPC timeout: call bounds each attempt itself (see deadline.go).
+		client.WithMiddleware(sendDeadline),
 		client.WithConnectTimeout(o.connectTimeout),
 	}, o.kitex...)
 	raw, err := kvservice.NewClient(serviceName, kopts...)
@@ -140,14 +142,15 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 		_ = pool.Close()
 		return nil, fmt.Errorf("kvclient: %w", err)
 	}
-	return &Client{raw: raw, pool: pool, retries: o.retries}, nil
+	return &Client{raw: raw, pool: pool, retries: o.retries, rpcTimeout: o.rpcTimeout}, nil
 }
 
 // Close closes the pooled connections. Calls made after Close fail.
 func (c *Client) Close() error { return c.pool.Close() }
 
 // Raw returns the generated Kitex client underneath, for per-call options (callopt). Calls
-// made through it bypass this package's request ids, retries and error mapping.
+// made through it bypass this package's request ids, retries, error mapping and RPC timeout
+// (bound them with a context deadline or callopt.WithRPCTimeout).
 func (c *Client) Raw() kvservice.Client { return c.raw }
 
 // Put writes one key. After a failure in transport it is retried only if req carries a
@@ -201,14 +204,31 @@ func call[Req comparable, Resp any](ctx context.Context, c *Client, method strin
 	if _, ok := reqid.From(ctx); !ok {
 		ctx = reqid.With(ctx, reqid.New())
 	}
-	for attempt := 0; ; attempt++ {
-		resp, err := send(ctx, req)
+	for n := 0; ; n++ {
+		resp, err := attempt(ctx, c.rpcTimeout, send, req)
 		if err == nil {
 			return resp, nil
 		}
 		e := toError(method, err)
-		if attempt >= c.retries || !p.allows(e) || !sleep(ctx, backoff(attempt, e.RetryAfter)) {
+		if n >= c.retries || !p.allows(e) || !sleep(ctx, backoff(n, e.RetryAfter)) {
 			return zero, e
 		}
 	}
+}
+
+// attempt sends req once, within timeout (0: only ctx bounds it). When ctx or the timeout
+// ends the attempt, its error says so (errors.Is context.DeadlineExceeded or Canceled).
+func attempt[Req, Resp any](ctx context.Context, timeout time.Duration,
+	send func(context.Context, Req, ...callopt.Option) (Resp, error), req Req,
+) (Resp, error) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	resp, err := send(kitexContext(ctx), req)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w: %w", ctx.Err(), err)
+	}
+	return resp, err
 }
