@@ -40,9 +40,16 @@ func runBatches(b *testing.B, s *Memory, keys []string, batch int, next func() i
 	}
 }
 
-func benchApply(b *testing.B, batch int, parallel bool) {
-	s := newTestMemory(b, Options{Shards: 256})
-	keys := benchKeys(1 << 16)
+// benchApply writes batch-key calls over a key space of n keys, all resident beforehand (so
+// every write overwrites, as in a steady state), from one goroutine or from GOMAXPROCS.
+func benchApply(b *testing.B, n, batch int, parallel bool) {
+	s := newTestMemory(b, Options{Shards: benchShards})
+	keys := benchKeys(n)
+	fill := make([]Write, 1000)
+	for start := 0; start < n; start += len(fill) {
+		benchWrites(keys, start, fill, make([]byte, 64))
+		apply(b, s, BestEffort, fill...)
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	if !parallel {
@@ -68,12 +75,25 @@ func benchApply(b *testing.B, batch int, parallel bool) {
 	})
 }
 
-func BenchmarkPutAll16(b *testing.B)         { benchApply(b, benchBatch, false) }
-func BenchmarkSinglePut(b *testing.B)        { benchApply(b, 1, false) }
-func BenchmarkPutAll16Parallel(b *testing.B) { benchApply(b, benchBatch, true) }
-func BenchmarkSinglePutParallel(b *testing.B) {
-	benchApply(b, 1, true)
+var benchShards = 256
+
+// benchKeySpaces are the store sizes the write benchmarks run at: one that fits the CPU's
+// caches, and one that does not.
+var benchKeySpaces = []struct {
+	name string
+	n    int
+}{{"keys=64k", 1 << 16}, {"keys=2M", 2 << 20}}
+
+func benchWritesAt(b *testing.B, batch int, parallel bool) {
+	for _, ks := range benchKeySpaces {
+		b.Run(ks.name, func(b *testing.B) { benchApply(b, ks.n, batch, parallel) })
+	}
 }
+
+func BenchmarkPutAll16(b *testing.B)          { benchWritesAt(b, benchBatch, false) }
+func BenchmarkSinglePut(b *testing.B)         { benchWritesAt(b, 1, false) }
+func BenchmarkPutAll16Parallel(b *testing.B)  { benchWritesAt(b, benchBatch, true) }
+func BenchmarkSinglePutParallel(b *testing.B) { benchWritesAt(b, 1, true) }
 
 // BenchmarkRecovery1M measures OpenDurable of a store of one million keys (64-byte values),
 // from the log alone and from a snapshot:

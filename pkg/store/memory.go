@@ -56,8 +56,11 @@ type keyRef struct {
 type scratch struct {
 	refs []keyRef
 	rec  []byte // the journal record being built
-	// found holds, per write index, where the check phase found the key.
+	// found holds, per key index, where findAll found the key.
 	found []loc
+	// touched folds the words findAll loads only to bring them into the cache; keeping it
+	// makes the loads count.
+	touched uint64
 }
 
 // NewMemory returns an empty Memory engine and starts its sweeper when opts asks for one.
@@ -111,6 +114,36 @@ func (s *Memory) locate(sc *scratch, n int, key func(int) string) []keyRef {
 }
 
 func (s *Memory) shardOf(h uint64) *shard { return &s.shards[h>>s.shift] }
+
+// findAll locates every key of a call, its shards locked, into sc.found (by key index).
+// Finding a key costs two cache misses on a large store, the index slot and then the entry
+// that verifies the key; one after the other, a batch would wait for 2n misses in turn. So
+// the passes are split: the first loads every key's index slot, the second probes the index
+// and loads every entry found, the third verifies; each pass's loads are independent of one
+// another, so the CPU has them all in flight at once.
+func (s *Memory) findAll(sc *scratch, refs []keyRef, key func(int) string) []loc {
+	found := slices.Grow(sc.found[:0], len(refs))[:len(refs)]
+	sc.found = found
+	var touched uint64
+	for _, r := range refs {
+		touched ^= s.shardOf(r.hash).index.touch(r.hash)
+	}
+	for _, r := range refs {
+		sh := s.shardOf(r.hash)
+		if ref, ok := sh.index.get(r.hash); ok {
+			found[r.idx] = loc{ref, inIndex}
+			touched ^= uint64(sh.arena.bytes(ref, 1)[0])
+		} else {
+			found[r.idx] = loc{}
+		}
+	}
+	sc.touched = touched
+	for _, r := range refs {
+		l := found[r.idx]
+		found[r.idx] = s.shardOf(r.hash).verify(key(int(r.idx)), l.ref, l.found())
+	}
+	return found
+}
 
 // eachShard calls fn once for each shard the sorted refs touch, in ascending order.
 func (s *Memory) eachShard(refs []keyRef, fn func(*shard)) {
@@ -209,19 +242,16 @@ func (s *Memory) Apply(ctx context.Context, b Batch, results []Result) (Outcome,
 // position of the batch's record, 0 when nothing was recorded.
 func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Result) (Outcome, uint64, error) {
 	writes := b.Writes
-	found := slices.Grow(sc.found[:0], len(writes))[:len(writes)]
-	sc.found = found
-
 	s.lockShards(refs, true)
 	defer s.unlockShards(refs, true)
 
+	found := s.findAll(sc, refs, func(i int) string { return writes[i].Key })
 	nowMs := s.now().UnixMilli()
 	failed := 0
 	for _, r := range refs {
 		w := &writes[r.idx]
 		sh := s.shardOf(r.hash)
-		l := sh.find(w.Key, r.hash)
-		found[r.idx] = l
+		l := found[r.idx]
 		var version int64 // 0: absent or expired
 		if l.found() {
 			if h := sh.header(l.ref); !h.expired(nowMs) {
@@ -312,10 +342,11 @@ func (s *Memory) read(keys []string, items []Item) (int64, uint64) {
 
 	s.lockShards(refs, false)
 	defer s.unlockShards(refs, false)
+	found := s.findAll(sc, refs, func(i int) string { return keys[i] })
 	nowMs := s.now().UnixMilli()
 	for _, r := range refs {
 		sh := s.shardOf(r.hash)
-		l := sh.find(keys[r.idx], r.hash)
+		l := found[r.idx]
 		if !l.found() {
 			items[r.idx] = Item{}
 			continue

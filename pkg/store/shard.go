@@ -7,8 +7,8 @@ import (
 
 // A shard keeps its keys the way bigcache and fastcache do, so that millions of resident keys
 // give the Go GC nothing to chase: every entry (a small header, the key, the value) lives in a
-// few large byte chunks (the arena), and the index is a map from the key's 64-bit hash to the
-// entry's place in the arena, with no pointers either. A lookup touches the index and then one
+// few large byte chunks (the arena), and the index (a hashIndex) maps the key's 64-bit hash
+// to the entry's place in the arena, with no pointers either. A lookup touches the index and then one
 // spot of the arena, where the header and the key (which verifies the hash's match) sit
 // together. Overwrites and deletes leave dead bytes behind; once they outweigh the live ones
 // the shard compacts its arena, copying the live entries into fresh chunks.
@@ -19,7 +19,7 @@ type shard struct {
 	mu sync.RWMutex
 	// index maps a key's hash to its entry. Two keys with one 64-bit hash (vanishingly rare)
 	// are handled by overflow, which holds every key whose hash another key holds in index.
-	index    map[uint64]arenaRef
+	index    hashIndex
 	overflow map[string]overflowEntry
 	arena    arena
 	// expiring counts keys with a TTL, so the sweeper skips shards that have none.
@@ -62,9 +62,7 @@ const (
 
 func (l loc) found() bool { return l.where != absent }
 
-func newShard() shard {
-	return shard{index: make(map[uint64]arenaRef)}
-}
+func newShard() shard { return shard{} }
 
 func (sh *shard) header(ref arenaRef) entryHeader {
 	b := sh.arena.bytes(ref, headerLen)
@@ -87,7 +85,14 @@ func (sh *shard) entry(ref arenaRef) (h entryHeader, key, value []byte) {
 
 // find locates key, whose hash is h.
 func (sh *shard) find(key string, h uint64) loc {
-	if ref, ok := sh.index[h]; ok {
+	ref, ok := sh.index.get(h)
+	return sh.verify(key, ref, ok)
+}
+
+// verify completes find given what the index holds under the key's hash (ref, if indexed):
+// the entry there if it is key's, else key's entry in overflow, if any.
+func (sh *shard) verify(key string, ref arenaRef, indexed bool) loc {
+	if indexed {
 		if _, k, _ := sh.entry(ref); string(k) == key {
 			return loc{ref, inIndex}
 		}
@@ -112,19 +117,19 @@ func (sh *shard) put(key string, h uint64, l loc, value []byte, version, expires
 	switch l.where {
 	case inIndex:
 		sh.forget(l.ref)
-		sh.index[h] = ref
+		sh.index.set(h, ref)
 	case inOverflow:
 		sh.forget(l.ref)
 		sh.overflow[key] = overflowEntry{ref, h}
 	default:
 		added = 1
-		if _, taken := sh.index[h]; taken {
+		if _, taken := sh.index.get(h); taken {
 			if sh.overflow == nil {
 				sh.overflow = make(map[string]overflowEntry)
 			}
 			sh.overflow[key] = overflowEntry{ref, h}
 		} else {
-			sh.index[h] = ref
+			sh.index.set(h, ref)
 		}
 	}
 	return added
@@ -136,10 +141,10 @@ func (sh *shard) remove(key string, h uint64, l loc) int64 {
 	if l.where == inOverflow {
 		delete(sh.overflow, key)
 	} else {
-		delete(sh.index, h)
+		sh.index.del(h)
 		for k, o := range sh.overflow { // a key that shared the hash moves up
 			if o.hash == h {
-				sh.index[h] = o.ref
+				sh.index.set(h, o.ref)
 				delete(sh.overflow, k)
 				break
 			}
@@ -176,9 +181,7 @@ func (sh *shard) compactIfWasteful() {
 		copy(dst, old)
 		return to
 	}
-	for h, ref := range sh.index {
-		sh.index[h] = move(ref)
-	}
+	sh.index.move(move)
 	for k, o := range sh.overflow {
 		sh.overflow[k] = overflowEntry{move(o.ref), o.hash}
 	}
@@ -200,16 +203,14 @@ func (sh *shard) each(fn func(residentKey)) {
 		hdr, k, v := sh.entry(l.ref)
 		fn(residentKey{hash: h, key: k, value: v, header: hdr, loc: l})
 	}
-	for h, ref := range sh.index {
-		visit(h, loc{ref, inIndex})
-	}
+	sh.index.each(func(h uint64, ref arenaRef) { visit(h, loc{ref, inIndex}) })
 	for _, o := range sh.overflow {
 		visit(o.hash, loc{o.ref, inOverflow})
 	}
 }
 
 // len returns the number of resident keys.
-func (sh *shard) len() int { return len(sh.index) + len(sh.overflow) }
+func (sh *shard) len() int { return sh.index.len() + len(sh.overflow) }
 
 // arena is append-only byte storage in chunks that hold no pointers.
 type arena struct {

@@ -45,8 +45,8 @@ func TestShardHashCollision(t *testing.T) {
 			t.Fatalf("%s lost when %s was removed", kept, gone)
 		}
 		sh.remove(kept, h, sh.find(kept, h))
-		if len(sh.index) != 0 || len(sh.overflow) != 0 {
-			t.Fatalf("index %v overflow %v left over", sh.index, sh.overflow)
+		if sh.index.len() != 0 || len(sh.overflow) != 0 {
+			t.Fatalf("index %v overflow %v left over", sh.index.slots, sh.overflow)
 		}
 	}
 }
