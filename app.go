@@ -113,7 +113,7 @@ func (a *app) startServer(reg *prometheus.Registry) error {
 		server.WithListener(a.rpcLn),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
 		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
-		server.WithEnableContextTimeout(true), // the caller's RPC timeout bounds waits for admission
+		server.WithMiddleware(handler.CallerDeadline), // the caller's deadline bounds waits for admission
 		server.WithCodec(rpclimit.New(cfg.Server.MaxRequestBytes)),
 		server.WithExitWaitTime(cfg.Server.ShutdownTimeout),
 		server.WithExitSignal(func() <-chan error { return a.rpcStop }),

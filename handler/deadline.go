@@ -1,0 +1,29 @@
+package handler
+
+import (
+	"context"
+
+	"github.com/cloudwego/kitex/pkg/endpoint"
+	"github.com/cloudwego/kitex/pkg/rpcinfo"
+)
+
+// CallerDeadline is a Kitex server middleware that bounds a call's context by the time its
+// caller has left (the RPC timeout TTHeader carries), so that waits in the call (write
+// admission) end when the caller stops waiting, and releases that deadline's timer as soon
+// as the call returns.
+//
+// It stands in for Kitex's server.WithEnableContextTimeout, which cancels the context only
+// when the call fails: a successful call leaves its timer armed until the timeout passes,
+// and a goroutine is started to cancel the context then. At 20 000 calls/s from callers
+// with 5 s deadlines that is 100 000 armed timers and 20 000 goroutines a second, about
+// 100 MB of heap that the server did not need.
+func CallerDeadline(next endpoint.Endpoint) endpoint.Endpoint {
+	return func(ctx context.Context, req, resp any) error {
+		if t := rpcinfo.GetRPCInfo(ctx).Config().RPCTimeout(); t > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, t)
+			defer cancel()
+		}
+		return next(ctx, req, resp)
+	}
+}
