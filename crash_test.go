@@ -101,11 +101,19 @@ func (r *crashRound) record(op porcupine.Operation) {
 	r.history = append(r.history, op)
 }
 
-func (r *crashRound) acknowledge(key string, version int64, value string) {
+// acknowledgeAll records the keys a PutAll of entries wrote with value, at their versions.
+func (r *crashRound) acknowledgeAll(entries []*kv.Entry, resp *kv.PutAllResponse, value string) {
+	statuses, err := kvclient.Statuses(entries, resp.Results, resp.Revision)
+	if err != nil {
+		r.t.Errorf("seed %d: %v", r.seed, err)
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if a, ok := r.acked[key]; !ok || version > a.version {
-		r.acked[key] = ack{version, value}
+	for _, st := range statuses {
+		if a, ok := r.acked[st.Key]; st.Code == kv.ErrorCode_OK && (!ok || st.Version > a.version) {
+			r.acked[st.Key] = ack{st.Version, value}
+		}
 	}
 }
 
@@ -153,9 +161,7 @@ func (r *crashRound) drive(ctx context.Context, c *kvclient.Client, client int, 
 			if err != nil {
 				ret = math.MaxInt64
 			} else {
-				for _, res := range resp.Results {
-					r.acknowledge(res.Key, res.Version, value)
-				}
+				r.acknowledgeAll(req.Entries, resp, value)
 			}
 			r.record(porcupine.Operation{ClientId: client,
 				Input: linInput{write: true, keys: keys, value: value, client: client},
@@ -167,9 +173,7 @@ func (r *crashRound) drive(ctx context.Context, c *kvclient.Client, client int, 
 				req.Entries = append(req.Entries, &kv.Entry{Key: fmt.Sprintf("own/c%d/%d", client, rng.IntN(50)+i*50), Value: []byte(value)})
 			}
 			if resp, err := c.PutAll(ctx, req); err == nil {
-				for _, res := range resp.Results {
-					r.acknowledge(res.Key, res.Version, value)
-				}
+				r.acknowledgeAll(req.Entries, resp, value)
 			}
 		}
 	}

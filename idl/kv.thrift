@@ -112,11 +112,13 @@ struct PutAllRequest {
     3: optional string request_id,
 }
 
-// PutAllResponse: results line up with the request's entries. revision is the revision of
-// the write (shared by every applied key), 0 when nothing applied; a BEST_EFFORT batch that
-// admission split into chunks has one revision per chunk, and revision is the last. applied counts the keys
-// written. replayed is true when this is the stored response of an earlier call with the
-// same request_id.
+// PutAllResponse: revision is the revision of the write (shared by every applied key), 0 when
+// nothing applied; a BEST_EFFORT batch that admission split into chunks has one revision per
+// chunk, and revision is the last. applied counts the keys written. results is empty when
+// every entry was applied at revision (always so for a successful ATOMIC call): each key's
+// version is then revision. Otherwise results line up with the request's entries, one each.
+// replayed is true when this is the stored response of an earlier call with the same
+// request_id.
 struct PutAllResponse {
     1: list<KeyStatus> results,
     2: i64 revision,
@@ -154,6 +156,7 @@ struct DeleteAllRequest {
     3: optional string request_id,
 }
 
+// DeleteAllResponse: as PutAllResponse.
 struct DeleteAllResponse {
     1: list<KeyStatus> results,
     2: i64 revision,

@@ -11,6 +11,7 @@ import (
 	"github.com/cloudwego/hertz/pkg/app"
 
 	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/kvclient"
 )
 
 // Route labels, as they appear in the access log and in metrics.
@@ -243,15 +244,22 @@ func (g *Gateway) batchInput(c *app.RequestContext) (idemKey *string, body []byt
 	return idemKey, body, err
 }
 
-// writeBatch answers putAll and deleteAll with res and the per-key results; entries not
-// admitted in time also put Retry-After on the (200) response.
-func writeBatch(c *app.RequestContext, res batchResult, results []*kv.KeyStatus) {
+// writeBatch answers putAll and deleteAll with res and a result per entry (see
+// kvclient.Statuses: the service leaves them out when every entry was applied at the
+// revision; HTTP callers always get them); entries not admitted in time also put Retry-After
+// on the (200) response.
+func writeBatch[E interface{ GetKey() string }](c *app.RequestContext, res batchResult, entries []E, results []*kv.KeyStatus) error {
+	results, err := kvclient.Statuses(entries, results, res.Revision)
+	if err != nil {
+		return err
+	}
 	markReplayed(c, res.Replayed)
 	if res.RetryAfterMs > 0 {
 		c.Response.Header.Set("Retry-After", fmt.Sprint(retryAfterSeconds(time.Duration(res.RetryAfterMs)*time.Millisecond)))
 	}
 	res.Results = keyStatuses(results)
 	writeJSON(c, 200, "application/json", res)
+	return nil
 }
 
 // putAll serves POST /v1/kv:putAll.
@@ -269,9 +277,8 @@ func (g *Gateway) putAll(ctx context.Context, c *app.RequestContext) error {
 	if err != nil {
 		return err
 	}
-	writeBatch(c, batchResult{Revision: resp.Revision, Applied: resp.Applied, Replayed: resp.Replayed,
-		SuggestedBatch: resp.SuggestedBatch, RetryAfterMs: resp.RetryAfterMs}, resp.Results)
-	return nil
+	return writeBatch(c, batchResult{Revision: resp.Revision, Applied: resp.Applied, Replayed: resp.Replayed,
+		SuggestedBatch: resp.SuggestedBatch, RetryAfterMs: resp.RetryAfterMs}, req.Entries, resp.Results)
 }
 
 // deleteAll serves POST /v1/kv:deleteAll.
@@ -289,9 +296,8 @@ func (g *Gateway) deleteAll(ctx context.Context, c *app.RequestContext) error {
 	if err != nil {
 		return err
 	}
-	writeBatch(c, batchResult{Revision: resp.Revision, Applied: resp.Applied, Replayed: resp.Replayed,
-		SuggestedBatch: resp.SuggestedBatch, RetryAfterMs: resp.RetryAfterMs}, resp.Results)
-	return nil
+	return writeBatch(c, batchResult{Revision: resp.Revision, Applied: resp.Applied, Replayed: resp.Replayed,
+		SuggestedBatch: resp.SuggestedBatch, RetryAfterMs: resp.RetryAfterMs}, req.Entries, resp.Results)
 }
 
 // getAll serves POST /v1/kv:getAll. It is a read: Idempotency-Key is accepted and ignored.

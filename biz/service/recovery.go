@@ -154,11 +154,12 @@ func (c *recoveredCall) response() any {
 			applied++
 		}
 	}
+	results := resultsToSend(statuses, c.rev)
 	switch c.key.method {
 	case "PutAll":
-		return &kv.PutAllResponse{Results: statuses, Revision: c.rev, Applied: applied}
+		return &kv.PutAllResponse{Results: results, Revision: c.rev, Applied: applied}
 	case "DeleteAll":
-		return &kv.DeleteAllResponse{Results: statuses, Revision: c.rev, Applied: applied}
+		return &kv.DeleteAllResponse{Results: results, Revision: c.rev, Applied: applied}
 	}
 	return nil
 }

@@ -268,6 +268,19 @@ func (s *Service) apply(ctx context.Context, b store.Batch, statuses []*kv.KeySt
 	return out, nil
 }
 
+// resultsToSend returns the results a multi-key write's response carries: none when every
+// entry was applied at revision (a successful ATOMIC call, or a BEST_EFFORT call applied at
+// once), since the caller then knows each key's outcome from revision alone and the call's
+// answer is a fraction of the size; else one status per entry.
+func resultsToSend(statuses []*kv.KeyStatus, revision int64) []*kv.KeyStatus {
+	for _, st := range statuses {
+		if st.Code != kv.ErrorCode_OK || st.Version != revision {
+			return statuses
+		}
+	}
+	return nil
+}
+
 // storeError turns an engine failure into the API's terms.
 func storeError(err error) *kv.KVError {
 	if dup, ok := errors.AsType[*store.DuplicateKeyError](err); ok {
@@ -531,7 +544,7 @@ func batchCall[T any, P batchResponse[T]](ctx context.Context, s *Service, metho
 				return nil, err
 			}
 			resp := P(new(T))
-			resp.SetResults(r.statuses)
+			resp.SetResults(resultsToSend(r.statuses, r.revision))
 			resp.SetRevision(r.revision)
 			resp.SetApplied(int32(r.applied))
 			resp.SetRetryAfterMs(retryAfterMs(r.retryAfter))

@@ -195,6 +195,28 @@ func TestDeleteAll(t *testing.T) {
 	}
 }
 
+// TestResultsLeftOutWhenAllApplied checks that a multi-key write's response carries results
+// only when some entry was not applied at the response's revision.
+func TestResultsLeftOutWhenAllApplied(t *testing.T) {
+	s, _, _ := newTestService(t)
+	ctx := context.Background()
+	for _, mode := range []kv.WriteMode{kv.WriteMode_ATOMIC, kv.WriteMode_BEST_EFFORT} {
+		resp, err := s.PutAll(ctx, &kv.PutAllRequest{Mode: mode, Entries: []*kv.Entry{entry("a", "1"), entry("b", "1")}})
+		if err != nil || resp.Applied != 2 || resp.Revision == 0 || resp.Results != nil {
+			t.Fatalf("%v PutAll, all applied = %+v, %v; want no results", mode, resp, err)
+		}
+	}
+	resp, err := s.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT,
+		Entries: []*kv.Entry{entry("a", "2"), {Key: "b", Value: []byte("2"), ExpectedVersion: i64(0)}}})
+	if err != nil || resp.Applied != 1 || len(resp.Results) != 2 || resp.Results[1].Code != kv.ErrorCode_ALREADY_EXISTS {
+		t.Fatalf("BEST_EFFORT PutAll, one refused = %+v, %v; want both results", resp, err)
+	}
+	del, err := s.DeleteAll(ctx, &kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "a"}, {Key: "b"}}})
+	if err != nil || del.Applied != 2 || del.Results != nil {
+		t.Fatalf("DeleteAll, all applied = %+v, %v; want no results", del, err)
+	}
+}
+
 func TestIdempotentReplayAndConflict(t *testing.T) {
 	s, clock, reg := newTestService(t)
 	ctx := context.Background()

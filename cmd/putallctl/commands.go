@@ -58,7 +58,7 @@ func (c putAllCmd) do(ctx context.Context, api kv.KVService, out printer) error 
 	if err != nil {
 		return err
 	}
-	return reportBatch(out, resp.Results, resp.Replayed)
+	return reportBatch(out, c.req.Entries, resp.Results, resp.Revision, resp.Replayed)
 }
 
 type getAllCmd struct{ req *kv.GetAllRequest }
@@ -82,12 +82,16 @@ func (c delAllCmd) do(ctx context.Context, api kv.KVService, out printer) error 
 	if err != nil {
 		return err
 	}
-	return reportBatch(out, resp.Results, resp.Replayed)
+	return reportBatch(out, c.req.Entries, resp.Results, resp.Revision, resp.Replayed)
 }
 
-// reportBatch prints the results of a multi-key write, one line per key, and returns an
-// error when any key failed.
-func reportBatch(out printer, results []*kv.KeyStatus, replayed bool) error {
+// reportBatch prints the results of a multi-key write of entries, one line per key, and
+// returns an error when any key failed.
+func reportBatch[E interface{ GetKey() string }](out printer, entries []E, results []*kv.KeyStatus, revision int64, replayed bool) error {
+	results, err := kvclient.Statuses(entries, results, revision)
+	if err != nil {
+		return err
+	}
 	failed := 0
 	for _, s := range results {
 		out.print(record{Key: s.Key, Version: s.Version, Code: code(s.Code), Replayed: replayed})

@@ -87,10 +87,11 @@ func TestQuoteKey(t *testing.T) {
 
 func TestReportBatch(t *testing.T) {
 	var b bytes.Buffer
-	err := reportBatch(printer{w: &b}, []*kv.KeyStatus{
+	entries := []*kv.Entry{{Key: "a"}, {Key: "b"}}
+	err := reportBatch(printer{w: &b}, entries, []*kv.KeyStatus{
 		{Key: "a", Code: kv.ErrorCode_OK, Version: 5},
 		{Key: "b", Code: kv.ErrorCode_ALREADY_EXISTS, Version: 2},
-	}, false)
+	}, 5, false)
 	if err == nil || err.Error() != "1 of 2 keys failed" {
 		t.Fatalf("err = %v, want 1 of 2 keys failed", err)
 	}
@@ -98,8 +99,17 @@ func TestReportBatch(t *testing.T) {
 	if b.String() != want {
 		t.Fatalf("printed %q, want %q", b.String(), want)
 	}
+
+	// Every entry applied at the revision: the server sent no results.
 	b.Reset()
-	if err := reportBatch(printer{w: &b}, []*kv.KeyStatus{{Key: "a", Version: 6}}, true); err != nil {
+	if err := reportBatch(printer{w: &b}, entries, nil, 7, false); err != nil {
+		t.Fatal(err)
+	}
+	if want := "a  version=7  code=OK\nb  version=7  code=OK\n"; b.String() != want {
+		t.Fatalf("printed %q, want %q", b.String(), want)
+	}
+	b.Reset()
+	if err := reportBatch(printer{w: &b}, entries[:1], []*kv.KeyStatus{{Key: "a", Version: 6}}, 6, true); err != nil {
 		t.Fatal(err)
 	}
 	if want := "a  version=6  code=OK  replayed\n"; b.String() != want {

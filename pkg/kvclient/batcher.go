@@ -255,6 +255,9 @@ type batch struct {
 	deadline time.Time // the latest of its callers' deadlines; zero if one has none
 }
 
+// GetKey returns the entry's key (see Statuses).
+func (e *entry) GetKey() string { return e.key }
+
 // submit queues a Put's entry.
 func (b *Batcher) submit(ctx context.Context, key string, value []byte) (*entry, *Error) {
 	if err := ctx.Err(); err != nil {
@@ -475,15 +478,15 @@ func (b *Batcher) settle(bt *batch, resp *kv.PutAllResponse, err error, latency 
 	b.mu.Lock()
 	b.inFlight--
 	now := time.Now()
-	if err == nil && len(resp.GetResults()) != len(bt.entries) {
-		err = &Error{Code: kv.ErrorCode_INTERNAL,
-			Message: fmt.Sprintf("PutAll answered %d results for %d entries", len(resp.GetResults()), len(bt.entries))}
+	var results []*kv.KeyStatus
+	if err == nil {
+		results, err = Statuses(bt.entries, resp.Results, resp.Revision)
 	}
 	if err != nil {
 		ev.Refused = b.settleFailure(bt, toError("PutAll", err), now)
 	} else {
 		ev.Suggested = resp.GetSuggestedBatch()
-		ev.Refused = b.settleResponse(bt, resp, latency, now)
+		ev.Refused = b.settleResponse(bt, resp, results, latency, now)
 	}
 	ev.Target = b.ctrl.size()
 	b.mu.Unlock()
@@ -493,13 +496,13 @@ func (b *Batcher) settle(bt *batch, resp *kv.PutAllResponse, err error, latency 
 	}
 }
 
-// settleResponse settles an answered call: each entry gets its own result, refused entries
-// are queued for a retry. It returns how many were refused.
-func (b *Batcher) settleResponse(bt *batch, resp *kv.PutAllResponse, latency time.Duration, now time.Time) int {
+// settleResponse settles an answered call: each entry gets its own result (one per entry, see
+// Statuses), refused entries are queued for a retry. It returns how many were refused.
+func (b *Batcher) settleResponse(bt *batch, resp *kv.PutAllResponse, results []*kv.KeyStatus, latency time.Duration, now time.Time) int {
 	var refused []*entry
 	applied := 0
 	for i, e := range bt.entries {
-		switch r := resp.Results[i]; r.Code {
+		switch r := results[i]; r.Code {
 		case kv.ErrorCode_OK:
 			applied++
 			b.finish(e, r.Version, nil)
