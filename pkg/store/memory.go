@@ -119,9 +119,9 @@ func (s *Memory) shardOf(h uint64) *shard { return &s.shards[h>>s.shift] }
 // findAll locates every key of a call, its shards locked, into sc.found (by key index).
 // Finding a key costs two cache misses on a large store, the index slot and then the entry
 // that verifies the key; one after the other, a batch would wait for 2n misses in turn. So
-// the passes are split: the first loads every key's index slot, the second probes the index
-// and loads every entry found, the third verifies; each pass's loads are independent of one
-// another, so the CPU has them all in flight at once.
+// the passes are split: the first loads every key's index slot, the second probes the index,
+// the third loads every entry found, the last verifies; each pass's loads are independent of
+// one another, so the CPU has them all in flight at once.
 func (s *Memory) findAll(sc *scratch, refs []keyRef, key func(int) string) []loc {
 	found := slices.Grow(sc.found[:0], len(refs))[:len(refs)]
 	sc.found = found
@@ -130,12 +130,15 @@ func (s *Memory) findAll(sc *scratch, refs []keyRef, key func(int) string) []loc
 		touched ^= s.shardOf(r.hash).index.touch(r.hash)
 	}
 	for _, r := range refs {
-		sh := s.shardOf(r.hash)
-		if ref, ok := sh.index.get(r.hash); ok {
-			found[r.idx] = loc{ref, inIndex}
-			touched ^= uint64(sh.arena.bytes(ref, 1)[0])
-		} else {
+		ref, ok := s.shardOf(r.hash).index.get(r.hash)
+		found[r.idx] = loc{ref, inIndex}
+		if !ok {
 			found[r.idx] = loc{}
+		}
+	}
+	for _, r := range refs { // a loop of its own, short, so every load is in flight at once
+		if l := found[r.idx]; l.found() {
+			touched ^= uint64(s.shardOf(r.hash).arena.bytes(l.ref, 1)[0])
 		}
 	}
 	sc.touched = touched
