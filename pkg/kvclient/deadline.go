@@ -69,8 +69,11 @@ func sendDeadline(next endpoint.Endpoint) endpoint.Endpoint {
 		if caller := callerOf(ctx); caller != nil {
 			if d, ok := caller.Deadline(); ok {
 				cfg := rpcinfo.AsMutableRPCConfig(rpcinfo.GetRPCInfo(ctx).Config())
-				// Locked, the timeout is sent in TTHeader; a timeout the caller locked is kept.
-				if cfg.SetRPCTimeout(max(time.Until(d), time.Millisecond)) == nil {
+				// TTHeader carries whole milliseconds, truncated: round up, so that the server
+				// does not give up before the caller does. Locked, the timeout is sent; a
+				// timeout the caller locked is kept.
+				left := max(time.Until(d), 0).Truncate(time.Millisecond) + time.Millisecond
+				if cfg.SetRPCTimeout(left) == nil {
 					cfg.LockConfig(rpcinfo.BitRPCTimeout)
 				}
 			}
