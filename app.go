@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
-	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/server"
 	"github.com/prometheus/client_golang/prometheus"
-	"putallkv/pkg/rpclimit"
 
 	"putallkv/biz/gateway"
 	"putallkv/biz/service"
@@ -109,15 +107,12 @@ func (a *app) startServer(reg *prometheus.Registry) error {
 	if a.rpcLn, err = net.Listen("tcp", cfg.Server.Addr); err != nil {
 		return fmt.Errorf("server.addr: %w", err)
 	}
-	a.rpc = kvservice.NewServer(handler.New(a.svc, a.log),
+	a.rpc = kvservice.NewServer(handler.New(a.svc, a.log), append(handler.ServerOptions(cfg.Server.MaxRequestBytes),
 		server.WithListener(a.rpcLn),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
-		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
-		server.WithMiddleware(handler.CallerDeadline), // the caller's deadline bounds waits for admission
-		server.WithCodec(rpclimit.New(cfg.Server.MaxRequestBytes)),
 		server.WithExitWaitTime(cfg.Server.ShutdownTimeout),
 		server.WithExitSignal(func() <-chan error { return a.rpcStop }),
-	)
+	)...)
 	go func() { a.rpcDone <- a.rpc.Run() }()
 	return nil
 }

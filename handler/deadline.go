@@ -5,7 +5,24 @@ import (
 
 	"github.com/cloudwego/kitex/pkg/endpoint"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
+	"github.com/cloudwego/kitex/pkg/transmeta"
+	"github.com/cloudwego/kitex/server"
+
+	"putallkv/pkg/rpclimit"
 )
+
+// ServerOptions are the Kitex server options of the KVService endpoint: TTHeader metadata
+// (the request id, the caller's deadline), the caller's deadline on the call's context
+// (CallerDeadline), and requests over maxRequestBytes answered as TOO_LARGE (package
+// rpclimit). The server binary and putallbench's empty handler both serve with them, so
+// that the two differ only in the handler.
+func ServerOptions(maxRequestBytes int) []server.Option {
+	return []server.Option{
+		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
+		server.WithMiddleware(CallerDeadline),
+		server.WithCodec(rpclimit.New(maxRequestBytes)),
+	}
+}
 
 // CallerDeadline is a Kitex server middleware that bounds a call's context by the time its
 // caller has left (the RPC timeout TTHeader carries), so that waits in the call (write

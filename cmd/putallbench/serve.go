@@ -8,15 +8,18 @@ import (
 	"net"
 
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
-	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/server"
 
+	"putallkv/conf"
+	"putallkv/handler"
 	"putallkv/kitex_gen/kv"
 	"putallkv/kitex_gen/kv/kvservice"
+	srvconfig "putallkv/pkg/config"
 )
 
-// emptyKV answers every call at once with an empty response: with the same Kitex options as
-// putallkv, it measures what the framework alone costs for a request of the same shape.
+// emptyKV answers every call at once with an empty response: served with putallkv's own
+// Kitex options (handler.ServerOptions), it measures what the framework alone costs for a
+// request of the same shape.
 type emptyKV struct{}
 
 func (emptyKV) Put(context.Context, *kv.PutRequest) (*kv.PutResponse, error) {
@@ -53,13 +56,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "putallbench serve: %v\n", err)
 		return 1
 	}
+	cfg, err := srvconfig.Load(conf.Default, "", nil) // the server's default request size limit
+	if err != nil {
+		fmt.Fprintf(stderr, "putallbench serve: %v\n", err)
+		return 1
+	}
 	stop := make(chan error, 1)
-	svr := kvservice.NewServer(&emptyKV{},
+	svr := kvservice.NewServer(&emptyKV{}, append(handler.ServerOptions(cfg.Server.MaxRequestBytes),
 		server.WithListener(ln),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv-empty"}),
-		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
 		server.WithExitSignal(func() <-chan error { return stop }),
-	)
+	)...)
 	done := make(chan error, 1)
 	go func() { done <- svr.Run() }()
 	fmt.Fprintf(stderr, "putallbench serve: empty KVService on %s\n", ln.Addr())
