@@ -230,6 +230,7 @@ func storeCode(c store.Code) kv.ErrorCode {
 
 // batchResult is the outcome of a multi-key write in API terms.
 type batchResult struct {
+	// statuses has one status per write, or is nil for a successful ATOMIC write.
 	statuses []*kv.KeyStatus
 	// revision is the revision of the last chunk applied (every chunk's keys share one).
 	revision int64
@@ -238,32 +239,41 @@ type batchResult struct {
 	retryAfter time.Duration
 }
 
-// apply runs validated writes against the engine and fills statuses (one per write). An ATOMIC
-// batch with a failing precondition is an error whose failed lists every failing key; a
-// BEST_EFFORT batch never is.
+// apply runs validated writes against the engine. An ATOMIC batch with a failing
+// precondition is an error whose failed lists every failing key; a successful one leaves
+// statuses alone (every entry was applied at the outcome's revision: see resultsToSend). A
+// BEST_EFFORT batch is never an error for its preconditions, and fills statuses, one per
+// write.
 func (s *Service) apply(ctx context.Context, b store.Batch, statuses []*kv.KeyStatus) (store.Outcome, error) {
-	mode, writes := b.Mode, b.Writes
+	writes := b.Writes
 	results := make([]store.Result, len(writes))
 	out, err := s.engine.Apply(ctx, b, results)
 	if err != nil {
 		return store.Outcome{}, storeError(err)
 	}
-	var failed []*kv.KeyStatus
-	backing := make([]kv.KeyStatus, len(results)) // one allocation for every key's status
-	for i, r := range results {
-		st := &backing[i]
-		*st = kv.KeyStatus{Key: writes[i].Key, Code: storeCode(r.Code), Version: r.Version}
-		statuses[i] = st
-		if st.Code != kv.ErrorCode_OK {
-			failed = append(failed, st)
+	if b.Mode == store.Atomic {
+		if out.Applied == len(writes) {
+			return out, nil
 		}
-	}
-	if mode == store.Atomic && len(failed) > 0 {
+		var failed []*kv.KeyStatus
+		for i, r := range results {
+			if r.Code != store.OK {
+				failed = append(failed, &kv.KeyStatus{Key: writes[i].Key, Code: storeCode(r.Code), Version: r.Version})
+			}
+		}
+		if len(failed) == 0 {
+			return store.Outcome{}, kvError(kv.ErrorCode_INTERNAL, "store: atomic write applied %d of %d entries", out.Applied, len(writes))
+		}
 		first := failed[0]
 		e := kvError(first.Code, "atomic write applied nothing: %d of %d entries failed their precondition (first: key %q: %s)",
 			len(failed), len(writes), first.Key, first.Code)
 		e.Failed = failed
 		return store.Outcome{}, e
+	}
+	backing := make([]kv.KeyStatus, len(results)) // one allocation for every key's status
+	for i, r := range results {
+		backing[i] = kv.KeyStatus{Key: writes[i].Key, Code: storeCode(r.Code), Version: r.Version}
+		statuses[i] = &backing[i]
 	}
 	return out, nil
 }
@@ -304,12 +314,15 @@ func duplicateKeyError(key string) *kv.KVError {
 // write admits and applies a validated multi-key write: ATOMIC as one admission of every key,
 // BEST_EFFORT in chunks sized by the tokens in hand.
 func (s *Service) write(ctx context.Context, mode store.Mode, writes []store.Write, key *idemKey) (batchResult, error) {
-	statuses := make([]*kv.KeyStatus, len(writes))
 	if mode == store.BestEffort && !s.bucket.Unlimited() {
-		return s.writeChunked(ctx, writes, statuses, key)
+		return s.writeChunked(ctx, writes, make([]*kv.KeyStatus, len(writes)), key)
 	}
 	if err := s.admit(ctx, len(writes), mode.String()); err != nil {
 		return batchResult{}, err
+	}
+	var statuses []*kv.KeyStatus // ATOMIC: none needed; see apply
+	if mode == store.BestEffort {
+		statuses = make([]*kv.KeyStatus, len(writes))
 	}
 	out, err := s.apply(ctx, store.Batch{Mode: mode, Writes: writes, Tag: key.tag(0, len(writes))}, statuses)
 	if err != nil {
