@@ -221,8 +221,8 @@ func call[Req comparable, Resp any](ctx context.Context, c *Client, method strin
 func attempt[Req, Resp any](ctx context.Context, timeout time.Duration,
 	send func(context.Context, Req, ...callopt.Option) (Resp, error), req Req,
 ) (Resp, error) {
-	if timeout > 0 {
-		var cancel context.CancelFunc
+	if d, ok := ctx.Deadline(); timeout > 0 && (!ok || time.Until(d) > timeout) {
+		var cancel context.CancelFunc // a timer of its own only when it ends the attempt first
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
