@@ -7,6 +7,7 @@
 #   ./build.sh bench    the standard comparison: putallkv vs Redis vs an empty Kitex handler
 #                       (script/bench.sh; installs redis-server if missing), then the store's
 #                       Go benchmarks
+#   ./build.sh ab ...   an A/B of two revisions, run alternately (script/ab.sh: server or store)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -44,5 +45,6 @@ case "$cmd" in
   run) build; exec output/bin/putallkv "$@" ;;
   test) run_tests ;;
   bench) need_go; script/bench.sh; go test -run '^$' -bench . -benchmem -count 1 ./pkg/store/ ;;
-  *) echo "usage: ./build.sh [build|run|test|bench]" >&2; exit 2 ;;
+  ab) need_go; script/ab.sh "$@" ;;
+  *) echo "usage: ./build.sh [build|run|test|bench|ab]" >&2; exit 2 ;;
 esac
