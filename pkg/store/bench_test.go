@@ -75,7 +75,8 @@ func benchApply(b *testing.B, n, batch int, parallel bool) {
 	})
 }
 
-var benchShards = 256
+// benchShards is the shard count of the write benchmarks, the default of the server.
+const benchShards = 256
 
 // benchKeySpaces are the store sizes the write benchmarks run at: one that fits the CPU's
 // caches, and one that does not.

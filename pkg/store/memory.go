@@ -130,10 +130,9 @@ func (s *Memory) findAll(sc *scratch, refs []keyRef, key func(int) string) []loc
 		touched ^= s.shardOf(r.hash).index.touch(r.hash)
 	}
 	for _, r := range refs {
-		ref, ok := s.shardOf(r.hash).index.get(r.hash)
-		found[r.idx] = loc{ref, inIndex}
-		if !ok {
-			found[r.idx] = loc{}
+		found[r.idx] = loc{}
+		if ref, ok := s.shardOf(r.hash).index.get(r.hash); ok {
+			found[r.idx] = loc{ref, inIndex}
 		}
 	}
 	for _, r := range refs { // a loop of its own, short, so every load is in flight at once
