@@ -55,7 +55,7 @@ func (c *Codec) Decode(ctx context.Context, msg remote.Message, in remote.ByteBu
 // DecodeMeta implements remote.MetaDecoder; this is where the default codec checks the size.
 func (c *Codec) DecodeMeta(ctx context.Context, msg remote.Message, in remote.ByteBuffer) error {
 	err := c.answerable(c.metaDec.DecodeMeta(ctx, msg, in))
-	if IsTooLarge(err) {
+	if err != nil && IsTooLarge(err) { // err first: IsTooLarge allocates
 		nameCall(msg, in)
 	}
 	return err
