@@ -263,8 +263,6 @@ func (s *Memory) Apply(ctx context.Context, b Batch, results []Result) (Outcome,
 func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Result) (Outcome, uint64, error) {
 	writes := b.Writes
 	s.lockShards(refs, true)
-	defer s.unlockShards(refs, true)
-
 	found := s.findAll(sc, refs, func(i int) string { return writes[i].Key })
 	nowMs := s.now().UnixMilli()
 	failed := 0
@@ -285,21 +283,35 @@ func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Resu
 		}
 	}
 	if failed == len(writes) || (b.Mode == Atomic && failed > 0) {
+		s.unlockShards(refs, true)
 		return Outcome{}, 0, nil
 	}
 	rev, lsn, err := s.sequence(sc, b, results)
 	if err != nil {
+		s.unlockShards(refs, true)
 		return Outcome{}, 0, err
 	}
+	// The batch is committed: nothing can fail it now. Each shard is written, compacted (which
+	// moves entries, so after the writes) and released in turn, in lock order, so the shards
+	// written last are not held while the first are written. Readers and writers lock in the
+	// same order, so none can see one of this batch's shards written and a later one not: to
+	// reach the later shard it must wait for this batch to release it.
 	var keyDelta int64
-	for _, r := range refs {
-		if results[r.idx].Code != OK {
-			continue
+	for start := 0; start < len(refs); {
+		sh := s.shardOf(refs[start].hash)
+		end := start
+		for ; end < len(refs) && s.shardOf(refs[end].hash) == sh; end++ {
+			r := refs[end]
+			if results[r.idx].Code != OK {
+				continue
+			}
+			keyDelta += sh.write(&writes[r.idx], r.hash, found[r.idx], rev)
+			results[r.idx].Version = rev
 		}
-		keyDelta += s.shardOf(r.hash).write(&writes[r.idx], r.hash, found[r.idx], rev)
-		results[r.idx].Version = rev
+		sh.compactIfWasteful()
+		sh.mu.Unlock()
+		start = end
 	}
-	s.eachShard(refs, (*shard).compactIfWasteful) // after every write: compaction moves entries
 	if keyDelta != 0 {
 		s.keys.Add(keyDelta)
 	}
