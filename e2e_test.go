@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -282,6 +283,56 @@ func TestE2EConcurrentAtomicBatchesAreNeverSeenHalfApplied(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestE2ECallerDeadlinesRacingResponses ends thousands of calls while their responses are in
+// flight: the SDK shuts the call's connection down when the caller's deadline passes, which
+// must fail only that call, never corrupt the transport (a connection closed under a reader
+// once left netpoll's operator cache broken and later dials spinning forever).
+func TestE2ECallerDeadlinesRacingResponses(t *testing.T) {
+	_, c := startTestServer(t, testConfig(t))
+	req := &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "k", Value: []byte("v")}}}
+	const workers, calls = 8, 1500
+	var ok, ended atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range calls {
+				// Deadlines from 20 to 419 µs: around the time a call takes here, so some
+				// end before the request is sent, some while the response is being read.
+				d := time.Duration(20+(i*37+w*11)%400) * time.Microsecond
+				ctx, cancel := context.WithTimeout(context.Background(), d)
+				_, err := c.PutAll(ctx, req)
+				cancel()
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, context.DeadlineExceeded):
+					ended.Add(1)
+				default:
+					t.Errorf("call with a %v deadline: %v; want success or a deadline error", d, err)
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("calls still running after 2m (%d succeeded, %d ended): the transport hangs", ok.Load(), ended.Load())
+	}
+	t.Logf("%d calls succeeded, %d ended by their deadline", ok.Load(), ended.Load())
+	if ended.Load() == 0 {
+		t.Error("no call ended by its deadline: the test raced nothing")
+	}
+	// The client still works with time to spare.
+	if _, err := c.PutAll(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestE2EMetricsEndpoint(t *testing.T) {

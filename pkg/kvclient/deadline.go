@@ -3,6 +3,8 @@ package kvclient
 import (
 	"context"
 	"net"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cloudwego/kitex/pkg/endpoint"
@@ -19,8 +21,8 @@ import (
 //   - Kitex is handed a callContext, which keeps the caller's values but never ends, so it
 //     runs the call on the caller's goroutine;
 //   - when the caller's context ends (its deadline, the per-attempt RPC timeout, or a
-//     cancel), the call's connection is closed, which fails the read or write in flight, and
-//     the connection is discarded rather than reused (see cancellingPool);
+//     cancel), the call's connection is shut down, which fails the read or write in flight,
+//     and the connection is discarded rather than reused (see cancellingPool);
 //   - the time left is still sent in TTHeader (see sendDeadline), so the server bounds its
 //     own waiting (write admission) by the caller's deadline, and the connection's read
 //     timeout is set from it.
@@ -82,8 +84,15 @@ func sendDeadline(next endpoint.Endpoint) endpoint.Endpoint {
 	}
 }
 
-// cancellingPool is Kitex's pool of long connections, whose connections are closed when the
-// call holding them ends early (see callContext).
+// cancellingPool is Kitex's pool of long connections, whose connections are shut down when
+// the call holding them ends early (see callContext).
+//
+// Shut down, not closed: closing a netpoll connection frees its buffers and poller state
+// while the call's goroutine may still be reading them (a response that arrives just as the
+// deadline passes), which corrupts netpoll's operator cache and can hang later dials. A
+// shutdown(2) of the socket instead makes the poller see the connection end, as if the peer
+// had closed it: the call's read or write fails on the call's own goroutine, and Kitex then
+// discards the connection, which closes it there.
 type cancellingPool struct {
 	*remoteconnpool.LongPool
 }
@@ -91,9 +100,12 @@ type cancellingPool struct {
 // attachedConn is a pooled connection lent to a call whose context can end.
 type attachedConn struct {
 	net.Conn
-	// stopClosing stops the closing of the connection when the call's context ends; false
-	// means the context ended first and the connection is closed.
-	stopClosing func() bool
+	// stopShutdown stops the shutdown of the connection when the call's context ends; false
+	// means the context ended first.
+	stopShutdown func() bool
+
+	mu       sync.Mutex
+	returned bool // the call handed the connection back: its descriptor may be closed
 }
 
 // RawConn returns the connection Kitex reads and writes (see remote.RawConn).
@@ -104,8 +116,37 @@ func (c *attachedConn) RawConn() net.Conn {
 	return c.Conn
 }
 
-// Get implements remote.ConnPool: the connection is closed if the call's context ends while
-// the call holds it.
+// shutdown ends the connection's traffic in both directions, unless the call has already
+// handed it back. A connection without a descriptor (not netpoll) is closed instead.
+func (c *attachedConn) shutdown() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.returned {
+		return
+	}
+	if fd, ok := c.RawConn().(interface{ Fd() int }); ok {
+		_ = syscall.Shutdown(fd.Fd(), syscall.SHUT_RDWR)
+		return
+	}
+	_ = c.Conn.Close()
+}
+
+// release detaches the connection from its call's context and reports whether it is intact
+// (the context did not end while the call held it).
+func (c *attachedConn) release() bool {
+	if c.stopShutdown() {
+		return true
+	}
+	// The shutdown has started or is about to: once returned is set, it leaves the
+	// descriptor alone, so the pool may close it.
+	c.mu.Lock()
+	c.returned = true
+	c.mu.Unlock()
+	return false
+}
+
+// Get implements remote.ConnPool: the connection is shut down if the call's context ends
+// while the call holds it.
 func (p cancellingPool) Get(ctx context.Context, network, address string, opt remote.ConnOption) (net.Conn, error) {
 	conn, err := p.LongPool.Get(ctx, network, address, opt)
 	if err != nil {
@@ -115,13 +156,16 @@ func (p cancellingPool) Get(ctx context.Context, network, address string, opt re
 	if caller == nil {
 		return conn, nil
 	}
-	return &attachedConn{Conn: conn, stopClosing: context.AfterFunc(caller, func() { _ = conn.Close() })}, nil
+	c := &attachedConn{Conn: conn}
+	c.stopShutdown = context.AfterFunc(caller, c.shutdown)
+	return c, nil
 }
 
-// Put implements remote.ConnPool: a connection its call's end closed is discarded.
+// Put implements remote.ConnPool: a connection its call's end may have shut down is
+// discarded.
 func (p cancellingPool) Put(conn net.Conn) error {
 	if c, ok := conn.(*attachedConn); ok {
-		if !c.stopClosing() {
+		if !c.release() {
 			return p.LongPool.Discard(c.Conn)
 		}
 		conn = c.Conn
@@ -132,7 +176,7 @@ func (p cancellingPool) Put(conn net.Conn) error {
 // Discard implements remote.ConnPool.
 func (p cancellingPool) Discard(conn net.Conn) error {
 	if c, ok := conn.(*attachedConn); ok {
-		c.stopClosing()
+		c.release()
 		conn = c.Conn
 	}
 	return p.LongPool.Discard(conn)
