@@ -227,8 +227,23 @@ func attempt[Req, Resp any](ctx context.Context, timeout time.Duration,
 		defer cancel()
 	}
 	resp, err := send(kitexContext(ctx), req)
-	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("%w: %w", ctx.Err(), err)
+	if err != nil {
+		if cause := contextEnd(ctx); cause != nil {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
 	}
 	return resp, err
+}
+
+// contextEnd returns why ctx has ended, or nil. A deadline that has passed counts even before
+// ctx's timer has marked ctx done: the call's own read timeout, set from the same deadline,
+// can fire first.
+func contextEnd(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }

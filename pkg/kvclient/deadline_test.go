@@ -124,3 +124,34 @@ func TestDeadlineEndsCallInFlight(t *testing.T) {
 	}
 	<-s.closed
 }
+
+// passedDeadline is a context whose deadline has passed but whose timer has not yet marked it
+// done, as a context.WithDeadline is between the two.
+type passedDeadline struct{ context.Context }
+
+func (passedDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+func TestContextEnd(t *testing.T) {
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+		want error
+	}{
+		{"no deadline", context.Background(), nil},
+		{"deadline ahead", deadlineAhead(t), nil},
+		{"canceled", canceled, context.Canceled},
+		{"deadline passed, timer not yet fired", passedDeadline{context.Background()}, context.DeadlineExceeded},
+	} {
+		if got := contextEnd(c.ctx); !errors.Is(got, c.want) || (c.want == nil) != (got == nil) {
+			t.Errorf("%s: contextEnd = %v; want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func deadlineAhead(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	t.Cleanup(cancel)
+	return ctx
+}
