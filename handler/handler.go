@@ -94,3 +94,15 @@ func (h *KVService) GetAll(ctx context.Context, req *kv.GetAllRequest) (*kv.GetA
 func (h *KVService) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (*kv.DeleteAllResponse, error) {
 	return guard(ctx, h, "DeleteAll", req, h.next.DeleteAll)
 }
+
+// PutAllMany implements kv.KVService. A call's INTERNAL outcome is logged as a PutAll's
+// would be.
+func (h *KVService) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (*kv.PutAllManyResponse, error) {
+	resp, err := guard(ctx, h, "PutAllMany", req, h.next.PutAllMany)
+	for _, o := range resp.GetOutcomes() {
+		if e := o.GetError(); e != nil && e.Code == kv.ErrorCode_INTERNAL {
+			h.internal(ctx, "PutAll", "error", e.Message, "")
+		}
+	}
+	return resp, err
+}

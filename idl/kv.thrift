@@ -170,6 +170,27 @@ struct DeleteAllResponse {
     6: i64 retry_after_ms,
 }
 
+// PutAllManyRequest carries independent PutAll calls in one round trip: the SDK's coalescing
+// client (kvclient.WithCoalescing) gathers the PutAll calls of concurrent callers into one.
+// Each call keeps all of its own semantics (mode, preconditions, limits, request_id, its own
+// revision, admission); nothing orders the calls or ties them to one another. At most
+// limits.max_batch_entries calls.
+struct PutAllManyRequest {
+    1: list<PutAllRequest> calls,
+}
+
+// PutAllOutcome is one call's outcome: response when it succeeded, else error, exactly what
+// a PutAll of that call alone would have returned or thrown.
+struct PutAllOutcome {
+    1: optional PutAllResponse response,
+    2: optional KVError error,
+}
+
+// PutAllManyResponse: outcomes line up with the request's calls, one each.
+struct PutAllManyResponse {
+    1: list<PutAllOutcome> outcomes,
+}
+
 service KVService {
     PutResponse Put(1: PutRequest req) throws (1: KVError err),
     GetResponse Get(1: GetRequest req) throws (1: KVError err),
@@ -177,4 +198,8 @@ service KVService {
     PutAllResponse PutAll(1: PutAllRequest req) throws (1: KVError err),
     GetAllResponse GetAll(1: GetAllRequest req) throws (1: KVError err),
     DeleteAllResponse DeleteAll(1: DeleteAllRequest req) throws (1: KVError err),
+    // PutAllMany runs several PutAll calls in one round trip (see PutAllManyRequest). It
+    // throws only when the request as a whole is refused; each call's own failure is in its
+    // outcome.
+    PutAllManyResponse PutAllMany(1: PutAllManyRequest req) throws (1: KVError err),
 }

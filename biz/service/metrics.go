@@ -22,10 +22,11 @@ const (
 	mPutAll
 	mGetAll
 	mDeleteAll
+	mPutAllMany
 	nMethods
 )
 
-var methodNames = [nMethods]string{"Put", "Get", "Delete", "PutAll", "GetAll", "DeleteAll"}
+var methodNames = [nMethods]string{"Put", "Get", "Delete", "PutAll", "GetAll", "DeleteAll", "PutAllMany"}
 
 // nCodes bounds kv.ErrorCode values (INTERNAL is the last).
 const nCodes = int(kv.ErrorCode_INTERNAL) + 1

@@ -59,6 +59,8 @@ type Service struct {
 	metrics   *metrics
 	bucket    *limiter.Bucket
 	admission atomic.Pointer[AdmissionSettings]
+	// engineWaits is set when the engine's Apply waits for durability (see PutAllMany).
+	engineWaits bool
 }
 
 var _ kv.KVService = (*Service)(nil)
@@ -82,6 +84,9 @@ func New(engine store.Engine, opts Options) (*Service, error) {
 		idem:   newIdempotency(opts.IdempotencyWindow, opts.IdempotencyMaxRecords, now),
 		now:    now,
 		bucket: limiter.New(0, 1, now),
+	}
+	if w, ok := engine.(interface{ WaitsForDurability() bool }); ok {
+		s.engineWaits = w.WaitsForDurability()
 	}
 	a := opts.Admission
 	if a.Burst <= 0 {

@@ -36,6 +36,17 @@ func (emptyKV) Delete(context.Context, *kv.DeleteRequest) (*kv.DeleteResponse, e
 func (emptyKV) PutAll(_ context.Context, req *kv.PutAllRequest) (*kv.PutAllResponse, error) {
 	return &kv.PutAllResponse{Applied: int32(len(req.Entries))}, nil
 }
+
+// PutAllMany answers each call as PutAll does.
+func (e emptyKV) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (*kv.PutAllManyResponse, error) {
+	resp := &kv.PutAllManyResponse{Outcomes: make([]*kv.PutAllOutcome, len(req.Calls))}
+	for i, call := range req.Calls {
+		r, _ := e.PutAll(ctx, call)
+		resp.Outcomes[i] = &kv.PutAllOutcome{Response: r}
+	}
+	return resp, nil
+}
+
 func (emptyKV) GetAll(context.Context, *kv.GetAllRequest) (*kv.GetAllResponse, error) {
 	return &kv.GetAllResponse{}, nil
 }

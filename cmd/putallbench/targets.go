@@ -31,7 +31,8 @@ type target interface {
 func newTarget(cfg *config) (target, error) {
 	switch cfg.target {
 	case "rpc":
-		c, err := kvclient.New([]string{cfg.addr}, kvclient.WithRPCTimeout(cfg.timeout), kvclient.WithPool(1024, 1024, time.Minute))
+		c, err := kvclient.New([]string{cfg.addr}, kvclient.WithRPCTimeout(cfg.timeout),
+			kvclient.WithPool(1024, 1024, time.Minute), kvclient.WithCoalescing(cfg.coalesce))
 		if err != nil {
 			return nil, err
 		}

@@ -1025,6 +1025,120 @@ var fieldIDToName_DeleteAllResponse = map[int16]string{
 	6: "retry_after_ms",
 }
 
+type PutAllManyRequest struct {
+	Calls []*PutAllRequest `thrift:"calls,1" frugal:"1,default,list<PutAllRequest>" json:"calls"`
+}
+
+func NewPutAllManyRequest() *PutAllManyRequest {
+	return &PutAllManyRequest{}
+}
+
+func (p *PutAllManyRequest) InitDefault() {
+}
+
+func (p *PutAllManyRequest) GetCalls() (v []*PutAllRequest) {
+	return p.Calls
+}
+func (p *PutAllManyRequest) SetCalls(val []*PutAllRequest) {
+	p.Calls = val
+}
+
+func (p *PutAllManyRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PutAllManyRequest(%+v)", *p)
+}
+
+var fieldIDToName_PutAllManyRequest = map[int16]string{
+	1: "calls",
+}
+
+type PutAllOutcome struct {
+	Response *PutAllResponse `thrift:"response,1,optional" frugal:"1,optional,PutAllResponse" json:"response,omitempty"`
+	Error    *KVError        `thrift:"error,2,optional" frugal:"2,optional,KVError" json:"error,omitempty"`
+}
+
+func NewPutAllOutcome() *PutAllOutcome {
+	return &PutAllOutcome{}
+}
+
+func (p *PutAllOutcome) InitDefault() {
+}
+
+var PutAllOutcome_Response_DEFAULT *PutAllResponse
+
+func (p *PutAllOutcome) GetResponse() (v *PutAllResponse) {
+	if !p.IsSetResponse() {
+		return PutAllOutcome_Response_DEFAULT
+	}
+	return p.Response
+}
+
+var PutAllOutcome_Error_DEFAULT *KVError
+
+func (p *PutAllOutcome) GetError() (v *KVError) {
+	if !p.IsSetError() {
+		return PutAllOutcome_Error_DEFAULT
+	}
+	return p.Error
+}
+func (p *PutAllOutcome) SetResponse(val *PutAllResponse) {
+	p.Response = val
+}
+func (p *PutAllOutcome) SetError(val *KVError) {
+	p.Error = val
+}
+
+func (p *PutAllOutcome) IsSetResponse() bool {
+	return p.Response != nil
+}
+
+func (p *PutAllOutcome) IsSetError() bool {
+	return p.Error != nil
+}
+
+func (p *PutAllOutcome) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PutAllOutcome(%+v)", *p)
+}
+
+var fieldIDToName_PutAllOutcome = map[int16]string{
+	1: "response",
+	2: "error",
+}
+
+type PutAllManyResponse struct {
+	Outcomes []*PutAllOutcome `thrift:"outcomes,1" frugal:"1,default,list<PutAllOutcome>" json:"outcomes"`
+}
+
+func NewPutAllManyResponse() *PutAllManyResponse {
+	return &PutAllManyResponse{}
+}
+
+func (p *PutAllManyResponse) InitDefault() {
+}
+
+func (p *PutAllManyResponse) GetOutcomes() (v []*PutAllOutcome) {
+	return p.Outcomes
+}
+func (p *PutAllManyResponse) SetOutcomes(val []*PutAllOutcome) {
+	p.Outcomes = val
+}
+
+func (p *PutAllManyResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("PutAllManyResponse(%+v)", *p)
+}
+
+var fieldIDToName_PutAllManyResponse = map[int16]string{
+	1: "outcomes",
+}
+
 type KVError struct {
 	Code         ErrorCode    `thrift:"code,1" frugal:"1,default,ErrorCode" json:"code"`
 	Message      string       `thrift:"message,2" frugal:"2,default,string" json:"message"`
@@ -1096,6 +1210,8 @@ type KVService interface {
 	GetAll(ctx context.Context, req *GetAllRequest) (r *GetAllResponse, err error)
 
 	DeleteAll(ctx context.Context, req *DeleteAllRequest) (r *DeleteAllResponse, err error)
+
+	PutAllMany(ctx context.Context, req *PutAllManyRequest) (r *PutAllManyResponse, err error)
 }
 
 type KVServicePutArgs struct {
@@ -1658,6 +1774,100 @@ func (p *KVServiceDeleteAllResult) String() string {
 }
 
 var fieldIDToName_KVServiceDeleteAllResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
+type KVServicePutAllManyArgs struct {
+	Req *PutAllManyRequest `thrift:"req,1" frugal:"1,default,PutAllManyRequest" json:"req"`
+}
+
+func NewKVServicePutAllManyArgs() *KVServicePutAllManyArgs {
+	return &KVServicePutAllManyArgs{}
+}
+
+func (p *KVServicePutAllManyArgs) InitDefault() {
+}
+
+var KVServicePutAllManyArgs_Req_DEFAULT *PutAllManyRequest
+
+func (p *KVServicePutAllManyArgs) GetReq() (v *PutAllManyRequest) {
+	if !p.IsSetReq() {
+		return KVServicePutAllManyArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVServicePutAllManyArgs) SetReq(val *PutAllManyRequest) {
+	p.Req = val
+}
+
+func (p *KVServicePutAllManyArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVServicePutAllManyArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVServicePutAllManyArgs(%+v)", *p)
+}
+
+var fieldIDToName_KVServicePutAllManyArgs = map[int16]string{
+	1: "req",
+}
+
+type KVServicePutAllManyResult struct {
+	Success *PutAllManyResponse `thrift:"success,0,optional" frugal:"0,optional,PutAllManyResponse" json:"success,omitempty"`
+	Err     *KVError            `thrift:"err,1,optional" frugal:"1,optional,KVError" json:"err,omitempty"`
+}
+
+func NewKVServicePutAllManyResult() *KVServicePutAllManyResult {
+	return &KVServicePutAllManyResult{}
+}
+
+func (p *KVServicePutAllManyResult) InitDefault() {
+}
+
+var KVServicePutAllManyResult_Success_DEFAULT *PutAllManyResponse
+
+func (p *KVServicePutAllManyResult) GetSuccess() (v *PutAllManyResponse) {
+	if !p.IsSetSuccess() {
+		return KVServicePutAllManyResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVServicePutAllManyResult_Err_DEFAULT *KVError
+
+func (p *KVServicePutAllManyResult) GetErr() (v *KVError) {
+	if !p.IsSetErr() {
+		return KVServicePutAllManyResult_Err_DEFAULT
+	}
+	return p.Err
+}
+func (p *KVServicePutAllManyResult) SetSuccess(x interface{}) {
+	p.Success = x.(*PutAllManyResponse)
+}
+func (p *KVServicePutAllManyResult) SetErr(val *KVError) {
+	p.Err = val
+}
+
+func (p *KVServicePutAllManyResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVServicePutAllManyResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *KVServicePutAllManyResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVServicePutAllManyResult(%+v)", *p)
+}
+
+var fieldIDToName_KVServicePutAllManyResult = map[int16]string{
 	0: "success",
 	1: "err",
 }

@@ -44,6 +44,8 @@ type Client struct {
 	pool       io.Closer
 	retries    int
 	rpcTimeout time.Duration
+	// putAll sends one attempt of a PutAll: raw.PutAll, or through a coalescer.
+	putAll func(context.Context, *kv.PutAllRequest, ...callopt.Option) (*kv.PutAllResponse, error)
 }
 
 // The gateway is handed a *Client where it expects the service itself.
@@ -57,6 +59,7 @@ type options struct {
 	connectTimeout time.Duration
 	pool           connpool.IdleConfig
 	retries        int
+	coalesce       int
 	kitex          []client.Option
 }
 
@@ -92,6 +95,18 @@ func WithRetries(n int) Option {
 	return func(o *options) { o.retries = n }
 }
 
+// WithCoalescing makes PutAll gather the calls of concurrent callers into PutAllMany round
+// trips, at most roundTrips of them in flight at once (each on a connection of its own): a
+// call that finds a round trip free goes by itself at once, one that finds them all in use
+// goes with the calls queued beside it in the next one that frees. Under load from many
+// goroutines this shares the cost of a round trip among many calls (see README, Go SDK, for
+// figures); a lone caller pays nothing. Each call keeps its own semantics, retries and
+// deadline; a coalesced call reaches the server under its round trip's request id, not its
+// own. 0 (the default) sends every PutAll by itself.
+func WithCoalescing(roundTrips int) Option {
+	return func(o *options) { o.coalesce = roundTrips }
+}
+
 // WithKitexOptions passes options straight to the Kitex client, after the ones this package
 // sets, for what it does not cover (tracing suites, middlewares, resolvers).
 func WithKitexOptions(opts ...client.Option) Option {
@@ -122,6 +137,9 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 	if o.retries < 0 {
 		return nil, fmt.Errorf("kvclient: retries must not be negative, got %d", o.retries)
 	}
+	if o.coalesce < 0 {
+		return nil, fmt.Errorf("kvclient: coalescing round trips must not be negative, got %d", o.coalesce)
+	}
 
 	// The pool is made here rather than by client.WithLongConnection because the generated
 	// kvservice.Client has no Close: owning the pool is how Close releases the connections
@@ -142,7 +160,12 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 		_ = pool.Close()
 		return nil, fmt.Errorf("kvclient: %w", err)
 	}
-	return &Client{raw: raw, pool: pool, retries: o.retries, rpcTimeout: o.rpcTimeout}, nil
+	c := &Client{raw: raw, pool: pool, retries: o.retries, rpcTimeout: o.rpcTimeout, putAll: raw.PutAll}
+	if o.coalesce > 0 {
+		q := &coalescer{many: raw.PutAllMany, single: raw.PutAll, timeout: o.rpcTimeout, roundTrips: o.coalesce}
+		c.putAll = q.putAll
+	}
+	return c, nil
 }
 
 // Close closes the pooled connections. Calls made after Close fail.
@@ -172,7 +195,27 @@ func (c *Client) Delete(ctx context.Context, req *kv.DeleteRequest) (*kv.DeleteR
 // PutAll writes many keys in one call, ATOMIC or BEST_EFFORT; retried as Put is. A failed
 // ATOMIC write reports every failing key in (*Error).Failed.
 func (c *Client) PutAll(ctx context.Context, req *kv.PutAllRequest) (*kv.PutAllResponse, error) {
-	return call(ctx, c, "PutAll", c.raw.PutAll, req, (*kv.PutAllRequest).GetRequestId)
+	return call(ctx, c, "PutAll", c.putAll, req, (*kv.PutAllRequest).GetRequestId)
+}
+
+// PutAllMany sends several independent PutAll calls in one round trip; a call's own failure
+// is in its outcome (as the *kv.KVError the server sent), and kvclient errors are for the
+// request as a whole. It is retried as Put is when every call carries a request_id.
+// (WithCoalescing builds these from concurrent PutAll calls.)
+func (c *Client) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (*kv.PutAllManyResponse, error) {
+	return call(ctx, c, "PutAllMany", c.raw.PutAllMany, req, everyRequestID)
+}
+
+// everyRequestID is a PutAllMany's idempotency key for the retry policy: non-empty only when
+// every call carries a request_id, so that resending it cannot apply a call twice.
+func everyRequestID(req *kv.PutAllManyRequest) string {
+	id := ""
+	for _, call := range req.GetCalls() {
+		if id = call.GetRequestId(); id == "" {
+			return ""
+		}
+	}
+	return id
 }
 
 // GetAll reads many keys as of one revision; retried as Get is.

@@ -397,6 +397,11 @@ func (s *Memory) read(keys []string, items []Item) (int64, uint64) {
 	return rev, s.lastLSN.Load()
 }
 
+// WaitsForDurability reports whether Apply waits for a journal (its fsync) before it
+// returns. A caller with many independent batches at once does better to apply them side by
+// side then, so that they share the journal's group commit.
+func (s *Memory) WaitsForDurability() bool { return s.journal != nil }
+
 // Stats implements Engine.
 func (s *Memory) Stats() Stats {
 	return Stats{Keys: s.keys.Load(), Revision: s.rev.Load()}

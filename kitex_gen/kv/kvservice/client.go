@@ -17,6 +17,7 @@ type Client interface {
 	PutAll(ctx context.Context, req *kv.PutAllRequest, callOptions ...callopt.Option) (r *kv.PutAllResponse, err error)
 	GetAll(ctx context.Context, req *kv.GetAllRequest, callOptions ...callopt.Option) (r *kv.GetAllResponse, err error)
 	DeleteAll(ctx context.Context, req *kv.DeleteAllRequest, callOptions ...callopt.Option) (r *kv.DeleteAllResponse, err error)
+	PutAllMany(ctx context.Context, req *kv.PutAllManyRequest, callOptions ...callopt.Option) (r *kv.PutAllManyResponse, err error)
 }
 
 // NewClient creates a client for the service defined in IDL.
@@ -76,4 +77,9 @@ func (p *kKVServiceClient) GetAll(ctx context.Context, req *kv.GetAllRequest, ca
 func (p *kKVServiceClient) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest, callOptions ...callopt.Option) (r *kv.DeleteAllResponse, err error) {
 	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
 	return p.kClient.DeleteAll(ctx, req)
+}
+
+func (p *kKVServiceClient) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest, callOptions ...callopt.Option) (r *kv.PutAllManyResponse, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.PutAllMany(ctx, req)
 }

@@ -55,6 +55,13 @@ var serviceMethods = map[string]kitex.MethodInfo{
 		false,
 		kitex.WithStreamingMode(kitex.StreamingNone),
 	),
+	"PutAllMany": kitex.NewMethodInfo(
+		putAllManyHandler,
+		newKVServicePutAllManyArgs,
+		newKVServicePutAllManyResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
 }
 
 var (
@@ -265,6 +272,30 @@ func newKVServiceDeleteAllResult() interface{} {
 	return kv.NewKVServiceDeleteAllResult()
 }
 
+func putAllManyHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*kv.KVServicePutAllManyArgs)
+	realResult := result.(*kv.KVServicePutAllManyResult)
+	success, err := handler.(kv.KVService).PutAllMany(ctx, realArg.Req)
+	if err != nil {
+		switch v := err.(type) {
+		case *kv.KVError:
+			realResult.Err = v
+		default:
+			return err
+		}
+	} else {
+		realResult.Success = success
+	}
+	return nil
+}
+func newKVServicePutAllManyArgs() interface{} {
+	return kv.NewKVServicePutAllManyArgs()
+}
+
+func newKVServicePutAllManyResult() interface{} {
+	return kv.NewKVServicePutAllManyResult()
+}
+
 type kClient struct {
 	c client.Client
 }
@@ -350,6 +381,20 @@ func (p *kClient) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (r *k
 	_args.Req = req
 	var _result kv.KVServiceDeleteAllResult
 	if err = p.c.Call(ctx, "DeleteAll", &_args, &_result); err != nil {
+		return
+	}
+	switch {
+	case _result.Err != nil:
+		return r, _result.Err
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (r *kv.PutAllManyResponse, err error) {
+	var _args kv.KVServicePutAllManyArgs
+	_args.Req = req
+	var _result kv.KVServicePutAllManyResult
+	if err = p.c.Call(ctx, "PutAllMany", &_args, &_result); err != nil {
 		return
 	}
 	switch {
