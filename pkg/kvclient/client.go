@@ -44,8 +44,9 @@ type Client struct {
 	pool       io.Closer
 	retries    int
 	rpcTimeout time.Duration
-	// putAll sends one attempt of a PutAll: raw.PutAll, or through a coalescer.
-	putAll func(context.Context, *kv.PutAllRequest, ...callopt.Option) (*kv.PutAllResponse, error)
+	// coalescer gathers concurrent PutAll calls into PutAllMany round trips; nil sends each
+	// by itself (see WithCoalescing).
+	coalescer *coalescer
 }
 
 // The gateway is handed a *Client where it expects the service itself.
@@ -160,10 +161,9 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 		_ = pool.Close()
 		return nil, fmt.Errorf("kvclient: %w", err)
 	}
-	c := &Client{raw: raw, pool: pool, retries: o.retries, rpcTimeout: o.rpcTimeout, putAll: raw.PutAll}
+	c := &Client{raw: raw, pool: pool, retries: o.retries, rpcTimeout: o.rpcTimeout}
 	if o.coalesce > 0 {
-		q := &coalescer{many: raw.PutAllMany, single: raw.PutAll, timeout: o.rpcTimeout, roundTrips: o.coalesce}
-		c.putAll = q.putAll
+		c.coalescer = &coalescer{many: raw.PutAllMany, single: raw.PutAll, timeout: o.rpcTimeout, roundTrips: o.coalesce}
 	}
 	return c, nil
 }
@@ -195,7 +195,10 @@ func (c *Client) Delete(ctx context.Context, req *kv.DeleteRequest) (*kv.DeleteR
 // PutAll writes many keys in one call, ATOMIC or BEST_EFFORT; retried as Put is. A failed
 // ATOMIC write reports every failing key in (*Error).Failed.
 func (c *Client) PutAll(ctx context.Context, req *kv.PutAllRequest) (*kv.PutAllResponse, error) {
-	return call(ctx, c, "PutAll", c.putAll, req, (*kv.PutAllRequest).GetRequestId)
+	if c.coalescer != nil {
+		return call(ctx, c, "PutAll", c.coalescer.putAll, req, (*kv.PutAllRequest).GetRequestId)
+	}
+	return call(ctx, c, "PutAll", c.raw.PutAll, req, (*kv.PutAllRequest).GetRequestId)
 }
 
 // PutAllMany sends several independent PutAll calls in one round trip; a call's own failure

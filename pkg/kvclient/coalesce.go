@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -130,12 +131,8 @@ func (q *coalescer) take() []*queuedCall {
 func (q *coalescer) withdraw(c *queuedCall) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for i, queued := range q.queue {
-		if queued == c {
-			q.queue = append(q.queue[:i], q.queue[i+1:]...)
-			q.queue = q.queue[:len(q.queue):len(q.queue)]
-			return
-		}
+	if i := slices.Index(q.queue, c); i >= 0 {
+		q.queue = slices.Delete(q.queue, i, i+1)
 	}
 }
 
