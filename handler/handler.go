@@ -99,7 +99,10 @@ func (h *KVService) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (*k
 // would be.
 func (h *KVService) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (*kv.PutAllManyResponse, error) {
 	resp, err := guard(ctx, h, "PutAllMany", req, h.next.PutAllMany)
-	for _, o := range resp.GetOutcomes() {
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range resp.Outcomes {
 		if e := o.GetError(); e != nil && e.Code == kv.ErrorCode_INTERNAL {
 			h.internal(ctx, "PutAll", "error", e.Message, "")
 		}

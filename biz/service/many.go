@@ -30,12 +30,15 @@ func (s *Service) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (re
 	faults := make([]error, n)
 	var wg sync.WaitGroup
 	sideBySide := s.engineWaits || !s.bucket.Unlimited()
-	for i := range n {
-		run := func() { faults[i] = s.putAllOutcome(ctx, req.Calls[i], &backing[i]) }
-		if sideBySide && i > 0 {
-			wg.Go(run)
-		} else {
-			run()
+	run := func(i int) { faults[i] = s.putAllOutcome(ctx, req.Calls[i], &backing[i]) }
+	if sideBySide {
+		for i := 1; i < n; i++ {
+			wg.Go(func() { run(i) })
+		}
+		run(0) // once the others have started, so that all of them wait together
+	} else {
+		for i := range n {
+			run(i)
 		}
 	}
 	wg.Wait()
