@@ -3,10 +3,14 @@
 # durable with wal.fsync=always and =interval), an empty Kitex handler (the framework's ceiling)
 # and Redis (persistence off, and appendonly with appendfsync everysec) on loopback ports, drives
 # each with the same putallbench workload one after the other, and prints the figures side by
-# side as ratios to the first. Redis is installed through apt-get when it is missing (as root).
+# side as ratios to the first. putallkv and the empty handler are driven twice: through the
+# plain SDK (one round trip per PutAll) and through the coalescing SDK (kvclient.WithCoalescing:
+# concurrent callers' PutAll calls share PutAllMany round trips). Redis is installed through
+# apt-get when it is missing (as root).
 #
 # Environment: BENCH_DURATION (default 10s per run), BENCH_CONCURRENCY (default 50),
-# BENCH_BATCH (default 16), BENCH_VALUE (default 64 bytes). Reports land in output/bench/.
+# BENCH_BATCH (default 16), BENCH_VALUE (default 64 bytes), BENCH_COALESCE (round trips in
+# flight of the coalescing SDK, default 2). Reports land in output/bench/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,6 +19,7 @@ duration=${BENCH_DURATION:-10s}
 conc=${BENCH_CONCURRENCY:-50}
 batch=${BENCH_BATCH:-16}
 value=${BENCH_VALUE:-64}
+coalesce=${BENCH_COALESCE:-2}
 rpc_port=18888 always_port=18890 interval_port=18892 empty_port=18899 redis_port=16379 aof_port=16380
 
 ./build.sh
@@ -74,10 +79,13 @@ bench empty empty "empty Kitex handler" --target rpc --addr 127.0.0.1:$empty_por
 bench redis-aof redis-aof "redis MSET, appendfsync everysec" --target redis --addr 127.0.0.1:$aof_port
 bench always always "putallkv PutAll, wal.fsync=always" --target rpc --addr 127.0.0.1:$always_port
 bench interval interval "putallkv PutAll, wal.fsync=interval" --target rpc --addr 127.0.0.1:$interval_port
+bench rpc-co memory "putallkv PutAll, memory only, coalescing SDK" --target rpc --addr 127.0.0.1:$rpc_port --coalesce "$coalesce"
+bench empty-co empty "empty Kitex handler, coalescing SDK" --target rpc --addr 127.0.0.1:$empty_port --coalesce "$coalesce"
+bench always-co always "putallkv PutAll, wal.fsync=always, coalescing SDK" --target rpc --addr 127.0.0.1:$always_port --coalesce "$coalesce"
 
 echo
-echo "$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB; $conc callers, $batch keys of $value bytes per call, $duration per run"
+echo "$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB; $conc callers, $batch keys of $value bytes per call, $duration per run; coalescing SDK: $coalesce round trips"
 echo "in memory:"
-output/bin/putallbench compare "$out/redis.json" "$out/rpc.json" "$out/empty.json"
+output/bin/putallbench compare "$out/redis.json" "$out/rpc.json" "$out/empty.json" "$out/rpc-co.json" "$out/empty-co.json"
 echo "durable:"
-output/bin/putallbench compare "$out/redis-aof.json" "$out/always.json" "$out/interval.json" "$out/rpc.json"
+output/bin/putallbench compare "$out/redis-aof.json" "$out/always.json" "$out/interval.json" "$out/always-co.json" "$out/rpc.json"
