@@ -28,20 +28,19 @@ func (s *Service) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (re
 	}
 	backing := make([]kv.PutAllOutcome, n) // one allocation for every call's outcome
 	faults := make([]error, n)
-	var wg sync.WaitGroup
-	sideBySide := s.engineWaits || !s.bucket.Unlimited()
 	run := func(i int) { faults[i] = s.putAllOutcome(ctx, req.Calls[i], &backing[i]) }
-	if sideBySide {
+	if s.engineWaits || !s.bucket.Unlimited() {
+		var wg sync.WaitGroup
 		for i := 1; i < n; i++ {
 			wg.Go(func() { run(i) })
 		}
 		run(0) // once the others have started, so that all of them wait together
+		wg.Wait()
 	} else {
 		for i := range n {
 			run(i)
 		}
 	}
-	wg.Wait()
 	if err := errors.Join(faults...); err != nil {
 		return nil, err // a bug: the caller's boundary (the handler) reports it as INTERNAL
 	}
