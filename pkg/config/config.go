@@ -8,7 +8,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -19,8 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Config is the whole configuration of a putallkv server. Its yaml tags are the keys of the
@@ -48,7 +45,7 @@ type ServerConfig struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
-// AdminConfig configures the admin HTTP server (/metrics and /debug/pprof/).
+// AdminConfig configures the admin HTTP server (/metrics, /healthz, /readyz, /debug/pprof/).
 type AdminConfig struct {
 	// Addr is the host:port the admin server listens on.
 	Addr string `yaml:"addr"`
@@ -189,44 +186,13 @@ func load(defaults []byte, file string, environ []string) (*Config, error) {
 	return c, nil
 }
 
-// decode overlays the YAML document b onto c: keys b sets replace c's values, others are kept.
-// An empty document changes nothing.
-func decode(c *Config, b []byte) error {
-	d := yaml.NewDecoder(bytes.NewReader(b))
-	d.KnownFields(true)
-	if err := d.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
-}
-
-// envField is one leaf of Config as the environment sees it.
-type envField struct {
-	key string        // dotted key, e.g. "server.addr"
-	v   reflect.Value // the settable field in a Config
-}
-
-// envFields maps the environment variable name of every leaf of c to that leaf, deriving
-// both the name and the dotted key from the yaml tags.
-func envFields(c *Config) map[string]envField {
-	fields := make(map[string]envField)
-	cv := reflect.ValueOf(c).Elem()
-	for i := range cv.NumField() {
-		section := yamlName(cv.Type().Field(i))
-		sv := cv.Field(i)
-		for j := range sv.NumField() {
-			key := yamlName(sv.Type().Field(j))
-			name := envPrefix + strings.ToUpper(section+"_"+key)
-			fields[name] = envField{key: section + "." + key, v: sv.Field(j)}
-		}
+// envFields maps the environment variable name of every leaf of c to that leaf.
+func envFields(c *Config) map[string]field {
+	fields := make(map[string]field)
+	for _, f := range leaves(c) {
+		fields[f.env] = f
 	}
 	return fields
-}
-
-// yamlName returns the key the yaml tag of f gives it.
-func yamlName(f reflect.StructField) string {
-	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-	return name
 }
 
 // applyEnv sets in c every PUTALLKV_ variable of environ, in order, so a later duplicate wins.
@@ -260,7 +226,7 @@ func setFromString(v reflect.Value, s string) error {
 	case v.Type() == durationType:
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("want a duration such as 10s or 1m30s, got %q", s)
+			return fmt.Errorf("%s, got %q", wantForm(v.Type()), s)
 		}
 		v.SetInt(int64(d))
 	case v.Kind() == reflect.String:
@@ -268,7 +234,7 @@ func setFromString(v reflect.Value, s string) error {
 	case v.Kind() == reflect.Int:
 		n, err := strconv.ParseInt(s, 10, v.Type().Bits())
 		if err != nil {
-			return fmt.Errorf("want an integer, got %q", s)
+			return fmt.Errorf("%s, got %q", wantForm(v.Type()), s)
 		}
 		v.SetInt(n)
 	default:

@@ -89,6 +89,11 @@ func TestFileOverlay(t *testing.T) {
 			},
 		},
 		{
+			"an empty key keeps its default; aliases resolve",
+			"server:\n  shutdown_timeout:\nlimits:\n  max_key_bytes: &n 50\n  max_batch_entries: *n\n",
+			func(c *Config) { c.Limits.MaxKeyBytes, c.Limits.MaxBatchEntries = 50, 50 },
+		},
+		{
 			"ints and durations",
 			"limits:\n  max_batch_entries: 50\nidempotency:\n  window: 1h30m\n  max_records: 7\n",
 			func(c *Config) {
@@ -121,9 +126,16 @@ func TestFileErrors(t *testing.T) {
 	}{
 		{"unknown key in a section", "server:\n  adress: 1.2.3.4:5\n", []string{"adress", "line 2"}},
 		{"unknown section", "cache:\n  size: 1\n", []string{"cache"}},
-		{"string for an int", "store:\n  shards: many\n", []string{"many", "line 2"}},
-		{"duration without unit", "server:\n  shutdown_timeout: 10\n", []string{"line 2"}},
-		{"bad duration", "store:\n  sweep_interval: soon\n", []string{"soon"}},
+		{"string for an int", "store:\n  shards: many\n", []string{`line 2: store.shards: want an integer, got "many"`}},
+		{"duration without unit", "server:\n  shutdown_timeout: 10\n",
+			[]string{`line 2: server.shutdown_timeout: want a duration such as 10s or 1m30s, got "10"`}},
+		{"bad duration", "store:\n  sweep_interval: soon\n", []string{`store.sweep_interval: want a duration`, `"soon"`}},
+		{"list for an int", "limits:\n  max_key_bytes: [1, 2]\n", []string{"line 2: limits.max_key_bytes: want an integer, got a list"}},
+		{"section not a mapping", "server: 5\n", []string{`line 1: server: want a section of key: value lines, got "5"`}},
+		{"top level not a mapping", "- server\n", []string{"line 1: want sections"}},
+		{"key set twice", "store:\n  shards: 4\n  shards: 8\n", []string{"line 3: store.shards is set twice (first on line 2)"}},
+		{"every problem reported", "store:\n  shards: x\nwal:\n  fsync_interval: 5\n",
+			[]string{"line 2: store.shards:", "line 4: wal.fsync_interval:"}},
 		{"not YAML", "server: [\n", []string{"yaml"}},
 		{"invalid value", "store:\n  shards: 100\n", []string{"store.shards", "got 100"}},
 	}

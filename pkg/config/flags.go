@@ -1,19 +1,26 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 )
+
+// ErrVersion is what FromArgs returns for -version, before loading anything: the caller prints
+// its version and exits.
+var ErrVersion = errors.New("config: -version asked for the version")
 
 // Flags are the server's command-line flags: -conf names the configuration file, and -addr,
 // -admin-addr and -upstream override the settings operators change most. A flag given on the command line
-// wins over the environment, the file and the defaults.
+// wins over the environment, the file and the defaults. -version asks for the build instead.
 type Flags struct {
 	fs        *flag.FlagSet
 	file      string
 	addr      string
 	adminAddr string
 	upstream  string
+	version   bool
 }
 
 // RegisterFlags defines -conf, -addr, -admin-addr and -upstream on fs and returns them; read them after
@@ -22,8 +29,9 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	f := &Flags{fs: fs}
 	fs.StringVar(&f.file, "conf", "", "YAML configuration `file` overriding the embedded defaults")
 	fs.StringVar(&f.addr, "addr", "", "Kitex RPC listen `address` (server.addr)")
-	fs.StringVar(&f.adminAddr, "admin-addr", "", "admin HTTP listen `address` for /metrics and /debug/pprof/ (admin.addr)")
+	fs.StringVar(&f.adminAddr, "admin-addr", "", "admin HTTP listen `address` for /metrics, /healthz, /readyz and /debug/pprof/ (admin.addr)")
 	fs.StringVar(&f.upstream, "upstream", "", "RPC servers `HOST:PORT[,HOST:PORT...]` of a separate gateway tier (gateway.upstream)")
+	fs.BoolVar(&f.version, "version", false, "print the version, commit and Go version, and exit")
 	return f
 }
 
@@ -47,13 +55,18 @@ func (f *Flags) Apply(c *Config) {
 
 // FromArgs is the whole start-up path in one call: it parses args (the command line without
 // the program name) as the flags of RegisterFlags, loads defaults, the -conf file and environ
-// as Load does, applies the flags, and validates the result. With -h or -help it prints usage
-// to stderr and returns flag.ErrHelp.
+// as Load does, applies the flags, and validates the result. It prints nothing: with -h or
+// -help it returns flag.ErrHelp (PrintUsage writes the help), with -version ErrVersion.
 func FromArgs(defaults []byte, args, environ []string) (*Config, error) {
 	fs := flag.NewFlagSet("putallkv", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	f := RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if f.version {
+		return nil, ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("config: unexpected argument %q", fs.Arg(0))
