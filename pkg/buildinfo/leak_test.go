@@ -1,0 +1,9 @@
+package buildinfo
+
+import (
+	"testing"
+
+	"putallkv/pkg/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
