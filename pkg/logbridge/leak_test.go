@@ -1,0 +1,9 @@
+package logbridge
+
+import (
+	"testing"
+
+	"putallkv/pkg/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
