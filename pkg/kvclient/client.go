@@ -18,6 +18,7 @@ import (
 	"github.com/cloudwego/kitex/client/callopt"
 	"github.com/cloudwego/kitex/pkg/connpool"
 	remoteconnpool "github.com/cloudwego/kitex/pkg/remote/connpool"
+	kitexnetpoll "github.com/cloudwego/kitex/pkg/remote/trans/netpoll"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/transport"
 
@@ -155,6 +156,7 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 		// No Kitex RPC timeout: call bounds each attempt itself (see deadline.go).
 		client.WithMiddleware(sendDeadline),
 		client.WithConnectTimeout(o.connectTimeout),
+		client.WithDialer(causeDialer{kitexnetpoll.NewDialer()}),
 	}, o.kitex...)
 	raw, err := kvservice.NewClient(serviceName, kopts...)
 	if err != nil {

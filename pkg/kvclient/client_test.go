@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,6 +146,10 @@ func TestUnreachableServer(t *testing.T) {
 			var e *Error
 			if !errors.As(err, &e) || e.Unwrap() == nil {
 				t.Fatalf("err = %#v, want an *Error wrapping the transport cause", err)
+			}
+			// Nothing listens: the error says so, rather than netpoll's "closed by peer".
+			if !errors.Is(err, syscall.ECONNREFUSED) || !strings.Contains(err.Error(), "connection refused") {
+				t.Errorf("err = %v, want it to say the connection was refused", err)
 			}
 			ids := a.take()
 			if len(ids) != tt.want {
