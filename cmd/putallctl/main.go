@@ -17,6 +17,7 @@ import (
 
 	"github.com/cloudwego/kitex/pkg/klog"
 
+	"putallkv/pkg/buildinfo"
 	"putallkv/pkg/kvclient"
 )
 
@@ -34,6 +35,7 @@ commands:
   delall KEY... [--atomic] [--request-id ID]
   wal check DIR      inspect a data directory's write-ahead log (server stopped)
   wal repair DIR     cut the log at its first bad record, like redis-check-aof --fix
+  version            print putallctl's version, commit and Go version
 
 Flags may come before or after arguments; -- ends them. --addr defaults to
 $PUTALLKV_ADDR, else 127.0.0.1:8888. Batches are BEST_EFFORT unless --atomic.
@@ -61,6 +63,10 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "wal" {
 		return runWAL(args[1:], stdout, stderr)
+	}
+	if len(args) == 1 && args[0] == "version" {
+		fmt.Fprintln(stdout, "putallctl", buildinfo.Get())
+		return exitOK
 	}
 	inv, err := parse(args, stdin)
 	if errors.Is(err, flag.ErrHelp) {

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 
 	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/buildinfo"
 	"putallkv/pkg/kvclient"
 )
 
@@ -156,10 +159,23 @@ func TestRunUnreachable(t *testing.T) {
 	if code != exitFailed {
 		t.Fatalf("exit %d, want %d", code, exitFailed)
 	}
-	if got := errb.String(); !strings.HasPrefix(got, "putallctl: UNAVAILABLE: ") || strings.Count(got, "\n") != 1 {
-		t.Fatalf("stderr %q, want one UNAVAILABLE line", got)
+	if got := errb.String(); !strings.HasPrefix(got, "putallctl: UNAVAILABLE: ") || strings.Count(got, "\n") != 1 ||
+		!strings.Contains(got, "connection refused") {
+		t.Fatalf("stderr %q, want one UNAVAILABLE line saying the connection was refused", got)
 	}
 	if out.Len() != 0 {
 		t.Fatalf("stdout %q, want nothing", out.String())
+	}
+}
+
+func TestRunVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"version"}, strings.NewReader(""), &out, &errb); code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	// The test binary has no stamped version: the fallback says so, and the Go version is real.
+	want := fmt.Sprintf("putallctl %s\n", buildinfo.Get())
+	if out.String() != want || !strings.Contains(want, runtime.Version()) {
+		t.Errorf("stdout %q, want %q", out.String(), want)
 	}
 }

@@ -26,7 +26,7 @@ type invocation struct {
 // far, so a later one does not reset an earlier one.
 func (inv *invocation) register(fs *flag.FlagSet) {
 	fs.StringVar(&inv.addr, "addr", inv.addr, "server `HOST:PORT`")
-	fs.DurationVar(&inv.timeout, "timeout", inv.timeout, "bound on the whole command")
+	fs.Var(durationFlag{&inv.timeout}, "timeout", "bound on the whole command")
 	fs.BoolVar(&inv.json, "json", inv.json, "print JSON lines")
 }
 
@@ -109,6 +109,29 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, rest[0])
 		args = rest[1:]
 	}
+}
+
+// durationFlag is a duration flag whose error for a bare number suggests the unit it lacks
+// ("--timeout 5": did you mean 5s?), where flag.Duration says only "parse error".
+type durationFlag struct{ p *time.Duration }
+
+func (d durationFlag) String() string {
+	if d.p == nil {
+		return ""
+	}
+	return d.p.String()
+}
+
+func (d durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err == nil {
+		*d.p = v
+		return nil
+	}
+	if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+		return fmt.Errorf("a duration needs a unit: did you mean %ss?", s)
+	}
+	return errors.New("want a duration such as 5s, 500ms or 1m30s")
 }
 
 // optionalInt is an integer flag that records whether it was given, for optional fields.

@@ -111,6 +111,9 @@ func TestParseUsageErrors(t *testing.T) {
 		{[]string{"putall", "-"}, "putall: line 1: "},
 		{[]string{"--addr", "nocolon", "get", "k"}, `--addr "nocolon"`},
 		{[]string{"--timeout", "0s", "get", "k"}, "--timeout must be positive"},
+		{[]string{"--timeout", "5", "get", "k"}, `invalid value "5" for flag -timeout: a duration needs a unit: did you mean 5s?`},
+		{[]string{"get", "k", "--timeout", "2.5"}, "did you mean 2.5s?"},
+		{[]string{"--timeout", "soon", "get", "k"}, "want a duration such as 5s, 500ms or 1m30s"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
