@@ -3,11 +3,13 @@
 #   ./build.sh          build output/ (bin/putallkv, bin/putallctl, conf/, bootstrap.sh)
 #   ./build.sh run      build, then run the server in the foreground on the embedded default
 #                       configuration (extra arguments go to putallkv, e.g. -conf FILE)
-#   ./build.sh test     gofmt check, go vet, and the whole test suite under -race
+#   ./build.sh test     gofmt check, go vet, and the whole test suite under -race, reporting
+#                       each package as it finishes (script/testprogress)
 #   ./build.sh bench    the standard comparison: putallkv vs Redis vs an empty Kitex handler
 #                       (script/bench.sh; installs redis-server if missing), then the store's
 #                       Go benchmarks
 #   ./build.sh ab ...   an A/B of two revisions, run alternately (script/ab.sh: server or store)
+#   ./build.sh ldflags  the -ldflags the binaries are built with (version and commit stamps)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -15,11 +17,22 @@ need_go() {
   command -v go >/dev/null 2>&1 || { echo "build.sh: Go is required (see go.mod for the version)" >&2; exit 1; }
 }
 
+# ldflags stamps the version (git describe) and the commit into pkg/buildinfo; outside a git
+# checkout both stay empty and the binaries fall back to what the go command recorded.
+ldflags() {
+  local version commit
+  version=$(git describe --always --dirty 2>/dev/null || true)
+  commit=$(git rev-parse HEAD 2>/dev/null || true)
+  if [ -n "$commit" ] && ! git diff --quiet HEAD 2>/dev/null; then commit="$commit-dirty"; fi
+  echo "-X putallkv/pkg/buildinfo.version=$version -X putallkv/pkg/buildinfo.commit=$commit"
+}
+
 build() {
   need_go
   mkdir -p output/bin output/conf
-  go build -o output/bin/putallkv .
-  go build -o output/bin/putallctl ./cmd/putallctl
+  local flags; flags=$(ldflags)
+  go build -ldflags "$flags" -o output/bin/putallkv .
+  go build -ldflags "$flags" -o output/bin/putallctl ./cmd/putallctl
   cp conf/putallkv.yaml output/conf/
   cp script/bootstrap.sh output/
   chmod +x output/bootstrap.sh
@@ -35,7 +48,10 @@ run_tests() {
   echo "== go vet"
   go vet ./...
   echo "== go test -race"
-  go test -race -count=1 -timeout 30m ./...
+  local tmp; tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  go build -o "$tmp/testprogress" ./script/testprogress
+  go test -race -count=1 -timeout 30m -json ./... | "$tmp/testprogress"
 }
 
 cmd=${1:-build}
@@ -46,5 +62,6 @@ case "$cmd" in
   test) run_tests ;;
   bench) need_go; script/bench.sh; go test -run '^$' -bench . -benchmem -count 1 ./pkg/store/ ;;
   ab) need_go; script/ab.sh "$@" ;;
-  *) echo "usage: ./build.sh [build|run|test|bench|ab]" >&2; exit 2 ;;
+  ldflags) ldflags ;;
+  *) echo "usage: ./build.sh [build|run|test|bench|ab|ldflags]" >&2; exit 2 ;;
 esac

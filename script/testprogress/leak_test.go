@@ -1,0 +1,9 @@
+package main
+
+import (
+	"testing"
+
+	"putallkv/pkg/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
