@@ -18,6 +18,7 @@ import (
 	"putallkv/handler"
 	"putallkv/kitex_gen/kv"
 	"putallkv/kitex_gen/kv/kvservice"
+	"putallkv/pkg/buildinfo"
 	"putallkv/pkg/config"
 	"putallkv/pkg/kvclient"
 	"putallkv/pkg/metrics"
@@ -53,6 +54,7 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 		}
 	}()
 	reg := metrics.NewRegistry()
+	reg.MustRegister(buildinfo.Get().Collector("putallkv"))
 	var api kv.KVService
 	var ready func(context.Context) error
 	if upstreams := cfg.Gateway.Upstreams(); len(upstreams) > 0 {
@@ -73,8 +75,9 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 			return nil, fmt.Errorf("gateway.addr: %w", err)
 		}
 	}
-	if a.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log,
-		metrics.Route{Pattern: "POST /admin/snapshot", Handler: http.HandlerFunc(a.serveSnapshot)}); err != nil {
+	routes := append(metrics.HealthRoutes(ready, readyTimeout),
+		metrics.Route{Pattern: "POST /admin/snapshot", Handler: http.HandlerFunc(a.serveSnapshot)})
+	if a.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log, routes...); err != nil {
 		return nil, fmt.Errorf("admin.addr: %w", err)
 	}
 	log.Info("putallkv serving", "rpc", a.rpcAddr(), "admin", a.adminAddr(), "gateway", a.gatewayAddr(),
@@ -116,6 +119,10 @@ func (a *app) startServer(reg *prometheus.Registry) error {
 	go func() { a.rpcDone <- a.rpc.Run() }()
 	return nil
 }
+
+// readyTimeout bounds one readiness check of the admin port's /readyz, as the gateway bounds
+// its own.
+const readyTimeout = 2 * time.Second
 
 // storeReady is /readyz of a server: ready unless the write-ahead log is failing.
 func (a *app) storeReady(context.Context) error {
@@ -198,18 +205,20 @@ func admissionSettings(cfg *config.Config) service.AdmissionSettings {
 	return service.AdmissionSettings{Rate: float64(l.Rate), Burst: l.Burst, MaxWait: l.MaxWait, MaxChunk: l.MaxChunk}
 }
 
-// reload applies the parts of cfg that can change while serving (the limiter section) and
-// says which other changes need a restart.
+// reload applies the parts of cfg that can change while serving (the limiter section of a
+// server) and names the changed keys that need a restart.
 func (a *app) reload(cfg *config.Config) {
-	a.svc.SetAdmission(admissionSettings(cfg))
-	a.log.Info("configuration reloaded", "limiter.rate", cfg.Limiter.Rate, "limiter.burst", cfg.Limiter.Burst,
-		"limiter.max_wait", cfg.Limiter.MaxWait.String(), "limiter.max_chunk", cfg.Limiter.MaxChunk)
-	old := *a.cfg
-	old.Limiter = cfg.Limiter
-	if old != *cfg {
-		a.log.Warn("configuration changes outside the limiter section take effect only after a restart")
+	changed := config.Changed(a.cfg, cfg)
+	if a.svc != nil { // a gateway tier admits nothing itself
+		a.svc.SetAdmission(admissionSettings(cfg))
 	}
 	a.cfg.Limiter = cfg.Limiter
+	a.log.Info("configuration reloaded", "changed", changed, "limiter.rate", cfg.Limiter.Rate,
+		"limiter.burst", cfg.Limiter.Burst, "limiter.max_wait", cfg.Limiter.MaxWait.String(),
+		"limiter.max_chunk", cfg.Limiter.MaxChunk)
+	if restart := config.Changed(a.cfg, cfg); len(restart) > 0 {
+		a.log.Warn("configuration changes that take effect only after a restart", "keys", restart)
+	}
 }
 
 // rpcAddr is the address the RPC server listens on ("" for a gateway tier).

@@ -17,23 +17,29 @@ import (
 	"time"
 )
 
-// buildBinaries builds putallkv and putallctl into a temporary directory.
+// buildBinaries builds putallkv and putallctl into a temporary directory, stamped as
+// build.sh stamps them.
 func buildBinaries(t *testing.T) (server, ctl string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the binaries")
 	}
+	ldflags, err := exec.Command("./build.sh", "ldflags").Output()
+	if err != nil {
+		t.Fatalf("./build.sh ldflags: %v", err)
+	}
 	dir := t.TempDir()
 	server, ctl = filepath.Join(dir, "putallkv"), filepath.Join(dir, "putallctl")
 	for out, pkg := range map[string]string{server: ".", ctl: "./cmd/putallctl"} {
-		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		if b, err := exec.Command("go", "build", "-ldflags", strings.TrimSpace(string(ldflags)), "-o", out, pkg).CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 		}
 	}
 	return server, ctl
 }
 
-var servingLine = regexp.MustCompile(`msg="putallkv serving" rpc=(\S+) admin=(\S+)`)
+// servingLine finds the addresses in the start-up line, logged as text or as JSON.
+var servingLine = regexp.MustCompile(`msg="putallkv serving" rpc=(\S*) admin=(\S+)|"msg":"putallkv serving","rpc":"([^"]*)","admin":"([^"]+)"`)
 
 // baseConf puts the server on ephemeral loopback ports.
 const baseConf = "server:\n  addr: 127.0.0.1:0\n  shutdown_timeout: 5s\nadmin:\n  addr: 127.0.0.1:0\ngateway:\n  addr: 127.0.0.1:0\n"
@@ -41,18 +47,20 @@ const baseConf = "server:\n  addr: 127.0.0.1:0\n  shutdown_timeout: 5s\nadmin:\n
 // proc is a started server binary.
 type proc struct {
 	cmd   *exec.Cmd
-	rpc   string      // its RPC address
+	rpc   string      // its RPC address ("" for a gateway tier)
 	admin string      // its admin address
+	early []string    // its log up to and including the serving line
 	logs  chan string // the rest of its log, closed when it exits
 }
 
 // startBinary starts the server binary with confFile holding conf and returns it once it serves.
-func startBinary(t *testing.T, server, confFile, conf string) *proc {
+// args go before -conf (e.g. "gateway").
+func startBinary(t *testing.T, server, confFile, conf string, args ...string) *proc {
 	t.Helper()
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(server, "-conf", confFile)
+	cmd := exec.Command(server, append(args, "-conf", confFile)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -72,12 +80,13 @@ func startBinary(t *testing.T, server, confFile, conf string) *proc {
 	sc := bufio.NewScanner(stderr)
 	p := &proc{cmd: cmd, logs: lines}
 	for sc.Scan() {
+		p.early = append(p.early, sc.Text())
 		if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
-			p.rpc, p.admin = m[1], m[2]
+			p.rpc, p.admin = strings.Trim(m[1]+m[3], `"`), m[2]+m[4]
 			break
 		}
 	}
-	if p.rpc == "" {
+	if p.admin == "" {
 		close(lines)
 		t.Fatalf("putallkv exited without serving: %v", sc.Err())
 	}

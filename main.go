@@ -11,13 +11,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"putallkv/conf"
+	"putallkv/pkg/buildinfo"
 	"putallkv/pkg/config"
+	"putallkv/pkg/logbridge"
 )
 
 func main() {
@@ -36,24 +39,30 @@ func run(args []string) int {
 	if err == nil && tier && cfg.Gateway.Upstream == "" {
 		err = errors.New("config: gateway.upstream: `putallkv gateway` needs the RPC servers to front (-upstream HOST:PORT[,...])")
 	}
-	if errors.Is(err, flag.ErrHelp) {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return printUsage(os.Stdout)
+	case errors.Is(err, config.ErrVersion):
+		fmt.Println("putallkv", buildinfo.Get())
 		return 0
-	}
-	if err != nil {
+	case err != nil:
 		fmt.Fprintf(os.Stderr, "putallkv: %v\n", err)
 		return 2
 	}
 	log := cfg.Logger(os.Stderr)
+	logbridge.Install(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// Caught from before start-up, so a SIGHUP sent once the server says it serves cannot
+	// meet SIGHUP's default action, which ends the process.
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP)
+	defer signal.Stop(reload)
 	a, err := startApp(cfg, log)
 	if err != nil {
 		log.Error("start-up failed", "err", err)
 		return 1
 	}
-	reload := make(chan os.Signal, 1)
-	signal.Notify(reload, syscall.SIGHUP)
-	defer signal.Stop(reload)
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
@@ -74,5 +83,24 @@ func run(args []string) int {
 		return 1
 	}
 	log.Info("stopped")
+	return 0
+}
+
+// usage is the synopsis -h prints before the flags and configuration keys.
+const usage = `usage: putallkv [flags]
+       serve the KVService over RPC (server.addr), the HTTP gateway (gateway.addr), and
+       /metrics, /healthz, /readyz, /debug/pprof/ and admin commands (admin.addr)
+   or: putallkv gateway -upstream HOST:PORT[,HOST:PORT...] [flags]
+       run the HTTP gateway alone, a tier in front of those RPC servers
+
+`
+
+// printUsage writes the help of -h to w and returns the exit code.
+func printUsage(w io.Writer) int {
+	fmt.Fprint(w, usage)
+	if err := config.PrintUsage(w, conf.Default); err != nil {
+		fmt.Fprintf(os.Stderr, "putallkv: %v\n", err)
+		return 1
+	}
 	return 0
 }
