@@ -49,7 +49,7 @@ run_tests() {
   go vet ./...
   echo "== go test -race"
   local tmp; tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
+  trap "rm -rf '$tmp'" EXIT
   go build -o "$tmp/testprogress" ./script/testprogress
   go test -race -count=1 -timeout 30m -json ./... | "$tmp/testprogress"
 }
