@@ -98,11 +98,11 @@ func (a *app) startServer(reg *prometheus.Registry) error {
 			MaxValueBytes:   cfg.Limits.MaxValueBytes,
 			MaxBatchEntries: cfg.Limits.MaxBatchEntries,
 		},
-		IdempotencyWindow:     cfg.Idempotency.Window,
-		IdempotencyMaxRecords: cfg.Idempotency.MaxRecords,
-		Admission:             admissionSettings(cfg),
-		Registerer:            reg,
-		Recovery:              recovery,
+		IdempotencyWindow:   cfg.Idempotency.Window,
+		IdempotencyMaxBytes: int64(cfg.Idempotency.MaxBytes),
+		Admission:           admissionSettings(cfg),
+		Registerer:          reg,
+		Recovery:            recovery,
 	})
 	if err != nil {
 		return err

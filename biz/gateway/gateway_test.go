@@ -75,9 +75,8 @@ func newService(t *testing.T) kv.KVService {
 	}
 	t.Cleanup(func() { _ = engine.Close() })
 	svc, err := service.New(engine, service.Options{
-		Limits:                service.Limits{MaxKeyBytes: testMaxKey, MaxValueBytes: testMaxValue, MaxBatchEntries: testMaxEntries},
-		IdempotencyWindow:     time.Minute,
-		IdempotencyMaxRecords: 1000,
+		Limits:            service.Limits{MaxKeyBytes: testMaxKey, MaxValueBytes: testMaxValue, MaxBatchEntries: testMaxEntries},
+		IdempotencyWindow: time.Minute,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -5,24 +5,46 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"hash"
+	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"putallkv/kitex_gen/kv"
 )
 
-// idempotency remembers, per request_id, a digest of the request and its response, so a retry
-// gets the first response back and writes nothing, and a reuse of the id for another payload is
-// refused. Records live for a window and their number is bounded: the oldest go first.
+// idempotency remembers, per request_id, a digest of the request and the outcome of its first
+// call, so a retry gets the first response back and writes nothing, and a reuse of the id for
+// another payload is refused. A record lives for the window. The records are bounded in bytes
+// (as recordBytes and entryBytes count them, which cover what they hold on the heap): when one
+// more would cross the bound, the oldest are evicted before their window is over, and each
+// such eviction is counted, since a retry of an evicted call runs again.
 type idempotency struct {
-	window     time.Duration
-	maxRecords int
-	now        func() time.Time
+	window   time.Duration
+	maxBytes int64
+	now      func() time.Time
 
 	mu      sync.Mutex
 	records map[string]*idemRecord
 	byAge   list.List // of *idemRecord, oldest first
+	bytes   int64     // the cost of every record held
+	evicted uint64    // records dropped inside their window to keep to maxBytes
 }
+
+// A record costs recordBytes, plus its request_id's length, plus entryBytes per entry its
+// outcome lists. recordBytes covers the record with its outcome (160 bytes), its list element
+// (48) and its share of the map (up to 55 just after the map grew), and the rounding of the
+// request_id to an allocation size; entryBytes adds an eighth to an entry's 16 bytes for the
+// rounding of the entries' slice. TestIdempotencyCostCoversHeap checks them against the heap.
+const (
+	recordBytes = 300
+	entryBytes  = int64(unsafe.Sizeof(entryOutcome{})) * 9 / 8
+)
+
+// DefaultIdempotencyMaxBytes bounds the records when Options leave it 0: 64 MiB holds about
+// 200 000 records of calls that succeeded, or 3 600 of ATOMIC calls of 1000 entries that all
+// failed their preconditions.
+const DefaultIdempotencyMaxBytes = 64 << 20
 
 // digest identifies a request's payload: the method and every field except request_id.
 type digest [sha256.Size]byte
@@ -32,90 +54,149 @@ type idemKey struct {
 	method string
 	id     string
 	digest digest
-	// createdMs is when the first call began (Unix ms), which its window counts from after a
-	// restart.
+	// createdMs is when the first call began (Unix ms); its window counts from then, also
+	// after a restart.
 	createdMs int64
 }
 
 type idemRecord struct {
-	key     *idemKey
-	created time.Time
-	elem    *list.Element
-	// done is closed when the first call has finished; resp, err and kept are set before.
+	key  idemKey
+	elem *list.Element
+	cost int64
+	// done is closed when the first call has finished; out and kept are set before. A
+	// finished record's done is closedDone (its own channel goes with the waiters), and it is
+	// read under the lock: see begin.
 	done chan struct{}
-	resp any
-	err  error
+	out  outcome
 	// kept is false when the outcome was transient (the call may be retried for real), in
 	// which case the record was dropped and a waiter must run the call itself.
 	kept bool
 }
 
-func newIdempotency(window time.Duration, maxRecords int, now func() time.Time) *idempotency {
-	return &idempotency{window: window, maxRecords: maxRecords, now: now, records: make(map[string]*idemRecord)}
+// closedDone is the done channel of finished records.
+var closedDone = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+func newIdempotency(window time.Duration, maxBytes int64, now func() time.Time) *idempotency {
+	return &idempotency{window: window, maxBytes: maxBytes, now: now, records: make(map[string]*idemRecord)}
 }
 
-// begin claims id for a call with payload d. It returns owner=true when the caller is the first
-// and must call finish; otherwise rec is the record of the first call, which the caller waits
-// for (see wait). A reuse of id with another payload is IDEMPOTENCY_CONFLICT.
-func (m *idempotency) begin(key *idemKey) (rec *idemRecord, owner bool, err error) {
+// begin claims key.id for a call with key's payload. It returns owner=true when the caller is
+// the first and must call finish; otherwise rec is the record of the first call, and done is
+// closed once rec is finished. A reuse of the id with another payload is IDEMPOTENCY_CONFLICT.
+func (m *idempotency) begin(key *idemKey) (rec *idemRecord, done <-chan struct{}, owner bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.now()
-	m.expire(now)
+	m.expire()
 	if rec := m.records[key.id]; rec != nil {
 		if rec.key.method != key.method || rec.key.digest != key.digest {
-			return nil, false, kvError(kv.ErrorCode_IDEMPOTENCY_CONFLICT,
+			return nil, nil, false, kvError(kv.ErrorCode_IDEMPOTENCY_CONFLICT,
 				"request_id %q was already used for a different request", key.id)
 		}
-		return rec, false, nil
+		return rec, rec.done, false, nil
 	}
-	rec = &idemRecord{key: key, created: now, done: make(chan struct{})}
+	rec = &idemRecord{key: *key, done: make(chan struct{})}
+	rec.key.id = strings.Clone(key.id) // not a view of the request it came in
+	rec.cost = recordBytes + int64(len(key.id))
 	m.insert(rec)
-	return rec, true, nil
+	return rec, rec.done, true, nil
 }
 
-// insert adds rec as the newest record, evicting the oldest beyond the bound.
+// insert adds rec as the newest record, evicting the oldest to make room; a record that
+// cannot fit at all is not kept.
 func (m *idempotency) insert(rec *idemRecord) {
-	for len(m.records) >= m.maxRecords {
-		m.drop(m.byAge.Front().Value.(*idemRecord))
+	if rec.cost > m.maxBytes {
+		m.evicted++
+		return
 	}
 	rec.elem = m.byAge.PushBack(rec)
 	m.records[rec.key.id] = rec
+	m.bytes += rec.cost
+	m.evictOver()
 }
 
-// finish records the outcome of the owner's call and releases its waiters. A transient outcome
-// is not remembered: the next call with the same id runs for real.
-func (m *idempotency) finish(rec *idemRecord, resp any, err error) {
+// finish records the outcome of the owner's call of n entries (key(i) is entry i's key) and
+// releases its waiters. A transient outcome is not remembered: the next call with the same id
+// runs for real. The record grows by the entries its outcome lists, which may evict others.
+func (m *idempotency) finish(rec *idemRecord, resp any, err error, n int, key func(int) string) {
+	var out outcome
+	kept := !transient(err)
+	if kept {
+		out, kept = outcomeOf(resp, err, n, key)
+	}
 	m.mu.Lock()
-	rec.resp, rec.err, rec.kept = resp, err, !transient(err)
-	if !rec.kept && m.records[rec.key.id] == rec {
-		m.drop(rec)
+	rec.out, rec.kept = out, kept
+	done := rec.done
+	rec.done = closedDone
+	if m.records[rec.key.id] == rec {
+		grown := rec.cost + entryBytes*int64(len(out.entries))
+		switch {
+		case !kept:
+			m.drop(rec)
+		case grown > m.maxBytes:
+			m.drop(rec)
+			m.evicted++
+		default:
+			m.bytes += grown - rec.cost
+			rec.cost = grown
+			m.expire()
+			m.evictOver()
+		}
 	}
 	m.mu.Unlock()
-	close(rec.done)
+	close(done)
 }
 
-// expire drops records older than the window; they are oldest first.
-func (m *idempotency) expire(now time.Time) {
+// restore adds a finished record recovered with a durable store, unless its window is over.
+func (m *idempotency) restore(key idemKey, out outcome) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.now().UnixMilli()-key.createdMs >= m.window.Milliseconds() {
+		return
+	}
+	if old := m.records[key.id]; old != nil {
+		m.drop(old)
+	}
+	rec := &idemRecord{key: key, done: closedDone, out: out, kept: true,
+		cost: recordBytes + int64(len(key.id)) + entryBytes*int64(len(out.entries))}
+	m.insert(rec)
+}
+
+// expire drops records whose window is over; they are oldest first.
+func (m *idempotency) expire() {
+	nowMs, windowMs := m.now().UnixMilli(), m.window.Milliseconds()
 	for e := m.byAge.Front(); e != nil; e = m.byAge.Front() {
 		rec := e.Value.(*idemRecord)
-		if now.Sub(rec.created) < m.window {
+		if nowMs-rec.key.createdMs < windowMs {
 			return
 		}
 		m.drop(rec)
 	}
 }
 
+// evictOver evicts the oldest records, inside their window, while the records are over the
+// byte bound.
+func (m *idempotency) evictOver() {
+	for m.bytes > m.maxBytes {
+		m.drop(m.byAge.Front().Value.(*idemRecord))
+		m.evicted++
+	}
+}
+
 func (m *idempotency) drop(rec *idemRecord) {
 	m.byAge.Remove(rec.elem)
 	delete(m.records, rec.key.id)
+	m.bytes -= rec.cost
 }
 
-// size returns the number of records held.
-func (m *idempotency) size() int {
+// stats returns the number of records held, their bytes and the evictions so far.
+func (m *idempotency) stats() (records int, bytes int64, evicted uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.records)
+	return len(m.records), m.bytes, m.evicted
 }
 
 // transient reports whether an outcome may differ on a retry (admission, availability, bugs),

@@ -414,9 +414,8 @@ func newHookedService(t *testing.T, waits bool, before func(context.Context, sto
 	}
 	t.Cleanup(func() { _ = mem.Close() })
 	s, err := New(&hookedEngine{Memory: mem, waits: waits, before: before}, Options{
-		Limits:                Limits{MaxKeyBytes: 16, MaxValueBytes: 32, MaxBatchEntries: manyLimit},
-		IdempotencyWindow:     time.Minute,
-		IdempotencyMaxRecords: 10,
+		Limits:            Limits{MaxKeyBytes: 16, MaxValueBytes: 32, MaxBatchEntries: manyLimit},
+		IdempotencyWindow: time.Minute,
 	})
 	if err != nil {
 		t.Fatal(err)

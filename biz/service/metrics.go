@@ -128,7 +128,14 @@ func newMetrics(reg prometheus.Registerer, engine store.Engine, idem *idempotenc
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "store_revision", Help: "Revision of the store's latest write."},
 			func() float64 { return float64(engine.Stats().Revision) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "idempotency_records", Help: "request_ids whose responses are remembered."},
-			func() float64 { return float64(idem.size()) }),
+			func() float64 { n, _, _ := idem.stats(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "idempotency_bytes", Help: "Bytes the idempotency records hold, as idempotency.max_bytes counts them."},
+			func() float64 { _, b, _ := idem.stats(); return float64(b) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "idempotency_max_bytes", Help: "The bound on idempotency_bytes (idempotency.max_bytes)."},
+			func() float64 { return float64(idem.maxBytes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "idempotency_evictions_total",
+			Help: "Records evicted inside idempotency.window because idempotency.max_bytes was reached: a retry of their call runs again."},
+			func() float64 { _, _, e := idem.stats(); return float64(e) }),
 	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
@@ -100,7 +99,6 @@ type Recovery struct {
 type recoveredCall struct {
 	key     idemKey
 	resp    any // set by a saved record, or built from the batches
-	keys    []string
 	results []store.Result
 	covered int
 	rev     int64
@@ -110,7 +108,8 @@ type recoveredCall struct {
 func NewRecovery() *Recovery { return &Recovery{calls: map[string]*recoveredCall{}} }
 
 // Add is the store's DurableOptions.Recovered: a tagged batch (rev > 0) or a saved record.
-func (r *Recovery) Add(tag []byte, rev int64, keys []string, results []store.Result) {
+// The keys are not needed: a replay takes them from the retry.
+func (r *Recovery) Add(tag []byte, rev int64, _ []string, results []store.Result) {
 	k, offset, total, rest, err := parseTag(tag)
 	if err != nil || (rev > 0 && offset+len(results) > total) {
 		return // not ours to understand: the request_id is forgotten
@@ -125,17 +124,16 @@ func (r *Recovery) Add(tag []byte, rev int64, keys []string, results []store.Res
 		c.resp, _ = decodeResponse(k.method, rest) // an undecodable record is forgotten
 		return
 	}
-	if c.keys == nil {
-		c.keys, c.results = make([]string, total), make([]store.Result, total)
+	if c.results == nil {
+		c.results = make([]store.Result, total)
 	}
-	copy(c.keys[offset:], keys)
 	copy(c.results[offset:], results)
 	c.covered += len(results)
 	c.rev = max(c.rev, rev)
 }
 
-// response rebuilds the call's response; nil when the journal holds only part of the call (a
-// crash cut it between chunks): that request_id is then forgotten.
+// response rebuilds the call's response, without keys; nil when the journal holds only part
+// of the call (a crash cut it between chunks): that request_id is then forgotten.
 func (c *recoveredCall) response() any {
 	if c.resp != nil || c.covered != len(c.results) {
 		return c.resp
@@ -149,7 +147,7 @@ func (c *recoveredCall) response() any {
 	statuses := make([]*kv.KeyStatus, len(c.results))
 	applied := int32(0)
 	for i, res := range c.results {
-		statuses[i] = &kv.KeyStatus{Key: c.keys[i], Code: storeCode(res.Code), Version: res.Version}
+		statuses[i] = &kv.KeyStatus{Code: storeCode(res.Code), Version: res.Version}
 		if res.Code == store.OK {
 			applied++
 		}
@@ -170,32 +168,22 @@ func (r *Recovery) restore(m *idempotency) {
 	if r == nil {
 		return
 	}
-	now := m.now()
 	for _, id := range r.order {
 		c := r.calls[id]
-		created := time.UnixMilli(c.key.createdMs)
-		resp := c.response()
-		if resp == nil || now.Sub(created) >= m.window {
-			continue
+		if out, ok := outcomeOf(c.response(), nil, 0, nil); ok {
+			m.restore(c.key, out)
 		}
-		key := c.key
-		rec := &idemRecord{key: &key, created: created, done: make(chan struct{}), resp: resp, kept: true}
-		close(rec.done)
-		m.mu.Lock()
-		if old := m.records[id]; old != nil {
-			m.drop(old)
-		}
-		m.insert(rec)
-		m.mu.Unlock()
 	}
 }
 
-// SnapshotTags is the store's DurableOptions.SnapshotTags: every remembered successful
-// response, saved whole.
+// SnapshotTags is the store's DurableOptions.SnapshotTags: every remembered response, saved
+// whole but for its keys, which a replay takes from the retry. (A precondition failure wrote
+// nothing to the journal either, and is not saved.)
 func (s *Service) SnapshotTags() [][]byte {
 	s.idem.mu.Lock()
 	defer s.idem.mu.Unlock()
 	var out [][]byte
+	noKey := func(int) string { return "" }
 	for e := s.idem.byAge.Front(); e != nil; e = e.Next() {
 		rec := e.Value.(*idemRecord)
 		select {
@@ -203,10 +191,10 @@ func (s *Service) SnapshotTags() [][]byte {
 		default:
 			continue // in flight: its batch is in the journal after the snapshot's cut
 		}
-		if rec.resp == nil {
+		if !rec.kept || rec.out.code != kv.ErrorCode_OK {
 			continue
 		}
-		if b, ok := encodeResponse(rec.key.tag(0, 1), rec.resp); ok {
+		if b, ok := encodeResponse(rec.key.tag(0, 1), rec.out.response(rec.key.method, noKey)); ok {
 			out = append(out, b)
 		}
 	}

@@ -27,11 +27,10 @@ func durableService(t *testing.T, dir string, clock *testClock) (*Service, *stor
 		t.Fatal(err)
 	}
 	svc, err = New(engine, Options{
-		Limits:                testLimits,
-		IdempotencyWindow:     time.Hour,
-		IdempotencyMaxRecords: 100,
-		Recovery:              rec,
-		Now:                   clock.now,
+		Limits:            testLimits,
+		IdempotencyWindow: time.Hour,
+		Recovery:          rec,
+		Now:               clock.now,
 	})
 	if err != nil {
 		t.Fatal(err)

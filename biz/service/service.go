@@ -38,8 +38,9 @@ type Options struct {
 	Limits Limits
 	// IdempotencyWindow is how long a request_id's response is kept.
 	IdempotencyWindow time.Duration
-	// IdempotencyMaxRecords bounds the request_ids remembered; the oldest are forgotten first.
-	IdempotencyMaxRecords int
+	// IdempotencyMaxBytes bounds the bytes of the request_ids' records; 0 means
+	// DefaultIdempotencyMaxBytes. When a record would cross it, the oldest are evicted.
+	IdempotencyMaxBytes int64
 	// Admission configures write admission; the zero value admits everything.
 	Admission AdmissionSettings
 	// Registerer receives the service's metrics; nil registers them nowhere.
@@ -71,8 +72,11 @@ func New(engine store.Engine, opts Options) (*Service, error) {
 	if l.MaxKeyBytes <= 0 || l.MaxValueBytes <= 0 || l.MaxBatchEntries <= 0 {
 		return nil, fmt.Errorf("service: limits must be positive, got %+v", l)
 	}
-	if opts.IdempotencyWindow <= 0 || opts.IdempotencyMaxRecords <= 0 {
-		return nil, fmt.Errorf("service: idempotency window and max records must be positive")
+	if opts.IdempotencyWindow <= 0 || opts.IdempotencyMaxBytes < 0 {
+		return nil, fmt.Errorf("service: idempotency window must be positive and max bytes not negative")
+	}
+	if opts.IdempotencyMaxBytes == 0 {
+		opts.IdempotencyMaxBytes = DefaultIdempotencyMaxBytes
 	}
 	now := opts.Now
 	if now == nil {
@@ -81,7 +85,7 @@ func New(engine store.Engine, opts Options) (*Service, error) {
 	s := &Service{
 		engine: engine,
 		limits: l,
-		idem:   newIdempotency(opts.IdempotencyWindow, opts.IdempotencyMaxRecords, now),
+		idem:   newIdempotency(opts.IdempotencyWindow, opts.IdempotencyMaxBytes, now),
 		now:    now,
 		bucket: limiter.New(0, 1, now),
 	}
@@ -269,11 +273,7 @@ func (s *Service) apply(ctx context.Context, b store.Batch, statuses []*kv.KeySt
 		if len(failed) == 0 {
 			return store.Outcome{}, kvError(kv.ErrorCode_INTERNAL, "store: atomic write applied %d of %d entries", out.Applied, len(writes))
 		}
-		first := failed[0]
-		e := kvError(first.Code, "atomic write applied nothing: %d of %d entries failed their precondition (first: key %q: %s)",
-			len(failed), len(writes), first.Key, first.Code)
-		e.Failed = failed
-		return store.Outcome{}, e
+		return store.Outcome{}, atomicFailure(failed, len(writes))
 	}
 	backing := make([]kv.KeyStatus, len(results)) // one allocation for every key's status
 	for i, r := range results {
@@ -351,21 +351,36 @@ func (s *Service) single(ctx context.Context, w write, key *idemKey) (store.Resu
 		return store.Result{}, 0, storeError(err)
 	}
 	if r := results[0]; r.Code != store.OK {
-		code := storeCode(r.Code)
-		e := kvError(code, "key %q: %s (current version %d)", w.key, preconditionSentence(r.Code), r.Version)
-		e.Failed = []*kv.KeyStatus{{Key: w.key, Code: code, Version: r.Version}}
-		return store.Result{}, 0, e
+		return store.Result{}, 0, preconditionFailure(&kv.KeyStatus{Key: w.key, Code: storeCode(r.Code), Version: r.Version})
 	}
 	return results[0], out.Revision, nil
 }
 
-func preconditionSentence(c store.Code) string {
+// preconditionFailure is the error of a single-key write whose precondition failed: st names
+// the key, the failure and its current version.
+func preconditionFailure(st *kv.KeyStatus) *kv.KVError {
+	e := kvError(st.Code, "key %q: %s (current version %d)", st.Key, preconditionSentence(st.Code), st.Version)
+	e.Failed = []*kv.KeyStatus{st}
+	return e
+}
+
+// atomicFailure is the error of an ATOMIC write of n entries that applied nothing because the
+// entries of failed (every failing one, in entry order) failed their precondition.
+func atomicFailure(failed []*kv.KeyStatus, n int) *kv.KVError {
+	first := failed[0]
+	e := kvError(first.Code, "atomic write applied nothing: %d of %d entries failed their precondition (first: key %q: %s)",
+		len(failed), n, first.Key, first.Code)
+	e.Failed = failed
+	return e
+}
+
+func preconditionSentence(c kv.ErrorCode) string {
 	switch c {
-	case store.NotFound:
+	case kv.ErrorCode_NOT_FOUND:
 		return "no such key"
-	case store.AlreadyExists:
+	case kv.ErrorCode_ALREADY_EXISTS:
 		return "the key exists and the write was create-only"
-	case store.VersionMismatch:
+	case kv.ErrorCode_VERSION_MISMATCH:
 		return "the key's version is not the expected one"
 	}
 	return c.String()
@@ -378,12 +393,24 @@ type writeResponse[T any] interface {
 	SetSuggestedBatch(int32)
 }
 
+// writeCall is a write call as idempotency sees it: its method, mode and n entries, entry(i)
+// giving each.
+type writeCall struct {
+	method string
+	mode   kv.WriteMode
+	n      int
+	entry  func(int) write
+}
+
+// key is the key of entry i.
+func (c *writeCall) key(i int) string { return c.entry(i).key }
+
 // idempotent runs call once per request_id: a retry with the same id and payload gets the
-// first outcome back (a copy, marked replayed, with the suggested_batch of now: the stored
-// response is shared and never modified), a different payload is refused, and a retry that
-// arrives while the first call runs waits for it. Without a request_id, call just runs.
-func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, method, requestID string,
-	payload func() digest, call func(*idemKey) (P, error)) (P, error) {
+// first outcome back (rebuilt from the record with the retry's keys, marked replayed, with the
+// suggested_batch of now), a different payload is refused, and a retry that arrives while the
+// first call runs waits for it. Without a request_id, call just runs.
+func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, wc *writeCall, requestID string,
+	call func(*idemKey) (P, error)) (P, error) {
 	var zero P
 	if requestID == "" {
 		return call(nil)
@@ -391,28 +418,28 @@ func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, meth
 	if len(requestID) > MaxRequestIDBytes {
 		return zero, kvError(kv.ErrorCode_INVALID_ARGUMENT, "request_id of %d bytes is over the limit of %d bytes", len(requestID), MaxRequestIDBytes)
 	}
-	key := &idemKey{method: method, id: requestID, digest: payload(), createdMs: s.now().UnixMilli()}
+	key := &idemKey{method: wc.method, id: requestID, digest: digestOf(wc.method, wc.mode, wc.n, wc.entry),
+		createdMs: s.now().UnixMilli()}
 	for {
-		rec, owner, err := s.idem.begin(key)
+		rec, done, owner, err := s.idem.begin(key)
 		if err != nil {
 			return zero, err
 		}
 		if owner {
-			return runOwned(s.idem, rec, func() (P, error) { return call(key) })
+			return runOwned(s.idem, rec, wc, func() (P, error) { return call(key) })
 		}
 		select {
-		case <-rec.done:
+		case <-done:
 		case <-ctx.Done():
 			return zero, kvError(kv.ErrorCode_UNAVAILABLE, "gave up waiting for the earlier call with request_id %q: %v", requestID, ctx.Err())
 		}
 		if !rec.kept {
 			continue // the first call's outcome was transient: run for real
 		}
-		if rec.err != nil {
-			return zero, rec.err
+		if rec.out.code != kv.ErrorCode_OK {
+			return zero, rec.out.err(wc.method, wc.n, wc.key)
 		}
-		replay := P(new(T))
-		*replay = *rec.resp.(P)
+		replay := rec.out.response(wc.method, wc.key).(P)
 		replay.SetReplayed(true)
 		replay.SetSuggestedBatch(s.suggest())
 		return replay, nil
@@ -420,16 +447,16 @@ func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, meth
 }
 
 // runOwned runs call for the owner of rec and records its outcome, even if call panics.
-func runOwned[R any](m *idempotency, rec *idemRecord, call func() (R, error)) (resp R, err error) {
+func runOwned[R any](m *idempotency, rec *idemRecord, wc *writeCall, call func() (R, error)) (resp R, err error) {
 	finished := false
 	defer func() {
 		if !finished {
-			m.finish(rec, nil, kvError(kv.ErrorCode_INTERNAL, "the call failed"))
+			m.finish(rec, nil, kvError(kv.ErrorCode_INTERNAL, "the call failed"), wc.n, wc.key)
 		}
 	}()
 	resp, err = call()
 	finished = true
-	m.finish(rec, resp, err)
+	m.finish(rec, resp, err, wc.n, wc.key)
 	return resp, err
 }
 
@@ -445,8 +472,7 @@ func requestIDOf(p *string) string {
 func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResponse, err error) {
 	defer s.metrics.observe(mPut, &err)
 	w := write{key: req.Key, value: req.Value, expected: req.ExpectedVersion, ttlMs: req.TtlMs}
-	return idempotent(ctx, s, "Put", requestIDOf(req.RequestId),
-		func() digest { return digestOf("Put", 0, 1, func(int) write { return w }) },
+	return idempotent(ctx, s, singleCall("Put", w), requestIDOf(req.RequestId),
 		func(key *idemKey) (*kv.PutResponse, error) {
 			r, _, err := s.single(ctx, w, key)
 			if err != nil {
@@ -454,6 +480,11 @@ func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResp
 			}
 			return &kv.PutResponse{Version: r.Version, Created: r.Created, SuggestedBatch: s.suggest()}, nil
 		})
+}
+
+// singleCall is the writeCall of a single-key method writing w.
+func singleCall(method string, w write) *writeCall {
+	return &writeCall{method: method, n: 1, entry: func(int) write { return w }}
 }
 
 // Get reads one key; an absent or expired key is NOT_FOUND.
@@ -480,8 +511,7 @@ func toItem(key string, it store.Item) *kv.Item {
 func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.DeleteResponse, err error) {
 	defer s.metrics.observe(mDelete, &err)
 	w := write{key: req.Key, del: true, expected: req.ExpectedVersion}
-	return idempotent(ctx, s, "Delete", requestIDOf(req.RequestId),
-		func() digest { return digestOf("Delete", 0, 1, func(int) write { return w }) },
+	return idempotent(ctx, s, singleCall("Delete", w), requestIDOf(req.RequestId),
 		func(key *idemKey) (*kv.DeleteResponse, error) {
 			_, rev, err := s.single(ctx, w, key)
 			if err != nil {
@@ -554,8 +584,7 @@ func batchCall[T any, P batchResponse[T]](ctx context.Context, s *Service, metho
 	if err != nil {
 		return nil, err
 	}
-	return idempotent(ctx, s, method, requestIDOf(requestID),
-		func() digest { return digestOf(method, m, n, entry) },
+	return idempotent(ctx, s, &writeCall{method: method, mode: m, n: n, entry: entry}, requestIDOf(requestID),
 		func(key *idemKey) (P, error) {
 			r, err := s.write(ctx, mode, writes, key)
 			if err != nil {

@@ -37,11 +37,10 @@ func newTestService(t *testing.T) (*Service, *testClock, *prometheus.Registry) {
 	t.Cleanup(func() { _ = engine.Close() })
 	reg := prometheus.NewRegistry()
 	s, err := New(engine, Options{
-		Limits:                testLimits,
-		IdempotencyWindow:     time.Minute,
-		IdempotencyMaxRecords: 3,
-		Registerer:            reg,
-		Now:                   clock.now,
+		Limits:            testLimits,
+		IdempotencyWindow: time.Minute,
+		Registerer:        reg,
+		Now:               clock.now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -260,29 +259,6 @@ func TestIdempotentReplayAndConflict(t *testing.T) {
 	}
 }
 
-func TestIdempotencyRecordsBounded(t *testing.T) {
-	s, _, _ := newTestService(t) // max 3 records
-	ctx := context.Background()
-	for _, id := range []string{"r1", "r2", "r3", "r4"} {
-		if _, err := s.Put(ctx, &kv.PutRequest{Key: id, Value: []byte("v"), RequestId: str(id)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := s.idem.size(); n != 3 {
-		t.Fatalf("records = %d; want 3", n)
-	}
-	// r1, the oldest, was forgotten: the call runs again (and is now a replace).
-	resp, err := s.Put(ctx, &kv.PutRequest{Key: "r1", Value: []byte("v"), RequestId: str("r1")})
-	if err != nil || resp.Replayed || resp.Created {
-		t.Fatalf("after eviction = %+v, %v", resp, err)
-	}
-	// r4 is still remembered.
-	resp, err = s.Put(ctx, &kv.PutRequest{Key: "r4", Value: []byte("v"), RequestId: str("r4")})
-	if err != nil || !resp.Replayed {
-		t.Fatalf("r4 = %+v, %v", resp, err)
-	}
-}
-
 // TestConcurrentRetriesApplyOnce sends the same request_id from many goroutines at once: one
 // call writes, the others wait for it and replay its response.
 func TestConcurrentRetriesApplyOnce(t *testing.T) {
@@ -324,23 +300,24 @@ func TestConcurrentRetriesApplyOnce(t *testing.T) {
 
 func TestWaitingRetryHonoursContext(t *testing.T) {
 	s, _, _ := newTestService(t)
-	d := newHasher("x").sum()
-	rec, owner, err := s.idem.begin(&idemKey{method: "Put", id: "slow", digest: d})
+	wc := singleCall("Put", write{key: "k"})
+	d := digestOf(wc.method, wc.mode, wc.n, wc.entry)
+	rec, _, owner, err := s.idem.begin(&idemKey{method: "Put", id: "slow", digest: d, createdMs: s.now().UnixMilli()})
 	if err != nil || !owner {
 		t.Fatal(owner, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = idempotent(ctx, s, "Put", "slow", func() digest { return d },
+	_, err = idempotent(ctx, s, wc, "slow",
 		func(*idemKey) (*kv.PutResponse, error) {
 			t.Error("ran while the first call was in flight")
 			return nil, nil
 		})
 	wantCode(t, err, kv.ErrorCode_UNAVAILABLE)
 	// A transient outcome is not kept: the next call runs for real.
-	s.idem.finish(rec, nil, kvError(kv.ErrorCode_UNAVAILABLE, "down"))
+	s.idem.finish(rec, nil, kvError(kv.ErrorCode_UNAVAILABLE, "down"), wc.n, wc.key)
 	ran := false
-	_, err = idempotent(context.Background(), s, "Put", "slow", func() digest { return d },
+	_, err = idempotent(context.Background(), s, wc, "slow",
 		func(*idemKey) (*kv.PutResponse, error) { ran = true; return &kv.PutResponse{}, nil })
 	if err != nil || !ran {
 		t.Fatalf("after a transient outcome: ran %v, err %v", ran, err)

@@ -125,8 +125,9 @@ type LimiterConfig struct {
 type IdempotencyConfig struct {
 	// Window is how long a request_id's response is kept for replay.
 	Window time.Duration `yaml:"window"`
-	// MaxRecords bounds the remembered request_ids; the oldest are evicted first.
-	MaxRecords int `yaml:"max_records"`
+	// MaxBytes bounds the bytes the records take; when a new record would cross it, the oldest
+	// are evicted before their window is over (and their retries run again).
+	MaxBytes int `yaml:"max_bytes"`
 }
 
 // LogConfig configures the server's structured log.
@@ -136,6 +137,9 @@ type LogConfig struct {
 	// Format is the log line format: text or json.
 	Format string `yaml:"format"`
 }
+
+// minIdempotencyBytes is the least idempotency.max_bytes: room for a few thousand records.
+const minIdempotencyBytes = 1 << 20
 
 // envPrefix starts the name of every environment variable this package reads.
 const envPrefix = "PUTALLKV_"
@@ -297,7 +301,9 @@ func (c *Config) Validate() error {
 	positive("limits.max_value_bytes", c.Limits.MaxValueBytes)
 	positive("limits.max_batch_entries", c.Limits.MaxBatchEntries)
 	positiveDuration("idempotency.window", c.Idempotency.Window)
-	positive("idempotency.max_records", c.Idempotency.MaxRecords)
+	if c.Idempotency.MaxBytes < minIdempotencyBytes {
+		bad("idempotency.max_bytes", "must be at least %d, got %d", minIdempotencyBytes, c.Idempotency.MaxBytes)
+	}
 	if c.Limiter.Rate < 0 {
 		bad("limiter.rate", "must be 0 (unlimited) or positive, got %d", c.Limiter.Rate)
 	}

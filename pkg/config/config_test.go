@@ -44,7 +44,7 @@ func TestDefaults(t *testing.T) {
 		Admin:       AdminConfig{Addr: "127.0.0.1:9100"},
 		Store:       StoreConfig{Shards: 256, SweepInterval: time.Second},
 		Limits:      LimitsConfig{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxBatchEntries: 1000},
-		Idempotency: IdempotencyConfig{Window: 10 * time.Minute, MaxRecords: 100000},
+		Idempotency: IdempotencyConfig{Window: 10 * time.Minute, MaxBytes: 64 << 20},
 		Limiter:     LimiterConfig{Rate: 0, Burst: 10000, MaxWait: 100 * time.Millisecond, MaxChunk: 1000},
 		Gateway:     GatewayConfig{Addr: "127.0.0.1:8080", MaxBodyBytes: 8 << 20},
 		WAL:         WALConfig{Fsync: "always", FsyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, SnapshotBytes: 256 << 20},
@@ -95,11 +95,11 @@ func TestFileOverlay(t *testing.T) {
 		},
 		{
 			"ints and durations",
-			"limits:\n  max_batch_entries: 50\nidempotency:\n  window: 1h30m\n  max_records: 7\n",
+			"limits:\n  max_batch_entries: 50\nidempotency:\n  window: 1h30m\n  max_bytes: 2097152\n",
 			func(c *Config) {
 				c.Limits.MaxBatchEntries = 50
 				c.Idempotency.Window = 90 * time.Minute
-				c.Idempotency.MaxRecords = 7
+				c.Idempotency.MaxBytes = 2 << 20
 			},
 		},
 	}
@@ -138,6 +138,7 @@ func TestFileErrors(t *testing.T) {
 			[]string{"line 2: store.shards:", "line 4: wal.fsync_interval:"}},
 		{"not YAML", "server: [\n", []string{"yaml"}},
 		{"invalid value", "store:\n  shards: 100\n", []string{"store.shards", "got 100"}},
+		{"removed key", "idempotency:\n  max_records: 100000\n", []string{"max_records", "line 2"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,7 +270,8 @@ func TestValidate(t *testing.T) {
 		{"max_value_bytes zero", func(c *Config) { c.Limits.MaxValueBytes = 0 }, "config: limits.max_value_bytes: must be positive"},
 		{"max_batch_entries negative", func(c *Config) { c.Limits.MaxBatchEntries = -1 }, "config: limits.max_batch_entries: must be positive, got -1"},
 		{"window zero", func(c *Config) { c.Idempotency.Window = 0 }, "config: idempotency.window: must be positive"},
-		{"max_records zero", func(c *Config) { c.Idempotency.MaxRecords = 0 }, "config: idempotency.max_records: must be positive"},
+		{"idempotency max_bytes minimum", func(c *Config) { c.Idempotency.MaxBytes = 1 << 20 }, ""},
+		{"idempotency max_bytes too small", func(c *Config) { c.Idempotency.MaxBytes = 1<<20 - 1 }, "config: idempotency.max_bytes: must be at least 1048576, got 1048575"},
 		{"negative rate", func(c *Config) { c.Limiter.Rate = -1 }, "config: limiter.rate: must be 0 (unlimited) or positive"},
 		{"zero burst", func(c *Config) { c.Limiter.Burst = 0 }, "config: limiter.burst: must be positive"},
 		{"negative max_wait", func(c *Config) { c.Limiter.MaxWait = -time.Second }, "config: limiter.max_wait: must not be negative"},
