@@ -146,7 +146,7 @@ func (a *app) upstreamReady(ctx context.Context) error {
 // It returns what recovery found of the service's idempotency records.
 func (a *app) openStore(reg prometheus.Registerer) (*service.Recovery, error) {
 	cfg := a.cfg
-	opts := store.Options{Shards: cfg.Store.Shards, SweepInterval: cfg.Store.SweepInterval}
+	opts := store.Options{Shards: cfg.Store.Shards, SweepInterval: cfg.Store.SweepInterval, MaxBytes: int64(cfg.Store.MaxBytes)}
 	if cfg.Store.DataDir == "" {
 		m, err := store.NewMemory(opts)
 		if err != nil {
@@ -181,7 +181,12 @@ func (a *app) openStore(reg prometheus.Registerer) (*service.Recovery, error) {
 	}
 	a.engine, a.durable = d, d
 	st := d.Stats()
-	a.log.Info("store recovered", "dir", cfg.Store.DataDir, "keys", st.Keys, "revision", st.Revision, "fsync", cfg.WAL.Fsync)
+	a.log.Info("store recovered", "dir", cfg.Store.DataDir, "keys", st.Keys, "revision", st.Revision, "fsync", cfg.WAL.Fsync,
+		"bytes", st.Bytes, "max_bytes", st.MaxBytes)
+	if st.MaxBytes > 0 && st.Bytes > st.MaxBytes {
+		a.log.Warn("the store holds more than store.max_bytes: writes that add bytes are refused until deletes or expiry free room",
+			"bytes", st.Bytes, "max_bytes", st.MaxBytes)
+	}
 	return recovery, nil
 }
 

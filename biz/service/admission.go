@@ -73,9 +73,9 @@ func (s *Service) refuse(n int, retry time.Duration, mode string) error {
 }
 
 // writeChunked applies a BEST_EFFORT batch in chunks, each the size of the tokens in hand (at
-// least 1, at most max_chunk), for as long as the wait budget allows. Entries not reached are
-// reported RESOURCE_EXHAUSTED with no version, so a caller resends exactly those; none is
-// applied twice and none is dropped silently.
+// least 1, at most max_chunk), for as long as the wait budget allows and the memory quota
+// takes them. Entries not reached are reported RESOURCE_EXHAUSTED with no version, so a caller
+// resends exactly those; none is applied twice and none is dropped silently.
 func (s *Service) writeChunked(ctx context.Context, writes []store.Write, statuses []*kv.KeyStatus, key *idemKey) (batchResult, error) {
 	// A chunk only sees its own keys, so repeats across chunks are caught here.
 	if key, dup := firstRepeat(writes); dup {
@@ -98,6 +98,9 @@ func (s *Service) writeChunked(ctx context.Context, writes []store.Write, status
 		}
 		chunk := store.Batch{Mode: store.BestEffort, Writes: writes[done : done+g.N], Tag: key.tag(done, len(writes))}
 		out, err := s.apply(ctx, chunk, statuses[done:done+g.N])
+		if err != nil && done > 0 && codeOf(err) == kv.ErrorCode_RESOURCE_EXHAUSTED {
+			break // the memory quota refused this chunk: earlier ones applied, report the rest
+		}
 		if err != nil {
 			return batchResult{}, err
 		}

@@ -301,6 +301,11 @@ func storeError(err error) *kv.KVError {
 	if dup, ok := errors.AsType[*store.DuplicateKeyError](err); ok {
 		return duplicateKeyError(dup.Key)
 	}
+	if q, ok := errors.AsType[*store.QuotaError](err); ok {
+		return kvError(kv.ErrorCode_RESOURCE_EXHAUSTED, "the store is full, nothing was written: the write needs %d more bytes "+
+			"and %d of the %d bytes of store.max_bytes are in use; delete keys (or let TTLs expire) or raise store.max_bytes",
+			q.Grow, q.Used, q.Max)
+	}
 	switch {
 	case errors.Is(err, store.ErrJournal):
 		return kvError(kv.ErrorCode_UNAVAILABLE, "the write-ahead log is refusing writes, nothing was written: %v", err)

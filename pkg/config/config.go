@@ -59,6 +59,10 @@ type StoreConfig struct {
 	SweepInterval time.Duration `yaml:"sweep_interval"`
 	// DataDir holds the write-ahead log and snapshots; empty keeps everything in memory only.
 	DataDir string `yaml:"data_dir"`
+	// MaxBytes is the memory quota: the most bytes the live keys and values may take (each
+	// key counts 64 bytes more for the store's bookkeeping); a write that would cross it is
+	// refused. 0 means no quota.
+	MaxBytes int `yaml:"max_bytes"`
 }
 
 // GatewayConfig configures the HTTP gateway.
@@ -280,6 +284,9 @@ func (c *Config) Validate() error {
 		bad("store.shards", "must be a power of two between 1 and 65536, got %d", n)
 	}
 	positiveDuration("store.sweep_interval", c.Store.SweepInterval)
+	if c.Store.MaxBytes < 0 {
+		bad("store.max_bytes", "must be 0 (no quota) or positive, got %d", c.Store.MaxBytes)
+	}
 	switch c.WAL.Fsync {
 	case "always", "interval", "none":
 	default:

@@ -42,7 +42,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		Server:      ServerConfig{Addr: "127.0.0.1:8888", MaxRequestBytes: 8 << 20, ShutdownTimeout: 10 * time.Second},
 		Admin:       AdminConfig{Addr: "127.0.0.1:9100"},
-		Store:       StoreConfig{Shards: 256, SweepInterval: time.Second},
+		Store:       StoreConfig{Shards: 256, SweepInterval: time.Second, MaxBytes: 1 << 30},
 		Limits:      LimitsConfig{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxBatchEntries: 1000},
 		Idempotency: IdempotencyConfig{Window: 10 * time.Minute, MaxBytes: 64 << 20},
 		Limiter:     LimiterConfig{Rate: 0, Burst: 10000, MaxWait: 100 * time.Millisecond, MaxChunk: 1000},
@@ -272,6 +272,8 @@ func TestValidate(t *testing.T) {
 		{"window zero", func(c *Config) { c.Idempotency.Window = 0 }, "config: idempotency.window: must be positive"},
 		{"idempotency max_bytes minimum", func(c *Config) { c.Idempotency.MaxBytes = 1 << 20 }, ""},
 		{"idempotency max_bytes too small", func(c *Config) { c.Idempotency.MaxBytes = 1<<20 - 1 }, "config: idempotency.max_bytes: must be at least 1048576, got 1048575"},
+		{"store max_bytes none", func(c *Config) { c.Store.MaxBytes = 0 }, ""},
+		{"store max_bytes negative", func(c *Config) { c.Store.MaxBytes = -1 }, "config: store.max_bytes: must be 0 (no quota) or positive, got -1"},
 		{"negative rate", func(c *Config) { c.Limiter.Rate = -1 }, "config: limiter.rate: must be 0 (unlimited) or positive"},
 		{"zero burst", func(c *Config) { c.Limiter.Burst = 0 }, "config: limiter.burst: must be positive"},
 		{"negative max_wait", func(c *Config) { c.Limiter.MaxWait = -time.Second }, "config: limiter.max_wait: must not be negative"},

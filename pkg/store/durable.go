@@ -170,7 +170,9 @@ func (d *Durable) restore(w *Write, version int64) {
 	sh := d.shardOf(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	d.keys.Add(sh.write(w, h, sh.find(w.Key, h), version))
+	l := sh.find(w.Key, h)
+	d.used.Add(sh.growth(w, l)) // recovery restores what was acknowledged, quota or not
+	d.keys.Add(sh.write(w, h, l, version))
 	sh.compactIfWasteful()
 }
 

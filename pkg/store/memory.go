@@ -22,6 +22,9 @@ type Options struct {
 	SweepInterval time.Duration
 	// Now is the clock TTLs are measured against; nil means time.Now.
 	Now func() time.Time
+	// MaxBytes is the memory quota: the most bytes the resident keys may count (see
+	// KeyOverhead); 0 means no quota.
+	MaxBytes int64
 }
 
 // Memory is the sharded in-memory Engine. Keys are spread over shards by hash; a batch locks
@@ -35,6 +38,12 @@ type Memory struct {
 	rev     atomic.Int64
 	keys    atomic.Int64
 	scratch sync.Pool
+
+	// used is what the resident keys count against maxBytes (see quota.go), quotaRefusals the
+	// batches refused for it.
+	maxBytes      int64
+	used          atomic.Int64
+	quotaRefusals atomic.Uint64
 
 	// journal, when set, records every write (see durable.go); seqMu orders revisions and
 	// records; lastLSN is the journal position of the latest revision.
@@ -76,12 +85,16 @@ func NewMemory(opts Options) (*Memory, error) {
 	if opts.SweepInterval < 0 {
 		return nil, fmt.Errorf("store: negative sweep interval %v", opts.SweepInterval)
 	}
+	if opts.MaxBytes < 0 {
+		return nil, fmt.Errorf("store: negative memory quota %d", opts.MaxBytes)
+	}
 	s := &Memory{
-		shards: make([]shard, n),
-		shift:  uint(64 - bits.TrailingZeros(uint(n))),
-		seed:   maphash.MakeSeed(),
-		now:    opts.Now,
-		stop:   make(chan struct{}),
+		shards:   make([]shard, n),
+		shift:    uint(64 - bits.TrailingZeros(uint(n))),
+		seed:     maphash.MakeSeed(),
+		now:      opts.Now,
+		maxBytes: opts.MaxBytes,
+		stop:     make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -266,28 +279,39 @@ func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Resu
 	found := s.findAll(sc, refs, func(i int) string { return writes[i].Key })
 	nowMs := s.now().UnixMilli()
 	failed := 0
+	var grow int64 // the change in the store's bytes
 	for _, r := range refs {
 		w := &writes[r.idx]
 		sh := s.shardOf(r.hash)
 		l := found[r.idx]
 		var version int64 // 0: absent or expired
+		var replaced int64
 		if l.found() {
-			if h := sh.header(l.ref); !h.expired(nowMs) {
+			h := sh.header(l.ref)
+			if !h.expired(nowMs) {
 				version = h.version
 			}
+			replaced = h.cost()
 		}
 		res := check(w, version)
 		results[r.idx] = res
 		if res.Code != OK {
 			failed++
+			continue
 		}
+		grow += w.cost() - replaced
 	}
 	if failed == len(writes) || (b.Mode == Atomic && failed > 0) {
 		s.unlockShards(refs, true)
 		return Outcome{}, 0, nil
 	}
+	if err := s.reserve(grow); err != nil {
+		s.unlockShards(refs, true)
+		return Outcome{}, 0, err
+	}
 	rev, lsn, err := s.sequence(sc, b, results)
 	if err != nil {
+		s.used.Add(-grow)
 		s.unlockShards(refs, true)
 		return Outcome{}, 0, err
 	}
@@ -404,7 +428,8 @@ func (s *Memory) WaitsForDurability() bool { return s.journal != nil }
 
 // Stats implements Engine.
 func (s *Memory) Stats() Stats {
-	return Stats{Keys: s.keys.Load(), Revision: s.rev.Load()}
+	return Stats{Keys: s.keys.Load(), Revision: s.rev.Load(),
+		Bytes: s.used.Load(), MaxBytes: s.maxBytes, QuotaRefusals: s.quotaRefusals.Load()}
 }
 
 // Sweep frees the keys that have expired and returns how many it freed. The background sweeper
@@ -412,6 +437,7 @@ func (s *Memory) Stats() Stats {
 func (s *Memory) Sweep() int {
 	nowMs := s.now().UnixMilli()
 	freed := 0
+	var freedBytes int64
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -424,6 +450,7 @@ func (s *Memory) Sweep() int {
 			})
 			for _, rk := range expired {
 				sh.remove(string(rk.key), rk.hash, rk.loc)
+				freedBytes += rk.header.cost()
 			}
 			freed += len(expired)
 			sh.compactIfWasteful()
@@ -432,6 +459,7 @@ func (s *Memory) Sweep() int {
 	}
 	if freed > 0 {
 		s.keys.Add(int64(-freed))
+		s.used.Add(-freedBytes)
 	}
 	return freed
 }

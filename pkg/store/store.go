@@ -113,6 +113,10 @@ type Stats struct {
 	Keys int64
 	// Revision is the revision of the latest write.
 	Revision int64
+	// Bytes is what the resident keys count against the memory quota, MaxBytes the quota (0
+	// for none), QuotaRefusals the batches refused for it so far.
+	Bytes, MaxBytes int64
+	QuotaRefusals   uint64
 }
 
 // ErrDuplicateKey is what a *DuplicateKeyError matches with errors.Is.
