@@ -59,7 +59,10 @@ func (sh *shard) growth(w *Write, l loc) int64 {
 // them over the quota: then it counts the refusal and returns a *QuotaError. Concurrent batches
 // reserve atomically, so together they cannot cross the quota either.
 func (s *Memory) reserve(grow int64) error {
-	if grow <= 0 || s.maxBytes == 0 {
+	switch {
+	case grow == 0: // an overwrite of the same size: the shared counter is left alone
+		return nil
+	case grow < 0 || s.maxBytes == 0:
 		s.used.Add(grow)
 		return nil
 	}
