@@ -398,23 +398,24 @@ type writeResponse[T any] interface {
 	SetSuggestedBatch(int32)
 }
 
-// writeCall is a write call as idempotency sees it: its method, mode and n entries, entry(i)
-// giving each.
-type writeCall struct {
-	method string
-	mode   kv.WriteMode
-	n      int
-	entry  func(int) write
+// writeEntries are a write call's entries as idempotency sees them: the mode and n entries,
+// entry(i) giving each. (The method goes beside them, not in them: it is kept in the record,
+// and escape analysis, which does not tell fields apart, would then move entry, and the
+// caller's closure behind it, to the heap on every call.)
+type writeEntries struct {
+	mode  kv.WriteMode
+	n     int
+	entry func(int) write
 }
 
 // key is the key of entry i.
-func (c *writeCall) key(i int) string { return c.entry(i).key }
+func (e *writeEntries) key(i int) string { return e.entry(i).key }
 
 // idempotent runs call once per request_id: a retry with the same id and payload gets the
 // first outcome back (rebuilt from the record with the retry's keys, marked replayed, with the
 // suggested_batch of now), a different payload is refused, and a retry that arrives while the
 // first call runs waits for it. Without a request_id, call just runs.
-func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, wc *writeCall, requestID string,
+func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, method, requestID string, es writeEntries,
 	call func(*idemKey) (P, error)) (P, error) {
 	var zero P
 	if requestID == "" {
@@ -423,7 +424,7 @@ func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, wc *
 	if len(requestID) > MaxRequestIDBytes {
 		return zero, kvError(kv.ErrorCode_INVALID_ARGUMENT, "request_id of %d bytes is over the limit of %d bytes", len(requestID), MaxRequestIDBytes)
 	}
-	key := &idemKey{method: wc.method, id: requestID, digest: digestOf(wc.method, wc.mode, wc.n, wc.entry),
+	key := &idemKey{method: method, id: requestID, digest: digestOf(method, es.mode, es.n, es.entry),
 		createdMs: s.now().UnixMilli()}
 	for {
 		rec, done, owner, err := s.idem.begin(key)
@@ -431,7 +432,7 @@ func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, wc *
 			return zero, err
 		}
 		if owner {
-			return runOwned(s.idem, rec, wc, func() (P, error) { return call(key) })
+			return runOwned(s.idem, rec, &es, func() (P, error) { return call(key) })
 		}
 		select {
 		case <-done:
@@ -442,9 +443,9 @@ func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, wc *
 			continue // the first call's outcome was transient: run for real
 		}
 		if rec.out.code != kv.ErrorCode_OK {
-			return zero, rec.out.err(wc.method, wc.n, wc.key)
+			return zero, rec.out.err(method, es.n, es.key)
 		}
-		replay := rec.out.response(wc.method, wc.key).(P)
+		replay := rec.out.response(method, es.key).(P)
 		replay.SetReplayed(true)
 		replay.SetSuggestedBatch(s.suggest())
 		return replay, nil
@@ -452,16 +453,16 @@ func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, wc *
 }
 
 // runOwned runs call for the owner of rec and records its outcome, even if call panics.
-func runOwned[R any](m *idempotency, rec *idemRecord, wc *writeCall, call func() (R, error)) (resp R, err error) {
+func runOwned[R any](m *idempotency, rec *idemRecord, es *writeEntries, call func() (R, error)) (resp R, err error) {
 	finished := false
 	defer func() {
 		if !finished {
-			m.finish(rec, nil, kvError(kv.ErrorCode_INTERNAL, "the call failed"), wc.n, wc.key)
+			m.finish(rec, nil, kvError(kv.ErrorCode_INTERNAL, "the call failed"), es.n, es.key)
 		}
 	}()
 	resp, err = call()
 	finished = true
-	m.finish(rec, resp, err, wc.n, wc.key)
+	m.finish(rec, resp, err, es.n, es.key)
 	return resp, err
 }
 
@@ -477,7 +478,7 @@ func requestIDOf(p *string) string {
 func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResponse, err error) {
 	defer s.metrics.observe(mPut, &err)
 	w := write{key: req.Key, value: req.Value, expected: req.ExpectedVersion, ttlMs: req.TtlMs}
-	return idempotent(ctx, s, singleCall("Put", w), requestIDOf(req.RequestId),
+	return idempotent(ctx, s, "Put", requestIDOf(req.RequestId), oneEntry(w),
 		func(key *idemKey) (*kv.PutResponse, error) {
 			r, _, err := s.single(ctx, w, key)
 			if err != nil {
@@ -487,9 +488,9 @@ func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResp
 		})
 }
 
-// singleCall is the writeCall of a single-key method writing w.
-func singleCall(method string, w write) *writeCall {
-	return &writeCall{method: method, n: 1, entry: func(int) write { return w }}
+// oneEntry is the entries of a single-key write of w.
+func oneEntry(w write) writeEntries {
+	return writeEntries{n: 1, entry: func(int) write { return w }}
 }
 
 // Get reads one key; an absent or expired key is NOT_FOUND.
@@ -516,7 +517,7 @@ func toItem(key string, it store.Item) *kv.Item {
 func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.DeleteResponse, err error) {
 	defer s.metrics.observe(mDelete, &err)
 	w := write{key: req.Key, del: true, expected: req.ExpectedVersion}
-	return idempotent(ctx, s, singleCall("Delete", w), requestIDOf(req.RequestId),
+	return idempotent(ctx, s, "Delete", requestIDOf(req.RequestId), oneEntry(w),
 		func(key *idemKey) (*kv.DeleteResponse, error) {
 			_, rev, err := s.single(ctx, w, key)
 			if err != nil {
@@ -589,7 +590,7 @@ func batchCall[T any, P batchResponse[T]](ctx context.Context, s *Service, metho
 	if err != nil {
 		return nil, err
 	}
-	return idempotent(ctx, s, &writeCall{method: method, mode: m, n: n, entry: entry}, requestIDOf(requestID),
+	return idempotent(ctx, s, method, requestIDOf(requestID), writeEntries{mode: m, n: n, entry: entry},
 		func(key *idemKey) (P, error) {
 			r, err := s.write(ctx, mode, writes, key)
 			if err != nil {

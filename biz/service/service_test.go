@@ -300,24 +300,24 @@ func TestConcurrentRetriesApplyOnce(t *testing.T) {
 
 func TestWaitingRetryHonoursContext(t *testing.T) {
 	s, _, _ := newTestService(t)
-	wc := singleCall("Put", write{key: "k"})
-	d := digestOf(wc.method, wc.mode, wc.n, wc.entry)
+	es := oneEntry(write{key: "k"})
+	d := digestOf("Put", es.mode, es.n, es.entry)
 	rec, _, owner, err := s.idem.begin(&idemKey{method: "Put", id: "slow", digest: d, createdMs: s.now().UnixMilli()})
 	if err != nil || !owner {
 		t.Fatal(owner, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = idempotent(ctx, s, wc, "slow",
+	_, err = idempotent(ctx, s, "Put", "slow", es,
 		func(*idemKey) (*kv.PutResponse, error) {
 			t.Error("ran while the first call was in flight")
 			return nil, nil
 		})
 	wantCode(t, err, kv.ErrorCode_UNAVAILABLE)
 	// A transient outcome is not kept: the next call runs for real.
-	s.idem.finish(rec, nil, kvError(kv.ErrorCode_UNAVAILABLE, "down"), wc.n, wc.key)
+	s.idem.finish(rec, nil, kvError(kv.ErrorCode_UNAVAILABLE, "down"), es.n, es.key)
 	ran := false
-	_, err = idempotent(context.Background(), s, wc, "slow",
+	_, err = idempotent(context.Background(), s, "Put", "slow", es,
 		func(*idemKey) (*kv.PutResponse, error) { ran = true; return &kv.PutResponse{}, nil })
 	if err != nil || !ran {
 		t.Fatalf("after a transient outcome: ran %v, err %v", ran, err)
