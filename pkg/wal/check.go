@@ -10,37 +10,73 @@ import (
 	"strings"
 )
 
-// Report describes a log directory, as Check and Repair found it.
+// Report describes a data directory, as Check and Repair found it.
 type Report struct {
-	Segments   int     // segment files in the directory
-	Records    uint64  // valid records before the first damage
-	FirstLSN   uint64  // LSN of the first record the log holds (the first segment's name)
-	LastLSN    uint64  // LSN of the last valid record; FirstLSN-1 when there is none
-	TornTail   *Damage // a torn write at the end of the last segment, which Open cuts off silently
-	Corruption *Damage // damage before the tail, which stops Open and needs Repair
-	Snapshots  int     // valid snapshot files in the directory
+	Segments int    // segment files in the directory
+	Records  uint64 // valid records before the first damage
+	FirstLSN uint64 // LSN of the first record the log holds (the first segment's name)
+	LastLSN  uint64 // LSN of the last valid record; FirstLSN-1 when there is none
+	// TornTail is a write a crash cut short at the end of the last segment: it was never
+	// acknowledged, and Open cuts it off.
+	TornTail *Damage
+	// Corruption is the first damage to data the log once wrote in full, or a missing segment:
+	// Open refuses the log, Repair moves the damaged part aside.
+	Corruption *Damage
+	// Snapshots counts the snapshot files that verify; SnapshotLSN is the newest of them, which
+	// recovery loads before it replays the log after it (0 for none).
+	Snapshots   int
+	SnapshotLSN uint64
+	// BadSnapshots are the snapshot files that fail verification: recovery skips them for an
+	// older one, Repair moves them aside.
+	BadSnapshots []Damage
+	// Gap, when not empty, says which records neither the newest valid snapshot nor the log
+	// holds: recovery stops, and Repair cannot bring them back.
+	Gap string
+	// NoMarker: the directory has segments but no LAST_SEGMENT marker (a directory made before
+	// the marker existed), so a missing last segment cannot be noticed. Open writes one.
+	NoMarker bool
+	// Held: a process holds the directory's lock (a server is using it; Holder is its pid, 0
+	// when unknown), so what Check read may already have changed. Repair refuses then.
+	Held   bool
+	Holder int
+	// Moved is what Repair moved aside; nil from Check, and when Repair found nothing to move.
+	Moved *Moved
 }
 
-// Damage locates a bad spot in a segment file and says how much a repair drops.
+// Sound reports whether recovery restores every record the directory holds without an operator:
+// no corruption, no invalid snapshot, no gap. A torn tail is sound: it was never acknowledged.
+func (r *Report) Sound() bool {
+	return r.Corruption == nil && len(r.BadSnapshots) == 0 && r.Gap == ""
+}
+
+// Damage locates a bad spot in a file of the data directory and says what a repair does about it.
 type Damage struct {
-	File   string // path of the segment file
+	File   string // path of the damaged (or missing) file
 	Offset int64  // where the bad spot starts; everything before it is valid
-	Bytes  int64  // bytes a repair drops: the rest of File and any later segment files
 	Reason string // what is wrong, in words
+	// Repair says what Repair does about it; Bytes and Records are the bytes and the intact
+	// records it takes out of the log (none for a snapshot).
+	Repair  string
+	Bytes   int64
+	Records uint64
 }
 
-// CorruptionError is returned by Open when the log is damaged before its tail: records it once
-// wrote in full are unreadable, so starting would silently lose them. Check shows the damage and
-// Repair truncates the log there.
+// CorruptionError is returned by Open when data the log once wrote in full is damaged or a
+// segment is missing, and by Replay when the log does not reach back to, or up to, the position
+// asked for: starting would silently lose records. Check shows the damage and Repair moves it
+// aside.
 type CorruptionError struct {
-	File   string // the damaged segment file
-	Offset int64  // the offset of the first bad byte
+	File   string // the damaged or missing file (the directory for a missing range of records)
+	Offset int64  // the offset of the first bad byte; 0 when the whole file is concerned
 	Reason string // what is wrong
 }
 
-// Error names the file, the offset and the problem.
+// Error names the file, the offset (when inside the file) and the problem.
 func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("wal: corrupt log: %s at offset %d: %s", e.File, e.Offset, e.Reason)
+	if e.Offset > 0 {
+		return fmt.Sprintf("wal: corrupt log: %s at offset %d: %s", e.File, e.Offset, e.Reason)
+	}
+	return fmt.Sprintf("wal: corrupt log: %s: %s", e.File, e.Reason)
 }
 
 // seqFile is a file named by a number: a segment (seq is the LSN of its first record) or a
@@ -81,57 +117,77 @@ func listSeq(dir, suffix string) ([]seqFile, error) {
 
 // dirScan is the result of scanning all segments of a directory: what Open, Check and Repair act on.
 type dirScan struct {
-	segs    []seqFile
-	report  Report
-	lastEnd int64 // end of the valid data in the last segment
-	cut     int   // index of the segment a repair truncates at the damage offset; -1 for none
-	drop    int   // a repair removes segs[drop:]
+	dir       string
+	segs      []seqFile
+	report    Report
+	lastEnd   int64  // end of the valid data in the last segment
+	marker    uint64 // the first LSN of the segment LAST_SEGMENT names, when hasMarker
+	hasMarker bool
+	cut       int        // index of the damaged segment; -1 for a gap or a missing last segment
+	gap       int        // index of the segment that follows a gap in the sequence; -1 for none
+	plan      repairPlan // what Repair does about the damage (see plan)
 }
 
-// scanDir scans every segment of dir in order, checking that each continues the previous one, and
-// stops at the first damage.
+// scanDir scans every segment of dir in order, checking that each continues the previous one and
+// that none is missing at the end, and stops at the first damage.
 func scanDir(dir string) (*dirScan, error) {
 	segs, err := listSeq(dir, ".wal")
 	if err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
-	d := &dirScan{segs: segs, cut: -1, drop: len(segs)}
-	d.report.Segments = len(segs)
-	if len(segs) == 0 {
-		return d, nil
+	d := &dirScan{dir: dir, segs: segs, cut: -1, gap: -1}
+	if d.marker, d.hasMarker, err = readMarker(dir); err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
 	}
-	d.report.FirstLSN = segs[0].seq
-	d.report.LastLSN = segs[0].seq - 1
+	r := &d.report
+	r.Segments = len(segs)
+	r.NoMarker = !d.hasMarker && len(segs) > 0
+	if len(segs) > 0 {
+		r.FirstLSN, r.LastLSN = segs[0].seq, segs[0].seq-1
+	}
 	var buf []byte
 	for i, s := range segs {
-		if s.seq != d.report.LastLSN+1 {
-			d.drop = i
-			d.setDamage(&Damage{File: s.path, Reason: fmt.Sprintf("segment starts at LSN %d, but the previous one ends at %d", s.seq, d.report.LastLSN)}, false)
-			break
+		if s.seq != r.LastLSN+1 {
+			d.gap = i
+			r.Corruption = &Damage{File: s.path, Reason: fmt.Sprintf(
+				"segment starts at LSN %d, but the previous one ends at %d: the segment(s) holding LSN %d..%d are missing",
+				s.seq, r.LastLSN, r.LastLSN+1, s.seq-1)}
+			return d, nil
 		}
 		if buf, err = readFile(s.path, buf); err != nil {
 			return nil, fmt.Errorf("wal: %w", err)
 		}
 		sc, _ := scanSegment(buf, s.seq, i == len(segs)-1, nil)
-		d.report.Records += sc.records
-		d.report.LastLSN = sc.last
+		r.Records += sc.records
+		r.LastLSN = sc.last
 		d.lastEnd = sc.end
-		if sc.damage != nil {
-			sc.damage.File = s.path
-			d.cut, d.drop = i, i+1
-			d.setDamage(sc.damage, sc.torn)
-			break
+		if dmg := sc.damage; dmg != nil {
+			dmg.File, d.cut = s.path, i
+			if sc.torn && sc.end == 0 && d.hasMarker && s.seq <= d.marker {
+				sc.torn = false // the marker is written only once the segment's header is durable
+				dmg.Reason += fmt.Sprintf("; %s names this segment, so its header was written in full", markerName)
+			}
+			if sc.torn {
+				r.TornTail = dmg
+			} else {
+				r.Corruption = dmg
+			}
+			return d, nil
 		}
 	}
-	return d, d.countDropped()
+	if d.hasMarker && d.marker > d.lastSeq() {
+		r.Corruption = &Damage{File: segmentPath(dir, d.marker), Reason: fmt.Sprintf(
+			"missing: %s names it as the newest segment, so the records after LSN %d are lost", markerName, r.LastLSN)}
+	}
+	return d, nil
 }
 
-func (d *dirScan) setDamage(dmg *Damage, torn bool) {
-	if torn {
-		d.report.TornTail = dmg
-	} else {
-		d.report.Corruption = dmg
+// lastSeq is the first LSN of the last segment; 0 when there is none.
+func (d *dirScan) lastSeq() uint64 {
+	if len(d.segs) == 0 {
+		return 0
 	}
+	return d.segs[len(d.segs)-1].seq
 }
 
 func (d *dirScan) damage() *Damage {
@@ -141,48 +197,13 @@ func (d *dirScan) damage() *Damage {
 	return d.report.TornTail
 }
 
-// countDropped adds the segments a repair would remove to the damage's Bytes and Reason.
-func (d *dirScan) countDropped() error {
-	dropped := d.segs[d.drop:]
-	if len(dropped) == 0 {
-		return nil
+// cutTornTail truncates the last segment at its torn tail, as Open does.
+func (d *dirScan) cutTornTail() error {
+	t := d.report.TornTail
+	if err := truncateSegment(d.segs[d.cut], t.Offset); err != nil {
+		return fmt.Errorf("wal: cut torn tail: %w", err)
 	}
-	dmg := d.damage()
-	var total int64
-	for _, s := range dropped {
-		fi, err := os.Stat(s.path)
-		if err != nil {
-			return fmt.Errorf("wal: %w", err)
-		}
-		total += fi.Size()
-	}
-	dmg.Bytes += total
-	dmg.Reason += fmt.Sprintf(" (a repair removes %d segment file(s) from %s on)", len(dropped), filepath.Base(dropped[0].path))
-	return nil
-}
-
-// repair truncates the log at the damage: it removes the dropped segments, newest first so that an
-// interrupted repair leaves a log that is still contiguous, then truncates the damaged segment.
-func (d *dirScan) repair(dir string) error {
-	dmg := d.damage()
-	if dmg == nil {
-		return nil
-	}
-	for i := len(d.segs) - 1; i >= d.drop; i-- {
-		if err := os.Remove(d.segs[i].path); err != nil {
-			return fmt.Errorf("wal: repair: %w", err)
-		}
-	}
-	d.segs = d.segs[:d.drop]
-	if d.cut >= 0 {
-		if err := truncateSegment(d.segs[d.cut], dmg.Offset); err != nil {
-			return fmt.Errorf("wal: repair: %w", err)
-		}
-		d.lastEnd = max(dmg.Offset, segHeaderSize)
-	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("wal: repair: %w", err)
-	}
+	d.lastEnd = max(t.Offset, segHeaderSize)
 	return nil
 }
 
@@ -206,31 +227,58 @@ func truncateSegment(s seqFile, off int64) error {
 	return errors.Join(err, f.Close())
 }
 
-// Check reads the log in dir without changing anything and reports its extent and its first damage,
-// as Open would judge it (a torn tail is cut off by Open; corruption stops it).
+// Check reads the data directory dir without changing anything and reports the extent of its
+// log, its first damage as Open would judge it (a torn tail is cut off by Open; corruption stops
+// it) with what a repair would do about it, every snapshot that fails verification, and any
+// records that neither the newest valid snapshot nor the log holds. It does not take the
+// directory's lock; it reports whether a process holds it.
 func Check(dir string) (Report, error) {
-	d, err := scanDir(dir)
+	d, err := inspect(dir)
 	if err != nil {
 		return Report{}, err
 	}
-	d.report.Snapshots, err = countValidSnapshots(dir)
-	return d.report, err
+	r := d.report
+	r.Holder, r.Held, err = lockHolder(dir)
+	return r, err
 }
 
-// Repair truncates the log in dir at its first damage, torn tail or corruption, dropping every
-// record after it, later segment files included, as redis-check-aof --fix does. It returns the
-// report of what it found, whose Damage says what was dropped; with no damage it changes nothing.
-// The log must not be open.
-func Repair(dir string) (Report, error) {
+// inspect scans the snapshots and the log of dir and plans the repair of the log's first damage.
+func inspect(dir string) (*dirScan, error) {
+	snaps, err := scanSnapshots(dir)
+	if err != nil {
+		return nil, err
+	}
 	d, err := scanDir(dir)
 	if err != nil {
-		return Report{}, err
+		return nil, err
 	}
-	if err := d.repair(dir); err != nil {
-		return d.report, err
+	r := &d.report
+	r.Snapshots, r.SnapshotLSN, r.BadSnapshots = len(snaps.valid), snaps.newest(), snaps.bad
+	if err := d.planRepair(r.SnapshotLSN); err != nil {
+		return nil, err
 	}
-	d.report.Snapshots, err = countValidSnapshots(dir)
-	return d.report, err
+	r.Gap = d.gapAfter(r.SnapshotLSN, snaps)
+	return d, nil
+}
+
+// gapAfter says which records recovery from the snapshot at LSN base (0: from nothing) finds in
+// neither that snapshot nor the log; "" when there are none. A log that is damaged before it
+// reaches base is left to the damage's report.
+func (d *dirScan) gapAfter(base uint64, snaps snapshotScan) string {
+	r := &d.report
+	var gap string
+	switch {
+	case r.Segments > 0 && r.FirstLSN > base+1:
+		gap = fmt.Sprintf("records %d..%d are in no valid snapshot and no segment", base+1, r.FirstLSN-1)
+	case r.Corruption == nil && r.LastLSN < base:
+		gap = fmt.Sprintf("the log ends at LSN %d, before the newest valid snapshot (LSN %d): the segments after it are missing", r.LastLSN, base)
+	default:
+		return ""
+	}
+	if newer := snaps.newestBadAfter(base); newer != "" {
+		gap += fmt.Sprintf(" (%s would cover more, but it is invalid)", filepath.Base(newer))
+	}
+	return gap
 }
 
 // readFile reads the file at path into buf, growing it as needed, and returns the contents.

@@ -49,6 +49,12 @@ func TestDiskFullThenRoom(t *testing.T) {
 			if _, err := l.Append(recs[6]); !errors.Is(err, ErrFailed) || !errors.Is(err, syscall.ENOSPC) {
 				t.Fatalf("Append while the disk is full: %v; want ErrFailed wrapping ENOSPC", err)
 			}
+			// What callers get may travel to clients: it says what failed, not where.
+			for _, err := range []error{l.Err(), func() error { _, err := l.Append(recs[6]); return err }()} {
+				if msg := err.Error(); strings.Contains(msg, dir) || !strings.Contains(msg, "cannot write a log file: no space left") {
+					t.Fatalf("error for callers %q names a path, or not what failed", msg)
+				}
+			}
 			waited := make(chan error, 1)
 			go func() { waited <- l.Wait(context.Background(), lsns[2]) }()
 			g.outcomes <- syscall.ENOSPC // a third attempt fails
@@ -70,7 +76,7 @@ func TestDiskFullThenRoom(t *testing.T) {
 			}
 			appendAll(t, l, recs[6:])
 			mustClose(t, l)
-			for _, want := range []string{"I/O failed", "no space left", "works again"} {
+			for _, want := range []string{"I/O failed", "no space left", "works again", segmentFiles(t, dir)[0]} {
 				if !strings.Contains(logs.String(), want) {
 					t.Errorf("log does not mention %q:\n%s", want, logs)
 				}

@@ -83,7 +83,7 @@ type segmentScan struct {
 // scanSegment checks the segment file contents data, whose first record must have LSN first, and
 // calls fn (when not nil) for each valid record in order; rec aliases data. tail says whether this
 // is the last segment of the log, the only place a torn write can be. It stops at the first bad
-// spot and classifies it by the rule in the package documentation ("Torn tail or corruption").
+// spot and classifies it by the rule in the package documentation ("Torn write or corruption").
 // The error is fn's, when fn fails; damage is reported in the result, not as an error.
 func scanSegment(data []byte, first uint64, tail bool, fn func(lsn uint64, rec []byte) error) (segmentScan, error) {
 	s := segmentScan{last: first - 1}
@@ -97,15 +97,8 @@ func scanSegment(data []byte, first uint64, tail bool, fn func(lsn uint64, rec [
 	for s.end < int64(len(data)) {
 		lsn, rec, problem := decodeFrame(data[s.end:])
 		if problem != "" {
-			torn := false
-			if tail {
-				next := findFrame(data, s.end+1, s.last+1)
-				torn = next < 0
-				if !torn {
-					problem += fmt.Sprintf("; a valid record follows at offset %d", next)
-				}
-			}
-			s.fail(data, s.end, problem, torn)
+			torn, why := tornWrite(data, s.end, s.last+1)
+			s.fail(data, s.end, problem+why, tail && torn)
 			return s, nil
 		}
 		if lsn != s.last+1 {
@@ -121,6 +114,34 @@ func scanSegment(data []byte, first uint64, tail bool, fn func(lsn uint64, rec [
 		s.end += frameHeaderSize + int64(len(rec))
 	}
 	return s, nil
+}
+
+// tornWrite judges the bad spot at off in segment data, where decodeFrame failed and the next
+// record should have LSN next: whether it is what a write cut short leaves (torn: only a
+// prefix of a record, or zeros, from there to the end of the file), and otherwise why it is not,
+// as a clause to append to the problem.
+func tornWrite(data []byte, off int64, next uint64) (torn bool, why string) {
+	rest := data[off:]
+	if len(rest) < frameHeaderSize || allZero(rest) {
+		return true, "" // not even a record header, or nothing written at all
+	}
+	if p := findFrame(data, off+1, next); p >= 0 {
+		return false, fmt.Sprintf("; a valid record follows at offset %d", p)
+	}
+	n := binary.LittleEndian.Uint32(rest)
+	if uint64(n) <= uint64(len(rest)-frameHeaderSize) {
+		return false, fmt.Sprintf(" in a whole record (%d bytes): data written in full was damaged", frameHeaderSize+int64(n))
+	}
+	// The record runs past the end of the file: cut short, unless it is whole and only its
+	// length field was damaged.
+	var h [frameHeaderSize]byte
+	copy(h[:], rest)
+	binary.LittleEndian.PutUint32(h[:], uint32(len(rest)-frameHeaderSize))
+	if len(rest)-frameHeaderSize <= MaxRecordBytes &&
+		frameCRC(crc32.Checksum(rest[frameHeaderSize:], castagnoli), h[:]) == binary.LittleEndian.Uint32(h[4:]) {
+		return false, "; the record is whole and only its length field is damaged"
+	}
+	return true, ""
 }
 
 func (s *segmentScan) fail(data []byte, off int64, reason string, torn bool) {

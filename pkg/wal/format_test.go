@@ -2,7 +2,9 @@ package wal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -83,13 +85,17 @@ func TestTornTails(t *testing.T) {
 		name string
 		data []byte // the new contents of the last segment
 		want int    // records recovered
+		// creating: the crash came while the last segment was being created, before
+		// LAST_SEGMENT named it (it still names the one before).
+		creating bool
 	}{
-		{"zeros after the last record", append(slices.Clone(lastData), zeros...), len(recs)},
-		{"partial record then zeros", append(slices.Clone(lastData[:len(lastData)-5]), zeros...), len(recs) - 1},
-		{"garbage record with nothing valid after", append(slices.Clone(lastData), bytes.Repeat([]byte{0xA5}, 40)...), len(recs)},
-		{"segment header cut short", lastData[:7], before},
-		{"empty segment file", nil, before},
-		{"zeroed segment", zeros, before},
+		{"zeros after the last record", append(slices.Clone(lastData), zeros...), len(recs), false},
+		{"last record cut short", lastData[:len(lastData)-5], len(recs) - 1, false},
+		{"garbage record with nothing valid after", append(slices.Clone(lastData), bytes.Repeat([]byte{0xA5}, 40)...), len(recs), false},
+		{"less than a record header after the last record", append(slices.Clone(lastData), 1, 2, 3), len(recs), false},
+		{"segment header cut short", lastData[:7], before, true},
+		{"empty segment file", nil, before, true},
+		{"zeroed segment", zeros, before, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := copyDir(t, src)
@@ -97,8 +103,14 @@ func TestTornTails(t *testing.T) {
 			if err := os.WriteFile(path, tc.data, 0o644); err != nil {
 				t.Fatal(err)
 			}
+			if tc.creating {
+				prev, _ := parseSeq(filepath.Base(segs[len(segs)-2]), ".wal")
+				if err := writeMarker(dir, prev); err != nil {
+					t.Fatal(err)
+				}
+			}
 			rep, err := Check(dir)
-			if err != nil || rep.TornTail == nil || rep.Corruption != nil || rep.Records != uint64(tc.want) {
+			if err != nil || rep.TornTail == nil || rep.Corruption != nil || rep.Records != uint64(tc.want) || !rep.Sound() {
 				t.Fatalf("Check = %+v, %v; want a torn tail after %d records", rep, err, tc.want)
 			}
 			recoverAndExtend(t, dir, recs[:tc.want], true)
@@ -229,7 +241,7 @@ func TestCorruptionAcrossSegments(t *testing.T) {
 				t.Fatalf("Open: %v; want a *CorruptionError saying %q", err, tc.reason)
 			}
 			rep, err := Check(dir)
-			if err != nil || rep.Corruption == nil || rep.Records != tc.keep || !strings.Contains(rep.Corruption.Reason, "a repair removes") {
+			if err != nil || rep.Corruption == nil || rep.Records != tc.keep || !strings.Contains(rep.Corruption.Repair, "later segment(s) aside") {
 				t.Fatalf("Check = %+v (%+v), %v; want corruption after %d records, saying later segments go", rep, rep.Corruption, err, tc.keep)
 			}
 			if _, err := Repair(dir); err != nil {
@@ -254,7 +266,7 @@ func countRecords(t *testing.T, path string) uint64 {
 
 func TestCheckEmptyAndMissingDir(t *testing.T) {
 	rep, err := Check(t.TempDir())
-	if err != nil || rep != (Report{}) {
+	if err != nil || rep.Segments != 0 || !rep.Sound() || rep.TornTail != nil || rep.Snapshots != 0 || rep.Held {
 		t.Fatalf("Check(empty dir) = %+v, %v", rep, err)
 	}
 	if _, err := Check(filepath.Join(t.TempDir(), "missing")); err == nil {
@@ -347,6 +359,175 @@ func TestScanSegmentRules(t *testing.T) {
 			if s.records != tc.records || s.torn != tc.torn || (s.damage == nil) != (tc.reason == "") ||
 				s.damage != nil && !strings.Contains(s.damage.Reason, tc.reason) {
 				t.Fatalf("scan = %+v (damage %+v); want %d records, torn %v, reason %q", s, s.damage, tc.records, tc.torn, tc.reason)
+			}
+		})
+	}
+}
+
+// TestTailDamageIsCorruption: damage to the last record of the log, one that was written in
+// full (so possibly acknowledged), is corruption, not a torn write: Open refuses the log, Check
+// fails it, Repair moves the record aside.
+func TestTailDamageIsCorruption(t *testing.T) {
+	recs := randomRecords(newRand(t), 6, 300)
+	for i := range recs {
+		recs[i] = append(recs[i], 'x') // no empty payload: the payload case flips a payload byte
+	}
+	src := buildLog(t, Options{}, recs)
+	seg := filepath.Base(segmentFiles(t, src)[0])
+	lastOff := int64(segHeaderSize)
+	for _, r := range recs[:5] {
+		lastOff += frameSize(r)
+	}
+	zeroEnd := func(b []byte) []byte { clear(b[len(b)-5:]); return b }
+	for _, tc := range []struct {
+		name   string
+		damage func(b []byte) []byte // gets the segment, returns it damaged
+		reason string
+	}{
+		{"payload bit", func(b []byte) []byte { b[lastOff+frameHeaderSize] ^= 0x10; return b }, "whole record"},
+		{"checksum bit", func(b []byte) []byte { b[lastOff+5] ^= 0x80; return b }, "whole record"},
+		{"LSN bit", func(b []byte) []byte { b[lastOff+8] ^= 0x02; return b }, "whole record"},
+		{"length bit, past the end of the file", func(b []byte) []byte { b[lastOff+3] ^= 0x40; return b }, "only its length field"},
+		{"length raised by one", func(b []byte) []byte {
+			binary.LittleEndian.PutUint32(b[lastOff:], binary.LittleEndian.Uint32(b[lastOff:])+1)
+			return b
+		}, "only its length field"},
+		{"last bytes zeroed", zeroEnd, "whole record"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDir(t, src)
+			path := filepath.Join(dir, seg)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data = tc.damage(data)
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Open(dir, Options{Logger: quiet})
+			var ce *CorruptionError
+			if !errors.As(err, &ce) || ce.File != path || ce.Offset != lastOff || !strings.Contains(ce.Reason, tc.reason) {
+				t.Fatalf("Open: %v; want a *CorruptionError at offset %d saying %q", err, lastOff, tc.reason)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, data) {
+				t.Fatal("Open changed a corrupt log")
+			}
+			rep, err := Check(dir)
+			if err != nil || rep.Corruption == nil || rep.TornTail != nil || rep.Sound() || rep.Records != 5 {
+				t.Fatalf("Check = %+v, %v; want corruption after 5 records", rep, err)
+			}
+			rep, err = Repair(dir)
+			if err != nil || rep.Moved == nil || !slices.Equal(rep.Moved.Files, []string{seg}) {
+				t.Fatalf("Repair = %+v (moved %+v), %v; want the segment's original kept aside", rep, rep.Moved, err)
+			}
+			recoverAndExtend(t, dir, recs[:5], false)
+		})
+	}
+}
+
+// TestDamagedHeaderOfANamedSegment: LAST_SEGMENT is written once a new segment's header is
+// durable, so a damaged header of a segment it names is corruption, not a crash during creation.
+func TestDamagedHeaderOfANamedSegment(t *testing.T) {
+	recs := randomRecords(newRand(t), 10, 300)
+	src := buildLog(t, Options{SegmentBytes: 256}, recs)
+	segs := segmentFiles(t, src)
+	last := filepath.Base(segs[len(segs)-1])
+	for _, data := range [][]byte{nil, make([]byte, 40), []byte("PKVW\x01")} {
+		dir := copyDir(t, src)
+		if err := os.WriteFile(filepath.Join(dir, last), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var ce *CorruptionError
+		if _, err := Open(dir, Options{Logger: quiet}); !errors.As(err, &ce) || !strings.Contains(ce.Reason, markerName) {
+			t.Fatalf("Open with the header of %s as %q: %v; want a *CorruptionError naming %s", last, data, err, markerName)
+		}
+	}
+}
+
+func TestMissingLastSegments(t *testing.T) {
+	recs := randomRecords(newRand(t), 40, 300)
+	src := buildLog(t, Options{SegmentBytes: 1 << 10}, recs)
+	segs := segmentFiles(t, src)
+	if len(segs) < 4 {
+		t.Fatalf("%d segments; want at least 4", len(segs))
+	}
+	first := func(path string) uint64 { n, _ := parseSeq(filepath.Base(path), ".wal"); return n }
+	for _, tc := range []struct {
+		name    string
+		removed int // segments removed from the end
+	}{
+		{"the last", 1},
+		{"the last two", 2},
+		{"all", len(segs)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDir(t, src)
+			kept := segs[:len(segs)-tc.removed]
+			for _, s := range segs[len(kept):] {
+				if err := os.Remove(filepath.Join(dir, filepath.Base(s))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var keep uint64
+			if len(kept) > 0 {
+				keep = first(segs[len(kept)]) - 1
+			}
+			missing := filepath.Join(dir, filepath.Base(segs[len(segs)-1]))
+			_, err := Open(dir, Options{Logger: quiet})
+			var ce *CorruptionError
+			if !errors.As(err, &ce) || ce.File != missing || !strings.Contains(ce.Reason, "missing") {
+				t.Fatalf("Open: %v; want a *CorruptionError saying %s is missing", err, missing)
+			}
+			rep, err := Check(dir)
+			if err != nil || rep.Corruption == nil || rep.Records != keep || rep.Sound() {
+				t.Fatalf("Check = %+v, %v; want a missing segment after %d records", rep, err, keep)
+			}
+			if rep, err = Repair(dir); err != nil || rep.Moved == nil || rep.Moved.Files[0] != markerName {
+				t.Fatalf("Repair = %+v, %v; want the marker kept aside", rep, err)
+			}
+			if rep, err := Check(dir); err != nil || !rep.Sound() || rep.Records != keep {
+				t.Fatalf("Check after Repair = %+v, %v; want a sound log of %d records", rep, err, keep)
+			}
+			recoverAndExtend(t, dir, recs[:keep], false)
+		})
+	}
+}
+
+// TestRecordsNeitherSnapshotNorLogHolds: the log must reach back to the newest valid snapshot,
+// and on to its cut.
+func TestRecordsNeitherSnapshotNorLogHolds(t *testing.T) {
+	recs := randomRecords(newRand(t), 40, 300)
+	src := buildLog(t, Options{SegmentBytes: 1 << 10}, recs)
+	segs := segmentFiles(t, src)
+	second, _ := parseSeq(filepath.Base(segs[1]), ".wal")
+	for _, tc := range []struct {
+		name    string
+		snapLSN uint64 // 0: none
+		gap     string // "" when recovery has every record
+	}{
+		{"first segment gone, no snapshot", 0, fmt.Sprintf("records 1..%d", second-1)},
+		{"first segment gone, a snapshot holds it", second - 1, ""},
+		{"first segment gone, the snapshot holds less", second - 2, fmt.Sprintf("records %d..%d", second-1, second-1)},
+		{"snapshot newer than the log", 41, "the log ends at LSN 40"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDir(t, src)
+			if err := os.Remove(filepath.Join(dir, filepath.Base(segs[0]))); err != nil {
+				t.Fatal(err)
+			}
+			if tc.snapLSN > 0 {
+				writeSnapshot(t, dir, tc.snapLSN, "state")
+			}
+			rep, err := Check(dir)
+			if err != nil || !strings.Contains(rep.Gap, tc.gap) || (rep.Gap == "") != (tc.gap == "") || rep.Sound() != (tc.gap == "") {
+				t.Fatalf("Check = %+v, %v; want gap %q", rep, err, tc.gap)
+			}
+			l := mustOpen(t, dir, Options{})
+			defer mustClose(t, l)
+			var ce *CorruptionError
+			if err := l.Replay(tc.snapLSN, func(uint64, []byte) error { return nil }); (err == nil) != (tc.gap == "") || err != nil && !errors.As(err, &ce) {
+				t.Fatalf("Replay(%d): %v; want a *CorruptionError exactly when records are missing", tc.snapLSN, err)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -193,8 +194,9 @@ func (o *countingObserver) Wrote(records, bytes int) {
 func (o *countingObserver) Synced(time.Duration) { o.syncs.Add(1) }
 
 // faultyFS opens segment files whose operations consult hooks first: a hook returning an error
-// makes the operation fail with it (a failing WriteAt still writes half of its bytes, as a write
-// cut short by a full disk does). Hooks are set before Open and must be safe for concurrent use.
+// makes the operation fail with it, wrapped in an *fs.PathError naming the file as the os package
+// does (a failing WriteAt still writes half of its bytes, as a write cut short by a full disk
+// does). Hooks are set before Open and must be safe for concurrent use.
 type faultyFS struct {
 	writeFault, syncFault, truncateFault func() error
 }
@@ -212,15 +214,18 @@ type faultyFile struct {
 	fs *faultyFS
 }
 
-func fault(hook func() error) error {
+func (f *faultyFile) fault(op string, hook func() error) error {
 	if hook == nil {
 		return nil
 	}
-	return hook()
+	if err := hook(); err != nil {
+		return &fs.PathError{Op: op, Path: f.Name(), Err: err}
+	}
+	return nil
 }
 
 func (f *faultyFile) WriteAt(p []byte, off int64) (int, error) {
-	if err := fault(f.fs.writeFault); err != nil {
+	if err := f.fault("write", f.fs.writeFault); err != nil {
 		n, _ := f.File.WriteAt(p[:len(p)/2], off)
 		return n, err
 	}
@@ -228,14 +233,14 @@ func (f *faultyFile) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (f *faultyFile) Sync() error {
-	if err := fault(f.fs.syncFault); err != nil {
+	if err := f.fault("sync", f.fs.syncFault); err != nil {
 		return err
 	}
 	return f.File.Sync()
 }
 
 func (f *faultyFile) Truncate(size int64) error {
-	if err := fault(f.fs.truncateFault); err != nil {
+	if err := f.fault("truncate", f.fs.truncateFault); err != nil {
 		return err
 	}
 	return f.File.Truncate(size)

@@ -6,27 +6,42 @@
 // with a single write call and, under SyncAlways, a single fsync, then releases everyone waiting in
 // Wait for those records. Snapshots are separate files (WriteSnapshot, OpenLatestSnapshot) whose
 // contents are the caller's; the intended cycle is: write a snapshot covering LSN s, Rotate,
-// RemoveBefore(s).
+// then RemoveBefore(p) for the previous snapshot's LSN p, so that recovery can fall back to the
+// previous snapshot should the newest one be damaged.
 //
-// # Torn tail or corruption
+// # The data directory
+//
+// Besides segments (%020d.wal) and snapshots (%020d.snap) the directory holds LOCK, on which the
+// process using the directory holds an exclusive flock(2) (Open to Close, and Repair; the file
+// holds the holder's pid, and a second Open fails with a *LockedError naming it), and
+// LAST_SEGMENT, which names the newest segment created, so that a missing last segment is
+// noticed (see markerName). Files are created 0600, directories 0700.
+//
+// # Torn write or corruption
 //
 // Open, Check and Repair judge a log by one rule. A bad spot is an incomplete record header, a
 // length running past the end of the file, or a checksum mismatch.
-//   - In a segment other than the last it is corruption: a segment is fsynced before the next one
-//     is created, so no crash can have damaged it.
-//   - In the last segment it is a torn tail when nothing valid follows it: the rest of the file is
-//     zeros, or no later offset holds a whole record with a matching checksum and a plausible LSN.
-//     That is what a crash during a write leaves: a prefix of the batch being written, or zeros.
-//     Open cuts it off (truncates, fsyncs, logs it).
-//   - Otherwise a valid record follows the bad spot: data the log once wrote in full was damaged.
-//     That is corruption: Open returns a *CorruptionError and changes nothing, Check reports it,
-//     Repair truncates the log there.
+//   - In the last segment it is a torn write when the record there is cut short and nothing valid
+//     follows: fewer bytes than a record header are left, or only zeros, or the record's length
+//     runs past the end of the file (and the bytes up to the end are not the whole record with
+//     only its length field damaged). That is what a crash during a write leaves: a prefix of the
+//     batch being written, or zeros. Such a record was never acknowledged; Open cuts it off
+//     (truncates, fsyncs, logs it).
+//   - Anything else is corruption: data the log once wrote in full was damaged, or a segment is
+//     missing. A whole record (its length fits in the file) whose checksum does not match, in
+//     the last segment too; any bad spot followed by a valid record; any bad spot in a segment
+//     other than the last (a segment is fsynced before the next one is created, so no crash can
+//     have damaged it); a record with a matching checksum but an unexpected LSN; a bad segment
+//     header (other than a partly written or zeroed one in a last segment that LAST_SEGMENT does
+//     not name yet); a gap in LSNs between segments; a segment LAST_SEGMENT names that is not
+//     there. Open returns a *CorruptionError and changes nothing, Check reports it, Repair
+//     moves the damaged part aside.
 //
-// A record with a matching checksum but an unexpected LSN, a bad segment header (other than a
-// partly written or zeroed one in the last segment) and a gap in LSNs between segments are
-// corruption too. On a file system that can persist later pages of an unsynced write but not
-// earlier ones, a crash could leave a hole followed by valid records of the same batch: the rule
-// calls that corruption, stopping for an operator rather than guessing.
+// On a file system that can expose unwritten blocks as zeros inside a file after a power failure
+// (or persist later pages of a write but not earlier ones) a torn write can look like a whole
+// record with a bad checksum, or a hole followed by valid records of the same batch: the rule calls
+// that corruption, stopping for an operator rather than silently dropping what might be an
+// acknowledged write.
 //
 // # I/O failures
 //
@@ -139,6 +154,7 @@ var ErrClosed = errors.New("wal: log closed")
 type Log struct {
 	dir  string
 	opts Options
+	lock *dirLock // the directory's lock, held until Close
 
 	mu       sync.Mutex
 	space    sync.Cond     // broadcast when pending is taken, and on failure and Close
@@ -171,18 +187,29 @@ type rotation struct {
 	err  error
 }
 
-// Open opens the log in dir, creating the directory and a first segment if needed, and recovers
-// it: a torn record at the end of the last segment is cut off (logged, file truncated and fsynced);
-// damage before that returns a *CorruptionError and changes nothing. Records can then be read with
-// Replay and appended with Append.
-func Open(dir string, opts Options) (*Log, error) {
-	opts, err := opts.withDefaults()
+// Open opens the log in dir, creating the directory (mode 0700) and a first segment if needed,
+// takes the directory's lock (a *LockedError when another process, or another open Log, holds
+// it), and recovers the log: a torn write at the end of the last segment is cut off (logged, file
+// truncated and fsynced); damage to data written in full, or a missing segment, returns a
+// *CorruptionError and changes nothing. Records can then be read with Replay and appended with
+// Append. Close releases the lock.
+func Open(dir string, opts Options) (_ *Log, err error) {
+	opts, err = opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lock.release()
+		}
+	}()
 	d, err := scanDir(dir)
 	if err != nil {
 		return nil, err
@@ -191,14 +218,16 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, &CorruptionError{File: c.File, Offset: c.Offset, Reason: c.Reason}
 	}
 	if t := d.report.TornTail; t != nil {
-		if err := d.repair(dir); err != nil {
+		if err := d.cutTornTail(); err != nil {
 			return nil, err
 		}
-		opts.Logger.Warn("wal: cut off torn tail", "file", t.File, "offset", t.Offset, "bytes", t.Bytes, "reason", t.Reason)
+		opts.Logger.Warn("wal: cut off torn tail, a write a crash interrupted (never acknowledged)",
+			"file", t.File, "offset", t.Offset, "bytes", t.Bytes, "reason", t.Reason)
 	}
 	l := &Log{
 		dir:      dir,
 		opts:     opts,
+		lock:     lock,
 		next:     d.report.LastLSN + 1,
 		written:  d.report.LastLSN,
 		synced:   d.report.LastLSN,
@@ -211,9 +240,14 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	l.space.L = &l.mu
 	l.w.last, l.w.written, l.w.synced = d.report.LastLSN, d.report.LastLSN, d.report.LastLSN
-	if len(d.segs) == 0 {
+	switch last := d.lastSeq(); {
+	case len(d.segs) == 0:
 		err = l.startSegment(1)
-	} else {
+	case !d.hasMarker || d.marker != last:
+		if err = writeMarker(dir, last); err == nil {
+			err = l.w.resume(opts.openFile, d.segs[len(d.segs)-1], d.lastEnd)
+		}
+	default:
 		err = l.w.resume(opts.openFile, d.segs[len(d.segs)-1], d.lastEnd)
 	}
 	if err != nil {
@@ -352,9 +386,10 @@ func (l *Log) Err() error {
 
 // Replay calls fn, in order, for each record in the log with an LSN greater than after; rec is
 // only valid during the call. It is for recovery: it must be called before the first Append, and
-// it fails if records after `after` were removed (the log starts later) or if after is beyond the
-// end of the log (the caller's state is newer than the log, so new LSNs would collide with it).
-// fn's error stops the replay and is returned wrapped.
+// it fails with a *CorruptionError if records after `after` are missing (the log starts later)
+// or if after is beyond the end of the log (the caller's state is newer than the log: its end is
+// missing, and new LSNs would collide with the caller's). fn's error stops the replay and is
+// returned wrapped.
 func (l *Log) Replay(after uint64, fn func(lsn uint64, rec []byte) error) error {
 	l.mu.Lock()
 	appended, last, segs := l.appended, l.next-1, slices.Clone(l.segs)
@@ -363,9 +398,11 @@ func (l *Log) Replay(after uint64, fn func(lsn uint64, rec []byte) error) error 
 	case appended:
 		return errors.New("wal: Replay called after Append")
 	case after > last:
-		return fmt.Errorf("wal: replay after LSN %d: the log ends at LSN %d", after, last)
+		return fmt.Errorf("wal: replay after LSN %d: %w", after, &CorruptionError{File: l.dir,
+			Reason: fmt.Sprintf("the log ends at LSN %d, before LSN %d: the segments after it are missing", last, after)})
 	case after+1 < segs[0].seq:
-		return fmt.Errorf("wal: replay after LSN %d: the log starts at LSN %d, records %d..%d were removed", after, segs[0].seq, after+1, segs[0].seq-1)
+		return fmt.Errorf("wal: replay after LSN %d: %w", after, &CorruptionError{File: l.dir,
+			Reason: fmt.Sprintf("the log starts at LSN %d: records %d..%d are missing", segs[0].seq, after+1, segs[0].seq-1)})
 	}
 	var buf []byte
 	for i, s := range segs {
@@ -446,7 +483,8 @@ func (l *Log) RemoveBefore(lsn uint64) error {
 
 // Close stops accepting records, waits for the writer to write and fsync everything queued (one
 // last attempt if it is failing) and stops it. It returns the error of that final flush, if any;
-// records it could not write are not durable and their Wait returns ErrClosed. Close is idempotent.
+// records it could not write are not durable and their Wait returns ErrClosed. Then it releases
+// the directory's lock. Close is idempotent.
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
@@ -455,6 +493,9 @@ func (l *Log) Close() error {
 		l.mu.Unlock()
 		close(l.closing)
 		<-l.done
+		if err := l.lock.release(); err != nil && l.closeErr == nil {
+			l.closeErr = fmt.Errorf("wal: release the lock of %s: %w", l.dir, err)
+		}
 	})
 	return l.closeErr
 }

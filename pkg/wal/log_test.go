@@ -187,11 +187,12 @@ func TestRotateAndRemoveBefore(t *testing.T) {
 	if got := replayAll(t, l, 20); len(got) != 0 {
 		t.Fatalf("Replay(20) gave %d records; want 0", len(got))
 	}
-	if err := l.Replay(10, func(uint64, []byte) error { return nil }); err == nil || !strings.Contains(err.Error(), "removed") {
-		t.Fatalf("Replay(10) after removing records 1..20: %v; want an error saying they were removed", err)
+	var ce *CorruptionError
+	if err := l.Replay(10, func(uint64, []byte) error { return nil }); !errors.As(err, &ce) || !strings.Contains(err.Error(), "records 11..20 are missing") {
+		t.Fatalf("Replay(10) after removing records 1..20: %v; want a *CorruptionError saying they are missing", err)
 	}
-	if err := l.Replay(21, func(uint64, []byte) error { return nil }); err == nil {
-		t.Fatal("Replay beyond the end of the log succeeded")
+	if err := l.Replay(21, func(uint64, []byte) error { return nil }); !errors.As(err, &ce) {
+		t.Fatalf("Replay beyond the end of the log: %v; want a *CorruptionError", err)
 	}
 	appendAll(t, l, recs[20:])
 	if got := l.LastLSN(); got != 30 {

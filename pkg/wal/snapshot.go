@@ -22,8 +22,8 @@ import (
 //	trailer  body length uint64 | crc uint32 | magic "PKVE"             16 bytes
 //
 // crc is the CRC-32C of header and body. A snapshot is written to a temporary file
-// (%020d.snap.*.tmp), fsynced, renamed into place and the directory fsynced, so a snapshot file
-// either is whole or does not exist.
+// (%020d.snap.*.tmp), fsynced, read back and verified, renamed into place and the directory
+// fsynced, so a snapshot file either is whole or does not exist.
 const (
 	snapMagic       = "PKVS"
 	snapEndMagic    = "PKVE"
@@ -34,11 +34,19 @@ const (
 	snapTempSuffix  = ".tmp"
 )
 
-// errBadSnapshot marks a snapshot file whose contents do not verify (as opposed to an I/O error).
-var errBadSnapshot = errors.New("invalid snapshot")
+// badSnapshotError says why a snapshot file's contents do not verify (as opposed to an I/O error).
+type badSnapshotError struct{ reason string }
+
+func (e *badSnapshotError) Error() string { return "invalid snapshot: " + e.reason }
+
+func badSnapshot(format string, args ...any) error {
+	return &badSnapshotError{reason: fmt.Sprintf(format, args...)}
+}
 
 // WriteSnapshot atomically writes the snapshot of the state at LSN lsn into dir, with contents
-// produced by write, and returns its path. A failure (of write too) leaves no snapshot file.
+// produced by write, and returns its path. The file is read back and verified before it takes
+// its name, so a snapshot file that exists was whole when written. A failure (of write too)
+// leaves no snapshot file.
 func WriteSnapshot(dir string, lsn uint64, write func(w io.Writer) error) (path string, err error) {
 	f, err := os.CreateTemp(dir, fmt.Sprintf("%020d%s.*%s", lsn, snapSuffix, snapTempSuffix))
 	if err != nil {
@@ -76,6 +84,9 @@ func WriteSnapshot(dir string, lsn uint64, write func(w io.Writer) error) (path 
 	if err := f.Sync(); err != nil {
 		return "", err
 	}
+	if _, err := verifySnapshot(f, lsn); err != nil {
+		return "", fmt.Errorf("read back: %w", err)
+	}
 	if err := f.Close(); err != nil {
 		return "", err
 	}
@@ -103,10 +114,13 @@ func (s *snapshotWriter) Write(p []byte) (int, error) {
 // OpenLatestSnapshot returns the newest valid snapshot in dir: its LSN and a reader of its body,
 // which the caller must close; (0, nil, nil) when there is none. A snapshot is verified whole (a
 // read of the file) before it is returned, so the reader never yields unverified bytes; one that
-// fails verification is logged (slog.Default) and skipped for the next older one. Leftover
-// temporary files of interrupted WriteSnapshot calls are removed first, so OpenLatestSnapshot must
-// not run while a WriteSnapshot into the same dir is in progress.
-func OpenLatestSnapshot(dir string) (lsn uint64, r io.ReadCloser, err error) {
+// fails verification is logged (to log, slog.Default when nil) and skipped for the next older
+// one. Leftover temporary files of interrupted WriteSnapshot calls are removed first, so
+// OpenLatestSnapshot must not run while a WriteSnapshot into the same dir is in progress.
+func OpenLatestSnapshot(dir string, log *slog.Logger) (lsn uint64, r io.ReadCloser, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	if err := removeSnapshotTemps(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return 0, nil, nil
@@ -119,8 +133,9 @@ func OpenLatestSnapshot(dir string) (lsn uint64, r io.ReadCloser, err error) {
 	}
 	for i := len(snaps) - 1; i >= 0; i-- {
 		r, err := openSnapshot(snaps[i])
-		if errors.Is(err, errBadSnapshot) {
-			slog.Default().Warn("wal: skipping invalid snapshot", "file", snaps[i].path, "err", err)
+		if _, ok := errors.AsType[*badSnapshotError](err); ok {
+			log.Warn("wal: skipping an invalid snapshot for an older one; `putallctl wal check` shows it, `putallctl wal repair` moves it aside",
+				"file", snaps[i].path, "err", err)
 			continue
 		}
 		if err != nil {
@@ -165,7 +180,7 @@ type snapshotReader struct {
 func (r *snapshotReader) Close() error { return r.f.Close() }
 
 // openSnapshot verifies the snapshot s (s.seq is the LSN its name gives) and returns a reader of
-// its body. Contents that do not verify give an error wrapping errBadSnapshot.
+// its body. Contents that do not verify give a *badSnapshotError.
 func openSnapshot(s seqFile) (*snapshotReader, error) {
 	f, err := os.Open(s.path)
 	if err != nil {
@@ -174,7 +189,7 @@ func openSnapshot(s seqFile) (*snapshotReader, error) {
 	bodyLen, err := verifySnapshot(f, s.seq)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%s: %w", s.path, err)
+		return nil, err
 	}
 	return &snapshotReader{SectionReader: io.NewSectionReader(f, snapHeaderSize, bodyLen), f: f}, nil
 }
@@ -188,7 +203,7 @@ func verifySnapshot(f *os.File, lsn uint64) (int64, error) {
 	}
 	size := fi.Size()
 	if size < snapHeaderSize+snapTrailerSize {
-		return 0, fmt.Errorf("%w: %d bytes is too short", errBadSnapshot, size)
+		return 0, badSnapshot("%d bytes is too short", size)
 	}
 	h := make([]byte, snapHeaderSize)
 	t := make([]byte, snapTrailerSize)
@@ -201,43 +216,68 @@ func verifySnapshot(f *os.File, lsn uint64) (int64, error) {
 	bodyLen := size - snapHeaderSize - snapTrailerSize
 	switch {
 	case string(h[:4]) != snapMagic || string(t[12:]) != snapEndMagic:
-		return 0, fmt.Errorf("%w: bad magic", errBadSnapshot)
+		return 0, badSnapshot("bad magic")
 	case binary.LittleEndian.Uint32(h[4:]) != snapVersion:
-		return 0, fmt.Errorf("%w: unsupported version %d", errBadSnapshot, binary.LittleEndian.Uint32(h[4:]))
+		return 0, badSnapshot("unsupported version %d", binary.LittleEndian.Uint32(h[4:]))
 	case binary.LittleEndian.Uint64(h[8:]) != lsn:
-		return 0, fmt.Errorf("%w: header says LSN %d, file name says %d", errBadSnapshot, binary.LittleEndian.Uint64(h[8:]), lsn)
+		return 0, badSnapshot("header says LSN %d, file name says %d", binary.LittleEndian.Uint64(h[8:]), lsn)
 	case binary.LittleEndian.Uint64(t[0:]) != uint64(bodyLen):
-		return 0, fmt.Errorf("%w: trailer says %d body bytes, file has %d", errBadSnapshot, binary.LittleEndian.Uint64(t[0:]), bodyLen)
+		return 0, badSnapshot("trailer says %d body bytes, file has %d", binary.LittleEndian.Uint64(t[0:]), bodyLen)
 	}
 	crc := crc32.New(castagnoli)
 	if _, err := io.Copy(crc, io.NewSectionReader(f, 0, size-snapTrailerSize)); err != nil {
 		return 0, err
 	}
 	if crc.Sum32() != binary.LittleEndian.Uint32(t[8:]) {
-		return 0, fmt.Errorf("%w: checksum mismatch", errBadSnapshot)
+		return 0, badSnapshot("checksum mismatch")
 	}
 	return bodyLen, nil
 }
 
-// countValidSnapshots returns how many snapshot files in dir verify.
-func countValidSnapshots(dir string) (int, error) {
+// snapshotScan is what scanSnapshots found in a directory.
+type snapshotScan struct {
+	valid []seqFile // the snapshot files that verify, oldest first
+	bad   []Damage  // the ones that do not, oldest first
+}
+
+// scanSnapshots verifies every snapshot file of dir.
+func scanSnapshots(dir string) (snapshotScan, error) {
 	snaps, err := listSeq(dir, snapSuffix)
 	if err != nil {
-		return 0, fmt.Errorf("wal: %w", err)
+		return snapshotScan{}, fmt.Errorf("wal: %w", err)
 	}
-	n := 0
+	var sc snapshotScan
 	for _, s := range snaps {
 		r, err := openSnapshot(s)
-		if errors.Is(err, errBadSnapshot) {
+		if bad, ok := errors.AsType[*badSnapshotError](err); ok {
+			sc.bad = append(sc.bad, Damage{File: s.path, Reason: bad.Error(), Repair: "recovery skips it; a repair moves it aside"})
 			continue
 		}
 		if err != nil {
-			return n, fmt.Errorf("wal: %w", err)
+			return sc, fmt.Errorf("wal: %w", err)
 		}
 		r.Close()
-		n++
+		sc.valid = append(sc.valid, s)
 	}
-	return n, nil
+	return sc, nil
+}
+
+// newest returns the LSN of the newest valid snapshot; 0 when there is none.
+func (sc snapshotScan) newest() uint64 {
+	if len(sc.valid) == 0 {
+		return 0
+	}
+	return sc.valid[len(sc.valid)-1].seq
+}
+
+// newestBadAfter returns the path of the newest invalid snapshot newer than lsn; "" for none.
+func (sc snapshotScan) newestBadAfter(lsn uint64) string {
+	if n := len(sc.bad); n > 0 {
+		if seq, _ := parseSeq(filepath.Base(sc.bad[n-1].File), snapSuffix); seq > lsn {
+			return sc.bad[n-1].File
+		}
+	}
+	return ""
 }
 
 // removeSnapshotTemps removes the temporary files interrupted WriteSnapshot calls left in dir.

@@ -24,7 +24,7 @@ func writeSnapshot(t *testing.T, dir string, lsn uint64, body string) string {
 // latest returns what OpenLatestSnapshot finds: its LSN and body.
 func latest(t *testing.T, dir string) (uint64, string) {
 	t.Helper()
-	lsn, r, err := OpenLatestSnapshot(dir)
+	lsn, r, err := OpenLatestSnapshot(dir, quiet)
 	if err != nil {
 		t.Fatalf("OpenLatestSnapshot: %v", err)
 	}
@@ -41,10 +41,10 @@ func latest(t *testing.T, dir string) (uint64, string) {
 
 func TestSnapshots(t *testing.T) {
 	dir := t.TempDir()
-	if lsn, r, err := OpenLatestSnapshot(dir); lsn != 0 || r != nil || err != nil {
+	if lsn, r, err := OpenLatestSnapshot(dir, quiet); lsn != 0 || r != nil || err != nil {
 		t.Fatalf("OpenLatestSnapshot(empty dir) = %d, %v, %v; want 0, nil, nil", lsn, r, err)
 	}
-	if lsn, r, err := OpenLatestSnapshot(filepath.Join(dir, "missing")); lsn != 0 || r != nil || err != nil {
+	if lsn, r, err := OpenLatestSnapshot(filepath.Join(dir, "missing"), quiet); lsn != 0 || r != nil || err != nil {
 		t.Fatalf("OpenLatestSnapshot(missing dir) = %d, %v, %v; want 0, nil, nil", lsn, r, err)
 	}
 

@@ -2,8 +2,11 @@ package wal
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -39,7 +42,7 @@ func (w *writer) resume(open func(string, int, os.FileMode) (file, error), s seq
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("fsync %s: %w", s.path, err)
+		return &ioError{op: "fsync", path: s.path, err: err}
 	}
 	w.f, w.path, w.first, w.syncedOff = f, s.path, s.seq, end
 	return nil
@@ -137,7 +140,7 @@ func (l *Log) finish(w *writer) {
 	err := l.step(w, false)
 	l.publish(w, err)
 	if cerr := w.f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", w.path, cerr)
+		err = &ioError{op: "close", path: w.path, err: cerr}
 	}
 	if err != nil {
 		l.closeErr = failure(err)
@@ -197,7 +200,7 @@ func (l *Log) write(w *writer) error {
 		if terr := w.f.Truncate(end); terr != nil {
 			l.opts.Logger.Warn("wal: cannot truncate after a failed write; the retry overwrites the partial data", "file", w.path, "offset", end, "err", terr)
 		}
-		return fmt.Errorf("write %s at offset %d: %w", w.path, off, err)
+		return &ioError{op: "write", path: fmt.Sprintf("%s at offset %d", w.path, off), err: err}
 	}
 	l.opts.Observer.Wrote(w.heldN-w.wroteN, len(p))
 	w.wrote, w.wroteN, w.inFile, w.written = len(w.held), w.heldN, len(w.held), w.last
@@ -216,7 +219,7 @@ func (l *Log) sync(w *writer) error {
 		// The kernel may have dropped the pages it failed to write back: write them again before
 		// the next fsync. No truncation: the bytes in the file are the right ones.
 		w.wrote, w.wroteN = 0, 0
-		return fmt.Errorf("fsync %s: %w", w.path, err)
+		return &ioError{op: "fsync", path: w.path, err: err}
 	}
 	l.opts.Observer.Synced(time.Since(start))
 	w.syncedOff += int64(len(w.held))
@@ -244,12 +247,12 @@ func (l *Log) roll(w *writer) error {
 }
 
 // startSegment creates the segment whose first record will have LSN first, with its header
-// fsynced and the directory fsynced, and makes it the current one.
+// fsynced and the directory fsynced, records it in LAST_SEGMENT, and makes it the current one.
 func (l *Log) startSegment(first uint64) error {
 	path := segmentPath(l.dir, first)
-	f, err := l.opts.openFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := l.opts.openFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return err
+		return &ioError{op: "create", path: path, err: err}
 	}
 	if _, err = f.WriteAt(segmentHeader(first), 0); err == nil {
 		err = f.Sync()
@@ -260,7 +263,11 @@ func (l *Log) startSegment(first uint64) error {
 	if err != nil {
 		f.Close()
 		os.Remove(path) // best effort; a retry creates it again
-		return fmt.Errorf("create segment %s: %w", path, err)
+		return &ioError{op: "create", path: path, err: err}
+	}
+	if err := writeMarker(l.dir, first); err != nil {
+		f.Close() // the segment stays, valid and empty; a retry creates it again
+		return &ioError{op: "update", path: filepath.Join(l.dir, markerName), err: err}
 	}
 	w := &l.w
 	if w.f != nil {
@@ -314,6 +321,36 @@ func (l *Log) advanceLocked(w *writer) {
 	}
 }
 
+// failure is the error callers of Append, Wait and Close get while the writer fails with err: it
+// wraps ErrFailed and the cause, and names what failed but not where, since it may travel to
+// clients (the server log, which gets err itself, has the path).
 func failure(err error) error {
-	return fmt.Errorf("%w: %w", ErrFailed, err)
+	if e, ok := errors.AsType[*ioError](err); ok {
+		return fmt.Errorf("%w: cannot %s a log file: %w", ErrFailed, e.op, withoutPath(e.err))
+	}
+	return fmt.Errorf("%w: %w", ErrFailed, withoutPath(err))
+}
+
+// ioError is an I/O failure of the writer. Its message, for the server log, names the file.
+type ioError struct {
+	op   string // what failed: "write", "fsync", "create", "update", "close"
+	path string // the file (and offset) it failed on
+	err  error
+}
+
+func (e *ioError) Error() string { return fmt.Sprintf("%s %s: %v", e.op, e.path, withoutPath(e.err)) }
+
+func (e *ioError) Unwrap() error { return e.err }
+
+// withoutPath returns the cause of err without the file paths an *fs.PathError or *os.LinkError
+// (which the os package returns) put in its message: the error number, which errors.Is still
+// finds.
+func withoutPath(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err
+	}
+	if le, ok := errors.AsType[*os.LinkError](err); ok {
+		return le.Err
+	}
+	return err
 }
