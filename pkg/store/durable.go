@@ -52,6 +52,7 @@ type Durable struct {
 	opts DurableOptions
 
 	snapMu       sync.Mutex // one snapshot at a time
+	snapLSN      uint64     // the LSN of the newest snapshot, verified when loaded or written (under snapMu)
 	snapRunning  atomic.Bool
 	closing      atomic.Bool
 	loggedBytes  atomic.Int64 // since the last snapshot
@@ -85,12 +86,11 @@ func OpenDurable(opts DurableOptions) (_ *Durable, err error) {
 			_ = d.log.Close()
 		}
 	}()
-	snapLSN, err := d.loadSnapshot()
-	if err != nil {
+	if d.snapLSN, err = d.loadSnapshot(); err != nil {
 		return nil, err
 	}
 	var records uint64
-	err = d.log.Replay(snapLSN, func(_ uint64, rec []byte) error {
+	err = d.log.Replay(d.snapLSN, func(_ uint64, rec []byte) error {
 		records++
 		return d.replay(rec)
 	})
@@ -191,11 +191,14 @@ const (
 	snapTag         = 2
 )
 
-// Snapshot writes a snapshot of the store while writes go on, then drops the log it makes
-// redundant. The snapshot is fuzzy (shards are copied one by one), so it is cut at a log
-// position: recovery replays every record after the cut, and re-applying a batch the copy
-// already holds is harmless. Before the snapshot is published, every write it may hold is
-// made durable, so recovery can never see part of a batch.
+// Snapshot writes a snapshot of the store while writes go on, then drops what neither it nor the
+// previous snapshot needs. The snapshot is fuzzy (shards are copied one by one), so it is cut at a
+// log position: recovery replays every record after the cut, and re-applying a batch the copy
+// already holds is harmless. Before the snapshot is published, every write it may hold is made
+// durable, so recovery can never see part of a batch; it is verified when written. The previous
+// snapshot and the log after it are kept until the next snapshot, so that recovery can fall back
+// to them should this one be damaged on disk: the log holds what was written since the snapshot
+// before last.
 func (d *Durable) Snapshot(ctx context.Context) (err error) {
 	d.snapMu.Lock()
 	defer d.snapMu.Unlock()
@@ -216,6 +219,7 @@ func (d *Durable) Snapshot(ctx context.Context) (err error) {
 	d.seqMu.Lock()
 	cutRev, cutLSN := d.rev.Load(), d.lastLSN.Load()
 	d.seqMu.Unlock()
+	prev := d.snapLSN
 	if err := d.log.Wait(ctx, cutLSN); err != nil {
 		return fmt.Errorf("store: snapshot: %w", err)
 	}
@@ -234,13 +238,14 @@ func (d *Durable) Snapshot(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("store: snapshot: %w", err)
 	}
+	d.snapLSN = cutLSN
 	if _, err := d.log.Rotate(); err != nil {
 		return fmt.Errorf("store: snapshot: %w", err)
 	}
-	if err := d.log.RemoveBefore(cutLSN); err != nil {
+	if err := d.log.RemoveBefore(prev); err != nil {
 		return fmt.Errorf("store: snapshot: %w", err)
 	}
-	return wal.RemoveSnapshotsBefore(d.opts.Dir, cutLSN)
+	return wal.RemoveSnapshotsBefore(d.opts.Dir, prev)
 }
 
 // writeSnapshot writes the body: every live entry, shard by shard, then the tags.
@@ -290,7 +295,7 @@ func (d *Durable) writeSnapshot(w *bufio.Writer, cutRev int64) (int64, error) {
 
 // loadSnapshot restores the newest valid snapshot, if any, and returns its log position.
 func (d *Durable) loadSnapshot() (uint64, error) {
-	lsn, r, err := wal.OpenLatestSnapshot(d.opts.Dir)
+	lsn, r, err := wal.OpenLatestSnapshot(d.opts.Dir, d.opts.WAL.Logger)
 	if err != nil || r == nil {
 		return 0, err
 	}

@@ -118,21 +118,80 @@ func reopen(t *testing.T, d *Durable, dir string) (*Durable, []recovered) {
 func TestSnapshotBoundsTheLog(t *testing.T) {
 	dir := t.TempDir()
 	d := openDurable(t, dir, nil, func() [][]byte { return [][]byte{[]byte("kept-tag")} })
-	for i := range 300 {
-		applyTagged(t, d, Atomic, "", put(fmt.Sprint("k", i%50), fmt.Sprint(strings.Repeat("v", 40), i)))
+	write := func(round int) {
+		for i := range 300 {
+			applyTagged(t, d, Atomic, "", put(fmt.Sprint("k", i%50), fmt.Sprint(strings.Repeat("v", 40), round, i)))
+		}
 	}
-	segmentsBefore := countFiles(t, dir, ".wal")
-	if err := d.Snapshot(context.Background()); err != nil {
-		t.Fatal(err)
+	snapshot := func() {
+		t.Helper()
+		if err := d.Snapshot(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if after := countFiles(t, dir, ".wal"); after >= segmentsBefore || countFiles(t, dir, ".snap") != 1 {
-		t.Fatalf("after snapshot: %d segments (before %d), %d snapshots", after, segmentsBefore, countFiles(t, dir, ".snap"))
+	write(0)
+	segments := countFiles(t, dir, ".wal")
+	snapshot() // the first: recovery's fallback is the empty state and the whole log, so nothing goes
+	if after, snaps := countFiles(t, dir, ".wal"), countFiles(t, dir, ".snap"); after < segments || snaps != 1 {
+		t.Fatalf("after the first snapshot: %d segments (before %d), %d snapshots; want none removed and 1 snapshot", after, segments, snaps)
+	}
+	for round := 1; round <= 3; round++ {
+		write(round)
+		segments = countFiles(t, dir, ".wal")
+		snapshot() // the log before the previous snapshot goes, with older snapshots
+		if after, snaps := countFiles(t, dir, ".wal"), countFiles(t, dir, ".snap"); after >= segments || snaps != 2 {
+			t.Fatalf("after snapshot %d: %d segments (before %d), %d snapshots; want fewer segments and 2 snapshots", round+1, after, segments, snaps)
+		}
 	}
 	applyTagged(t, d, BestEffort, "late", put("k1", "late"), Write{Key: "k2", Delete: true, ExpectedVersion: AnyVersion})
 	d, got := reopen(t, d, dir)
 	defer d.Close()
 	if len(got) != 2 || got[0].tag != "kept-tag" || got[0].rev != 0 || got[1].tag != "late" {
 		t.Fatalf("recovered tags = %+v; want the snapshot's, then the log's", got)
+	}
+}
+
+// TestCorruptSnapshotFallsBack flips one byte in the middle of the newest snapshot: recovery
+// falls back to the previous snapshot and the log kept after it, and loses nothing; Check
+// reports the snapshot.
+func TestCorruptSnapshotFallsBack(t *testing.T) {
+	dir := t.TempDir()
+	d := openDurable(t, dir, nil, nil)
+	for round := range 3 {
+		for i := range 200 {
+			applyTagged(t, d, Atomic, "", put(fmt.Sprint("k", i), fmt.Sprint(strings.Repeat("v", 40), round)))
+		}
+		if err := d.Snapshot(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applyTagged(t, d, Atomic, "", put("after-the-last-snapshot", "1"))
+	want, wantStats := dump(t, d), d.Stats()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snaps, _ := filepath.Glob(filepath.Join(dir, "*.snap"))
+	if len(snaps) != 2 {
+		t.Fatalf("%d snapshots; want the newest and the previous one", len(snaps))
+	}
+	newest := snaps[len(snaps)-1]
+	b, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x01
+	if err := os.WriteFile(newest, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, err := wal.Check(dir)
+	if err != nil || len(rep.BadSnapshots) != 1 || rep.BadSnapshots[0].File != newest || rep.Sound() || rep.Gap != "" || rep.Corruption != nil {
+		t.Fatalf("Check = %+v, %v; want the newest snapshot reported invalid, and no gap", rep, err)
+	}
+	d = openDurable(t, dir, nil, nil)
+	defer d.Close()
+	if got := dump(t, d); !maps.Equal(got, want) || d.Stats() != wantStats {
+		t.Fatalf("recovered from the previous snapshot:\n got %d keys %+v\nwant %d keys %+v", len(got), d.Stats(), len(want), wantStats)
 	}
 }
 
