@@ -33,8 +33,8 @@ commands:
       optionally with "expected_version":N and "ttl_ms":N
   getall KEY...
   delall KEY... [--atomic] [--request-id ID]
-  wal check DIR      inspect a data directory's write-ahead log (server stopped)
-  wal repair DIR     cut the log at its first bad record, like redis-check-aof --fix
+  wal check DIR      verify a data directory's log and snapshots (read-only; exit 1 when damaged)
+  wal repair DIR     move the damage aside (into DIR/repair-<time>/, undoable); server stopped
   version            print putallctl's version, commit and Go version
 
 Flags may come before or after arguments; -- ends them. --addr defaults to
