@@ -172,9 +172,9 @@ func (a *app) openStore(reg prometheus.Registerer) (*service.Recovery, error) {
 		Observer:      dm,
 	})
 	if corrupt, ok := errors.AsType[*wal.CorruptionError](err); ok {
-		return nil, fmt.Errorf("store.data_dir: the write-ahead log is corrupt (%s at offset %d: %s); "+
-			"inspect it with `putallctl wal check %s`, cut it there with `putallctl wal repair %s`",
-			corrupt.File, corrupt.Offset, corrupt.Reason, cfg.Store.DataDir, cfg.Store.DataDir)
+		return nil, fmt.Errorf("store.data_dir: the write-ahead log is damaged (%v); "+
+			"`putallctl wal check %s` shows what is wrong, `putallctl wal repair %s` moves the damage aside (undoably; see README, Operations)",
+			corrupt, cfg.Store.DataDir, cfg.Store.DataDir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store.data_dir: %w", err)
@@ -199,7 +199,7 @@ func (a *app) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if err := a.durable.Snapshot(r.Context()); err != nil {
 		a.log.Error("snapshot failed", "err", err)
-		http.Error(w, "snapshot failed: "+err.Error()+"\n", http.StatusInternalServerError)
+		http.Error(w, "snapshot failed; the server log has the cause\n", http.StatusInternalServerError)
 		return
 	}
 	fmt.Fprintf(w, "snapshot taken in %s\n", time.Since(start).Round(time.Millisecond))
