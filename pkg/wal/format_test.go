@@ -532,3 +532,26 @@ func TestRecordsNeitherSnapshotNorLogHolds(t *testing.T) {
 		})
 	}
 }
+
+// TestCutShortBeforeTheNamedSegment: a segment older than the one LAST_SEGMENT names was fsynced
+// before that one was created, so when the named one is gone and the one before it ends cut
+// short, that is corruption, not a torn write.
+func TestCutShortBeforeTheNamedSegment(t *testing.T) {
+	recs := randomRecords(newRand(t), 20, 300)
+	dir := buildLog(t, Options{SegmentBytes: 1 << 10}, recs)
+	segs := segmentFiles(t, dir)
+	if err := os.Remove(segs[len(segs)-1]); err != nil {
+		t.Fatal(err)
+	}
+	prev := segs[len(segs)-2]
+	fi, err := os.Stat(prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(prev, fi.Size()-3); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Check(dir); err != nil || rep.TornTail != nil || rep.Corruption == nil || rep.Corruption.File != prev {
+		t.Fatalf("Check = %+v (corruption %+v), %v; want corruption in %s", rep, rep.Corruption, err, prev)
+	}
+}
