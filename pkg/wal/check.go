@@ -131,14 +131,18 @@ type dirScan struct {
 // scanDir scans every segment of dir in order, checking that each continues the previous one and
 // that none is missing at the end, and stops at the first damage.
 func scanDir(dir string) (*dirScan, error) {
+	d := &dirScan{dir: dir, cut: -1, gap: -1}
+	var err error
+	// The marker first: a segment it names exists before the marker names it, so a listing made
+	// after reading it sees that segment even while a server (which Check allows) starts one.
+	if d.marker, d.hasMarker, err = readMarker(dir); err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
+	}
 	segs, err := listSeq(dir, ".wal")
 	if err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
-	d := &dirScan{dir: dir, segs: segs, cut: -1, gap: -1}
-	if d.marker, d.hasMarker, err = readMarker(dir); err != nil {
-		return nil, fmt.Errorf("wal: %w", err)
-	}
+	d.segs = segs
 	r := &d.report
 	r.Segments = len(segs)
 	r.NoMarker = !d.hasMarker && len(segs) > 0
