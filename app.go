@@ -110,7 +110,8 @@ func (a *app) startServer(reg *prometheus.Registry) error {
 	if a.rpcLn, err = net.Listen("tcp", cfg.Server.Addr); err != nil {
 		return fmt.Errorf("server.addr: %w", err)
 	}
-	a.rpc = kvservice.NewServer(handler.New(a.svc, a.log), append(handler.ServerOptions(cfg.Server.MaxRequestBytes),
+	a.rpc = kvservice.NewServer(handler.New(a.svc, a.log), append(handler.ServerOptions(handler.Transport{
+		MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout, Logger: a.log}),
 		server.WithListener(a.rpcLn),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
 		server.WithExitWaitTime(cfg.Server.ShutdownTimeout),

@@ -46,7 +46,13 @@ func testConfig(t *testing.T) *config.Config {
 // when the test ends.
 func startTestServer(t *testing.T, cfg *config.Config) (*app, *kvclient.Client) {
 	t.Helper()
-	a, err := startApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return startLoggedServer(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startLoggedServer is startTestServer with the server logging to log.
+func startLoggedServer(t *testing.T, cfg *config.Config, log *slog.Logger) (*app, *kvclient.Client) {
+	t.Helper()
+	a, err := startApp(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,25 +2,48 @@ package handler
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/cloudwego/kitex/pkg/endpoint"
+	"github.com/cloudwego/kitex/pkg/remote/trans/netpoll"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/server"
 
-	"putallkv/pkg/rpclimit"
+	"putallkv/kitex_gen/kv/kvservice"
+	"putallkv/pkg/rpcguard"
 )
+
+// Transport is how the KVService endpoint reads requests.
+type Transport struct {
+	// MaxRequestBytes is the largest encoded request read (server.max_request_bytes).
+	MaxRequestBytes int
+	// DrainTimeout bounds the reading of a refused oversized request (server.drain_timeout).
+	DrainTimeout time.Duration
+	// Logger receives refused requests, rate-limited.
+	Logger *slog.Logger
+}
 
 // ServerOptions are the Kitex server options of the KVService endpoint: TTHeader metadata
 // (the request id, the caller's deadline), the caller's deadline on the call's context
-// (CallerDeadline), and requests over maxRequestBytes answered as TOO_LARGE (package
-// rpclimit). The server binary and putallbench's empty handler both serve with them, so
-// that the two differ only in the handler.
-func ServerOptions(maxRequestBytes int) []server.Option {
+// (CallerDeadline), and requests read through package rpcguard: framed Thrift only (no
+// HTTP/2 or streaming protocols on the port, whose decoders would bypass it), refused when
+// oversized or malformed, with an answer the SDK maps to TOO_LARGE or INVALID_ARGUMENT. The
+// server binary and putallbench's empty handler both serve with them, so that the two differ
+// only in the handler.
+func ServerOptions(t Transport) []server.Option {
+	codec, err := rpcguard.New(t.MaxRequestBytes, kvservice.NewServiceInfo())
+	if err != nil {
+		panic(fmt.Sprintf("handler: the generated service has no schema: %v", err)) // a generator change; tested
+	}
 	return []server.Option{
 		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
 		server.WithMiddleware(CallerDeadline),
-		server.WithCodec(rpclimit.New(maxRequestBytes)),
+		server.WithCodec(codec),
+		server.WithTransHandlerFactory(rpcguard.Handlers(netpoll.NewSvrTransHandlerFactory(),
+			rpcguard.HandlerOptions{DrainTimeout: t.DrainTimeout, Logger: t.Logger})),
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
-	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/server"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -26,7 +25,6 @@ import (
 	"putallkv/pkg/kvclient"
 	"putallkv/pkg/leakcheck"
 	"putallkv/pkg/reqid"
-	"putallkv/pkg/rpclimit"
 	"putallkv/pkg/store"
 )
 
@@ -93,14 +91,13 @@ func startRPC(t *testing.T, h kv.KVService) kv.KVService {
 		t.Fatal(err)
 	}
 	stop, done := make(chan error, 1), make(chan error, 1)
-	srv := kvservice.NewServer(h,
+	srv := kvservice.NewServer(h, append(handler.ServerOptions(handler.Transport{
+		MaxRequestBytes: 2 * testMaxBody, DrainTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)}),
 		server.WithListener(ln),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
-		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
-		server.WithCodec(rpclimit.New(2*testMaxBody)),
 		server.WithExitWaitTime(time.Second),
 		server.WithExitSignal(func() <-chan error { return stop }),
-	)
+	)...)
 	go func() { done <- srv.Run() }()
 	c, err := kvclient.New([]string{ln.Addr().String()}, kvclient.WithRPCTimeout(10*time.Second))
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
@@ -73,7 +74,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	stop := make(chan error, 1)
-	svr := kvservice.NewServer(&emptyKV{}, append(handler.ServerOptions(cfg.Server.MaxRequestBytes),
+	svr := kvservice.NewServer(&emptyKV{}, append(handler.ServerOptions(handler.Transport{
+		MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout, Logger: slog.New(slog.NewTextHandler(stderr, nil))}),
 		server.WithListener(ln),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv-empty"}),
 		server.WithExitSignal(func() <-chan error { return stop }),

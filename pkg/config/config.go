@@ -41,6 +41,9 @@ type ServerConfig struct {
 	Addr string `yaml:"addr"`
 	// MaxRequestBytes is the largest encoded request accepted (the Kitex codec size limit).
 	MaxRequestBytes int `yaml:"max_request_bytes"`
+	// DrainTimeout bounds how long the server goes on reading (and discarding) a refused
+	// oversized request, so that its caller, still sending it, can read the TOO_LARGE answer.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// ShutdownTimeout bounds how long graceful shutdown waits for in-flight calls.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -279,6 +282,7 @@ func (c *Config) Validate() error {
 		bad("server.max_request_bytes", "must be at least 1024, got %d", c.Server.MaxRequestBytes)
 	}
 	positiveDuration("server.shutdown_timeout", c.Server.ShutdownTimeout)
+	positiveDuration("server.drain_timeout", c.Server.DrainTimeout)
 	addr("admin.addr", c.Admin.Addr)
 	if n := c.Store.Shards; n < 1 || n > 1<<16 || n&(n-1) != 0 {
 		bad("store.shards", "must be a power of two between 1 and 65536, got %d", n)

@@ -40,7 +40,7 @@ func writeFile(t *testing.T, body string) string {
 func TestDefaults(t *testing.T) {
 	c := defaults(t)
 	want := Config{
-		Server:      ServerConfig{Addr: "127.0.0.1:8888", MaxRequestBytes: 8 << 20, ShutdownTimeout: 10 * time.Second},
+		Server:      ServerConfig{Addr: "127.0.0.1:8888", MaxRequestBytes: 8 << 20, DrainTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second},
 		Admin:       AdminConfig{Addr: "127.0.0.1:9100"},
 		Store:       StoreConfig{Shards: 256, SweepInterval: time.Second, MaxBytes: 1 << 30},
 		Limits:      LimitsConfig{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxBatchEntries: 1000},
@@ -258,6 +258,7 @@ func TestValidate(t *testing.T) {
 		{"admin addr", func(c *Config) { c.Admin.Addr = "nohost" }, "config: admin.addr:"},
 		{"max_request_bytes minimum", func(c *Config) { c.Server.MaxRequestBytes = 1024 }, ""},
 		{"max_request_bytes too small", func(c *Config) { c.Server.MaxRequestBytes = 1023 }, "config: server.max_request_bytes: must be at least 1024, got 1023"},
+		{"drain_timeout zero", func(c *Config) { c.Server.DrainTimeout = 0 }, "config: server.drain_timeout: must be positive, got 0s"},
 		{"shutdown_timeout zero", func(c *Config) { c.Server.ShutdownTimeout = 0 }, "config: server.shutdown_timeout: must be positive"},
 		{"shards 1", func(c *Config) { c.Store.Shards = 1 }, ""},
 		{"shards 65536", func(c *Config) { c.Store.Shards = 65536 }, ""},

@@ -16,7 +16,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/remote"
 
 	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/rpclimit"
+	"putallkv/pkg/rpcguard"
 )
 
 func TestBatcherAIMD(t *testing.T) {
@@ -430,7 +430,7 @@ func TestBatcherRoutesErrors(t *testing.T) {
 // TestBatcherSplitsOversizedRequests checks that a request too large as a whole is sent
 // again in smaller batches, and that an entry too large on its own fails its caller only.
 func TestBatcherSplitsOversizedRequests(t *testing.T) {
-	tooLarge := kerrors.ErrRemoteOrNetwork.WithCause(remote.NewTransErrorWithMsg(rpclimit.TypeTooLarge, "request is over the server's limit"))
+	tooLarge := kerrors.ErrRemoteOrNetwork.WithCause(remote.NewTransErrorWithMsg(rpcguard.TypeTooLarge, "request is over the server's limit"))
 	b, s := newFakeBatcher(t, func(s *fakeServer, req *kv.PutAllRequest) (*kv.PutAllResponse, error) {
 		for _, e := range req.Entries {
 			if len(req.Entries) > 2 || e.Key == "huge" {

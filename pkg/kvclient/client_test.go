@@ -19,7 +19,7 @@ import (
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/leakcheck"
 	"putallkv/pkg/reqid"
-	"putallkv/pkg/rpclimit"
+	"putallkv/pkg/rpcguard"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
@@ -305,19 +305,29 @@ func TestTransportErrorMapping(t *testing.T) {
 	}
 }
 
-// TestTooLargeMapping checks that a request the server refused unread, which Kitex reports
-// as a transport exception of rpclimit's type, maps to TOO_LARGE with the server's message.
-func TestTooLargeMapping(t *testing.T) {
-	refusal := remote.NewTransErrorWithMsg(rpclimit.TypeTooLarge, "request is over the server's limit")
-	err := error(toError("PutAll", kerrors.ErrRemoteOrNetwork.WithCause(refusal)))
-	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("err = %v, want ErrTooLarge", err)
-	}
-	if want := "TOO_LARGE: request is over the server's limit"; err.Error() != want {
-		t.Fatalf("message %q, want %q", err.Error(), want)
-	}
-	if writePolicy("id").allows(err.(*Error)) {
-		t.Fatal("a refused write would be retried")
+// TestRefusalMapping checks that a request the server refused unread, which Kitex reports
+// as a transport exception of one of rpcguard's types, maps to its code with the server's
+// message, and is not retried.
+func TestRefusalMapping(t *testing.T) {
+	for _, tc := range []struct {
+		typeID int32
+		want   error
+		msg    string
+	}{
+		{rpcguard.TypeTooLarge, ErrTooLarge, "TOO_LARGE: request is over the server's limit"},
+		{rpcguard.TypeMalformed, ErrInvalidArgument, "INVALID_ARGUMENT: request is over the server's limit"},
+	} {
+		refusal := remote.NewTransErrorWithMsg(tc.typeID, "request is over the server's limit")
+		err := error(toError("PutAll", kerrors.ErrRemoteOrNetwork.WithCause(refusal)))
+		if !errors.Is(err, tc.want) {
+			t.Fatalf("err = %v, want %v", err, tc.want)
+		}
+		if err.Error() != tc.msg {
+			t.Fatalf("message %q, want %q", err.Error(), tc.msg)
+		}
+		if writePolicy("id").allows(err.(*Error)) {
+			t.Fatal("a refused write would be retried")
+		}
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/remote"
 
 	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/rpclimit"
+	"putallkv/pkg/rpcguard"
 )
 
 // codeError is the type of the sentinel errors: a bare code. Comparing codes rather than
@@ -33,7 +33,7 @@ var (
 )
 
 // Error is a failed call: the code and message the server sent (from its KVError, or
-// TOO_LARGE for a request it refused unread), or code UNAVAILABLE when the call did not get
+// TOO_LARGE or INVALID_ARGUMENT for a request it refused unread), or code UNAVAILABLE when the call did not get
 // an answer (connection refused, timeout, any other Kitex error). Unwrap returns the cause.
 type Error struct {
 	// Code is the stable machine-readable reason; never OK.
@@ -73,9 +73,9 @@ func (e *Error) thrownByServer() bool {
 
 // toError maps what a generated client method returned to an *Error. The server's exception
 // arrives as the *kv.KVError itself (the generated code returns the result's exception
-// field after a successful Kitex call); a request too large for the server to read arrives
-// as a Kitex transport exception (see package rpclimit); anything else is a call that got
-// no answer.
+// field after a successful Kitex call); a request the server refused to read (too large or
+// malformed) arrives as a Kitex transport exception (see package rpcguard); anything else
+// is a call that got no answer.
 func toError(method string, err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
@@ -97,9 +97,14 @@ func toError(method string, err error) *Error {
 		}
 	}
 	var te *remote.TransError
-	if errors.As(err, &te) && te.TypeID() == rpclimit.TypeTooLarge {
+	if errors.As(err, &te) {
 		// The server refused the request unread, in its codec, where no KVError can be thrown.
-		return &Error{Code: kv.ErrorCode_TOO_LARGE, Message: te.Error(), cause: err}
+		switch te.TypeID() {
+		case rpcguard.TypeTooLarge:
+			return &Error{Code: kv.ErrorCode_TOO_LARGE, Message: te.Error(), cause: err}
+		case rpcguard.TypeMalformed:
+			return &Error{Code: kv.ErrorCode_INVALID_ARGUMENT, Message: te.Error(), cause: err}
+		}
 	}
 	return &Error{
 		Code:    kv.ErrorCode_UNAVAILABLE,

@@ -1,0 +1,376 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudwego/gopkg/protocol/thrift"
+	"github.com/cloudwego/kitex/pkg/klog"
+	"golang.org/x/net/http2"
+
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/kvclient"
+	"putallkv/pkg/rpcguard"
+)
+
+var tb = thrift.Binary
+
+// frame is a Framed Thrift request calling method with the encoded arguments struct args.
+func frame(method string, args []byte) []byte {
+	m := append(tb.AppendMessageBegin(nil, method, thrift.CALL, 1), args...)
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(m))), m...)
+}
+
+// reply is what the server answered to a raw request: the message type and, for an
+// exception, the exception.
+type reply struct {
+	typ thrift.TMessageType
+	ex  *thrift.ApplicationException
+}
+
+// rawCall sends one raw request on a new connection to addr and reads the answer.
+func rawCall(addr string, req []byte) (reply, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return reply{}, err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return reply{}, err
+	}
+	if _, err := conn.Write(req); err != nil {
+		return reply{}, err
+	}
+	var size [4]byte
+	if _, err := io.ReadFull(conn, size[:]); err != nil {
+		return reply{}, fmt.Errorf("no answer: %w", err)
+	}
+	n := binary.BigEndian.Uint32(size[:])
+	if n > 1<<20 {
+		return reply{}, fmt.Errorf("an answer of %d bytes", n)
+	}
+	msg := make([]byte, n)
+	if _, err := io.ReadFull(conn, msg); err != nil {
+		return reply{}, fmt.Errorf("a cut answer: %w", err)
+	}
+	_, typ, _, hdr, err := tb.ReadMessageBegin(msg)
+	if err != nil {
+		return reply{}, fmt.Errorf("an answer with no message header: %w", err)
+	}
+	r := reply{typ: typ}
+	if typ == thrift.EXCEPTION {
+		r.ex = thrift.NewApplicationException(0, "")
+		if _, err := r.ex.FastRead(msg[hdr:]); err != nil {
+			return reply{}, fmt.Errorf("an unreadable exception: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// args builds Thrift binary by hand, as a hostile client would.
+type args []byte
+
+func (a args) field(t thrift.TType, id int16) args { return tb.AppendFieldBegin(a, t, id) }
+func (a args) stop(n int) args                     { return append(a, make([]byte, n)...) }
+func (a args) list(et thrift.TType, n int) args    { return tb.AppendListBegin(a, et, n) }
+func (a args) str(s string) args                   { return tb.AppendString(a, s) }
+func (a args) i32(v int32) args                    { return tb.AppendI32(a, v) }
+func (a args) raw(b []byte) args                   { return append(a, b...) }
+
+// method describes where a method's request holds its keys, values and list, so that a huge
+// declared container can be put where the decoder reads one.
+type method struct {
+	name string
+	// item puts fields into the struct that holds the request's first key (field 1) and
+	// value (field 2), nested as the method's arguments nest it, and closes the arguments.
+	item func(fields args) args
+	// list opens the request's list field (nil when it has none), closeList closes it.
+	list      func(header args) args
+	elem      thrift.TType // the list's element type
+	hasValue  bool
+	closeList int
+}
+
+// inRequest nests fields directly in the arguments' request struct.
+func inRequest(fields args) args { return args(nil).field(thrift.STRUCT, 1).raw(fields).stop(2) }
+
+// inEntry nests fields in the first entry of the request's list field 1.
+func inEntry(fields args) args {
+	return args(nil).field(thrift.STRUCT, 1).field(thrift.LIST, 1).list(thrift.STRUCT, 1).raw(fields).stop(3)
+}
+
+func listField(header args) args {
+	return args(nil).field(thrift.STRUCT, 1).field(thrift.LIST, 1).raw(header)
+}
+
+var methods = []method{
+	{name: "Put", item: inRequest, hasValue: true},
+	{name: "Get", item: inRequest},
+	{name: "Delete", item: inRequest},
+	{name: "PutAll", item: inEntry, hasValue: true, list: listField, elem: thrift.STRUCT, closeList: 2},
+	{name: "GetAll", item: inRequest, list: listField, elem: thrift.STRING, closeList: 2},
+	{name: "DeleteAll", item: inEntry, list: listField, elem: thrift.STRUCT, closeList: 2},
+	{name: "PutAllMany", hasValue: true, list: listField, elem: thrift.STRUCT, closeList: 2,
+		item: func(fields args) args {
+			return inEntry(args(nil).field(thrift.LIST, 1).list(thrift.STRUCT, 1).raw(fields).stop(1))
+		}},
+}
+
+const hugeLen = 1<<31 - 1
+
+// hugeContainers are, for each kind of container, the arguments of m declaring one of 2^31-1
+// elements or bytes, with a few bytes after it.
+func hugeContainers(m method) map[string]args {
+	hugeStr := args(nil).i32(hugeLen).raw([]byte("abcd"))
+	list := m.item(args(nil).field(thrift.LIST, 99).list(thrift.STRUCT, hugeLen).stop(1))
+	if m.list != nil {
+		list = m.list(args(nil).list(m.elem, hugeLen).raw(make([]byte, 4))).stop(m.closeList)
+	}
+	value := m.item(args(nil).field(thrift.STRING, 98).raw(hugeStr))
+	if m.hasValue {
+		value = m.item(args(nil).field(thrift.STRING, 2).raw(hugeStr))
+	}
+	key := m.item(args(nil).field(thrift.STRING, 1).raw(hugeStr))
+	if m.name == "GetAll" {
+		key = m.list(args(nil).list(thrift.STRING, 1).raw(hugeStr)).stop(m.closeList)
+	}
+	return map[string]args{
+		"list":   list,
+		"map":    m.item(args(tb.AppendMapBegin(args(nil).field(thrift.MAP, 99), thrift.STRING, thrift.STRING, hugeLen)).str("k").str("v")),
+		"set":    m.item(args(tb.AppendSetBegin(args(nil).field(thrift.SET, 99), thrift.I64, hugeLen)).raw(make([]byte, 8))),
+		"string": key,
+		"binary": value,
+	}
+}
+
+// wantRefusal fails unless r is a TypeMalformed exception whose message has want, and is
+// short and free of any panic's text.
+func wantRefusal(t *testing.T, what string, r reply, err error, want string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if r.typ != thrift.EXCEPTION || r.ex.TypeID() != rpcguard.TypeMalformed || !strings.Contains(r.ex.Msg(), want) {
+		t.Fatalf("%s: answered %v %v; want a malformed-request exception with %q", what, r.typ, r.ex, want)
+	}
+	wantNoPanicText(t, what, r)
+}
+
+func wantNoPanicText(t *testing.T, what string, r reply) {
+	t.Helper()
+	if r.ex == nil {
+		return
+	}
+	msg := r.ex.Msg()
+	for _, bad := range []string{"panic", "runtime error", "goroutine", ".go:"} {
+		if strings.Contains(msg, bad) || len(msg) > 300 {
+			t.Fatalf("%s: the answer %q shows the server's internals", what, msg)
+		}
+	}
+}
+
+// heapGrowth runs f and returns how many bytes the process allocated meanwhile.
+func heapGrowth(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestE2EHugeDeclaredContainers sends, on every method, a request declaring a container
+// (list, map, set, string, binary) of 2^31-1 elements in a few dozen bytes: each is answered
+// as malformed without allocating for the declared size, and the server goes on serving.
+// Before, the first of them made the generated decoder allocate tens of gigabytes and the
+// process died ("fatal error: runtime: out of memory").
+func TestE2EHugeDeclaredContainers(t *testing.T) {
+	a, c := startTestServer(t, testConfig(t))
+	addr := a.rpcAddr()
+	// The request that first showed it (38 bytes): GetAll with a list of 2^31-1 strings.
+	issue := []byte("\x00\x00\x00\x22\x80\x01\x00\x01\x00\x00\x00\x06GetAll\x00\x00\x00\x01\x0c\x00\x01\x0f\x00\x01\x0b\x7f\xff\xff\xff\x00\x00\x00\x01a")
+	// A list header saying bool, so its 9 elements fit in 9 bytes, hiding a list of 2^31-1
+	// entries where the decoder (which ignores the header's element type) reads a call.
+	hidden := listField(args(nil).list(thrift.BOOL, 9).field(thrift.LIST, 1).list(thrift.STRUCT, hugeLen).stop(1)).stop(3)
+	grew := heapGrowth(func() {
+		r, err := rawCall(addr, issue)
+		wantRefusal(t, "the 38-byte GetAll", r, err, "declares 2147483647 elements")
+		r, err = rawCall(addr, frame("PutAllMany", hidden))
+		wantRefusal(t, "PutAllMany hiding a list", r, err, "a list of type 2 where the schema has type 12")
+		for _, m := range methods {
+			for kind, body := range hugeContainers(m) {
+				r, err := rawCall(addr, frame(m.name, body))
+				wantRefusal(t, m.name+" with a huge "+kind, r, err, "declares 2147483647")
+			}
+		}
+	})
+	if grew > 64<<20 {
+		t.Errorf("the process allocated %d MB answering requests of a few dozen bytes", grew>>20)
+	}
+	if _, err := c.Put(context.Background(), &kv.PutRequest{Key: "alive", Value: []byte("yes")}); err != nil {
+		t.Fatalf("the server stopped serving: %v", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// garbage is a random request body: random bytes, half of them after the header of the
+// request struct, where the decoder reads deepest.
+func garbage(rng *rand.Rand) []byte {
+	b := make([]byte, rng.IntN(64))
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	if rng.IntN(2) == 0 {
+		b = append([]byte{byte(thrift.STRUCT), 0, 1}, b...)
+	}
+	return b
+}
+
+// TestE2EGarbagePayloads sends random bytes after a valid message header on every method:
+// each gets a short answer (an exception that shows no panic, or a reply when the bytes
+// happen to be a call), the server goes on serving, and its log has no stack and far fewer
+// lines than requests. Before, about half of them panicked the decoder, the panic's text
+// went back to the caller and each logged a 2.5 KB stack.
+func TestE2EGarbagePayloads(t *testing.T) {
+	var logs, kitexLogs syncBuffer
+	klog.SetOutput(&kitexLogs)
+	defer klog.SetOutput(os.Stderr)
+	a, c := startLoggedServer(t, testConfig(t), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 0))
+	const perMethod = 300
+	refused := 0
+	for _, m := range methods {
+		for i := range perMethod {
+			r, err := rawCall(a.rpcAddr(), frame(m.name, garbage(rng)))
+			what := fmt.Sprintf("%s garbage #%d (seed %d)", m.name, i, seed)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			wantNoPanicText(t, what, r)
+			if r.typ == thrift.EXCEPTION {
+				refused++
+			}
+		}
+	}
+	t.Logf("%d of %d garbage requests refused (seed %d)", refused, perMethod*len(methods), seed)
+	if refused < perMethod {
+		t.Errorf("only %d garbage requests refused (seed %d): the test sent little garbage", refused, seed)
+	}
+	if _, err := c.Put(context.Background(), &kv.PutRequest{Key: "alive", Value: []byte("yes")}); err != nil {
+		t.Fatalf("the server stopped serving (seed %d): %v", seed, err)
+	}
+	all := logs.String() + kitexLogs.String()
+	if strings.Contains(all, "goroutine") || strings.Contains(all, "stack") {
+		t.Errorf("the log has a stack (seed %d):\n%.2000s", seed, all)
+	}
+	if lines := strings.Count(all, "\n"); lines > 50 {
+		t.Errorf("%d log lines for %d refused requests (seed %d): not rate-limited:\n%.2000s", lines, refused, seed, all)
+	}
+	if !strings.Contains(logs.String(), "rpc request refused") {
+		t.Errorf("no refusal was logged:\n%s", all)
+	}
+}
+
+// TestE2EOversizedPutAllThroughSDK sends PutAlls far over server.max_request_bytes through
+// the SDK: each is refused as TOO_LARGE. Before, one of 1 M entries (27 MB) reached the
+// caller as UNAVAILABLE "connection closed": the server answered and closed the connection
+// while the caller was still writing, and the reset discarded the answer.
+func TestE2EOversizedPutAllThroughSDK(t *testing.T) {
+	_, c := startTestServer(t, testConfig(t))
+	req := &kv.PutAllRequest{Entries: make([]*kv.Entry, 1_000_000)}
+	for i := range req.Entries {
+		req.Entries[i] = &kv.Entry{Key: fmt.Sprintf("key/%07d", i), Value: []byte("v")}
+	}
+	for range 3 {
+		_, err := c.PutAll(context.Background(), req)
+		if e := wantErr(t, err, kvclient.ErrTooLarge); !strings.Contains(e.Message, "server.max_request_bytes") {
+			t.Fatalf("message %q does not name the setting", e.Message)
+		}
+	}
+	if _, err := c.Put(context.Background(), &kv.PutRequest{Key: "alive", Value: []byte("yes")}); err != nil {
+		t.Fatalf("the server stopped serving: %v", err)
+	}
+}
+
+// TestE2EOtherProtocolsRefused checks that the RPC port reads framed Thrift only. An
+// unframed request (whose size is not declared up front, so no limit applies) is refused
+// with an answer. HTTP/2 (gRPC), which Kitex served on the same port by default through
+// decoders that bypass the size limit and the checks, is not served: before, a gRPC request
+// declaring a list of 2^31-1 strings crashed the process as the raw one did.
+func TestE2EOtherProtocolsRefused(t *testing.T) {
+	a, c := startTestServer(t, testConfig(t))
+	addr := a.rpcAddr()
+	body := listField(args(nil).list(thrift.STRING, hugeLen).str("a")).stop(2)
+
+	unframed := append(tb.AppendMessageBegin(nil, "GetAll", thrift.CALL, 1), body...)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(unframed); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := io.ReadAll(conn)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		t.Logf("reading the answer: %v", err)
+	}
+	if !bytes.Contains(answer, []byte("not framed")) {
+		t.Errorf("an unframed request was answered %q; want a refusal saying it is not framed", answer)
+	}
+
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	grpcMsg := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(body))), body...)
+	req, err := http.NewRequest("POST", "http://"+addr+"/kv.KVService/GetAll", bytes.NewReader(grpcMsg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc+thrift")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if resp, err := tr.RoundTrip(req.WithContext(ctx)); err == nil {
+		resp.Body.Close()
+		t.Errorf("the RPC port served HTTP/2: %s", resp.Status)
+	}
+	if _, err := c.Put(context.Background(), &kv.PutRequest{Key: "alive", Value: []byte("yes")}); err != nil {
+		t.Fatalf("the server stopped serving: %v", err)
+	}
+}
