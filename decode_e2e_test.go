@@ -374,3 +374,27 @@ func TestE2EOtherProtocolsRefused(t *testing.T) {
 		t.Fatalf("the server stopped serving: %v", err)
 	}
 }
+
+// FuzzRPCPort sends raw bytes to the RPC port of a real server, as the arguments of a call of
+// each method: every request is answered (a reply, or an exception that shows no panic), the
+// process survives, and answering does not allocate much more than the request's size. The
+// corpus in testdata/fuzz holds the requests that crashed the server.
+func FuzzRPCPort(f *testing.F) {
+	for i, m := range methods {
+		f.Add(uint8(i), []byte(m.item(args(nil).field(thrift.STRING, 1).str("fuzz"))))
+	}
+	a, _ := startTestServer(f, testConfig(f))
+	f.Fuzz(func(t *testing.T, m uint8, body []byte) {
+		name := methods[int(m)%len(methods)].name
+		var r reply
+		var err error
+		grew := heapGrowth(func() { r, err = rawCall(a.rpcAddr(), frame(name, body)) })
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		wantNoPanicText(t, name, r)
+		if grew > uint64(32*len(body)+4<<20) {
+			t.Fatalf("%s: answering %d bytes allocated %d", name, len(body), grew)
+		}
+	})
+}

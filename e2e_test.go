@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 
 // testConfig is the embedded default configuration on ephemeral loopback ports, with small
 // limits the tests can reach.
-func testConfig(t *testing.T) *config.Config {
+func testConfig(t testing.TB) *config.Config {
 	t.Helper()
 	cfg, err := config.Load(conf.Default, "", nil)
 	if err != nil {
@@ -44,13 +44,13 @@ func testConfig(t *testing.T) *config.Config {
 
 // startTestServer runs the real server in-process and a real client against it; both stop
 // when the test ends.
-func startTestServer(t *testing.T, cfg *config.Config) (*app, *kvclient.Client) {
+func startTestServer(t testing.TB, cfg *config.Config) (*app, *kvclient.Client) {
 	t.Helper()
 	return startLoggedServer(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 // startLoggedServer is startTestServer with the server logging to log.
-func startLoggedServer(t *testing.T, cfg *config.Config, log *slog.Logger) (*app, *kvclient.Client) {
+func startLoggedServer(t testing.TB, cfg *config.Config, log *slog.Logger) (*app, *kvclient.Client) {
 	t.Helper()
 	a, err := startApp(cfg, log)
 	if err != nil {
