@@ -324,6 +324,95 @@ func TestE2EOversizedPutAllThroughSDK(t *testing.T) {
 	}
 }
 
+// oversized is the start of a Framed PutAll declaring size bytes: its message header.
+func oversized(size int) []byte {
+	return append(binary.BigEndian.AppendUint32(nil, uint32(size)), tb.AppendMessageBegin(nil, "PutAll", thrift.CALL, 7)...)
+}
+
+// readReply reads one Framed answer from conn.
+func readReply(conn net.Conn) (reply, error) {
+	var size [4]byte
+	if _, err := io.ReadFull(conn, size[:]); err != nil {
+		return reply{}, fmt.Errorf("no answer: %w", err)
+	}
+	msg := make([]byte, binary.BigEndian.Uint32(size[:])&(1<<20-1))
+	if _, err := io.ReadFull(conn, msg); err != nil {
+		return reply{}, fmt.Errorf("a cut answer: %w", err)
+	}
+	_, typ, _, hdr, err := tb.ReadMessageBegin(msg)
+	if err != nil {
+		return reply{}, err
+	}
+	r := reply{typ: typ}
+	if typ == thrift.EXCEPTION {
+		r.ex = thrift.NewApplicationException(0, "")
+		_, err = r.ex.FastRead(msg[hdr:])
+	}
+	return r, err
+}
+
+// TestE2EOversizedRequestDrained sends an oversized request raw: the server answers
+// TOO_LARGE, reads the rest (32 MiB) without holding it, and closes the connection only then;
+// a request that stops arriving is cut off after server.drain_timeout.
+func TestE2EOversizedRequestDrained(t *testing.T) {
+	a, c := startTestServer(t, testConfig(t))
+	const size = 32 << 20
+	req := append(oversized(size), make([]byte, size-len(oversized(0))+4)...)
+	conn, err := net.Dial("tcp", a.rpcAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var r reply
+	var rerr error
+	grew := heapGrowth(func() {
+		sent := make(chan error, 1)
+		go func() { _, err := conn.Write(req); sent <- err }()
+		r, rerr = readReply(conn)
+		if err := <-sent; err != nil {
+			t.Errorf("writing the request: %v (the server did not read it all)", err)
+		}
+	})
+	if rerr != nil || r.typ != thrift.EXCEPTION || r.ex.TypeID() != rpcguard.TypeTooLarge {
+		t.Fatalf("answered %v %v, %v; want a TOO_LARGE exception", r.typ, r.ex, rerr)
+	}
+	if grew > 8<<20 {
+		t.Errorf("the process allocated %d MB for a refused 32 MB request: it held the body", grew>>20)
+	}
+	if n, err := conn.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("after the answer: %d bytes, %v; want the connection closed", n, err)
+	}
+
+	cfg := testConfig(t)
+	cfg.Server.DrainTimeout = 200 * time.Millisecond
+	stalled, _ := startTestServer(t, cfg)
+	conn, err = net.Dial("tcp", stalled.rpcAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(append(oversized(size), make([]byte, 1024)...)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := readReply(conn); err != nil || r.ex == nil || r.ex.TypeID() != rpcguard.TypeTooLarge {
+		t.Fatalf("answered %v, %v; want a TOO_LARGE exception", r, err)
+	}
+	// The rest never comes: the server stops waiting for it (long before this read's own
+	// deadline) and closes the connection.
+	if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("a stalled oversized request: %v; want the server to close the connection", err)
+	}
+	if _, err := c.Put(context.Background(), &kv.PutRequest{Key: "alive", Value: []byte("yes")}); err != nil {
+		t.Fatalf("the server stopped serving: %v", err)
+	}
+}
+
 // TestE2EOtherProtocolsRefused checks that the RPC port reads framed Thrift only. An
 // unframed request (whose size is not declared up front, so no limit applies) is refused
 // with an answer. HTTP/2 (gRPC), which Kitex served on the same port by default through

@@ -33,8 +33,9 @@ var (
 )
 
 // Error is a failed call: the code and message the server sent (from its KVError, or
-// TOO_LARGE or INVALID_ARGUMENT for a request it refused unread), or code UNAVAILABLE when the call did not get
-// an answer (connection refused, timeout, any other Kitex error). Unwrap returns the cause.
+// TOO_LARGE or INVALID_ARGUMENT for a request it refused unread), or code UNAVAILABLE when
+// the call did not get an answer (connection refused, timeout, any other Kitex error).
+// Unwrap returns the cause.
 type Error struct {
 	// Code is the stable machine-readable reason; never OK.
 	Code kv.ErrorCode

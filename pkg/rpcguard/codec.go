@@ -5,7 +5,7 @@
 // size is declared up front, refuses one over the size limit before reading its body, and
 // checks every request's bytes against the method's schema before the generated decoder runs
 // (see check): Kitex's generated FastRead allocates for a list's declared length before it
-// reads an element, so 46 bytes declaring a list of 2^31 elements made it allocate tens of
+// reads an element, so 38 bytes declaring a list of 2^31 elements made it allocate tens of
 // gigabytes, and garbage after a valid header made it panic. A refused request is answered
 // with an exception the SDK maps to a code: TypeTooLarge (TOO_LARGE) or TypeMalformed
 // (INVALID_ARGUMENT), with a short sentence and never a panic's text.
@@ -24,7 +24,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"syscall"
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
@@ -33,6 +32,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/remote/codec/perrors"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/pkg/serviceinfo"
+	"github.com/cloudwego/kitex/transport"
 	"github.com/cloudwego/netpoll"
 )
 
@@ -114,27 +114,25 @@ func (c *Codec) DecodeMeta(ctx context.Context, msg remote.Message, in remote.By
 	switch {
 	case err == nil && msg.PayloadLen() > 0:
 		return nil
+	case err == nil && msg.PayloadLen() < 0:
+		return &refusal{typeID: TypeMalformed, msg: "malformed request: its header is longer than its frame"}
 	case err == nil:
 		r := &refusal{typeID: TypeMalformed, msg: "the request is not framed: this server reads Framed or TTHeader " +
 			"requests only (a Kitex client sets client.WithTransportProtocol(transport.TTHeader))"}
 		r.method = nameCall(msg, in)
 		return r.answer()
-	case isTooLarge(err):
+	case msg.PayloadLen() > c.maxBytes: // the default codec's refusal, which it reports as a protocol error
 		r := &refusal{typeID: TypeTooLarge, unread: msg.PayloadLen(),
 			msg: fmt.Sprintf("the request's %d bytes are over the server's limit of %d bytes (server.max_request_bytes)",
 				msg.PayloadLen(), c.maxBytes)}
-		r.method = nameCall(msg, in)
+		if r.method = nameCall(msg, in); r.method != "" {
+			replyLikeRequest(msg)
+		}
 		return r.answer()
 	case isProtocolViolation(err):
-		return &refusal{typeID: TypeMalformed, msg: "not a Thrift request", detail: err.Error()}
+		return &refusal{typeID: TypeMalformed, msg: "not a request this server reads (framed Thrift)", detail: err.Error()}
 	}
 	return err
-}
-
-// isTooLarge reports whether err is the default codec's size violation.
-func isTooLarge(err error) bool {
-	var pe perrors.ProtocolError
-	return errors.As(err, &pe) && pe.TypeId() == perrors.InvalidData && strings.Contains(pe.Error(), "larger than the limit")
 }
 
 // isProtocolViolation reports whether err is the default codec's refusal of bytes that are
@@ -144,11 +142,13 @@ func isProtocolViolation(err error) bool {
 	return errors.As(err, &pe) && !isReadFailure(err)
 }
 
-// isReadFailure reports whether err is a connection's failure to deliver bytes: closed,
-// reset or timed out.
+// readFailures are the errors of a connection that failed to deliver bytes: closed, reset or
+// timed out.
+var readFailures = []error{netpoll.ErrEOF, netpoll.ErrConnClosed, netpoll.ErrReadTimeout,
+	io.EOF, io.ErrUnexpectedEOF, net.ErrClosed, os.ErrDeadlineExceeded, syscall.ECONNRESET, syscall.EPIPE}
+
 func isReadFailure(err error) bool {
-	for _, e := range []error{netpoll.ErrEOF, netpoll.ErrConnClosed, netpoll.ErrReadTimeout,
-		io.EOF, io.ErrUnexpectedEOF, net.ErrClosed, os.ErrDeadlineExceeded, syscall.ECONNRESET, syscall.EPIPE} {
+	for _, e := range readFailures {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -180,6 +180,21 @@ func nameCall(msg remote.Message, in remote.ByteBuffer) string {
 	}
 	setCall(msg, name, seq)
 	return name
+}
+
+// replyLikeRequest sets the transport of the answer to an oversized request to the request's,
+// which the default codec leaves unset when it refuses the size.
+func replyLikeRequest(msg remote.Message) {
+	cfg := rpcinfo.AsMutableRPCConfig(msg.RPCInfo().Config())
+	if cfg == nil {
+		return
+	}
+	tp := transport.Framed
+	if _, ok := msg.Tags()[codec.HeaderFlagsKey]; ok { // set by the TTHeader decoder
+		tp = transport.TTHeader
+	}
+	cfg.SetTransportProtocol(tp)
+	cfg.SetPayloadCodec(serviceinfo.Thrift)
 }
 
 func setCall(msg remote.Message, method string, seq int32) {
