@@ -74,8 +74,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	stop := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(stderr, nil))
 	svr := kvservice.NewServer(&emptyKV{}, append(handler.ServerOptions(handler.Transport{
-		MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout, Logger: slog.New(slog.NewTextHandler(stderr, nil))}),
+		MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout, Logger: log}),
 		server.WithListener(ln),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv-empty"}),
 		server.WithExitSignal(func() <-chan error { return stop }),
