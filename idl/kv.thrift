@@ -21,9 +21,10 @@ enum ErrorCode {
     RESOURCE_EXHAUSTED = 5,    // [429] admission refused; see retry_after_ms
     IDEMPOTENCY_CONFLICT = 6,  // [422] request_id reused with a different payload
     TOO_LARGE = 7,             // [413] key, value, batch or request over a configured bound
-    UNAUTHENTICATED = 8,       // [401]
+    UNAUTHENTICATED = 8,       // [401] no token, or one the server does not know
     UNAVAILABLE = 9,           // [503] the service cannot take the call now
     INTERNAL = 10,             // [500] a bug; never the caller's fault
+    PERMISSION_DENIED = 11,    // [403] the token is valid but its role does not allow the call
 }
 
 // Entry is one key to write. expected_version: absent = unconditional, 0 = create-only,

@@ -65,6 +65,7 @@ const (
 	ErrorCode_UNAUTHENTICATED      ErrorCode = 8
 	ErrorCode_UNAVAILABLE          ErrorCode = 9
 	ErrorCode_INTERNAL             ErrorCode = 10
+	ErrorCode_PERMISSION_DENIED    ErrorCode = 11
 )
 
 func (p ErrorCode) String() string {
@@ -91,6 +92,8 @@ func (p ErrorCode) String() string {
 		return "UNAVAILABLE"
 	case ErrorCode_INTERNAL:
 		return "INTERNAL"
+	case ErrorCode_PERMISSION_DENIED:
+		return "PERMISSION_DENIED"
 	}
 	return "<UNSET>"
 }
@@ -119,6 +122,8 @@ func ErrorCodeFromString(s string) (ErrorCode, error) {
 		return ErrorCode_UNAVAILABLE, nil
 	case "INTERNAL":
 		return ErrorCode_INTERNAL, nil
+	case "PERMISSION_DENIED":
+		return ErrorCode_PERMISSION_DENIED, nil
 	}
 	return ErrorCode(0), fmt.Errorf("not a valid ErrorCode string")
 }

@@ -33,6 +33,8 @@ type Config struct {
 	WAL         WALConfig         `yaml:"wal"`
 	Gateway     GatewayConfig     `yaml:"gateway"`
 	Log         LogConfig         `yaml:"log"`
+	Auth        AuthConfig        `yaml:"auth"`
+	TLS         TLSConfig         `yaml:"tls"`
 }
 
 // ServerConfig configures the Kitex RPC server.
@@ -242,6 +244,12 @@ func setFromString(v reflect.Value, s string) error {
 		v.SetInt(int64(d))
 	case v.Kind() == reflect.String:
 		v.SetString(s)
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", s)
+		}
+		v.SetBool(b)
 	case v.Kind() == reflect.Int:
 		n, err := strconv.ParseInt(s, 10, v.Type().Bits())
 		if err != nil {
@@ -329,6 +337,7 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
+	errs = append(errs, c.validateSecurity()...)
 	return errors.Join(errs...)
 }
 

@@ -49,6 +49,7 @@ func TestDefaults(t *testing.T) {
 		Gateway:     GatewayConfig{Addr: "127.0.0.1:8080", MaxBodyBytes: 8 << 20},
 		WAL:         WALConfig{Fsync: "always", FsyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, SnapshotBytes: 256 << 20},
 		Log:         LogConfig{Level: "info", Format: "text"},
+		TLS:         TLSConfig{Gateway: true, Admin: true},
 	}
 	if *c != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
@@ -81,9 +82,10 @@ func TestFileOverlay(t *testing.T) {
 		{"comments only keep defaults", "# nothing\n", func(*Config) {}},
 		{
 			"some keys replaced, others kept",
-			"server:\n  addr: 0.0.0.0:7000\nstore:\n  sweep_interval: 250ms\nlog:\n  format: json\n",
+			"server:\n  addr: 0.0.0.0:7000\nstore:\n  sweep_interval: 250ms\nlog:\n  format: json\nauth:\n  disabled: true\n",
 			func(c *Config) {
 				c.Server.Addr = "0.0.0.0:7000"
+				c.Auth.Disabled = true
 				c.Store.SweepInterval = 250 * time.Millisecond
 				c.Log.Format = "json"
 			},
@@ -171,7 +173,8 @@ func TestEnv(t *testing.T) {
 	}{
 		{"no variables", nil, func(*Config) {}},
 		{"unrelated variables ignored", []string{"PATH=/bin", "HOME=/root", "PUTALLKVX=1", "putallkv_server_addr=x", "NOEQUALS"}, func(*Config) {}},
-		{"string", []string{"PUTALLKV_SERVER_ADDR=10.0.0.1:9999"}, func(c *Config) { c.Server.Addr = "10.0.0.1:9999" }},
+		{"string", []string{"PUTALLKV_SERVER_ADDR=127.0.0.2:9999"}, func(c *Config) { c.Server.Addr = "127.0.0.2:9999" }},
+		{"bool", []string{"PUTALLKV_AUTH_METRICS_OPEN=true"}, func(c *Config) { c.Auth.MetricsOpen = true }},
 		{"int", []string{"PUTALLKV_LIMITS_MAX_KEY_BYTES=2048"}, func(c *Config) { c.Limits.MaxKeyBytes = 2048 }},
 		{"duration", []string{"PUTALLKV_IDEMPOTENCY_WINDOW=1h"}, func(c *Config) { c.Idempotency.Window = time.Hour }},
 		{"later duplicate wins", []string{"PUTALLKV_STORE_SHARDS=8", "PUTALLKV_STORE_SHARDS=16"}, func(c *Config) { c.Store.Shards = 16 }},
@@ -248,7 +251,7 @@ func TestValidate(t *testing.T) {
 		wantErr string // "" for valid; else a substring, starting with the dotted key
 	}{
 		{"defaults", func(*Config) {}, ""},
-		{"addr without host", func(c *Config) { c.Server.Addr = ":8888" }, ""},
+		{"addr without host", func(c *Config) { c.Server.Addr = ":8888"; c.Auth.Disabled = true }, ""},
 		{"addr port 0", func(c *Config) { c.Admin.Addr = "127.0.0.1:0" }, ""},
 		{"addr IPv6", func(c *Config) { c.Server.Addr = "[::1]:8888" }, ""},
 		{"addr without port", func(c *Config) { c.Server.Addr = "127.0.0.1" }, "config: server.addr: must be host:port"},
@@ -389,9 +392,9 @@ func TestFromArgsPrecedence(t *testing.T) {
 		},
 		{
 			"flag fixes an invalid env value",
-			[]string{"-addr", ":1004"},
+			[]string{"-addr", "localhost:1004"},
 			[]string{"PUTALLKV_SERVER_ADDR=invalid"},
-			":1004", "127.0.0.1:9100", 256,
+			"localhost:1004", "127.0.0.1:9100", 256,
 		},
 	}
 	for _, tt := range tests {

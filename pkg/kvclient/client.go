@@ -9,6 +9,7 @@ package kvclient
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -18,12 +19,12 @@ import (
 	"github.com/cloudwego/kitex/client/callopt"
 	"github.com/cloudwego/kitex/pkg/connpool"
 	remoteconnpool "github.com/cloudwego/kitex/pkg/remote/connpool"
-	kitexnetpoll "github.com/cloudwego/kitex/pkg/remote/trans/netpoll"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/transport"
 
 	"putallkv/kitex_gen/kv"
 	"putallkv/kitex_gen/kv/kvservice"
+	"putallkv/pkg/auth"
 	"putallkv/pkg/reqid"
 )
 
@@ -62,6 +63,8 @@ type options struct {
 	pool           connpool.IdleConfig
 	retries        int
 	coalesce       int
+	token          string
+	tls            *tls.Config
 	kitex          []client.Option
 }
 
@@ -104,7 +107,8 @@ func WithRetries(n int) Option {
 // goroutines this shares the cost of a round trip among many calls (see README, Go SDK, for
 // figures); a lone caller pays nothing. Each call keeps its own semantics, retries and
 // deadline; a coalesced call reaches the server under its round trip's request id, not its
-// own. 0 (the default) sends every PutAll by itself.
+// own. A call whose context carries a token of its own (auth.ContextWithToken) is sent by
+// itself. 0 (the default) sends every PutAll by itself.
 func WithCoalescing(roundTrips int) Option {
 	return func(o *options) { o.coalesce = roundTrips }
 }
@@ -156,8 +160,8 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 		// No Kitex RPC timeout: call bounds each attempt itself (see deadline.go).
 		client.WithMiddleware(sendDeadline),
 		client.WithConnectTimeout(o.connectTimeout),
-		client.WithDialer(causeDialer{kitexnetpoll.NewDialer()}),
-	}, o.kitex...)
+		client.WithDialer(o.dialer()),
+	}, append(o.secureOptions(), o.kitex...)...)
 	raw, err := kvservice.NewClient(serviceName, kopts...)
 	if err != nil {
 		_ = pool.Close()
@@ -197,7 +201,7 @@ func (c *Client) Delete(ctx context.Context, req *kv.DeleteRequest) (*kv.DeleteR
 // PutAll writes many keys in one call, ATOMIC or BEST_EFFORT; retried as Put is. A failed
 // ATOMIC write reports every failing key in (*Error).Failed.
 func (c *Client) PutAll(ctx context.Context, req *kv.PutAllRequest) (*kv.PutAllResponse, error) {
-	if c.coalescer != nil {
+	if _, own := auth.TokenFromContext(ctx); c.coalescer != nil && !own {
 		return call(ctx, c, "PutAll", c.coalescer.putAll, req, (*kv.PutAllRequest).GetRequestId)
 	}
 	return call(ctx, c, "PutAll", c.raw.PutAll, req, (*kv.PutAllRequest).GetRequestId)

@@ -28,6 +28,7 @@ var (
 	ErrIdempotencyConflict error = codeError(kv.ErrorCode_IDEMPOTENCY_CONFLICT)
 	ErrTooLarge            error = codeError(kv.ErrorCode_TOO_LARGE)
 	ErrUnauthenticated     error = codeError(kv.ErrorCode_UNAUTHENTICATED)
+	ErrPermissionDenied    error = codeError(kv.ErrorCode_PERMISSION_DENIED)
 	ErrUnavailable         error = codeError(kv.ErrorCode_UNAVAILABLE)
 	ErrInternal            error = codeError(kv.ErrorCode_INTERNAL)
 )

@@ -1,0 +1,63 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/cloudwego/kitex/pkg/endpoint"
+	"github.com/cloudwego/kitex/pkg/rpcinfo"
+
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/auth"
+	"putallkv/pkg/reqid"
+)
+
+// methodRoles is the role each KVService method needs. A method missing here (one added to
+// the IDL and forgotten) needs admin: refused rather than open by mistake.
+var methodRoles = map[string]auth.Role{
+	"Get":        auth.Read,
+	"GetAll":     auth.Read,
+	"Put":        auth.Write,
+	"PutAll":     auth.Write,
+	"PutAllMany": auth.Write,
+	"Delete":     auth.Write,
+	"DeleteAll":  auth.Write,
+}
+
+// RoleOf returns the role a call of method needs.
+func RoleOf(method string) auth.Role {
+	if r, ok := methodRoles[method]; ok {
+		return r
+	}
+	return auth.Admin
+}
+
+// Authorize returns a Kitex server middleware that lets a call through only when its token
+// (TTHeader metadata: kvclient.WithToken, or auth.ContextWithToken on a call's context) is
+// one of a's and its role covers the method. A refusal is the method's own exception,
+// UNAUTHENTICATED or PERMISSION_DENIED, so clients see it as any other KVError; it is logged
+// at debug level with the token's name, never the token.
+func Authorize(a *auth.Authenticator, log *slog.Logger) endpoint.Middleware {
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req, resp any) error {
+			method := rpcinfo.GetRPCInfo(ctx).Invocation().MethodName()
+			token, _ := auth.TokenFromContext(ctx)
+			id, err := a.Authorize(token, RoleOf(method))
+			if err == nil {
+				return next(ctx, req, resp)
+			}
+			rid, _ := reqid.From(ctx)
+			log.DebugContext(ctx, "call refused", "method", method, "token_name", id.Name, "request_id", rid, "err", err.Error())
+			refusal := &kv.KVError{Code: kv.ErrorCode_UNAUTHENTICATED, Message: err.Error()}
+			if errors.Is(err, auth.ErrPermissionDenied) {
+				refusal.Code = kv.ErrorCode_PERMISSION_DENIED
+			}
+			if r, ok := resp.(interface{ SetErr(*kv.KVError) }); ok {
+				r.SetErr(refusal)
+				return nil
+			}
+			return refusal
+		}
+	}
+}

@@ -1,0 +1,9 @@
+package auth
+
+import (
+	"testing"
+
+	"putallkv/pkg/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }

@@ -1,0 +1,9 @@
+package tlsconf_test
+
+import (
+	"testing"
+
+	"putallkv/pkg/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
