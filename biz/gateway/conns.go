@@ -7,7 +7,6 @@ import (
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/cloudwego/hertz/pkg/common/config"
 	"github.com/cloudwego/hertz/pkg/network"
-	"github.com/cloudwego/hertz/pkg/network/netpoll"
 )
 
 // conns tracks the connections Hertz is serving, so a shutdown can close the idle ones.
@@ -23,9 +22,9 @@ type conns struct {
 	draining bool                  // set by closeIdle: a connection going idle now is closed
 }
 
-// transport is Hertz's netpoll transport with its connections tracked in c.
+// transport is Hertz's transport (see newTransporter) with its connections tracked in c.
 func (c *conns) transport(opts *config.Options) network.Transporter {
-	return trackedTransport{Transporter: netpoll.NewTransporter(opts), conns: c}
+	return trackedTransport{Transporter: newTransporter(opts), conns: c}
 }
 
 // trackedTransport wraps a transport's handler so each connection is tracked for as long as

@@ -10,6 +10,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/auth"
 )
 
 // DefaultMaxBodyBytes is the request body bound used when Options.MaxBodyBytes is not positive.
@@ -52,6 +54,12 @@ type Options struct {
 	// Ready reports whether the gateway can serve (store ready, upstream reachable); /readyz
 	// answers 503 while it returns an error. nil means always ready.
 	Ready func(ctx context.Context) error
+	// Auth checks every request's bearer token against the route's role (see authorize); nil
+	// lets every request through. Either way the token goes on to the service in the call's
+	// context, which a gateway tier's SDK sends to the RPC servers.
+	Auth *auth.Authenticator
+	// TLS, when set, makes the gateway serve HTTPS only (over Hertz's standard transport).
+	TLS *tls.Config
 }
 
 // Gateway serves the KV API over HTTP. Create it with New, Start it once, and Shutdown to stop
@@ -73,6 +81,8 @@ type Gateway struct {
 	reg      prometheus.Registerer
 	log      *slog.Logger
 	ready    func(ctx context.Context) error
+	auth     *auth.Authenticator
+	tls      *tls.Config
 	inFlight inFlight
 	conns    conns
 	metrics  *metrics
@@ -102,6 +112,8 @@ func New(svc kv.KVService, opts Options) *Gateway {
 		reg:      opts.Registerer,
 		log:      opts.Logger,
 		ready:    opts.Ready,
+		auth:     opts.Auth,
+		tls:      opts.TLS,
 		metrics:  newMetrics(),
 		inFlight: inFlight{keys: make(map[string]struct{})},
 		conns:    conns{idle: make(map[network.Conn]bool)},
@@ -164,6 +176,7 @@ func (g *Gateway) serverOptions(ln net.Listener) []config.Option {
 		server.WithDisablePrintRoute(true),
 		server.WithExitWaitTime(maxExitWait),
 		server.WithOnAccept(g.onAccept),
+		g.tlsOption(),
 	}
 }
 

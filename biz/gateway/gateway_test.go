@@ -85,14 +85,19 @@ func newService(t *testing.T) kv.KVService {
 // startRPC serves h with a real Kitex server on a loopback port, as app.go does, and returns
 // an SDK client of it.
 func startRPC(t *testing.T, h kv.KVService) kv.KVService {
+	return startRPCWith(t, h)
+}
+
+// startRPCWith is startRPC with more server options.
+func startRPCWith(t *testing.T, h kv.KVService, opts ...server.Option) kv.KVService {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop, done := make(chan error, 1), make(chan error, 1)
-	srv := kvservice.NewServer(h, append(handler.ServerOptions(handler.Transport{
-		MaxRequestBytes: 2 * testMaxBody, DrainTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)}),
+	srv := kvservice.NewServer(h, append(append(handler.ServerOptions(handler.Transport{
+		MaxRequestBytes: 2 * testMaxBody, DrainTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)}), opts...),
 		server.WithListener(ln),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
 		server.WithExitWaitTime(time.Second),

@@ -43,6 +43,7 @@ var statusOf = map[string]int{
 	kv.ErrorCode_IDEMPOTENCY_CONFLICT.String(): 422,
 	kv.ErrorCode_TOO_LARGE.String():            413,
 	kv.ErrorCode_UNAUTHENTICATED.String():      401,
+	kv.ErrorCode_PERMISSION_DENIED.String():    403,
 	kv.ErrorCode_UNAVAILABLE.String():          503,
 	kv.ErrorCode_INTERNAL.String():             500,
 	codeRouteNotFound:                          404,

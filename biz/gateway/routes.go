@@ -55,11 +55,16 @@ func (g *Gateway) routes() {
 // routeKey is where handle records the route label for observe.
 const routeKey = "putallkv.route"
 
-// handle adapts h to Hertz: it labels the request with route and answers h's error.
+// handle adapts h to Hertz: it labels the request with route, lets it through only with a
+// token of the route's role (see authorize), and answers h's error.
 func (g *Gateway) handle(route string, h handlerFunc) app.HandlerFunc {
 	return func(ctx context.Context, c *app.RequestContext) {
 		c.Set(routeKey, route)
-		if err := h(ctx, c); err != nil {
+		ctx, err := g.authorize(ctx, c, route)
+		if err == nil {
+			err = h(ctx, c)
+		}
+		if err != nil {
 			g.writeError(ctx, c, err)
 		}
 	}

@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/cloudwego/hertz/pkg/app"
+	"github.com/cloudwego/hertz/pkg/common/config"
+	"github.com/cloudwego/hertz/pkg/network"
+	"github.com/cloudwego/hertz/pkg/network/netpoll"
+	"github.com/cloudwego/hertz/pkg/network/standard"
+
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/auth"
+)
+
+// routeRoles are the roles of the routes that do not follow the rule of roleOf.
+var routeRoles = map[string]auth.Role{
+	routeGetAll:  auth.Read,
+	routeHealthz: auth.None,
+	routeReadyz:  auth.None,
+}
+
+// roleOf returns the role a request of route needs: a read for the routes that only read
+// (GET and HEAD, and getAll), none for the health checks, write for every other.
+func roleOf(route string) auth.Role {
+	if r, ok := routeRoles[route]; ok {
+		return r
+	}
+	if strings.HasPrefix(route, "GET ") || strings.HasPrefix(route, "HEAD ") {
+		return auth.Read
+	}
+	return auth.Write
+}
+
+// authorize checks the request's bearer token (Authorization: Bearer TOKEN) for route
+// against Options.Auth, and returns ctx carrying the token: a gateway tier's SDK passes it on
+// to the RPC servers, which check it too. A refusal is UNAUTHENTICATED (401, with
+// WWW-Authenticate) or PERMISSION_DENIED (403).
+func (g *Gateway) authorize(ctx context.Context, c *app.RequestContext, route string) (context.Context, error) {
+	token := auth.BearerToken(string(c.Request.Header.Peek("Authorization")))
+	if token != "" {
+		ctx = auth.ContextWithToken(ctx, token)
+	}
+	_, err := g.auth.Authorize(token, roleOf(route))
+	switch {
+	case err == nil:
+		return ctx, nil
+	case errors.Is(err, auth.ErrPermissionDenied):
+		return ctx, &apiError{code: kv.ErrorCode_PERMISSION_DENIED.String(), detail: err.Error()}
+	}
+	challenge := `Bearer realm="putallkv"`
+	if token != "" {
+		challenge += `, error="invalid_token"`
+	}
+	c.Response.Header.Set("WWW-Authenticate", challenge)
+	return ctx, &apiError{code: kv.ErrorCode_UNAUTHENTICATED.String(),
+		detail: err.Error() + " (send Authorization: Bearer TOKEN)"}
+}
+
+// tlsOption sets Options.TLS as the configuration Hertz serves with (nil: plain HTTP). The
+// transport follows from it (see newTransporter).
+func (g *Gateway) tlsOption() config.Option {
+	return config.Option{F: func(o *config.Options) { o.TLS = g.tls }}
+}
+
+// newTransporter is Hertz's netpoll transport, or its standard one (net/http-like, over
+// crypto/tls) when the gateway serves TLS: netpoll does not speak TLS.
+func newTransporter(opts *config.Options) network.Transporter {
+	if opts.TLS != nil {
+		return standard.NewTransporter(opts)
+	}
+	return netpoll.NewTransporter(opts)
+}
