@@ -57,9 +57,14 @@ type Route struct {
 // mux, so it serves exactly /metrics and /debug/pprof/ and nothing else registered on
 // http.DefaultServeMux. (Importing net/http/pprof also registers pprof on DefaultServeMux, so
 // no program using this package should serve DefaultServeMux on a public address.)
-// Serving errors are logged to logger, or to slog.Default() if logger is nil. routes adds the
-// caller's own admin endpoints (operations commands) to the same mux.
-func StartAdmin(addr string, reg *prometheus.Registry, logger *slog.Logger, routes ...Route) (*AdminServer, error) {
+// Serving errors are logged to logger, or to slog.Default() if logger is nil. opts add the
+// caller's own admin endpoints (operations commands, as Routes) to the same mux, and guard
+// it all (AdminSecurity).
+func StartAdmin(addr string, reg *prometheus.Registry, logger *slog.Logger, opts ...AdminOption) (*AdminServer, error) {
+	var setup adminSetup
+	for _, o := range opts {
+		o.applyAdmin(&setup)
+	}
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -76,18 +81,18 @@ func StartAdmin(addr string, reg *prometheus.Registry, logger *slog.Logger, rout
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	for _, r := range routes {
+	for _, r := range setup.routes {
 		mux.Handle(r.Pattern, r.Handler)
 	}
 
 	a := &AdminServer{
 		ln:   ln,
-		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ErrorLog: errorLog},
+		srv:  &http.Server{Handler: setup.security.handler(mux), ReadHeaderTimeout: readHeaderTimeout, ErrorLog: errorLog},
 		done: make(chan struct{}),
 	}
 	go func() {
 		defer close(a.done)
-		if err := a.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := a.srv.Serve(setup.security.listener(ln)); !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("admin server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
