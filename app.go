@@ -42,6 +42,7 @@ type app struct {
 	gw       *gateway.Gateway
 	upstream *kvclient.Client // the gateway tier's client
 	admin    *metrics.AdminServer
+	sec      security
 }
 
 // startApp builds and starts every part from cfg; on error, whatever started is stopped. With
@@ -53,12 +54,19 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 			_ = a.close()
 		}
 	}()
+	if err := a.loadSecurity(); err != nil {
+		return nil, err
+	}
 	reg := metrics.NewRegistry()
 	reg.MustRegister(buildinfo.Get().Collector("putallkv"))
 	var api kv.KVService
 	var ready func(context.Context) error
 	if upstreams := cfg.Gateway.Upstreams(); len(upstreams) > 0 {
-		if a.upstream, err = kvclient.New(upstreams); err != nil {
+		upstreamOpts, err := a.upstreamOptions()
+		if err != nil {
+			return nil, err
+		}
+		if a.upstream, err = kvclient.New(upstreams, upstreamOpts...); err != nil {
 			return nil, fmt.Errorf("gateway.upstream: %w", err)
 		}
 		api, ready = a.upstream, a.upstreamReady
@@ -69,7 +77,8 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 		api, ready = handler.New(a.svc, log), a.storeReady
 	}
 	if cfg.Gateway.Addr != "" {
-		a.gw = gateway.New(api, gateway.Options{MaxBodyBytes: cfg.Gateway.MaxBodyBytes, Registerer: reg, Logger: log, Ready: ready})
+		a.gw = gateway.New(api, gateway.Options{MaxBodyBytes: cfg.Gateway.MaxBodyBytes, Registerer: reg, Logger: log, Ready: ready,
+			Auth: a.sec.auth, TLS: a.tlsFor(cfg.TLS.Gateway)})
 		if err := a.gw.Start(cfg.Gateway.Addr); err != nil {
 			a.gw = nil
 			return nil, fmt.Errorf("gateway.addr: %w", err)
@@ -77,7 +86,7 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 	}
 	routes := append(metrics.HealthRoutes(ready, readyTimeout),
 		metrics.Route{Pattern: "POST /admin/snapshot", Handler: http.HandlerFunc(a.serveSnapshot)})
-	if a.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log, routes...); err != nil {
+	if a.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log, a.adminSecurity(), metrics.Routes(routes)); err != nil {
 		return nil, fmt.Errorf("admin.addr: %w", err)
 	}
 	log.Info("putallkv serving", "rpc", a.rpcAddr(), "admin", a.adminAddr(), "gateway", a.gatewayAddr(),
@@ -110,13 +119,14 @@ func (a *app) startServer(reg *prometheus.Registry) error {
 	if a.rpcLn, err = net.Listen("tcp", cfg.Server.Addr); err != nil {
 		return fmt.Errorf("server.addr: %w", err)
 	}
-	a.rpc = kvservice.NewServer(handler.New(a.svc, a.log), append(handler.ServerOptions(handler.Transport{
+	opts := append(handler.ServerOptions(handler.Transport{
 		MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout, Logger: a.log}),
 		server.WithListener(a.rpcLn),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
 		server.WithExitWaitTime(cfg.Server.ShutdownTimeout),
 		server.WithExitSignal(func() <-chan error { return a.rpcStop }),
-	)...)
+	)
+	a.rpc = kvservice.NewServer(handler.New(a.svc, a.log), append(opts, a.rpcSecurity()...)...)
 	go func() { a.rpcDone <- a.rpc.Run() }()
 	return nil
 }
@@ -254,6 +264,7 @@ func (a *app) shutdown(ctx context.Context) error {
 		errs = append(errs, a.gw.Shutdown(ctx))
 	}
 	if a.rpc != nil {
+		a.drainRPC()
 		a.rpcStop <- nil
 		select {
 		case err := <-a.rpcDone:

@@ -28,8 +28,8 @@ func main() {
 }
 
 // run starts the server and serves until SIGINT or SIGTERM, then shuts down gracefully; SIGHUP
-// reloads the configuration (the limiter section applies at once). It returns the process exit
-// code.
+// reloads the token file, the certificates and the configuration (the limiter section applies
+// at once). It returns the process exit code.
 func run(args []string) int {
 	tier := len(args) > 0 && args[0] == "gateway"
 	if tier {
@@ -67,6 +67,7 @@ func run(args []string) int {
 		select {
 		case <-ctx.Done():
 		case <-reload:
+			a.reloadSecurity()
 			newCfg, err := config.FromArgs(conf.Default, args, os.Environ())
 			if err != nil {
 				log.Error("configuration reload refused; keeping the running configuration", "err", err)

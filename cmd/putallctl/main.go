@@ -21,7 +21,8 @@ import (
 	"putallkv/pkg/kvclient"
 )
 
-const usage = `usage: putallctl [--addr HOST:PORT] [--timeout D] [--json] COMMAND ARGS
+const usage = `usage: putallctl [--addr HOST:PORT] [--timeout D] [--json] [--token TOKEN]
+                 [--tls] [--ca FILE] [--cert FILE --key FILE] COMMAND ARGS
 
 commands:
   put KEY VALUE [--ttl-ms N] [--expect N | --create] [--request-id ID]
@@ -36,9 +37,13 @@ commands:
   wal check DIR      verify a data directory's log and snapshots (read-only; exit 1 when damaged)
   wal repair DIR     move the damage aside (into DIR/repair-<time>/, undoable); server stopped
   version            print putallctl's version, commit and Go version
+  token ROLE NAME    mint a token of ROLE (read, write or admin): prints the token, then
+                     the line to add to the server's token file (auth.token_file)
 
 Flags may come before or after arguments; -- ends them. --addr defaults to
-$PUTALLKV_ADDR, else 127.0.0.1:8888. Batches are BEST_EFFORT unless --atomic.
+$PUTALLKV_ADDR, else 127.0.0.1:8888; --token defaults to $PUTALLKV_TOKEN. --tls speaks
+TLS (server verified by the system's roots, or by --ca FILE, which implies --tls); --cert
+and --key present a client certificate. Batches are BEST_EFFORT unless --atomic.
 --expect 0 (or --create) means the key must not exist yet.
 
 Output: one line per key; --json: one JSON object per line, values as value_base64.
@@ -68,6 +73,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "putallctl", buildinfo.Get())
 		return exitOK
 	}
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], stdout, stderr)
+	}
 	inv, err := parse(args, stdin)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, usage)
@@ -77,7 +85,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "putallctl: %v (see putallctl -h)\n", err)
 		return exitUsage
 	}
-	c, err := kvclient.New([]string{inv.addr}, kvclient.WithRPCTimeout(inv.timeout))
+	opts, err := inv.clientOptions()
+	if err != nil {
+		fmt.Fprintf(stderr, "putallctl: %v\n", err)
+		return exitUsage
+	}
+	c, err := kvclient.New([]string{inv.addr}, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "putallctl: %v\n", err)
 		return exitUsage

@@ -18,6 +18,8 @@ type invocation struct {
 	addr    string
 	timeout time.Duration
 	json    bool
+	token   string
+	tls     tlsFlags
 	cmd     command
 }
 
@@ -28,6 +30,8 @@ func (inv *invocation) register(fs *flag.FlagSet) {
 	fs.StringVar(&inv.addr, "addr", inv.addr, "server `HOST:PORT`")
 	fs.Var(durationFlag{&inv.timeout}, "timeout", "bound on the whole command")
 	fs.BoolVar(&inv.json, "json", inv.json, "print JSON lines")
+	fs.StringVar(&inv.token, "token", inv.token, "bearer `TOKEN` sent with the call (default $PUTALLKV_TOKEN)")
+	inv.tls.register(fs)
 }
 
 // builders parse each subcommand's arguments (fs already holds the global flags).
@@ -43,7 +47,7 @@ var builders = map[string]func(fs *flag.FlagSet, args []string, stdin io.Reader)
 // parse parses a whole command line; stdin is read only by putall without FILE. Every error
 // it returns is a usage error; flag.ErrHelp asks for the usage text.
 func parse(args []string, stdin io.Reader) (*invocation, error) {
-	inv := &invocation{addr: os.Getenv("PUTALLKV_ADDR"), timeout: 5 * time.Second}
+	inv := &invocation{addr: os.Getenv("PUTALLKV_ADDR"), timeout: 5 * time.Second, token: os.Getenv("PUTALLKV_TOKEN")}
 	if inv.addr == "" {
 		inv.addr = "127.0.0.1:8888"
 	}
@@ -77,6 +81,9 @@ func parse(args []string, stdin io.Reader) (*invocation, error) {
 	}
 	if inv.timeout <= 0 {
 		return nil, fmt.Errorf("--timeout must be positive, got %v", inv.timeout)
+	}
+	if err := inv.tls.check(); err != nil {
+		return nil, err
 	}
 	inv.cmd = cmd
 	return inv, nil

@@ -21,6 +21,7 @@ func TestParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("PUTALLKV_ADDR", "")
+	t.Setenv("PUTALLKV_TOKEN", "")
 	const stdin = `{"key":"s","value":"from stdin","ttl_ms":9}`
 	fromStdin := []*kv.Entry{{Key: "s", Value: []byte("from stdin"), TtlMs: ptr[int64](9)}}
 	def := invocation{addr: "127.0.0.1:8888", timeout: 5 * time.Second}
@@ -45,6 +46,12 @@ func TestParse(t *testing.T) {
 			putCmd{&kv.PutRequest{Key: "k", Value: []byte("v")}},
 		},
 		{[]string{"--timeout", "1m", "get", "k"}, with(func(i *invocation) { i.timeout = time.Minute }), getCmd{&kv.GetRequest{Key: "k"}}},
+		{
+			[]string{"--token", "pkv_t", "get", "k", "--ca", "ca.pem", "--cert", "c.pem", "--key", "k.pem"},
+			with(func(i *invocation) { i.token, i.tls = "pkv_t", tlsFlags{ca: "ca.pem", cert: "c.pem", key: "k.pem"} }),
+			getCmd{&kv.GetRequest{Key: "k"}},
+		},
+		{[]string{"get", "k", "--tls"}, with(func(i *invocation) { i.tls.on = true }), getCmd{&kv.GetRequest{Key: "k"}}},
 		{[]string{"del", "k", "--expect", "4"}, def, delCmd{&kv.DeleteRequest{Key: "k", ExpectedVersion: ptr[int64](4)}}},
 		{[]string{"getall", "a", "b", "c"}, def, getAllCmd{&kv.GetAllRequest{Keys: []string{"a", "b", "c"}}}},
 		{
@@ -90,6 +97,17 @@ func TestParseAddrFromEnv(t *testing.T) {
 	}
 }
 
+func TestParseTokenFromEnv(t *testing.T) {
+	t.Setenv("PUTALLKV_TOKEN", "pkv_env")
+	got, err := parse([]string{"get", "k"}, nil)
+	if err != nil || got.token != "pkv_env" {
+		t.Fatalf("token = %q, %v; want the environment's", got.token, err)
+	}
+	if got, _ = parse([]string{"get", "k", "--token", "pkv_flag"}, nil); got.token != "pkv_flag" {
+		t.Fatalf("token = %q, want the flag's over the environment's", got.token)
+	}
+}
+
 func TestParseUsageErrors(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -114,6 +132,7 @@ func TestParseUsageErrors(t *testing.T) {
 		{[]string{"--timeout", "5", "get", "k"}, `invalid value "5" for flag -timeout: a duration needs a unit: did you mean 5s?`},
 		{[]string{"get", "k", "--timeout", "2.5"}, "did you mean 2.5s?"},
 		{[]string{"--timeout", "soon", "get", "k"}, "want a duration such as 5s, 500ms or 1m30s"},
+		{[]string{"get", "k", "--cert", "c.pem"}, "--cert and --key go together"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -18,7 +18,7 @@ func TestHealthRoutes(t *testing.T) {
 		}
 		return ctx.Err()
 	}
-	a, err := StartAdmin("127.0.0.1:0", NewRegistry(), discardLogger(), HealthRoutes(ready, time.Second)...)
+	a, err := StartAdmin("127.0.0.1:0", NewRegistry(), discardLogger(), Routes(HealthRoutes(ready, time.Second)))
 	if err != nil {
 		t.Fatal(err)
 	}

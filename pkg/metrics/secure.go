@@ -22,6 +22,11 @@ type adminSetup struct {
 
 func (r Route) applyAdmin(s *adminSetup) { s.routes = append(s.routes, r) }
 
+// Routes adds several routes at once.
+type Routes []Route
+
+func (rs Routes) applyAdmin(s *adminSetup) { s.routes = append(s.routes, rs...) }
+
 // AdminSecurity guards the admin server: tokens and TLS. The zero value guards nothing.
 type AdminSecurity struct {
 	// Auth, when set, lets a request through only with a bearer token (Authorization:
