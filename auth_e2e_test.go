@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/auth"
+	"putallkv/pkg/auth/authtest"
+	"putallkv/pkg/config"
+	"putallkv/pkg/kvclient"
+	"putallkv/pkg/tlsconf"
+	"putallkv/pkg/tlsconf/tlstest"
+)
+
+// rpcCalls calls every KVService method once through c, each on its own key, and returns the
+// error of each by method name.
+func rpcCalls(ctx context.Context, c *kvclient.Client) map[string]error {
+	errs := map[string]error{}
+	_, errs["Put"] = c.Put(ctx, &kv.PutRequest{Key: "p", Value: []byte("v")})
+	_, errs["Get"] = c.Get(ctx, &kv.GetRequest{Key: "seed"})
+	_, errs["Delete"] = c.Delete(ctx, &kv.DeleteRequest{Key: "d"})
+	_, errs["PutAll"] = c.PutAll(ctx, &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "pa", Value: []byte("v")}}})
+	_, errs["GetAll"] = c.GetAll(ctx, &kv.GetAllRequest{Keys: []string{"seed"}})
+	_, errs["DeleteAll"] = c.DeleteAll(ctx, &kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "da"}}})
+	_, errs["PutAllMany"] = c.PutAllMany(ctx, &kv.PutAllManyRequest{Calls: []*kv.PutAllRequest{
+		{Entries: []*kv.Entry{{Key: "pm", Value: []byte("v")}}}}})
+	return errs
+}
+
+// reads are the methods the read role may call.
+var reads = map[string]bool{"Get": true, "GetAll": true}
+
+// newClient is an SDK client of addr with opts, closed when t ends.
+func newClient(t *testing.T, addr string, opts ...kvclient.Option) *kvclient.Client {
+	t.Helper()
+	c, err := kvclient.New([]string{addr}, append([]kvclient.Option{kvclient.WithRPCTimeout(10 * time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// seed writes the keys rpcCalls reads and deletes, with the admin token.
+func seed(t *testing.T, c *kvclient.Client) {
+	t.Helper()
+	ctx := context.Background()
+	for _, k := range []string{"seed", "d", "da"} {
+		if _, err := c.Put(ctx, &kv.PutRequest{Key: k, Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestE2EAuthOnEveryRPCMethod checks each method without a token, with an unknown one, with
+// a token of each role: UNAUTHENTICATED, PERMISSION_DENIED below the method's role, OK at
+// or above it.
+func TestE2EAuthOnEveryRPCMethod(t *testing.T) {
+	tk := authtest.New(t)
+	cfg := testConfig(t)
+	cfg.Auth.TokenFile = tk.File
+	a, anonymous := startTestServer(t, cfg)
+	admin := newClient(t, a.rpcAddr(), kvclient.WithToken(tk.Admin))
+	ctx := context.Background()
+	clients := []struct {
+		role string
+		c    *kvclient.Client
+	}{
+		{"none", anonymous},
+		{"unknown", newClient(t, a.rpcAddr(), kvclient.WithToken("pkv_unknown"))},
+		{"read", newClient(t, a.rpcAddr(), kvclient.WithToken(tk.Read))},
+		{"write", newClient(t, a.rpcAddr(), kvclient.WithToken(tk.Write))},
+		{"admin", admin},
+	}
+	for _, cl := range clients {
+		seed(t, admin)
+		for method, err := range rpcCalls(ctx, cl.c) {
+			var want error
+			switch {
+			case cl.role == "none" || cl.role == "unknown":
+				want = kvclient.ErrUnauthenticated
+			case cl.role == "read" && !reads[method]:
+				want = kvclient.ErrPermissionDenied
+			}
+			if !errors.Is(err, want) || (want == nil) != (err == nil) {
+				t.Errorf("%s with %s token: %v; want %v", method, cl.role, err, want)
+			}
+		}
+	}
+	// A token in the call's context wins over the client's (how a gateway tier passes on its
+	// callers' tokens).
+	coalescing := newClient(t, a.rpcAddr(), kvclient.WithToken(tk.Admin), kvclient.WithCoalescing(1))
+	if _, err := coalescing.PutAll(auth.ContextWithToken(ctx, tk.Read), &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "x", Value: []byte("v")}}}); !errors.Is(err, kvclient.ErrPermissionDenied) {
+		t.Errorf("PutAll with a read token in the context: %v; want PERMISSION_DENIED", err)
+	}
+}
+
+// TestE2EAuthOnGatewayAndAdmin checks that the server's gateway and admin endpoint take
+// the token file too: a write through the gateway and the snapshot command.
+func TestE2EAuthOnGatewayAndAdmin(t *testing.T) {
+	tk := authtest.New(t)
+	cfg := testConfig(t)
+	cfg.Auth.TokenFile = tk.File
+	cfg.Auth.MetricsOpen = true
+	a, _ := startTestServer(t, cfg)
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	status := func(method, url, token string) int {
+		t.Helper()
+		req, err := http.NewRequest(method, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	gw, admin := "http://"+a.gatewayAddr(), "http://"+a.adminAddr()
+	for _, tt := range []struct {
+		method, url, token string
+		want               int
+	}{
+		{"PUT", gw + "/v1/kv/k", "", 401},
+		{"PUT", gw + "/v1/kv/k", tk.Read, 403},
+		{"PUT", gw + "/v1/kv/k", tk.Write, 201},
+		{"GET", gw + "/v1/kv/k", tk.Read, 200},
+		{"GET", gw + "/healthz", "", 200},
+		{"POST", admin + "/admin/snapshot", "", 401},
+		{"POST", admin + "/admin/snapshot", tk.Write, 403},
+		{"POST", admin + "/admin/snapshot", tk.Admin, 409}, // memory only: nothing to snapshot
+		{"GET", admin + "/debug/pprof/cmdline", tk.Read, 403},
+		{"GET", admin + "/debug/pprof/cmdline", tk.Admin, 200},
+		{"GET", admin + "/metrics", "", 200}, // auth.metrics_open
+	} {
+		if got := status(tt.method, tt.url, tt.token); got != tt.want {
+			t.Errorf("%s %s: %d; want %d", tt.method, tt.url, got, tt.want)
+		}
+	}
+}
+
+// TestE2ETLSOnEveryListener serves RPC, the gateway and the admin endpoint over mutual TLS:
+// a client with a certificate of the CA is served, one without is refused, a plain client
+// gets nothing; and a graceful shutdown does not wait for a client's idle TLS connection.
+func TestE2ETLSOnEveryListener(t *testing.T) {
+	pki := tlstest.New(t, "e2e")
+	cfg := testConfig(t)
+	cfg.TLS = config.TLSConfig{CertFile: pki.Server.Cert, KeyFile: pki.Server.Key, ClientCAFile: pki.CA,
+		RPC: true, Gateway: true, Admin: true}
+	cfg.Server.ShutdownTimeout = time.Minute // a shutdown that waited for idle clients would show
+	a, err := startApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = a.shutdown(ctx)
+		}
+	})
+	plain := newClient(t, a.rpcAddr())
+	withCert, err := tlsconf.Client(pki.Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noCert, err := tlsconf.Client(tlsconf.Files{CA: pki.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c := newClient(t, a.rpcAddr(), kvclient.WithTLS(withCert))
+	for method, err := range rpcCalls(ctx, c) {
+		if err != nil && !errors.Is(err, kvclient.ErrNotFound) {
+			t.Errorf("%s over mutual TLS: %v", method, err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := newClient(t, a.rpcAddr(), kvclient.WithTLS(noCert), kvclient.WithRetries(0)).Get(short, &kv.GetRequest{Key: "p"}); !errors.Is(err, kvclient.ErrUnavailable) {
+		t.Errorf("RPC without a client certificate: %v; want UNAVAILABLE (refused)", err)
+	}
+	if _, err := plain.Get(short, &kv.GetRequest{Key: "p"}); !errors.Is(err, kvclient.ErrUnavailable) {
+		t.Errorf("plain RPC to the TLS server: %v; want UNAVAILABLE", err)
+	}
+	for _, url := range []string{"https://" + a.gatewayAddr() + "/v1/kv/p", "https://" + a.adminAddr() + "/metrics"} {
+		for name, tc := range map[string]*tlsConfigCase{"with": {withCert, true}, "without": {noCert, false}} {
+			tr := &http.Transport{TLSClientConfig: tc.cfg}
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(url)
+			if err == nil {
+				resp.Body.Close()
+			}
+			tr.CloseIdleConnections()
+			if (err == nil && resp.StatusCode == 200) != tc.served {
+				t.Errorf("GET %s %s a client certificate: %v %v", url, name, resp, err)
+			}
+		}
+	}
+	// c keeps its TLS connection in the pool: the server's shutdown must close it rather than
+	// wait for c to let it go.
+	shutdownCtx, cancelShutdown := context.WithTimeout(ctx, 20*time.Second)
+	defer cancelShutdown()
+	stopped = true
+	if err := a.shutdown(shutdownCtx); err != nil {
+		t.Fatalf("shutdown with a client's idle TLS connection open: %v", err)
+	}
+	if _, err := c.Get(short, &kv.GetRequest{Key: "p"}); !errors.Is(err, kvclient.ErrUnavailable) {
+		t.Errorf("a call after shutdown: %v; want UNAVAILABLE", err)
+	}
+}
+
+// tlsConfigCase is a client TLS configuration and whether the server should serve it.
+type tlsConfigCase struct {
+	cfg    *tls.Config
+	served bool
+}
