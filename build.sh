@@ -8,6 +8,8 @@
 #   ./build.sh bench    the standard comparison: putallkv vs Redis vs an empty Kitex handler
 #                       (script/bench.sh; installs redis-server if missing), then the store's
 #                       Go benchmarks
+#   ./build.sh bench security   what tokens and TLS cost on the PutAll benchmark
+#                       (script/bench-security.sh)
 #   ./build.sh ab ...   an A/B of two revisions, run alternately (script/ab.sh: server or store)
 #   ./build.sh ldflags  the -ldflags the binaries are built with (version and commit stamps)
 set -euo pipefail
@@ -60,7 +62,10 @@ case "$cmd" in
   build) build ;;
   run) build; exec output/bin/putallkv "$@" ;;
   test) run_tests ;;
-  bench) need_go; script/bench.sh; go test -run '^$' -bench . -benchmem -count 1 ./pkg/store/ ;;
+  bench)
+    need_go
+    if [ "${1:-}" = security ]; then exec script/bench-security.sh; fi
+    script/bench.sh; go test -run '^$' -bench . -benchmem -count 1 ./pkg/store/ ;;
   ab) need_go; script/ab.sh "$@" ;;
   ldflags) ldflags ;;
   *) echo "usage: ./build.sh [build|run|test|bench|ab|ldflags]" >&2; exit 2 ;;

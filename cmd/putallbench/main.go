@@ -58,6 +58,8 @@ type config struct {
 	metricsURL  string
 	pid         int
 	cpuProfile  string
+	token       string
+	caFile      string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -162,6 +164,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.tracePath, "trace", "", "batcher: write a CSV of every batch sent (and of the server's tokens, with --metrics) to this file")
 	fs.StringVar(&c.metricsURL, "metrics", "", "batcher: the server's /metrics URL, scraped for limiter_tokens into the trace")
 	fs.IntVar(&c.pid, "pid", 0, "the server's process id (Linux): report its CPU time per operation")
+	fs.StringVar(&c.token, "token", "", "rpc: bearer token sent with every call (kvclient.WithToken)")
+	fs.StringVar(&c.caFile, "ca", "", "rpc: speak TLS, verifying the server with this CA `FILE` (kvclient.WithTLS)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of putallbench itself (the client side) to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

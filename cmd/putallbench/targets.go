@@ -17,6 +17,7 @@ import (
 
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/kvclient"
+	"putallkv/pkg/tlsconf"
 )
 
 // target is a system under load: one operation writes or reads a set of distinct keys.
@@ -31,8 +32,12 @@ type target interface {
 func newTarget(cfg *config) (target, error) {
 	switch cfg.target {
 	case "rpc":
-		c, err := kvclient.New([]string{cfg.addr}, kvclient.WithRPCTimeout(cfg.timeout),
-			kvclient.WithPool(1024, 1024, time.Minute), kvclient.WithCoalescing(cfg.coalesce))
+		opts, err := secureOptions(cfg)
+		if err != nil {
+			return nil, err
+		}
+		c, err := kvclient.New([]string{cfg.addr}, append(opts, kvclient.WithRPCTimeout(cfg.timeout),
+			kvclient.WithPool(1024, 1024, time.Minute), kvclient.WithCoalescing(cfg.coalesce))...)
 		if err != nil {
 			return nil, err
 		}
@@ -45,6 +50,22 @@ func newTarget(cfg *config) (target, error) {
 		return newRedisTarget(cfg), nil
 	}
 	return nil, fmt.Errorf("--target must be rpc, http, batcher or redis, got %q", cfg.target)
+}
+
+// secureOptions are the SDK options of --token and --ca.
+func secureOptions(cfg *config) ([]kvclient.Option, error) {
+	var opts []kvclient.Option
+	if cfg.token != "" {
+		opts = append(opts, kvclient.WithToken(cfg.token))
+	}
+	if cfg.caFile != "" {
+		tlsCfg, err := tlsconf.Client(tlsconf.Files{CA: cfg.caFile})
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kvclient.WithTLS(tlsCfg))
+	}
+	return opts, nil
 }
 
 func writeMode(m string) kv.WriteMode {
