@@ -234,6 +234,7 @@ var sentinels = map[kv.ErrorCode]error{
 	kv.ErrorCode_IDEMPOTENCY_CONFLICT: ErrIdempotencyConflict,
 	kv.ErrorCode_TOO_LARGE:            ErrTooLarge,
 	kv.ErrorCode_UNAUTHENTICATED:      ErrUnauthenticated,
+	kv.ErrorCode_PERMISSION_DENIED:    ErrPermissionDenied,
 	kv.ErrorCode_UNAVAILABLE:          ErrUnavailable,
 	kv.ErrorCode_INTERNAL:             ErrInternal,
 }
