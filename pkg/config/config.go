@@ -247,7 +247,7 @@ func setFromString(v reflect.Value, s string) error {
 	case v.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {
-			return fmt.Errorf("want true or false, got %q", s)
+			return fmt.Errorf("%s, got %q", wantForm(v.Type()), s)
 		}
 		v.SetBool(b)
 	case v.Kind() == reflect.Int:

@@ -116,6 +116,8 @@ func wantForm(t reflect.Type) string {
 		return "want an integer"
 	case t.Kind() == reflect.String:
 		return "want a string"
+	case t.Kind() == reflect.Bool:
+		return "want true or false"
 	}
 	return "want a " + t.String()
 }

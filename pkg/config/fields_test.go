@@ -47,6 +47,8 @@ func TestChangedEveryKey(t *testing.T) {
 			v.SetString(v.String() + "x")
 		case reflect.Int, reflect.Int64:
 			v.SetInt(v.Int() + 1)
+		case reflect.Bool:
+			v.SetBool(!v.Bool())
 		default:
 			t.Fatalf("%s: no way to change a %s", f.key, v.Type())
 		}
