@@ -50,13 +50,21 @@ func (g *Gateway) authorize(ctx context.Context, c *app.RequestContext, route st
 	case errors.Is(err, auth.ErrPermissionDenied):
 		return ctx, &apiError{code: kv.ErrorCode_PERMISSION_DENIED.String(), detail: err.Error()}
 	}
-	challenge := `Bearer realm="putallkv"`
-	if token != "" {
-		challenge += `, error="invalid_token"`
-	}
-	c.Response.Header.Set("WWW-Authenticate", challenge)
 	return ctx, &apiError{code: kv.ErrorCode_UNAUTHENTICATED.String(),
 		detail: err.Error() + " (send Authorization: Bearer TOKEN)"}
+}
+
+// challenge sets WWW-Authenticate on a 401, which RFC 9110 requires: whether the gateway
+// refused the request or, in a tier, the RPC server did.
+func challenge(c *app.RequestContext, e *apiError) {
+	if e.code != kv.ErrorCode_UNAUTHENTICATED.String() {
+		return
+	}
+	v := `Bearer realm="putallkv"`
+	if len(c.Request.Header.Peek("Authorization")) > 0 {
+		v += `, error="invalid_token"`
+	}
+	c.Response.Header.Set("WWW-Authenticate", v)
 }
 
 // tlsOption sets Options.TLS as the configuration Hertz serves with (nil: plain HTTP). The

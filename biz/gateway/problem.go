@@ -149,5 +149,6 @@ func (g *Gateway) writeError(ctx context.Context, c *app.RequestContext, err err
 	if e.retryAfter > 0 || e.code == kv.ErrorCode_RESOURCE_EXHAUSTED.String() {
 		c.Response.Header.Set("Retry-After", fmt.Sprint(retryAfterSeconds(e.retryAfter)))
 	}
+	challenge(c, e)
 	writeJSON(c, p.Status, "application/problem+json", p)
 }
