@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,4 +227,60 @@ func TestE2ETLSOnEveryListener(t *testing.T) {
 type tlsConfigCase struct {
 	cfg    *tls.Config
 	served bool
+}
+
+// TestE2EGatewayTierPassesTokensOverTLS runs a gateway tier in front of a server that checks
+// tokens and serves RPC over mutual TLS: the tier dials it with tls.upstream_ca_file and its
+// certificate, and each HTTP caller's token decides what the server lets through.
+func TestE2EGatewayTierPassesTokensOverTLS(t *testing.T) {
+	tk, pki := authtest.New(t), tlstest.New(t, "tier")
+	cfg := testConfig(t)
+	cfg.Auth.TokenFile = tk.File
+	cfg.TLS = config.TLSConfig{CertFile: pki.Server.Cert, KeyFile: pki.Server.Key, ClientCAFile: pki.CA, RPC: true}
+	server, _ := startTestServer(t, cfg)
+
+	tierCfg := testConfig(t)
+	tierCfg.Gateway.Upstream = server.rpcAddr()
+	tierCfg.TLS = config.TLSConfig{CertFile: pki.Client.Cert, KeyFile: pki.Client.Key, UpstreamCAFile: pki.CA}
+	if err := tierCfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tier, err := startApp(tierCfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := tier.shutdown(ctx); err != nil {
+			t.Errorf("tier shutdown: %v", err)
+		}
+	})
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	for _, tt := range []struct {
+		method, token string
+		want          int
+	}{
+		{"PUT", "", 401},
+		{"PUT", tk.Read, 403},
+		{"PUT", tk.Write, 201},
+		{"GET", tk.Read, 200},
+	} {
+		req, err := http.NewRequest(tt.method, "http://"+tier.gatewayAddr()+"/v1/kv/through-tier", strings.NewReader("v"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tt.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s through the tier with token %.8q: %d; want %d", tt.method, tt.token, resp.StatusCode, tt.want)
+		}
+	}
 }
