@@ -119,14 +119,14 @@ func (a *app) startServer(reg *prometheus.Registry) error {
 	if a.rpcLn, err = net.Listen("tcp", cfg.Server.Addr); err != nil {
 		return fmt.Errorf("server.addr: %w", err)
 	}
-	opts := append(handler.ServerOptions(handler.Transport{
-		MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout, Logger: a.log}),
+	transport := handler.Transport{MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout, Logger: a.log}
+	opts := append(handler.ServerOptions(transport),
 		server.WithListener(a.rpcLn),
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
 		server.WithExitWaitTime(cfg.Server.ShutdownTimeout),
 		server.WithExitSignal(func() <-chan error { return a.rpcStop }),
 	)
-	a.rpc = kvservice.NewServer(handler.New(a.svc, a.log), append(opts, a.rpcSecurity()...)...)
+	a.rpc = kvservice.NewServer(handler.New(a.svc, a.log), append(opts, a.rpcSecurity(transport)...)...)
 	go func() { a.rpcDone <- a.rpc.Run() }()
 	return nil
 }

@@ -56,14 +56,14 @@ func (a *app) tlsFor(on bool) *tls.Config {
 
 // rpcSecurity returns the Kitex server options that check tokens and serve TLS; the RPC
 // server then listens on what listener returns instead of its plain listener.
-func (a *app) rpcSecurity() []server.Option {
+func (a *app) rpcSecurity(transport handler.Transport) []server.Option {
 	var opts []server.Option
 	if a.sec.auth != nil {
 		opts = append(opts, server.WithMiddleware(handler.Authorize(a.sec.auth, a.log)))
 	}
 	if cfg := a.tlsFor(a.cfg.TLS.RPC); cfg != nil {
 		a.sec.rpcLn = handler.NewTLSListener(a.rpcLn, cfg)
-		opts = append(opts, a.sec.rpcLn.ServerOptions()...)
+		opts = append(opts, a.sec.rpcLn.ServerOptions(transport)...)
 	}
 	return opts
 }

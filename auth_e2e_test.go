@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -189,6 +191,13 @@ func TestE2ETLSOnEveryListener(t *testing.T) {
 			t.Errorf("%s over mutual TLS: %v", method, err)
 		}
 	}
+	// The RPC port's request checks hold on the TLS transport too.
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", a.rpcAddr(), withCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := rawExchange(conn, frame("GetAll", hugeContainers(methods[slices.IndexFunc(methods, func(m method) bool { return m.name == "GetAll" })])["list"]))
+	wantRefusal(t, "GetAll declaring a huge list, over TLS", r, err, "declares 2147483647")
 	short, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := newClient(t, a.rpcAddr(), kvclient.WithTLS(noCert), kvclient.WithRetries(0)).Get(short, &kv.GetRequest{Key: "p"}); !errors.Is(err, kvclient.ErrUnavailable) {

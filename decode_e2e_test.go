@@ -49,6 +49,11 @@ func rawCall(addr string, req []byte) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
+	return rawExchange(conn, req)
+}
+
+// rawExchange sends one raw request on conn, reads the answer and closes conn.
+func rawExchange(conn net.Conn, req []byte) (reply, error) {
 	defer conn.Close()
 	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		return reply{}, err

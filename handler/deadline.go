@@ -26,6 +26,11 @@ type Transport struct {
 	Logger *slog.Logger
 }
 
+// handlerOptions are the options of rpcguard's transport handlers on any transport.
+func (t Transport) handlerOptions() rpcguard.HandlerOptions {
+	return rpcguard.HandlerOptions{DrainTimeout: t.DrainTimeout, Logger: t.Logger}
+}
+
 // ServerOptions are the Kitex server options of the KVService endpoint: TTHeader metadata
 // (the request id, the caller's deadline), the caller's deadline on the call's context
 // (CallerDeadline), and requests read through package rpcguard: framed Thrift only (no
@@ -42,8 +47,7 @@ func ServerOptions(t Transport) []server.Option {
 		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
 		server.WithMiddleware(CallerDeadline),
 		server.WithCodec(codec),
-		server.WithTransHandlerFactory(rpcguard.Handlers(netpoll.NewSvrTransHandlerFactory(),
-			rpcguard.HandlerOptions{DrainTimeout: t.DrainTimeout, Logger: t.Logger})),
+		server.WithTransHandlerFactory(rpcguard.Handlers(netpoll.NewSvrTransHandlerFactory(), t.handlerOptions())),
 	}
 }
 

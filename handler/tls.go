@@ -7,6 +7,8 @@ import (
 
 	"github.com/cloudwego/kitex/pkg/remote/trans/gonet"
 	"github.com/cloudwego/kitex/server"
+
+	"putallkv/pkg/rpcguard"
 )
 
 // TLSListener serves the KVService over TLS. Kitex's default transport, netpoll, reads
@@ -32,12 +34,14 @@ func NewTLSListener(ln net.Listener, cfg *tls.Config) *TLSListener {
 }
 
 // ServerOptions are the Kitex server options that serve on l: its listener and the Go-net
-// transport.
-func (l *TLSListener) ServerOptions() []server.Option {
+// transport, whose handlers refuse malformed and oversized requests as the netpoll ones do
+// (see ServerOptions; an oversized request's body is not drained on this transport: the
+// connection is closed after the refusal).
+func (l *TLSListener) ServerOptions(t Transport) []server.Option {
 	return []server.Option{
 		server.WithListener(l),
 		server.WithTransServerFactory(gonet.NewTransServerFactory()),
-		server.WithTransHandlerFactory(gonet.NewSvrTransHandlerFactory()),
+		server.WithTransHandlerFactory(rpcguard.Handlers(gonet.NewSvrTransHandlerFactory(), t.handlerOptions())),
 	}
 }
 
