@@ -37,9 +37,10 @@ var ErrBatcherClosed = errors.New("kvclient: batcher closed")
 // response (the batch the server's token bucket can take now), nor outside [1, max]
 // (WithBatchSize).
 //
-// Refusals. Entries the server did not admit (RESOURCE_EXHAUSTED, per key or for the whole
-// call) were not written: they are queued again, to be sent after the response's
-// retry_after. After 3 calls in a row that applied nothing because of refusals, the
+// Refusals. Entries the server did not admit (RESOURCE_EXHAUSTED with a retry_after, per key
+// or for the whole call) were not written: they are queued again, to be sent after the
+// response's retry_after. A RESOURCE_EXHAUSTED with no retry_after is the server's memory
+// quota (store.max_bytes), which no wait gets past: those callers get it at once. After 3 calls in a row that applied nothing because of refusals, the
 // Batcher falls back to one key per call, one call at a time, backing off exponentially
 // (never sooner than retry_after) after each refusal, until a response shows tokens again
 // (no refusal, and suggested_batch > 1 or absent); the target then grows back by +1 per
@@ -517,6 +518,15 @@ func (b *Batcher) settleResponse(bt *batch, resp *kv.PutAllResponse, results []*
 		b.ctrl.onSuccess(latency, resp.SuggestedBatch)
 		return 0
 	}
+	if resp.RetryAfterMs == 0 {
+		// Refused by the server's memory quota, not by admission: no wait will let them in.
+		b.ctrl.onSuccess(latency, resp.SuggestedBatch)
+		for _, e := range refused {
+			b.finish(e, 0, &Error{Code: kv.ErrorCode_RESOURCE_EXHAUSTED,
+				Message: fmt.Sprintf("key %q was not written: the server's store is full (store.max_bytes)", e.key)})
+		}
+		return 0
+	}
 	b.ctrl.onRefused(resp.SuggestedBatch, applied, bt.epoch)
 	retryAfter := time.Duration(resp.RetryAfterMs) * time.Millisecond
 	b.refuse(refused, &Error{Code: kv.ErrorCode_RESOURCE_EXHAUSTED, RetryAfter: retryAfter,
@@ -528,7 +538,8 @@ func (b *Batcher) settleResponse(bt *batch, resp *kv.PutAllResponse, results []*
 // were refused RESOURCE_EXHAUSTED.
 func (b *Batcher) settleFailure(bt *batch, e *Error, now time.Time) int {
 	switch {
-	case e.Code == kv.ErrorCode_RESOURCE_EXHAUSTED:
+	case e.Code == kv.ErrorCode_RESOURCE_EXHAUSTED && e.RetryAfter > 0: // admission; with no
+		// retry-after it is the memory quota, which no wait gets past: failed below.
 		b.ctrl.onRefused(0, 0, bt.epoch)
 		b.refuse(bt.entries, e, now)
 		return len(bt.entries)

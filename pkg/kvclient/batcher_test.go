@@ -497,6 +497,43 @@ func TestBatcherRetriesRefusals(t *testing.T) {
 	}
 }
 
+// TestBatcherFailsQuotaRefusals checks that a RESOURCE_EXHAUSTED with no retry_after (the
+// server's memory quota, per key or for the whole call) reaches its callers at once instead of
+// being sent again: no wait gets past a full store. The callers' deadline is far off, so a
+// Batcher that queued them again would fail them with it instead.
+func TestBatcherFailsQuotaRefusals(t *testing.T) {
+	for _, whole := range []bool{false, true} {
+		t.Run(fmt.Sprintf("whole=%v", whole), func(t *testing.T) {
+			b, s := newFakeBatcher(t, func(s *fakeServer, req *kv.PutAllRequest) (*kv.PutAllResponse, error) {
+				if whole {
+					return nil, &kv.KVError{Code: kv.ErrorCode_RESOURCE_EXHAUSTED, Message: "the store is full"}
+				}
+				resp := &kv.PutAllResponse{SuggestedBatch: 16}
+				for _, e := range req.Entries {
+					resp.Results = append(resp.Results, &kv.KeyStatus{Key: e.Key, Code: kv.ErrorCode_RESOURCE_EXHAUSTED})
+				}
+				return resp, nil
+			}, WithBatchSize(4, 4), WithLinger(time.Hour))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var wg sync.WaitGroup
+			for _, k := range []string{"k0", "k1", "k2", "k3"} {
+				wg.Go(func() {
+					_, err := b.Put(ctx, k, []byte(k))
+					var e *Error
+					if !errors.As(err, &e) || e.Code != kv.ErrorCode_RESOURCE_EXHAUSTED || ctx.Err() != nil {
+						t.Errorf("Put %q: %v; want RESOURCE_EXHAUSTED before the deadline", k, err)
+					}
+				})
+			}
+			wg.Wait()
+			if n := s.callsWith("k0"); n != 1 {
+				t.Errorf("k0 was sent %d times; want once", n)
+			}
+		})
+	}
+}
+
 // TestBatcherFailsBatchWithoutAnswer checks that a call that got no answer fails each of its
 // entries with UNAVAILABLE and is not sent again (it may have been written).
 func TestBatcherFailsBatchWithoutAnswer(t *testing.T) {
