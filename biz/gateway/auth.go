@@ -7,9 +7,6 @@ import (
 
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/cloudwego/hertz/pkg/common/config"
-	"github.com/cloudwego/hertz/pkg/network"
-	"github.com/cloudwego/hertz/pkg/network/netpoll"
-	"github.com/cloudwego/hertz/pkg/network/standard"
 
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/auth"
@@ -20,6 +17,7 @@ var routeRoles = map[string]auth.Role{
 	routeGetAll:  auth.Read,
 	routeHealthz: auth.None,
 	routeReadyz:  auth.None,
+	routeOptions: auth.None, // a CORS preflight never carries credentials
 }
 
 // roleOf returns the role a request of route needs: a read for the routes that only read
@@ -67,17 +65,8 @@ func challenge(c *app.RequestContext, e *apiError) {
 	c.Response.Header.Set("WWW-Authenticate", v)
 }
 
-// tlsOption sets Options.TLS as the configuration Hertz serves with (nil: plain HTTP). The
-// transport follows from it (see newTransporter).
+// tlsOption sets Options.TLS as the configuration Hertz serves with (nil: plain HTTP); the
+// gateway's Go-net transport (see conns) serves TLS when it is set.
 func (g *Gateway) tlsOption() config.Option {
 	return config.Option{F: func(o *config.Options) { o.TLS = g.tls }}
-}
-
-// newTransporter is Hertz's netpoll transport, or its standard one (net/http-like, over
-// crypto/tls) when the gateway serves TLS: netpoll does not speak TLS.
-func newTransporter(opts *config.Options) network.Transporter {
-	if opts.TLS != nil {
-		return standard.NewTransporter(opts)
-	}
-	return netpoll.NewTransporter(opts)
 }

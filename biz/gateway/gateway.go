@@ -21,7 +21,6 @@ import (
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/cloudwego/hertz/pkg/app/server"
 	"github.com/cloudwego/hertz/pkg/common/config"
-	"github.com/cloudwego/hertz/pkg/network"
 	"github.com/cloudwego/hertz/pkg/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -35,6 +34,10 @@ const DefaultMaxBodyBytes = 4 << 20
 // readyTimeout bounds one call of Options.Ready, so a hung upstream makes /readyz answer 503
 // rather than hang the prober.
 const readyTimeout = 2 * time.Second
+
+// maxHeaderBytes bounds a request's line and headers; larger ones are refused with 431. Hertz
+// reads them whole before anything else (1 MiB by default): the API needs far less.
+const maxHeaderBytes = 64 << 10
 
 // maxExitWait is Hertz's own bound on a graceful shutdown; Shutdown's ctx usually ends it sooner.
 const maxExitWait = time.Minute
@@ -60,6 +63,16 @@ type Options struct {
 	Auth *auth.Authenticator
 	// TLS, when set, makes the gateway serve HTTPS only (over Hertz's standard transport).
 	TLS *tls.Config
+	// Limits bound connections and each step of a request; zero fields take DefaultLimits.
+	Limits Limits
+	// AllowedHosts are the names (or addresses) a request's Host may give, without ports;
+	// others are refused with 421. Empty means the loopback names and the host Start listens
+	// on; "*" allows any (behind a proxy that checks Host itself).
+	AllowedHosts []string
+	// AllowedOrigins are the origins ("https://app.example") whose browser pages may call the
+	// gateway, and get CORS headers; "*" allows any. A request from any other page (it carries
+	// Origin) is refused with 403. Empty allows none.
+	AllowedOrigins []string
 }
 
 // Gateway serves the KV API over HTTP. Create it with New, Start it once, and Shutdown to stop
@@ -85,12 +98,17 @@ type Gateway struct {
 	tls      *tls.Config
 	inFlight inFlight
 	conns    conns
+	limits   Limits
+	calls    calls // service calls running, those past their callers' deadlines included
+	hosts    hosts // set by Start, from AllowedHosts and the bound address
+	names    []string
+	origins  origins
 	metrics  *metrics
 	ops      map[string]app.HandlerFunc // the batch calls under POST /v1/:op, by op; set by routes
 
 	ln       net.Listener
 	h        *server.Hertz
-	accepted chan struct{} // closed when the server accepts its first connection
+	accepted chan struct{} // closed when the server first waits for a connection
 	accept   sync.Once
 	done     chan error // receives the result of Hertz's Run
 
@@ -106,7 +124,8 @@ func New(svc kv.KVService, opts Options) *Gateway {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Gateway{
+	limits := opts.Limits.withDefaults()
+	g := &Gateway{
 		svc:      svc,
 		maxBody:  opts.MaxBodyBytes,
 		reg:      opts.Registerer,
@@ -116,15 +135,23 @@ func New(svc kv.KVService, opts Options) *Gateway {
 		tls:      opts.TLS,
 		metrics:  newMetrics(),
 		inFlight: inFlight{keys: make(map[string]struct{})},
-		conns:    conns{idle: make(map[network.Conn]bool)},
+		limits:   limits,
+		// Each connection runs one call at a time; as many again may still run past their
+		// callers' deadlines.
+		calls:    make(calls, 2*limits.MaxConnections),
+		names:    opts.AllowedHosts,
+		origins:  opts.AllowedOrigins,
 		accepted: make(chan struct{}),
 		done:     make(chan error, 1),
 	}
+	g.conns = conns{limits: limits, metrics: g.metrics, open: make(map[*conn]struct{}),
+		accepted: func() { g.accept.Do(func() { close(g.accepted) }) }, refusal: g.hertzError}
+	return g
 }
 
 // Start listens on addr ("host:port"; port 0 picks a free port, see Addr) and serves in the
 // background until Shutdown, and registers the gateway's metrics. It listens before returning,
-// so an address in use is an error here, and it returns only once the server accepts
+// so an address in use is an error here, and it returns only once the server waits for
 // connections, so a Shutdown right after it cannot race Hertz's start-up.
 func (g *Gateway) Start(addr string) error {
 	ln, err := net.Listen("tcp", addr)
@@ -132,7 +159,8 @@ func (g *Gateway) Start(addr string) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	g.ln = ln
-	g.h = server.New(g.serverOptions(ln)...)
+	g.hosts = newHosts(g.names, ln.Addr())
+	g.h = server.New(g.serverOptions(&listener{Listener: ln, set: &g.conns})...)
 	g.h.OnShutdown = append(g.h.OnShutdown, func(context.Context) { g.conns.closeIdle() })
 	// A client that asks first (Expect: 100-continue, as curl does for large bodies) is not
 	// invited to send a body it declares too large; readBody then answers 413.
@@ -154,8 +182,14 @@ func (g *Gateway) Start(addr string) error {
 // bounded by the gateway itself.
 func (g *Gateway) serverOptions(ln net.Listener) []config.Option {
 	return []config.Option{
+		// Go's net transport, over the gateway's listener: it caps the connections, and every
+		// connection's time limits are its own (see conns). Hertz keeps connections alive
+		// only with an idle timeout of its own: twice conns', a backstop that never acts
+		// first. Its read timeout would only repeat conns' limits.
 		server.WithListener(ln),
 		server.WithTransport(g.conns.transport),
+		server.WithIdleTimeout(2 * g.limits.IdleTimeout),
+		server.WithReadTimeout(0),
 		server.WithTracer(&g.conns),
 		// Route on the path exactly as sent and decode keys ourselves: Hertz's default routes on
 		// a cleaned path ("a//b" and "a/../b" collapse) and unescapes with QueryUnescape ('+'
@@ -170,32 +204,21 @@ func (g *Gateway) serverOptions(ln net.Listener) []config.Option {
 		// answers in text/plain. MaxRequestBodySize then only sizes what Hertz prefetches.
 		server.WithStreamBody(true),
 		server.WithMaxRequestBodySize(g.maxBody),
+		server.WithMaxHeaderBytes(maxHeaderBytes),
 		// Never parse multipart bodies up front: that would read them whole.
 		server.WithDisablePreParseMultipartForm(true),
 		server.WithDisableDefaultContentType(true),
 		server.WithDisablePrintRoute(true),
 		server.WithExitWaitTime(maxExitWait),
-		server.WithOnAccept(g.onAccept),
+		server.WithOnAccept(g.conns.onAccept),
 		g.tlsOption(),
 	}
 }
 
-// onAccept is called by Hertz's event loop for every new connection; the first one tells Start
-// that the server is serving.
-func (g *Gateway) onAccept(net.Conn) context.Context {
-	g.accept.Do(func() { close(g.accepted) })
-	return context.Background()
-}
-
-// awaitServing connects to the listener once and waits until Hertz accepts the connection (or
-// Run fails). Until Hertz's event loop exists its Shutdown is a no-op, and a server shut down
-// in that window would serve on forever.
+// awaitServing waits until Hertz asks the listener for its first connection (or Run fails).
+// Until Hertz runs, its Shutdown is a no-op, and a server shut down in that window would
+// serve on forever.
 func (g *Gateway) awaitServing() error {
-	conn, err := net.Dial("tcp", dialable(g.ln.Addr()))
-	if err != nil {
-		return fmt.Errorf("probing the listener: %w", err)
-	}
-	defer conn.Close()
 	select {
 	case <-g.accepted:
 		return nil
@@ -205,20 +228,6 @@ func (g *Gateway) awaitServing() error {
 		}
 		return err
 	}
-}
-
-// dialable turns a listener address into one a client can dial: an unspecified IP (0.0.0.0,
-// ::) becomes the loopback address of the same family.
-func dialable(a net.Addr) string {
-	tcp, ok := a.(*net.TCPAddr)
-	if !ok || !tcp.IP.IsUnspecified() {
-		return a.String()
-	}
-	ip := net.IPv6loopback
-	if tcp.IP.To4() != nil {
-		ip = net.IPv4(127, 0, 0, 1)
-	}
-	return net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
 }
 
 // Addr is the address the gateway listens on; nil before Start.

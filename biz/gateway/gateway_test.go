@@ -300,7 +300,14 @@ func send(t *testing.T, c *http.Client, base, method, target string, body any, h
 	}
 	path, query, _ := strings.Cut(target, "?")
 	req.URL.Opaque, req.URL.RawQuery = path, query
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json") // unless headers say otherwise
+	}
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == "Host" {
+			req.Host = headers[i+1]
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := c.Do(req)

@@ -229,11 +229,11 @@ func (g *Gateway) allowedMethods(path string) string {
 	op, _ = url.PathUnescape(op)
 	switch {
 	case strings.HasPrefix(path, keyPrefix):
-		return "GET, PUT, DELETE"
+		return "GET, HEAD, PUT, DELETE"
 	case g.ops[op] != nil:
 		return "POST"
 	case path == "/healthz" || path == "/readyz":
-		return "GET"
+		return "GET, HEAD"
 	}
 	return ""
 }

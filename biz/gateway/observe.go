@@ -14,12 +14,15 @@ import (
 	"putallkv/pkg/reqid"
 )
 
-// observe is the middleware every request passes through, matched or not. It settles the
-// request id (X-Request-ID, echoed, and put in ctx so the SDK sends it on to the RPC server),
+// observe is the middleware every request passes through, matched or not. It marks the
+// connection busy until the handlers are done (see conns), settles the request id (X-Request-ID, echoed, and put in ctx so the SDK sends it on to the RPC server),
 // turns a panic into a 500 problem, answers in problem+json what no handler answered (404, 405,
 // and what Hertz refuses before routing), and writes the access-log line and the metrics.
 func (g *Gateway) observe(ctx context.Context, c *app.RequestContext) {
 	start := time.Now()
+	handling(ctx)
+	enterStep(ctx, stepBusy)
+	defer enterStep(ctx, stepResponding)
 	id := requestID(&c.Request.Header)
 	c.Response.Header.Set(headerRequestID, id)
 	ctx = reqid.With(ctx, id)
@@ -84,6 +87,9 @@ func (g *Gateway) answerUnmatched(ctx context.Context, c *app.RequestContext) {
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	open     prometheus.Gauge
+	refused  prometheus.Counter
+	timedOut *prometheus.CounterVec
 }
 
 // newMetrics makes the instruments.
@@ -98,6 +104,18 @@ func newMetrics() *metrics {
 			Help:    "Time from reading a request's headers to writing its response, by route.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 4, 10), // 50µs .. ~13s
 		}, []string{"route"}),
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gateway_http_connections",
+			Help: "Connections the gateway serves now (at most gateway.max_connections).",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_http_connections_refused_total",
+			Help: "Connections answered 503 and closed because gateway.max_connections were open.",
+		}),
+		timedOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_http_connections_timed_out_total",
+			Help: "Connections closed for taking too long at a step: idle, header, body or responding.",
+		}, []string{"step"}),
 	}
 }
 
@@ -106,7 +124,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.open, m.refused, m.timedOut} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

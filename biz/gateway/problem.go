@@ -49,6 +49,11 @@ var statusOf = map[string]int{
 	codeRouteNotFound:                          404,
 	codeMethodNotAllowed:                       405,
 	codeKeyInUse:                               409,
+	codeUnsupportedMediaType:                   415,
+	codeMisdirected:                            421,
+	codeOriginNotAllowed:                       403,
+	codeHeadersTooLarge:                        431,
+	codeRequestTimeout:                         408,
 }
 
 // apiError is every failure the gateway answers with a problem: a code (a key of statusOf), a

@@ -18,12 +18,14 @@ import (
 const (
 	routePut       = "PUT /v1/kv/{key}"
 	routeGet       = "GET /v1/kv/{key}"
+	routeHead      = "HEAD /v1/kv/{key}"
 	routeDelete    = "DELETE /v1/kv/{key}"
 	routePutAll    = "POST /v1/kv:putAll"
 	routeGetAll    = "POST /v1/kv:getAll"
 	routeDeleteAll = "POST /v1/kv:deleteAll"
 	routeHealthz   = "GET /healthz"
 	routeReadyz    = "GET /readyz"
+	routeOptions   = "OPTIONS"
 	// routeUnmatched labels requests no route took (404, 405, or refused by Hertz before routing).
 	routeUnmatched = "unmatched"
 )
@@ -39,35 +41,70 @@ type handlerFunc func(ctx context.Context, c *app.RequestContext) error
 // on op.
 func (g *Gateway) routes() {
 	g.h.Use(g.observe)
-	g.h.PUT(keyPrefix+"*key", g.handle(routePut, g.put))
-	g.h.GET(keyPrefix+"*key", g.handle(routeGet, g.get))
-	g.h.DELETE(keyPrefix+"*key", g.handle(routeDelete, g.delete))
+	g.h.PUT(keyPrefix+"*key", g.handle(routePut, rawBody, g.put))
+	g.h.GET(keyPrefix+"*key", g.handle(routeGet, noBody, g.get))
+	g.h.HEAD(keyPrefix+"*key", g.handle(routeHead, noBody, g.get))
+	g.h.DELETE(keyPrefix+"*key", g.handle(routeDelete, noBody, g.delete))
 	g.ops = map[string]app.HandlerFunc{
-		"kv:putAll":    g.handle(routePutAll, g.putAll),
-		"kv:getAll":    g.handle(routeGetAll, g.getAll),
-		"kv:deleteAll": g.handle(routeDeleteAll, g.deleteAll),
+		"kv:putAll":    g.handle(routePutAll, jsonBody, g.putAll),
+		"kv:getAll":    g.handle(routeGetAll, jsonBody, g.getAll),
+		"kv:deleteAll": g.handle(routeDeleteAll, jsonBody, g.deleteAll),
 	}
 	g.h.POST("/v1/:op", g.dispatch)
-	g.h.GET("/healthz", g.handle(routeHealthz, g.healthz))
-	g.h.GET("/readyz", g.handle(routeReadyz, g.readyz))
+	for _, path := range []string{"/healthz", "/readyz"} {
+		route, h := routeHealthz, g.healthz
+		if path == "/readyz" {
+			route, h = routeReadyz, g.readyz
+		}
+		g.h.GET(path, g.handle(route, noBody, h))
+		g.h.HEAD(path, g.handle(route, noBody, h))
+	}
+	if len(g.origins) > 0 {
+		g.h.OPTIONS("/*path", g.handle(routeOptions, noBody, g.preflight))
+	}
 }
 
 // routeKey is where handle records the route label for observe.
 const routeKey = "putallkv.route"
 
-// handle adapts h to Hertz: it labels the request with route, lets it through only with a
-// token of the route's role (see authorize), and answers h's error.
-func (g *Gateway) handle(route string, h handlerFunc) app.HandlerFunc {
+// handle adapts h to Hertz: it labels the request with route, runs the checks every route
+// makes, runs h within the request's deadline, and answers h's error. kind is what the route's
+// body is.
+func (g *Gateway) handle(route string, kind bodyKind, h handlerFunc) app.HandlerFunc {
 	return func(ctx context.Context, c *app.RequestContext) {
 		c.Set(routeKey, route)
-		ctx, err := g.authorize(ctx, c, route)
-		if err == nil {
-			err = h(ctx, c)
-		}
-		if err != nil {
+		if err := g.serve(ctx, c, route, kind, h); err != nil {
 			g.writeError(ctx, c, err)
 		}
 	}
+}
+
+// serve refuses a request whose body length is ambiguous, that names another host, that comes
+// from a browser page not allowed, that lacks a token of route's role (see authorize), or
+// whose body is not of kind; it then runs h within the request's deadline.
+func (g *Gateway) serve(ctx context.Context, c *app.RequestContext, route string, kind bodyKind, h handlerFunc) error {
+	if err := checkFraming(c); err != nil {
+		return err
+	}
+	if err := g.hosts.check(&c.Request.Header); err != nil {
+		return err
+	}
+	if err := g.origins.check(c); err != nil {
+		return err
+	}
+	ctx, err := g.authorize(ctx, c, route)
+	if err != nil {
+		return err
+	}
+	ctx, cancel, err := g.withDeadline(ctx, c)
+	defer cancel()
+	if err != nil {
+		return err
+	}
+	if err := checkContentType(&c.Request.Header, kind); err != nil {
+		return err
+	}
+	return h(ctx, c)
 }
 
 // dispatch serves POST /v1/:op with the handler of op (percent-decoded), or leaves the
@@ -100,13 +137,16 @@ func markReplayed(c *app.RequestContext, replayed bool) {
 
 // readBody reads the request body, at most g.maxBody bytes: a body declared larger is refused
 // unread, and a chunked one as soon as it passes the bound. The bytes are a fresh copy, which
-// the service may keep.
-func (g *Gateway) readBody(c *app.RequestContext) ([]byte, error) {
+// the service may keep. A body that takes longer than Limits.BodyTimeout to arrive closes the
+// connection.
+func (g *Gateway) readBody(ctx context.Context, c *app.RequestContext) ([]byte, error) {
 	if n := c.Request.Header.ContentLength(); n > g.maxBody {
 		c.SetConnectionClose() // the client may still be sending; do not wait for the rest
 		return nil, tooLarge("the body of %d bytes is over the limit of %d bytes", n, g.maxBody)
 	}
+	enterStep(ctx, stepBody)
 	b, err := io.ReadAll(io.LimitReader(c.Request.BodyStream(), int64(g.maxBody)+1))
+	enterStep(ctx, stepBusy)
 	if err != nil {
 		c.SetConnectionClose()
 		return nil, invalid("reading the body: %v", err)
@@ -118,25 +158,33 @@ func (g *Gateway) readBody(c *app.RequestContext) ([]byte, error) {
 	return b, nil
 }
 
-// idempotent calls call(ctx, req), refusing it with 409 while another request with the same
-// Idempotency-Key (key) is in flight through this gateway.
+// idempotent calls call(ctx, req) as bounded does, refusing it with 409 while another request
+// with the same Idempotency-Key (key) is in flight through this gateway. A call still running
+// past its caller's deadline stays in flight until it returns.
 func idempotent[Req, Resp any](ctx context.Context, g *Gateway, key *string,
 	call func(context.Context, Req) (Resp, error), req Req) (Resp, error) {
-	if key != nil {
-		release, ok := g.inFlight.acquire(*key)
-		if !ok {
-			var zero Resp
-			return zero, &apiError{code: codeKeyInUse,
-				detail: "a request with this Idempotency-Key is still in flight; retry once it has completed to get its response"}
-		}
-		defer release()
+	if key == nil {
+		return bounded(ctx, g, call, req)
 	}
-	return call(ctx, req)
+	var zero Resp
+	if err := g.calls.start(); err != nil {
+		return zero, err
+	}
+	release, ok := g.inFlight.acquire(*key)
+	if !ok {
+		<-g.calls
+		return zero, &apiError{code: codeKeyInUse,
+			detail: "a request with this Idempotency-Key is still in flight; retry once it has completed to get its response"}
+	}
+	return await(ctx, g, func() (Resp, error) {
+		defer release()
+		return call(ctx, req)
+	})
 }
 
 // put serves PUT /v1/kv/{key}: the body is the value.
 func (g *Gateway) put(ctx context.Context, c *app.RequestContext) error {
-	req, err := g.putRequest(c)
+	req, err := g.putRequest(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -156,7 +204,7 @@ func (g *Gateway) put(ctx context.Context, c *app.RequestContext) error {
 }
 
 // putRequest gathers a PUT's key, preconditions, TTL, idempotency key and value.
-func (g *Gateway) putRequest(c *app.RequestContext) (*kv.PutRequest, error) {
+func (g *Gateway) putRequest(ctx context.Context, c *app.RequestContext) (*kv.PutRequest, error) {
 	var req kv.PutRequest
 	var err error
 	if err = checkQuery(c, "ttl_ms"); err != nil {
@@ -174,14 +222,14 @@ func (g *Gateway) putRequest(c *app.RequestContext) (*kv.PutRequest, error) {
 	if req.RequestId, err = idempotencyKey(&c.Request.Header); err != nil {
 		return nil, err
 	}
-	if req.Value, err = g.readBody(c); err != nil {
+	if req.Value, err = g.readBody(ctx, c); err != nil {
 		return nil, err
 	}
 	return &req, nil
 }
 
 // get serves GET /v1/kv/{key}: the raw value with its ETag, or 304 when If-None-Match names
-// the current version.
+// the current version; and HEAD /v1/kv/{key}, whose answer is the same without the body.
 func (g *Gateway) get(ctx context.Context, c *app.RequestContext) error {
 	if err := checkQuery(c); err != nil {
 		return err
@@ -194,7 +242,7 @@ func (g *Gateway) get(ctx context.Context, c *app.RequestContext) error {
 	if err != nil {
 		return err
 	}
-	resp, err := g.svc.Get(ctx, &kv.GetRequest{Key: key})
+	resp, err := bounded(ctx, g, g.svc.Get, &kv.GetRequest{Key: key})
 	if err != nil {
 		return err
 	}
@@ -238,14 +286,14 @@ func (g *Gateway) delete(ctx context.Context, c *app.RequestContext) error {
 
 // batchInput reads what every batch call starts with: no query, the idempotency key and the
 // body.
-func (g *Gateway) batchInput(c *app.RequestContext) (idemKey *string, body []byte, err error) {
+func (g *Gateway) batchInput(ctx context.Context, c *app.RequestContext) (idemKey *string, body []byte, err error) {
 	if err = checkQuery(c); err != nil {
 		return nil, nil, err
 	}
 	if idemKey, err = idempotencyKey(&c.Request.Header); err != nil {
 		return nil, nil, err
 	}
-	body, err = g.readBody(c)
+	body, err = g.readBody(ctx, c)
 	return idemKey, body, err
 }
 
@@ -269,7 +317,7 @@ func writeBatch[E interface{ GetKey() string }](c *app.RequestContext, res batch
 
 // putAll serves POST /v1/kv:putAll.
 func (g *Gateway) putAll(ctx context.Context, c *app.RequestContext) error {
-	idemKey, body, err := g.batchInput(c)
+	idemKey, body, err := g.batchInput(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -288,7 +336,7 @@ func (g *Gateway) putAll(ctx context.Context, c *app.RequestContext) error {
 
 // deleteAll serves POST /v1/kv:deleteAll.
 func (g *Gateway) deleteAll(ctx context.Context, c *app.RequestContext) error {
-	idemKey, body, err := g.batchInput(c)
+	idemKey, body, err := g.batchInput(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -307,7 +355,7 @@ func (g *Gateway) deleteAll(ctx context.Context, c *app.RequestContext) error {
 
 // getAll serves POST /v1/kv:getAll. It is a read: Idempotency-Key is accepted and ignored.
 func (g *Gateway) getAll(ctx context.Context, c *app.RequestContext) error {
-	_, body, err := g.batchInput(c)
+	_, body, err := g.batchInput(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -315,7 +363,7 @@ func (g *Gateway) getAll(ctx context.Context, c *app.RequestContext) error {
 	if err != nil {
 		return err
 	}
-	resp, err := g.svc.GetAll(ctx, req)
+	resp, err := bounded(ctx, g, g.svc.GetAll, req)
 	if err != nil {
 		return err
 	}
@@ -339,7 +387,8 @@ func (g *Gateway) readyz(ctx context.Context, c *app.RequestContext) error {
 	if g.ready != nil {
 		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 		defer cancel()
-		if err := g.ready(ctx); err != nil {
+		_, err := bounded(ctx, g, func(ctx context.Context, _ struct{}) (struct{}, error) { return struct{}{}, g.ready(ctx) }, struct{}{})
+		if err != nil {
 			return &apiError{code: kv.ErrorCode_UNAVAILABLE.String(), detail: "not ready: " + err.Error()}
 		}
 	}

@@ -495,7 +495,7 @@ var malformed = []struct {
 	{"invalid base64", "POST", "/v1/kv:putAll", `{"entries":[{"key":"a","value_base64":"!!!"}]}`, nil},
 	{"value and base64", "POST", "/v1/kv:putAll", `{"entries":[{"key":"a","value":"x","value_base64":"eA=="}]}`, nil},
 	{"no value", "POST", "/v1/kv:putAll", `{"entries":[{"key":"a"}]}`, nil},
-	{"bad mode", "POST", "/v1/kv:putAll", `{"mode":"ATOMIC","entries":[{"key":"a","value":"x"}]}`, nil},
+	{"bad mode", "POST", "/v1/kv:putAll", `{"mode":"Atomic","entries":[{"key":"a","value":"x"}]}`, nil},
 	{"no entries", "POST", "/v1/kv:putAll", `{"entries":[]}`, nil},
 	{"empty key in batch", "POST", "/v1/kv:putAll", `{"entries":[{"key":"","value":"x"}]}`, nil},
 	{"duplicate key", "POST", "/v1/kv:putAll", `{"entries":[{"key":"a","value":"x"},{"key":"a","value":"y"}]}`, nil},
@@ -604,9 +604,9 @@ func testHealthAndRoutes(t *testing.T, e *env) {
 	e.do(t, "GET", "/v1/kv", nil).problem(t, 404, codeRouteNotFound)
 	e.do(t, "POST", "/v1/kv:frobnicate", "{}").problem(t, 404, codeRouteNotFound)
 	for _, c := range []struct{ method, target, allow string }{
-		{"PATCH", "/v1/kv/a", "GET, PUT, DELETE"},
+		{"PATCH", "/v1/kv/a", "GET, HEAD, PUT, DELETE"},
 		{"GET", "/v1/kv:putAll", "POST"},
-		{"POST", "/healthz", "GET"},
+		{"POST", "/healthz", "GET, HEAD"},
 	} {
 		r := e.do(t, c.method, c.target, nil)
 		r.problem(t, 405, codeMethodNotAllowed)

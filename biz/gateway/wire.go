@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"putallkv/kitex_gen/kv"
 )
 
 // The JSON request bodies. Codes are ErrorCode names ("OK", "VERSION_MISMATCH"), modes are
-// "atomic" or "best_effort" (atomic when absent), versions and times are JSON integers.
+// "atomic" or "best_effort" (or the IDL's "ATOMIC", "BEST_EFFORT"; atomic when absent),
+// versions and times are JSON integers.
 
 // putAllBody is the body of POST /v1/kv:putAll.
 type putAllBody struct {
@@ -98,6 +101,9 @@ type item struct {
 // decodeJSON decodes body, which must hold exactly one JSON value, into v, refusing unknown
 // fields. Every failure is INVALID_ARGUMENT with a sentence naming what is wrong and where.
 func decodeJSON(body []byte, v any) error {
+	if err := checkText(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -107,6 +113,60 @@ func decodeJSON(body []byte, v any) error {
 		return invalid("the body holds more than one JSON value")
 	}
 	return nil
+}
+
+// checkText refuses a body that is not valid UTF-8 or that escapes half a surrogate pair
+// ("\ud800" alone): encoding/json would decode either silently as U+FFFD, storing a key or
+// value the caller never sent.
+func checkText(body []byte) error {
+	if !utf8.Valid(body) {
+		return invalid("the body is not valid UTF-8 (at byte %d); send bytes as value_base64", invalidUTF8At(body))
+	}
+	// In valid JSON a backslash only ever starts an escape (outside strings it is a syntax
+	// error the decoder reports), so escapes are found without tracking strings.
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		r, ok := escapedRune(body[i+1:])
+		switch {
+		case !ok:
+			i++ // a two-byte escape such as \" or \\, or a malformed one left to the decoder
+		case utf16.IsSurrogate(r):
+			low, pair := rune(0), false
+			if len(body) > i+7 && body[i+6] == '\\' {
+				low, pair = escapedRune(body[i+7:])
+			}
+			if r >= 0xdc00 || !pair || low < 0xdc00 || low > 0xdfff {
+				return invalid(`the body escapes half a surrogate pair (\u%04x at byte %d), which is not a character`, r, i)
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return nil
+}
+
+// escapedRune is the code unit of the \uXXXX escape b starts with (after its backslash).
+func escapedRune(b []byte) (rune, bool) {
+	if len(b) < 5 || b[0] != 'u' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[1:5]), 16, 16)
+	return rune(n), err == nil
+}
+
+// invalidUTF8At is the offset of the first byte of b that is not valid UTF-8.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }
 
 // jsonError turns a decoding error into a sentence for the caller.
@@ -147,15 +207,15 @@ func jsonKind(kind string) string {
 	return "a " + kind
 }
 
-// writeMode parses a mode name; absent means atomic.
+// writeMode parses a mode name, in the gateway's spelling or the IDL's; absent means atomic.
 func writeMode(m *string) (kv.WriteMode, error) {
 	switch {
-	case m == nil || *m == "atomic":
+	case m == nil || *m == "atomic" || *m == "ATOMIC":
 		return kv.WriteMode_ATOMIC, nil
-	case *m == "best_effort":
+	case *m == "best_effort" || *m == "BEST_EFFORT":
 		return kv.WriteMode_BEST_EFFORT, nil
 	}
-	return 0, invalid(`mode must be "atomic" or "best_effort", got %q`, *m)
+	return 0, invalid(`mode must be "atomic" or "best_effort" (or "ATOMIC", "BEST_EFFORT"), got %q`, *m)
 }
 
 // value is entry i's bytes, from exactly one of value and value_base64.
