@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cloudwego/kitex/pkg/limiter"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/server"
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,9 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 	if err := a.loadSecurity(); err != nil {
 		return nil, err
 	}
+	if err := checkFDLimit(cfg, log); err != nil {
+		return nil, err
+	}
 	reg := metrics.NewRegistry()
 	reg.MustRegister(buildinfo.Get().Collector("putallkv"))
 	var api kv.KVService
@@ -78,7 +82,8 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 	}
 	if cfg.Gateway.Addr != "" {
 		a.gw = gateway.New(api, gateway.Options{MaxBodyBytes: cfg.Gateway.MaxBodyBytes, Registerer: reg, Logger: log, Ready: ready,
-			Auth: a.sec.auth, TLS: a.tlsFor(cfg.TLS.Gateway)})
+			Auth: a.sec.auth, TLS: a.tlsFor(cfg.TLS.Gateway),
+			Limits: gatewayLimits(cfg.Gateway), AllowedHosts: cfg.Gateway.Hosts(), AllowedOrigins: cfg.Gateway.Origins()})
 		if err := a.gw.Start(cfg.Gateway.Addr); err != nil {
 			a.gw = nil
 			return nil, fmt.Errorf("gateway.addr: %w", err)
@@ -86,7 +91,7 @@ func startApp(cfg *config.Config, log *slog.Logger) (_ *app, err error) {
 	}
 	routes := append(metrics.HealthRoutes(ready, readyTimeout),
 		metrics.Route{Pattern: "POST /admin/snapshot", Handler: http.HandlerFunc(a.serveSnapshot)})
-	if a.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log, a.adminSecurity(), metrics.Routes(routes)); err != nil {
+	if a.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log, a.adminSecurity(), adminLimits(cfg.Admin), metrics.Routes(routes)); err != nil {
 		return nil, fmt.Errorf("admin.addr: %w", err)
 	}
 	log.Info("putallkv serving", "rpc", a.rpcAddr(), "admin", a.adminAddr(), "gateway", a.gatewayAddr(),
@@ -125,6 +130,7 @@ func (a *app) startServer(reg *prometheus.Registry) error {
 		server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
 		server.WithExitWaitTime(cfg.Server.ShutdownTimeout),
 		server.WithExitSignal(func() <-chan error { return a.rpcStop }),
+		server.WithConnectionLimiter(limiter.NewConnectionLimiter(cfg.Server.MaxConnections)),
 	)
 	a.rpc = kvservice.NewServer(handler.New(a.svc, a.log), append(opts, a.rpcSecurity(transport)...)...)
 	go func() { a.rpcDone <- a.rpc.Run() }()

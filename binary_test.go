@@ -42,7 +42,8 @@ func buildBinaries(t *testing.T) (server, ctl string) {
 }
 
 // servingLine finds the addresses in the start-up line, logged as text or as JSON.
-var servingLine = regexp.MustCompile(`msg="putallkv serving" rpc=(\S*) admin=(\S+)|"msg":"putallkv serving","rpc":"([^"]*)","admin":"([^"]+)"`)
+var servingLine = regexp.MustCompile(`msg="putallkv serving" rpc=(\S*) admin=(\S+) gateway=(\S*)|` +
+	`"msg":"putallkv serving","rpc":"([^"]*)","admin":"([^"]+)","gateway":"([^"]*)"`)
 
 // baseConf puts the server on ephemeral loopback ports.
 const baseConf = "server:\n  addr: 127.0.0.1:0\n  shutdown_timeout: 5s\nadmin:\n  addr: 127.0.0.1:0\ngateway:\n  addr: 127.0.0.1:0\n"
@@ -53,6 +54,7 @@ type proc struct {
 	rpc   string      // its RPC address ("" for a gateway tier)
 	admin string      // its admin address
 	early []string    // its log up to and including the serving line
+	gw    string      // its gateway address ("" without one)
 	logs  chan string // the rest of its log, closed when it exits
 }
 
@@ -60,10 +62,16 @@ type proc struct {
 // args go before -conf (e.g. "gateway").
 func startBinary(t *testing.T, server, confFile, conf string, args ...string) *proc {
 	t.Helper()
+	return startCommand(t, exec.Command(server, append(args, "-conf", confFile)...), confFile, conf)
+}
+
+// startCommand is startBinary with the command that runs the server given (a shell that sets
+// limits first, say); it must take its configuration from confFile.
+func startCommand(t *testing.T, cmd *exec.Cmd, confFile, conf string) *proc {
+	t.Helper()
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(server, append(args, "-conf", confFile)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +93,7 @@ func startBinary(t *testing.T, server, confFile, conf string, args ...string) *p
 	for sc.Scan() {
 		p.early = append(p.early, sc.Text())
 		if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
-			p.rpc, p.admin = strings.Trim(m[1]+m[3], `"`), m[2]+m[4]
+			p.rpc, p.admin, p.gw = strings.Trim(m[1]+m[4], `"`), m[2]+m[5], strings.Trim(m[3]+m[6], `"`)
 			break
 		}
 	}

@@ -45,11 +45,11 @@ type conns struct {
 type step uint8
 
 const (
-	stepIdle      step = iota // waiting for the next request: Limits.IdleTimeout
-	stepHeader                // reading a request's headers: Limits.HeaderTimeout
-	stepBusy                  // a handler runs: bounded by the request's deadline instead
-	stepBody                  // a handler reads the request body: Limits.BodyTimeout
-	stepResponding            // the response is written (and an unread body skipped): Limits.BodyTimeout
+	stepIdle       step = iota // waiting for the next request: Limits.IdleTimeout
+	stepHeader                 // reading a request's headers: Limits.HeaderTimeout
+	stepBusy                   // a handler runs: bounded by the request's deadline instead
+	stepBody                   // a handler reads the request body: Limits.BodyTimeout
+	stepResponding             // the response is written (and an unread body skipped): Limits.BodyTimeout
 )
 
 // stepNames label the steps in metrics.

@@ -65,7 +65,7 @@ var wirings = []wiring{
 }
 
 // newService is the real service over a fresh in-memory store, with the test limits.
-func newService(t *testing.T) kv.KVService {
+func newService(t testing.TB) kv.KVService {
 	t.Helper()
 	engine, err := store.NewMemory(store.Options{Shards: 16})
 	if err != nil {
@@ -147,7 +147,7 @@ func start(t *testing.T, w wiring, ready func(context.Context) error) *env {
 }
 
 // newClient is an HTTP client with its own connections, closed when t ends.
-func newClient(t *testing.T) *http.Client {
+func newClient(t testing.TB) *http.Client {
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}

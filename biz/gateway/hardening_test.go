@@ -25,7 +25,7 @@ const waitBound = 20 * time.Second
 
 // startWith runs a gateway over svc with opts (a registry and a JSON log are added) and stops
 // it when t ends.
-func startWith(t *testing.T, svc kv.KVService, opts Options) *env {
+func startWith(t testing.TB, svc kv.KVService, opts Options) *env {
 	t.Helper()
 	e := &env{reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	opts.Registerer, opts.Logger = e.reg, slog.New(slog.NewJSONHandler(e.logs, nil))
@@ -47,7 +47,7 @@ func startWith(t *testing.T, svc kv.KVService, opts Options) *env {
 
 // dial opens a raw connection to the gateway, closed when t ends; every read on it gives up
 // after waitBound.
-func (e *env) dial(t *testing.T) net.Conn {
+func (e *env) dial(t testing.TB) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", e.gw.Addr().String())
 	if err != nil {
@@ -61,7 +61,7 @@ func (e *env) dial(t *testing.T) net.Conn {
 }
 
 // rawResponse reads one response from c.
-func rawResponse(t *testing.T, c net.Conn, r *bufio.Reader) response {
+func rawResponse(t testing.TB, c net.Conn, r *bufio.Reader) response {
 	t.Helper()
 	resp, err := http.ReadResponse(r, nil)
 	if err != nil {
@@ -76,7 +76,7 @@ func rawResponse(t *testing.T, c net.Conn, r *bufio.Reader) response {
 }
 
 // roundTrip writes req on c and reads the response.
-func roundTrip(t *testing.T, c net.Conn, r *bufio.Reader, req string) response {
+func roundTrip(t testing.TB, c net.Conn, r *bufio.Reader, req string) response {
 	t.Helper()
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatalf("writing a request: %v", err)

@@ -19,7 +19,7 @@ import (
 
 // shutdownCtx bounds a test's shutdown generously: a shutdown that works takes milliseconds,
 // one that waits for idle connections would take Hertz's idle timeout (minutes).
-func shutdownCtx(t *testing.T) context.Context {
+func shutdownCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx

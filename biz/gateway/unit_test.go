@@ -113,6 +113,9 @@ func TestDecodePutAll(t *testing.T) {
 				{Key: "ü", Value: []byte{}, ExpectedVersion: &zero}}}},
 		{` {"mode":"atomic","entries":[]} `, &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC, Entries: []*kv.Entry{}}},
 		{`{"entries":null,"mode":null}`, &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC, Entries: []*kv.Entry{}}},
+		{`{"mode":"ATOMIC","entries":[]}`, &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC, Entries: []*kv.Entry{}}},
+		{`{"mode":"BEST_EFFORT","entries":[{"key":"\ud83d\ude00\\ud800","value":"\\\u00e9"}]}`,
+			&kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, Entries: []*kv.Entry{{Key: "😀\\ud800", Value: []byte(`\é`)}}}},
 	}
 	for _, tt := range tests {
 		got, err := decodePutAll([]byte(tt.body))
@@ -135,7 +138,9 @@ func FuzzDecodePutAll(f *testing.F) {
 		`{"entries":[{"key":"a","value":1}]}`,
 		`{"entries":[{"key":"a","value":"x","expected_version":1e3}]}`,
 		`{"entries":[{"key":"a","value":"x","ttl_ms":99999999999999999999}]}`,
-		`{"mode":"ATOMIC","entries":[]}`,
+		`{"mode":"ATOMIC","entries":[]}`, `{"mode":"Atomic","entries":[]}`,
+		`{"entries":[{"key":"\ud800","value":"x"}]}`, `{"entries":[{"key":"a","value":"\ud83d\ude00\udc00"}]}`,
+		"{\"entries\":[{\"key\":\"\xed\xa0\x80\",\"value\":\"x\"}]}",
 		`{"entries":[{"key":"a","value":"x"}],"extra":1}`,
 		`{"entries":[null]}`,
 		`{} {}`, `[]`, `null`, ``, `{`, "\xff",

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -48,12 +49,19 @@ type ServerConfig struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// ShutdownTimeout bounds how long graceful shutdown waits for in-flight calls.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MaxConnections caps the RPC connections open at once; more are closed on arrival.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // AdminConfig configures the admin HTTP server (/metrics, /healthz, /readyz, /debug/pprof/).
 type AdminConfig struct {
 	// Addr is the host:port the admin server listens on.
 	Addr string `yaml:"addr"`
+	// MaxConnections caps the admin connections open at once, apart from the service's ports,
+	// so the admin port stays reachable when those are full.
+	MaxConnections int `yaml:"max_connections"`
+	// RequestTimeout is the deadline of an admin command (POST /admin/...).
+	RequestTimeout time.Duration `yaml:"request_timeout"`
 }
 
 // StoreConfig configures the sharded store.
@@ -79,12 +87,38 @@ type GatewayConfig struct {
 	Upstream string `yaml:"upstream"`
 	// MaxBodyBytes bounds a request body; larger ones are refused (413) before they are read.
 	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// MaxConnections caps the HTTP connections open at once; more are answered 503.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes a keep-alive connection that waits this long for its next request.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// HeaderTimeout closes a connection whose request line and headers take longer to arrive.
+	HeaderTimeout time.Duration `yaml:"header_timeout"`
+	// BodyTimeout closes a connection whose request body, or response, takes longer to pass.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// RequestTimeout is the deadline of handling a request (a Request-Timeout header may
+	// shorten it): past it the caller gets 503 UNAVAILABLE.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// AllowedHosts (comma-separated names or addresses, no ports) are the Host values served;
+	// empty means the loopback names and the host of Addr, "*" any.
+	AllowedHosts string `yaml:"allowed_hosts"`
+	// CORSAllowedOrigins (comma-separated, e.g. https://app.example:8443) are the origins whose
+	// browser pages may call the gateway; "*" any; empty none.
+	CORSAllowedOrigins string `yaml:"cors_allowed_origins"`
 }
 
 // Upstreams returns the upstream addresses, or nil.
-func (g GatewayConfig) Upstreams() []string {
+func (g GatewayConfig) Upstreams() []string { return list(g.Upstream) }
+
+// Hosts returns the allowed Host names, or nil.
+func (g GatewayConfig) Hosts() []string { return list(g.AllowedHosts) }
+
+// Origins returns the allowed CORS origins, or nil.
+func (g GatewayConfig) Origins() []string { return list(g.CORSAllowedOrigins) }
+
+// list splits a comma-separated value, dropping blanks; nil when there is nothing.
+func list(v string) []string {
 	var out []string
-	for _, a := range strings.Split(g.Upstream, ",") {
+	for _, a := range strings.Split(v, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			out = append(out, a)
 		}
@@ -291,7 +325,10 @@ func (c *Config) Validate() error {
 	}
 	positiveDuration("server.shutdown_timeout", c.Server.ShutdownTimeout)
 	positiveDuration("server.drain_timeout", c.Server.DrainTimeout)
+	positive("server.max_connections", c.Server.MaxConnections)
 	addr("admin.addr", c.Admin.Addr)
+	positive("admin.max_connections", c.Admin.MaxConnections)
+	positiveDuration("admin.request_timeout", c.Admin.RequestTimeout)
 	if n := c.Store.Shards; n < 1 || n > 1<<16 || n&(n-1) != 0 {
 		bad("store.shards", "must be a power of two between 1 and 65536, got %d", n)
 	}
@@ -316,6 +353,21 @@ func (c *Config) Validate() error {
 		addr("gateway.upstream", u)
 	}
 	positive("gateway.max_body_bytes", c.Gateway.MaxBodyBytes)
+	positive("gateway.max_connections", c.Gateway.MaxConnections)
+	positiveDuration("gateway.idle_timeout", c.Gateway.IdleTimeout)
+	positiveDuration("gateway.header_timeout", c.Gateway.HeaderTimeout)
+	positiveDuration("gateway.body_timeout", c.Gateway.BodyTimeout)
+	positiveDuration("gateway.request_timeout", c.Gateway.RequestTimeout)
+	for _, h := range c.Gateway.Hosts() {
+		if strings.ContainsAny(h, "/@ ") || h != "*" && strings.Count(h, ":") == 1 {
+			bad("gateway.allowed_hosts", "must list host names or addresses without ports or schemes, got %q", h)
+		}
+	}
+	for _, o := range c.Gateway.Origins() {
+		if err := checkOrigin(o); err != nil {
+			bad("gateway.cors_allowed_origins", "%v", err)
+		}
+	}
 	positive("limits.max_key_bytes", c.Limits.MaxKeyBytes)
 	positive("limits.max_value_bytes", c.Limits.MaxValueBytes)
 	positive("limits.max_batch_entries", c.Limits.MaxBatchEntries)
@@ -339,6 +391,19 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateSecurity()...)
 	return errors.Join(errs...)
+}
+
+// checkOrigin reports whether o is an origin as browsers send it (scheme://host[:port], no
+// path) or "*".
+func checkOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+		return fmt.Errorf("must list origins such as https://app.example:8443 (scheme, host, optional port), or *, got %q", o)
+	}
+	return nil
 }
 
 // checkAddr reports whether addr is a listen address: host:port with a numeric port (the host

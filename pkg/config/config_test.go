@@ -40,16 +40,17 @@ func writeFile(t *testing.T, body string) string {
 func TestDefaults(t *testing.T) {
 	c := defaults(t)
 	want := Config{
-		Server:      ServerConfig{Addr: "127.0.0.1:8888", MaxRequestBytes: 8 << 20, DrainTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second},
-		Admin:       AdminConfig{Addr: "127.0.0.1:9100"},
+		Server:      ServerConfig{Addr: "127.0.0.1:8888", MaxRequestBytes: 8 << 20, DrainTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second, MaxConnections: 1024},
+		Admin:       AdminConfig{Addr: "127.0.0.1:9100", MaxConnections: 16, RequestTimeout: time.Minute},
 		Store:       StoreConfig{Shards: 256, SweepInterval: time.Second, MaxBytes: 1 << 30},
 		Limits:      LimitsConfig{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, MaxBatchEntries: 1000},
 		Idempotency: IdempotencyConfig{Window: 10 * time.Minute, MaxBytes: 64 << 20},
 		Limiter:     LimiterConfig{Rate: 0, Burst: 10000, MaxWait: 100 * time.Millisecond, MaxChunk: 1000},
-		Gateway:     GatewayConfig{Addr: "127.0.0.1:8080", MaxBodyBytes: 8 << 20},
-		WAL:         WALConfig{Fsync: "always", FsyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, SnapshotBytes: 256 << 20},
-		Log:         LogConfig{Level: "info", Format: "text"},
-		TLS:         TLSConfig{Gateway: true, Admin: true},
+		Gateway: GatewayConfig{Addr: "127.0.0.1:8080", MaxBodyBytes: 8 << 20, MaxConnections: 1024, IdleTimeout: time.Minute,
+			HeaderTimeout: 10 * time.Second, BodyTimeout: time.Minute, RequestTimeout: 10 * time.Second},
+		WAL: WALConfig{Fsync: "always", FsyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, SnapshotBytes: 256 << 20},
+		Log: LogConfig{Level: "info", Format: "text"},
+		TLS: TLSConfig{Gateway: true, Admin: true},
 	}
 	if *c != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
@@ -290,6 +291,21 @@ func TestValidate(t *testing.T) {
 		{"log level", func(c *Config) { c.Log.Level = "trace" }, `config: log.level: must be one of debug, info, warn, error, got "trace"`},
 		{"log level case", func(c *Config) { c.Log.Level = "INFO" }, "config: log.level:"},
 		{"log format", func(c *Config) { c.Log.Format = "logfmt" }, `config: log.format: must be text or json, got "logfmt"`},
+		{"server max_connections", func(c *Config) { c.Server.MaxConnections = 0 }, "config: server.max_connections: must be positive"},
+		{"admin max_connections", func(c *Config) { c.Admin.MaxConnections = -1 }, "config: admin.max_connections: must be positive"},
+		{"admin request_timeout", func(c *Config) { c.Admin.RequestTimeout = 0 }, "config: admin.request_timeout: must be positive"},
+		{"gateway max_connections", func(c *Config) { c.Gateway.MaxConnections = 0 }, "config: gateway.max_connections: must be positive"},
+		{"gateway idle_timeout", func(c *Config) { c.Gateway.IdleTimeout = 0 }, "config: gateway.idle_timeout: must be positive"},
+		{"gateway header_timeout", func(c *Config) { c.Gateway.HeaderTimeout = -1 }, "config: gateway.header_timeout: must be positive"},
+		{"gateway body_timeout", func(c *Config) { c.Gateway.BodyTimeout = 0 }, "config: gateway.body_timeout: must be positive"},
+		{"gateway request_timeout", func(c *Config) { c.Gateway.RequestTimeout = 0 }, "config: gateway.request_timeout: must be positive"},
+		{"allowed hosts", func(c *Config) { c.Gateway.AllowedHosts = "kv.internal, ::1, 10.0.0.7,*" }, ""},
+		{"allowed host with port", func(c *Config) { c.Gateway.AllowedHosts = "kv.internal:8080" }, "config: gateway.allowed_hosts: must list host names"},
+		{"allowed host as URL", func(c *Config) { c.Gateway.AllowedHosts = "http://kv" }, "config: gateway.allowed_hosts:"},
+		{"origins", func(c *Config) { c.Gateway.CORSAllowedOrigins = "https://app.example:8443,http://localhost:3000" }, ""},
+		{"origin any", func(c *Config) { c.Gateway.CORSAllowedOrigins = "*" }, ""},
+		{"origin with path", func(c *Config) { c.Gateway.CORSAllowedOrigins = "https://app.example/" }, "config: gateway.cors_allowed_origins: must list origins"},
+		{"origin without scheme", func(c *Config) { c.Gateway.CORSAllowedOrigins = "app.example" }, "config: gateway.cors_allowed_origins:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

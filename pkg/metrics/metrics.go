@@ -58,13 +58,14 @@ type Route struct {
 // http.DefaultServeMux. (Importing net/http/pprof also registers pprof on DefaultServeMux, so
 // no program using this package should serve DefaultServeMux on a public address.)
 // Serving errors are logged to logger, or to slog.Default() if logger is nil. opts add the
-// caller's own admin endpoints (operations commands, as Routes) to the same mux, and guard
-// it all (AdminSecurity).
+// caller's own admin endpoints (operations commands, as Routes) to the same mux, guard it all
+// (AdminSecurity), and cap its connections and bound each route's handling (AdminLimits).
 func StartAdmin(addr string, reg *prometheus.Registry, logger *slog.Logger, opts ...AdminOption) (*AdminServer, error) {
 	var setup adminSetup
 	for _, o := range opts {
 		o.applyAdmin(&setup)
 	}
+	limits := setup.limits.withDefaults()
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -82,17 +83,19 @@ func StartAdmin(addr string, reg *prometheus.Registry, logger *slog.Logger, opts
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	for _, r := range setup.routes {
-		mux.Handle(r.Pattern, r.Handler)
+		mux.Handle(r.Pattern, withDeadline(r.Handler, limits.RequestTimeout))
 	}
 
 	a := &AdminServer{
-		ln:   ln,
-		srv:  &http.Server{Handler: setup.security.handler(mux), ReadHeaderTimeout: readHeaderTimeout, ErrorLog: errorLog},
+		ln: ln,
+		srv: &http.Server{Handler: setup.security.handler(mux), ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout: idleTimeout, ErrorLog: errorLog},
 		done: make(chan struct{}),
 	}
 	go func() {
 		defer close(a.done)
-		if err := a.srv.Serve(setup.security.listener(ln)); !errors.Is(err, http.ErrServerClosed) {
+		capped := &cappedListener{Listener: ln, max: limits.MaxConnections}
+		if err := a.srv.Serve(setup.security.listener(capped)); !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("admin server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()

@@ -9,7 +9,8 @@ import (
 	"putallkv/pkg/auth"
 )
 
-// AdminOption configures StartAdmin: a Route to add, or the AdminSecurity to serve with.
+// AdminOption configures StartAdmin: a Route to add, the AdminSecurity to serve with, or the
+// AdminLimits.
 type AdminOption interface {
 	applyAdmin(*adminSetup)
 }
@@ -18,6 +19,7 @@ type AdminOption interface {
 type adminSetup struct {
 	routes   []Route
 	security AdminSecurity
+	limits   AdminLimits
 }
 
 func (r Route) applyAdmin(s *adminSetup) { s.routes = append(s.routes, r) }
