@@ -22,11 +22,16 @@ import (
 // body, taking its response), and closes idle connections when the gateway shuts down.
 //
 // It sits under Hertz as a listener (listener.Accept hands Hertz only the connections within
-// the cap, each wrapped in a *conn) and beside it as a tracer (Start and Finish mark where each
-// request begins and ends). The handlers mark the steps in between (busy, readingBody). Every
-// step's time limit is one timer per connection that closes the connection when it fires: a
-// deadline, not an inactivity timeout, so a client that sends one byte every few seconds
-// (slowloris) is closed like one that sends nothing.
+// the cap, each wrapped in a *conn), as Hertz's transport (Go's net transport, handing Hertz
+// each connection as a served), and beside Hertz as a tracer (Start and Finish mark where each
+// request begins and ends). The handlers mark the steps in between (observe: busy and
+// responding; readBody: body). Every step's time limit is one timer per connection that
+// closes the connection when it fires: a deadline, not an inactivity timeout, so a client that
+// sends one byte every few seconds (slowloris) is closed like one that sends nothing.
+//
+// Hertz's own netpoll transport accepts connections inside its event loop, where no listener
+// of ours sees them; Go's net transport accepts through the listener, and is the one Hertz
+// serves TLS with.
 type conns struct {
 	limits  Limits
 	metrics *metrics
