@@ -411,20 +411,27 @@ func TestIDLModeNames(t *testing.T) {
 	e.do(t, "POST", "/v1/kv:deleteAll", `{"mode":"BEST_EFFORT","entries":[{"key":"m1"},{"key":"nope"}]}`).want(t, 200)
 }
 
-// TestConcurrentClientsWithinTheCap is a sanity check of the connection layer under -race:
-// clients at the cap, each doing a few requests, all served.
+// TestConcurrentClientsWithinTheCap is a check of the connection layer under -race: clients at
+// the cap, each sending requests one after another on its keep-alive connection, all served.
 func TestConcurrentClientsWithinTheCap(t *testing.T) {
 	const clients = 8
 	e := startWith(t, newService(t), Options{Limits: Limits{MaxConnections: clients}})
+	conns := make([]net.Conn, clients)
+	for i := range conns {
+		conns[i] = e.dial(t)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
-	for i := range clients {
+	for i, c := range conns {
 		wg.Go(func() {
-			c := newClient(t)
-			c.Transport.(*http.Transport).MaxConnsPerHost = 1
+			r := bufio.NewReader(c)
 			for j := range 20 {
-				req, _ := http.NewRequest("PUT", e.base+keyPath(fmt.Sprintf("c%d/%d", i, j)), strings.NewReader("v"))
-				resp, err := c.Do(req)
+				req := fmt.Sprintf("PUT %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\nv", keyPath(fmt.Sprintf("c%d/%d", i, j)))
+				if _, err := io.WriteString(c, req); err != nil {
+					errs <- err
+					return
+				}
+				resp, err := http.ReadResponse(r, nil)
 				if err != nil {
 					errs <- err
 					return
@@ -432,7 +439,7 @@ func TestConcurrentClientsWithinTheCap(t *testing.T) {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				_ = resp.Body.Close()
 				if resp.StatusCode != 201 {
-					errs <- fmt.Errorf("status %d", resp.StatusCode)
+					errs <- fmt.Errorf("client %d request %d: status %d", i, j, resp.StatusCode)
 					return
 				}
 			}
