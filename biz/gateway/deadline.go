@@ -145,7 +145,12 @@ func await[Resp any](ctx context.Context, g *Gateway, call func() (Resp, error))
 	case o := <-done:
 		return o.resp, o.err
 	case <-ctx.Done():
-		var zero Resp
-		return zero, context.Cause(ctx)
+		select {
+		case o := <-done: // the service answered at the deadline too: its answer says more
+			return o.resp, o.err
+		default:
+			var zero Resp
+			return zero, context.Cause(ctx)
+		}
 	}
 }
