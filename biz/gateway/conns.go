@@ -85,9 +85,10 @@ type conn struct {
 	timer    *time.Timer
 	closed   bool
 
-	// read is set by Read once a request's first bytes have arrived, and cleared when a new
-	// request begins; a connection in stepHeader that has read nothing is as idle as one in
-	// stepIdle (Hertz starts a connection's first request before it reads a byte).
+	// read is set (by served) once a request's first bytes have arrived, and cleared when a
+	// new request begins; a connection in stepHeader that has read nothing is as idle as one
+	// in stepIdle (Hertz starts a connection's first request before it reads a byte, and a
+	// TLS handshake is not a request).
 	read atomic.Bool
 	// handled is set once a handler runs for the current request (see handling); until then
 	// a response is Hertz's own refusal.
@@ -123,15 +124,6 @@ func (c *conn) expire() {
 		c.set.metrics.timedOut.WithLabelValues(stepNames[st]).Inc()
 		_ = c.Close()
 	}
-}
-
-// Read marks that the current request has begun to arrive.
-func (c *conn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.read.Store(true)
-	}
-	return n, err
 }
 
 // Write sends p, giving up after Limits.BodyTimeout: a client that does not read its responses
@@ -297,6 +289,16 @@ type served struct {
 	c       *conn
 	refusal func(status int) []byte
 	swallow bool // the rest of Hertz's refusal is dropped; only Hertz's goroutine writes
+}
+
+// Peek is how Hertz waits for a request's first bytes: once they are there, the connection is
+// no longer between requests.
+func (s *served) Peek(n int) ([]byte, error) {
+	b, err := s.Conn.Peek(n)
+	if len(b) > 0 && !s.c.read.Load() {
+		s.c.read.Store(true)
+	}
+	return b, err
 }
 
 // WriteBinary writes b, or the gateway's refusal in place of Hertz's.

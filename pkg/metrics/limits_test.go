@@ -12,7 +12,7 @@ import (
 
 func startAdmin(t *testing.T, limits AdminLimits, routes ...Route) string {
 	t.Helper()
-	a, err := StartAdmin("127.0.0.1:0", NewRegistry(), discardLogger(), limits, routes...)
+	a, err := StartAdmin("127.0.0.1:0", NewRegistry(), discardLogger(), limits, Routes(routes))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func TestAdminServer(t *testing.T) {
 	reg.MustRegister(requests)
 	requests.Add(3)
 
-	a, err := StartAdmin("127.0.0.1:0", reg, discardLogger(), AdminLimits{})
+	a, err := StartAdmin("127.0.0.1:0", reg, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestStartAdminErrors(t *testing.T) {
 
 	for _, addr := range []string{busy.Addr().String(), "no-port", "127.0.0.1:99999"} {
 		t.Run(addr, func(t *testing.T) {
-			a, err := StartAdmin(addr, NewRegistry(), discardLogger(), AdminLimits{})
+			a, err := StartAdmin(addr, NewRegistry(), discardLogger())
 			if err == nil {
 				_ = a.Shutdown(context.Background())
 				t.Fatalf("StartAdmin(%q) succeeded, want an error", addr)
