@@ -119,7 +119,7 @@ func TestE2EMemoryQuota(t *testing.T) {
 }
 
 // checkQuotaOverHTTP: at the quota, a write through the gateway is refused 429 with a
-// RESOURCE_EXHAUSTED problem, reads work, and deletes (over HTTP and RPC) make room.
+// RESOURCE_EXHAUSTED problem and no Retry-After, reads work, and deletes (over HTTP and RPC) make room.
 func checkQuotaOverHTTP(t *testing.T, a *app, c *kvclient.Client, keys []string) {
 	t.Helper()
 	ctx := context.Background()
@@ -133,10 +133,13 @@ func checkQuotaOverHTTP(t *testing.T, a *app, c *kvclient.Client, keys []string)
 		{"PUT", "/v1/kv/big", big},
 		{"POST", "/v1/kv:putAll", `{"mode":"best_effort","entries":[{"key":"x","value":"` + big + `"}]}`},
 	} {
-		code, _, body := httpDo(t, call[0], base+call[1], call[2])
+		code, hdr, body := httpDo(t, call[0], base+call[1], call[2])
 		if err := json.Unmarshal(body, &problem); err != nil || code != 429 || problem.Code != "RESOURCE_EXHAUSTED" ||
 			!strings.Contains(problem.Detail, "store.max_bytes") {
 			t.Fatalf("%s %s at the quota: %d %s; want 429 RESOURCE_EXHAUSTED naming store.max_bytes", call[0], call[1], code, body)
+		}
+		if ra := hdr.Get("Retry-After"); ra != "" { // waiting does not free a full store
+			t.Fatalf("%s %s at the quota: Retry-After %q; want none", call[0], call[1], ra)
 		}
 	}
 	if code, _, body := httpDo(t, "GET", base+"/v1/kv/"+strings.ReplaceAll(keys[0], "/", "%2F"), ""); code != 200 || len(body) != 1024 {

@@ -151,7 +151,7 @@ func (g *Gateway) writeError(ctx context.Context, c *app.RequestContext, err err
 		g.log.ErrorContext(ctx, "gateway: internal error", "error", err.Error(), "request_id", id)
 	}
 	p := newProblem(e, id)
-	if e.retryAfter > 0 || e.code == kv.ErrorCode_RESOURCE_EXHAUSTED.String() {
+	if e.retryAfter > 0 { // not on a memory-quota refusal: waiting does not free a full store
 		c.Response.Header.Set("Retry-After", fmt.Sprint(retryAfterSeconds(e.retryAfter)))
 	}
 	challenge(c, e)
