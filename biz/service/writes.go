@@ -1,0 +1,192 @@
+package service
+
+import (
+	"context"
+	"time"
+
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/store"
+)
+
+// Put writes one key.
+func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResponse, err error) {
+	defer s.metrics.observe(mPut, &err)
+	w := write{key: req.Key, value: req.Value, expected: req.ExpectedVersion, ttlMs: req.TtlMs}
+	return idempotent(ctx, s, "Put", requestIDOf(req.RequestId), oneEntry(w),
+		func(key *idemKey) (*kv.PutResponse, error) {
+			r, _, err := s.single(ctx, w, key)
+			if err != nil {
+				return nil, err
+			}
+			return &kv.PutResponse{Version: r.Version, Created: r.Created, SuggestedBatch: s.suggest()}, nil
+		})
+}
+
+// Delete removes one key; an absent key is NOT_FOUND.
+func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.DeleteResponse, err error) {
+	defer s.metrics.observe(mDelete, &err)
+	w := write{key: req.Key, del: true, expected: req.ExpectedVersion}
+	return idempotent(ctx, s, "Delete", requestIDOf(req.RequestId), oneEntry(w),
+		func(key *idemKey) (*kv.DeleteResponse, error) {
+			_, rev, err := s.single(ctx, w, key)
+			if err != nil {
+				return nil, err
+			}
+			return &kv.DeleteResponse{Revision: rev, SuggestedBatch: s.suggest()}, nil
+		})
+}
+
+// PutAll writes many keys, atomically or key by key.
+func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.PutAllResponse, err error) {
+	defer s.metrics.observe(mPutAll, &err)
+	defer func(start time.Time) { s.metrics.observePutAll(req, err, start) }(time.Now())
+	return batchCall[kv.PutAllResponse](ctx, s, "PutAll", req.Mode, req.RequestId, len(req.Entries), func(i int) write {
+		e := req.Entries[i]
+		return write{key: e.Key, value: e.Value, expected: e.ExpectedVersion, ttlMs: e.TtlMs}
+	})
+}
+
+// DeleteAll deletes many keys, atomically or key by key. An absent key is NOT_FOUND.
+func (s *Service) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (resp *kv.DeleteAllResponse, err error) {
+	defer s.metrics.observe(mDeleteAll, &err)
+	return batchCall[kv.DeleteAllResponse](ctx, s, "DeleteAll", req.Mode, req.RequestId, len(req.Entries), func(i int) write {
+		e := req.Entries[i]
+		return write{key: e.Key, del: true, expected: e.ExpectedVersion}
+	})
+}
+
+// batchResponse is what PutAllResponse and DeleteAllResponse (P, pointing to T) can do.
+type batchResponse[T any] interface {
+	writeResponse[T]
+	SetResults([]*kv.KeyStatus)
+	SetRevision(int64)
+	SetApplied(int32)
+	SetRetryAfterMs(int64)
+}
+
+// batchCall is the body of PutAll and DeleteAll: it validates the mode and the n entries
+// (entry(i) gives each as a write), then writes them once per request_id and answers with a P.
+func batchCall[T any, P batchResponse[T]](ctx context.Context, s *Service, method string, m kv.WriteMode,
+	requestID *string, n int, entry func(int) write) (P, error) {
+	mode, err := storeMode(m)
+	if err != nil {
+		return nil, err
+	}
+	writes, err := s.toStoreWrites(n, entry)
+	if err != nil {
+		return nil, err
+	}
+	return idempotent(ctx, s, method, requestIDOf(requestID), writeEntries{mode: m, n: n, entry: entry},
+		func(key *idemKey) (P, error) {
+			r, err := s.write(ctx, mode, writes, key)
+			if err != nil {
+				return nil, err
+			}
+			resp := P(new(T))
+			resp.SetResults(resultsToSend(r.statuses, r.revision))
+			resp.SetRevision(r.revision)
+			resp.SetApplied(int32(r.applied))
+			resp.SetRetryAfterMs(retryAfterMs(r.retryAfter))
+			resp.SetSuggestedBatch(s.suggest())
+			return resp, nil
+		})
+}
+
+// batchResult is the outcome of a multi-key write in API terms.
+type batchResult struct {
+	// statuses has one status per write, or is nil for a successful ATOMIC write.
+	statuses []*kv.KeyStatus
+	// revision is the revision of the last chunk applied (every chunk's keys share one).
+	revision int64
+	applied  int
+	// retryAfter is set when BEST_EFFORT entries were not admitted in time.
+	retryAfter time.Duration
+}
+
+// apply runs validated writes against the engine. An ATOMIC batch with a failing
+// precondition is an error whose failed lists every failing key; a successful one leaves
+// statuses alone (every entry was applied at the outcome's revision: see resultsToSend). A
+// BEST_EFFORT batch is never an error for its preconditions, and fills statuses, one per
+// write.
+func (s *Service) apply(ctx context.Context, b store.Batch, statuses []*kv.KeyStatus) (store.Outcome, error) {
+	writes := b.Writes
+	results := make([]store.Result, len(writes))
+	out, err := s.engine.Apply(ctx, b, results)
+	if err != nil {
+		return store.Outcome{}, storeError(err)
+	}
+	if b.Mode == store.Atomic {
+		if out.Applied == len(writes) {
+			return out, nil
+		}
+		var failed []*kv.KeyStatus
+		for i, r := range results {
+			if r.Code != store.OK {
+				failed = append(failed, &kv.KeyStatus{Key: writes[i].Key, Code: storeCode(r.Code), Version: r.Version})
+			}
+		}
+		if len(failed) == 0 {
+			return store.Outcome{}, kvError(kv.ErrorCode_INTERNAL, "store: atomic write applied %d of %d entries", out.Applied, len(writes))
+		}
+		return store.Outcome{}, atomicFailure(failed, len(writes))
+	}
+	backing := make([]kv.KeyStatus, len(results)) // one allocation for every key's status
+	for i, r := range results {
+		backing[i] = kv.KeyStatus{Key: writes[i].Key, Code: storeCode(r.Code), Version: r.Version}
+		statuses[i] = &backing[i]
+	}
+	return out, nil
+}
+
+// resultsToSend returns the results a multi-key write's response carries: none when every
+// entry was applied at revision (a successful ATOMIC call, or a BEST_EFFORT call applied at
+// once), since the caller then knows each key's outcome from revision alone and the call's
+// answer is a fraction of the size; else one status per entry.
+func resultsToSend(statuses []*kv.KeyStatus, revision int64) []*kv.KeyStatus {
+	for _, st := range statuses {
+		if st.Code != kv.ErrorCode_OK || st.Version != revision {
+			return statuses
+		}
+	}
+	return nil
+}
+
+// write admits and applies a validated multi-key write: ATOMIC as one admission of every key,
+// BEST_EFFORT in chunks sized by the tokens in hand.
+func (s *Service) write(ctx context.Context, mode store.Mode, writes []store.Write, key *idemKey) (batchResult, error) {
+	if mode == store.BestEffort && !s.bucket.Unlimited() {
+		return s.writeChunked(ctx, writes, make([]*kv.KeyStatus, len(writes)), key)
+	}
+	if err := s.admit(ctx, len(writes), mode.String()); err != nil {
+		return batchResult{}, err
+	}
+	var statuses []*kv.KeyStatus // ATOMIC: none needed; see apply
+	if mode == store.BestEffort {
+		statuses = make([]*kv.KeyStatus, len(writes))
+	}
+	out, err := s.apply(ctx, store.Batch{Mode: mode, Writes: writes, Tag: key.tag(0, len(writes))}, statuses)
+	if err != nil {
+		return batchResult{}, err
+	}
+	return batchResult{statuses: statuses, revision: out.Revision, applied: out.Applied}, nil
+}
+
+// single admits and runs one write, and turns a failed precondition into an error.
+func (s *Service) single(ctx context.Context, w write, key *idemKey) (store.Result, int64, error) {
+	sw, code, msg := s.toStoreWrite(w, s.now().UnixMilli())
+	if code != kv.ErrorCode_OK {
+		return store.Result{}, 0, kvError(code, "%s", msg)
+	}
+	if err := s.admit(ctx, 1, "single"); err != nil {
+		return store.Result{}, 0, err
+	}
+	results := make([]store.Result, 1)
+	out, err := s.engine.Apply(ctx, store.Batch{Mode: store.Atomic, Writes: []store.Write{sw}, Tag: key.tag(0, 1)}, results)
+	if err != nil {
+		return store.Result{}, 0, storeError(err)
+	}
+	if r := results[0]; r.Code != store.OK {
+		return store.Result{}, 0, preconditionFailure(&kv.KeyStatus{Key: w.key, Code: storeCode(r.Code), Version: r.Version})
+	}
+	return results[0], out.Revision, nil
+}
