@@ -6,8 +6,8 @@ import (
 	"putallkv/kitex_gen/kv"
 )
 
-// MaxRequestIDBytes bounds a request_id (the idempotency key).
-const MaxRequestIDBytes = 128
+// MaxIdempotencyKeyBytes bounds an idempotency key (a write's request_id field).
+const MaxIdempotencyKeyBytes = 128
 
 // writeResponse is what every write response (a pointer P to a generated struct T) can do.
 type writeResponse[T any] interface {
@@ -29,20 +29,21 @@ type writeEntries struct {
 // key is the key of entry i.
 func (e *writeEntries) key(i int) string { return e.entry(i).key }
 
-// idempotent runs call once per request_id: a retry with the same id and payload gets the
-// first outcome back (rebuilt from the record with the retry's keys, marked replayed, with the
-// suggested_batch of now), a different payload is refused, and a retry that arrives while the
-// first call runs waits for it. Without a request_id, call just runs.
-func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, method, requestID string, es writeEntries,
+// idempotent runs call once per idempotency key (the request's request_id field): a retry with
+// the same key and payload gets the first outcome back (rebuilt from the record with the
+// retry's keys, marked replayed, with the suggested_batch of now), a different payload is
+// refused, and a retry that arrives while the first call runs waits for it. Without an
+// idempotency key, call just runs.
+func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, method, idempotencyKey string, es writeEntries,
 	call func(*idemKey) (P, error)) (P, error) {
 	var zero P
-	if requestID == "" {
+	if idempotencyKey == "" {
 		return call(nil)
 	}
-	if len(requestID) > MaxRequestIDBytes {
-		return zero, kvError(kv.ErrorCode_INVALID_ARGUMENT, "request_id of %d bytes is over the limit of %d bytes", len(requestID), MaxRequestIDBytes)
+	if len(idempotencyKey) > MaxIdempotencyKeyBytes {
+		return zero, kvError(kv.ErrorCode_INVALID_ARGUMENT, "request_id of %d bytes is over the limit of %d bytes", len(idempotencyKey), MaxIdempotencyKeyBytes)
 	}
-	key := &idemKey{method: method, id: requestID, digest: digestOf(method, es.mode, es.n, es.entry),
+	key := &idemKey{method: method, id: idempotencyKey, digest: digestOf(method, es.mode, es.n, es.entry),
 		createdMs: s.now().UnixMilli()}
 	for {
 		rec, done, owner, err := s.idem.begin(key)
@@ -55,7 +56,7 @@ func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, meth
 		select {
 		case <-done:
 		case <-ctx.Done():
-			return zero, kvError(kv.ErrorCode_UNAVAILABLE, "gave up waiting for the earlier call with request_id %q: %v", requestID, ctx.Err())
+			return zero, kvError(kv.ErrorCode_UNAVAILABLE, "gave up waiting for the earlier call with request_id %q: %v", idempotencyKey, ctx.Err())
 		}
 		if !rec.kept {
 			continue // the first call's outcome was transient: run for real
@@ -84,8 +85,8 @@ func runOwned[R any](m *idempotency, rec *idemRecord, es *writeEntries, call fun
 	return resp, err
 }
 
-// requestIDOf reads an optional request_id field.
-func requestIDOf(p *string) string {
+// idempotencyKeyOf reads an optional request_id field: a write's idempotency key, or "".
+func idempotencyKeyOf(p *string) string {
 	if p == nil {
 		return ""
 	}

@@ -12,7 +12,7 @@ import (
 func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResponse, err error) {
 	defer s.metrics.observe(mPut, &err)
 	w := write{key: req.Key, value: req.Value, expected: req.ExpectedVersion, ttlMs: req.TtlMs}
-	return idempotent(ctx, s, "Put", requestIDOf(req.RequestId), oneEntry(w),
+	return idempotent(ctx, s, "Put", idempotencyKeyOf(req.RequestId), oneEntry(w),
 		func(key *idemKey) (*kv.PutResponse, error) {
 			r, _, err := s.single(ctx, w, key)
 			if err != nil {
@@ -26,7 +26,7 @@ func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResp
 func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.DeleteResponse, err error) {
 	defer s.metrics.observe(mDelete, &err)
 	w := write{key: req.Key, del: true, expected: req.ExpectedVersion}
-	return idempotent(ctx, s, "Delete", requestIDOf(req.RequestId), oneEntry(w),
+	return idempotent(ctx, s, "Delete", idempotencyKeyOf(req.RequestId), oneEntry(w),
 		func(key *idemKey) (*kv.DeleteResponse, error) {
 			_, rev, err := s.single(ctx, w, key)
 			if err != nil {
@@ -65,9 +65,10 @@ type batchResponse[T any] interface {
 }
 
 // batchCall is the body of PutAll and DeleteAll: it validates the mode and the n entries
-// (entry(i) gives each as a write), then writes them once per request_id and answers with a P.
+// (entry(i) gives each as a write), then writes them once per idempotency key and answers with
+// a P.
 func batchCall[T any, P batchResponse[T]](ctx context.Context, s *Service, method string, m kv.WriteMode,
-	requestID *string, n int, entry func(int) write) (P, error) {
+	idempotencyKey *string, n int, entry func(int) write) (P, error) {
 	mode, err := storeMode(m)
 	if err != nil {
 		return nil, err
@@ -76,9 +77,9 @@ func batchCall[T any, P batchResponse[T]](ctx context.Context, s *Service, metho
 	if err != nil {
 		return nil, err
 	}
-	return idempotent(ctx, s, method, requestIDOf(requestID), writeEntries{mode: m, n: n, entry: entry},
+	return idempotent(ctx, s, method, idempotencyKeyOf(idempotencyKey), writeEntries{mode: m, n: n, entry: entry},
 		func(key *idemKey) (P, error) {
-			r, err := s.write(ctx, mode, writes, key)
+			r, err := s.writeBatch(ctx, mode, writes, key)
 			if err != nil {
 				return nil, err
 			}
@@ -151,9 +152,9 @@ func resultsToSend(statuses []*kv.KeyStatus, revision int64) []*kv.KeyStatus {
 	return nil
 }
 
-// write admits and applies a validated multi-key write: ATOMIC as one admission of every key,
-// BEST_EFFORT in chunks sized by the tokens in hand.
-func (s *Service) write(ctx context.Context, mode store.Mode, writes []store.Write, key *idemKey) (batchResult, error) {
+// writeBatch admits and applies a validated multi-key write: ATOMIC as one admission of every
+// key, BEST_EFFORT in chunks sized by the tokens in hand.
+func (s *Service) writeBatch(ctx context.Context, mode store.Mode, writes []store.Write, key *idemKey) (batchResult, error) {
 	if mode == store.BestEffort && !s.bucket.Unlimited() {
 		return s.writeChunked(ctx, writes, make([]*kv.KeyStatus, len(writes)), key)
 	}
