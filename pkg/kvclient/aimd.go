@@ -51,6 +51,12 @@ func (a *aimd) epoch() uint64 { return a.updates }
 // inFallback reports whether the Batcher is to send one key per call.
 func (a *aimd) inFallback() bool { return a.fallback }
 
+// backoffAttempt is the attempt the Batcher's hold in fallback backs off by (see backoff):
+// the zero-applied refusals in a row beyond the fallbackAfter that started the fallback, 0
+// for that one. It is below 0, which backoff takes as 0, after a clean answer that showed no
+// tokens to spare (suggested_batch 1) has reset the streak without ending the fallback.
+func (a *aimd) backoffAttempt() int { return a.streak - fallbackAfter }
+
 // onSuccess takes in a call answered with no entry refused, after latency, with the
 // response's suggested_batch (0 if none).
 func (a *aimd) onSuccess(latency time.Duration, suggested int32) {

@@ -358,6 +358,7 @@ func (b *Batcher) dispatch(now time.Time) (wait time.Duration, exit bool) {
 	b.promote(now)
 	var next time.Time
 	for b.nReady > 0 && b.inFlight < b.slots() {
+		b.dropAbandonedHead()
 		if at := b.sendAt(); now.Before(at) {
 			next = at
 			break
@@ -384,9 +385,17 @@ func (b *Batcher) slots() int {
 	return b.opt.maxInFlight
 }
 
+// dropAbandonedHead drops the entries at the front of ready that are no longer queued (their
+// callers gave up), so that ready[0] is the oldest queued entry. There must be one (nReady > 0).
+func (b *Batcher) dropAbandonedHead() {
+	for b.ready[0].state != queued {
+		b.ready[0], b.ready = nil, b.ready[1:]
+	}
+}
+
 // sendAt is when the next batch may be sent (at once if zero): not before the hold in
-// fallback, and, until the target size is reached, not before the oldest entry has lingered.
-// Closing sends at once.
+// fallback, and, until the target size is reached, not before the oldest entry, ready[0]
+// (see dropAbandonedHead), has lingered. Closing sends at once.
 func (b *Batcher) sendAt() time.Time {
 	var at time.Time
 	if b.closed {
@@ -396,9 +405,6 @@ func (b *Batcher) sendAt() time.Time {
 		at = b.hold
 	}
 	if b.nReady < b.ctrl.size() {
-		for b.ready[0].state != queued {
-			b.ready[0], b.ready = nil, b.ready[1:]
-		}
 		if lingered := b.ready[0].since.Add(b.opt.linger); lingered.After(at) {
 			at = lingered
 		}
@@ -603,7 +609,7 @@ func (b *Batcher) refuse(es []*entry, refusal *Error, now time.Time) {
 		}
 	}
 	if b.ctrl.inFallback() {
-		b.hold = now.Add(backoff(b.ctrl.streak-fallbackAfter, refusal.RetryAfter))
+		b.hold = now.Add(backoff(b.ctrl.backoffAttempt(), refusal.RetryAfter))
 	}
 }
 
