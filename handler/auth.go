@@ -10,7 +10,7 @@ import (
 
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/auth"
-	"putallkv/pkg/reqid"
+	"putallkv/pkg/traceid"
 )
 
 // methodRoles is the role each KVService method needs. A method missing here (one added to
@@ -47,8 +47,8 @@ func Authorize(a *auth.Authenticator, log *slog.Logger) endpoint.Middleware {
 			if err == nil {
 				return next(ctx, req, resp)
 			}
-			rid, _ := reqid.From(ctx)
-			log.DebugContext(ctx, "call refused", "method", method, "token_name", id.Name, "request_id", rid, "err", err.Error())
+			tid, _ := traceid.From(ctx)
+			log.DebugContext(ctx, "call refused", "method", method, "token_name", id.Name, "request_id", tid, "err", err.Error())
 			refusal := &kv.KVError{Code: kv.ErrorCode_UNAUTHENTICATED, Message: err.Error()}
 			if errors.Is(err, auth.ErrPermissionDenied) {
 				refusal.Code = kv.ErrorCode_PERMISSION_DENIED

@@ -32,7 +32,7 @@ func (t Transport) handlerOptions() rpcguard.HandlerOptions {
 }
 
 // ServerOptions are the Kitex server options of the KVService endpoint: TTHeader metadata
-// (the request id, the caller's deadline), the caller's deadline on the call's context
+// (the trace id, the caller's deadline), the caller's deadline on the call's context
 // (CallerDeadline), and requests read through package rpcguard: framed Thrift only (no
 // HTTP/2 or streaming protocols on the port, whose decoders would bypass it), refused when
 // oversized or malformed, with an answer the SDK maps to TOO_LARGE or INVALID_ARGUMENT. The

@@ -10,7 +10,7 @@ import (
 	"runtime/debug"
 
 	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/reqid"
+	"putallkv/pkg/traceid"
 )
 
 // KVService serves the API by delegating to a kv.KVService (the biz/service implementation).
@@ -28,7 +28,7 @@ func New(next kv.KVService, log *slog.Logger) *KVService {
 
 // guard calls f(ctx, req) and makes its outcome fit the API: a nil request is INVALID_ARGUMENT,
 // a panic or an error that is not a *kv.KVError becomes INTERNAL (logged with the caller's
-// request id, never shown to the caller).
+// trace id, never shown to the caller).
 func guard[Req, Resp any](ctx context.Context, h *KVService, method string, req *Req,
 	f func(context.Context, *Req) (Resp, error)) (resp Resp, err error) {
 	defer func() {
@@ -57,7 +57,7 @@ func guard[Req, Resp any](ctx context.Context, h *KVService, method string, req 
 }
 
 func (h *KVService) internal(ctx context.Context, method, what string, detail any, stack string) {
-	id, _ := reqid.From(ctx)
+	id, _ := traceid.From(ctx)
 	attrs := []any{"method", method, what, detail, "request_id", id}
 	if stack != "" {
 		attrs = append(attrs, "stack", stack)

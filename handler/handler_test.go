@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/reqid"
+	"putallkv/pkg/traceid"
 )
 
 // faulty is a KVService whose PutAll panics and whose GetAll fails with a plain error: the two
@@ -117,7 +117,7 @@ func TestPutAllManyGuard(t *testing.T) {
 						t.Fatalf("the handler panicked: %v", p)
 					}
 				}()
-				resp, err = h.PutAllMany(reqid.With(context.Background(), "rid-1"), tc.req)
+				resp, err = h.PutAllMany(traceid.With(context.Background(), "rid-1"), tc.req)
 			}()
 			if tc.code == kv.ErrorCode_OK {
 				if err != nil {

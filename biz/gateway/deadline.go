@@ -10,7 +10,7 @@ import (
 	"github.com/cloudwego/hertz/pkg/app"
 
 	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/reqid"
+	"putallkv/pkg/traceid"
 )
 
 // Limits bound the gateway's connections and how long each step of a request may take. A
@@ -133,7 +133,7 @@ func await[Resp any](ctx context.Context, g *Gateway, call func() (Resp, error))
 		defer func() { <-g.calls }()
 		defer func() {
 			if p := recover(); p != nil {
-				id, _ := reqid.From(ctx)
+				id, _ := traceid.From(ctx)
 				g.log.ErrorContext(ctx, "gateway: panic", "panic", fmt.Sprint(p), "stack", string(debug.Stack()), "request_id", id)
 				done <- outcome[Resp]{err: internalError}
 			}

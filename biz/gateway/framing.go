@@ -10,7 +10,7 @@ import (
 
 	"github.com/cloudwego/hertz/pkg/app"
 
-	"putallkv/pkg/reqid"
+	"putallkv/pkg/traceid"
 )
 
 // Codes of the problems Hertz finds before any handler runs (see hertzErrors).
@@ -66,12 +66,12 @@ func (g *Gateway) hertzError(status int) []byte {
 	case 408:
 		e = &apiError{code: codeRequestTimeout, detail: "the request did not arrive in time"}
 	}
-	id := reqid.New()
+	id := traceid.New()
 	p := newProblem(e, id)
 	body, _ := json.Marshal(p) // a problem always encodes
 	g.metrics.observe(routeUnmatched, p.Status, 0)
 	g.log.LogAttrs(context.Background(), slog.LevelInfo, "http request refused before routing",
 		slog.Int("status", p.Status), slog.String("code", e.code), slog.String("request_id", id))
 	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\n%s: %s\r\n"+
-		"Connection: close\r\nContent-Length: %d\r\n\r\n%s", p.Status, http.StatusText(p.Status), headerRequestID, id, len(body), body)
+		"Connection: close\r\nContent-Length: %d\r\n\r\n%s", p.Status, http.StatusText(p.Status), headerTraceID, id, len(body), body)
 }

@@ -52,7 +52,7 @@ type Options struct {
 	// route) when Start runs; nil registers them nowhere.
 	Registerer prometheus.Registerer
 	// Logger gets one access-log line per request (method, route, status, bytes, latency,
-	// request id) and any handler panic; nil means slog.Default().
+	// trace id) and any handler panic; nil means slog.Default().
 	Logger *slog.Logger
 	// Ready reports whether the gateway can serve (store ready, upstream reachable); /readyz
 	// answers 503 while it returns an error. nil means always ready.

@@ -24,8 +24,8 @@ import (
 	"putallkv/kitex_gen/kv/kvservice"
 	"putallkv/pkg/kvclient"
 	"putallkv/pkg/leakcheck"
-	"putallkv/pkg/reqid"
 	"putallkv/pkg/store"
+	"putallkv/pkg/traceid"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
@@ -43,7 +43,7 @@ type env struct {
 	gw    *Gateway
 	base  string       // http://host:port
 	http  *http.Client // one keep-alive client; tests may make others
-	probe *probe       // server side: request ids seen, faults injected
+	probe *probe       // server side: trace ids seen, faults injected
 	hold  *hold        // gateway side: holds marked PutAlls in flight
 	reg   *prometheus.Registry
 	logs  *syncBuffer // the gateway's access log, as JSON lines
@@ -153,21 +153,21 @@ func newClient(t testing.TB) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
-// probe decorates the real service on the server side of the wiring. It records the tracing
-// request id each Put arrived with, and fails a Put whose key is "fault/<CODE>" with that
+// probe decorates the real service on the server side of the wiring. It records the
+// trace id each Put arrived with, and fails a Put whose key is "fault/<CODE>" with that
 // code (or panics for "fault/panic"), standing in for parts of the system (admission, auth)
 // that can return those codes but are not built yet.
 type probe struct {
 	kv.KVService
 	mu   sync.Mutex
-	seen map[string]string // key -> request id of its last Put
+	seen map[string]string // key -> trace id of its last Put
 }
 
 // faultPrefix marks the keys whose Put the probe fails.
 const faultPrefix = "fault/"
 
 func (p *probe) Put(ctx context.Context, req *kv.PutRequest) (*kv.PutResponse, error) {
-	id, _ := reqid.From(ctx)
+	id, _ := traceid.From(ctx)
 	p.mu.Lock()
 	p.seen[req.Key] = id
 	p.mu.Unlock()
@@ -192,8 +192,8 @@ func retryAfterMsOf(code kv.ErrorCode) int64 {
 	return 0
 }
 
-// requestIDOf is the request id the server saw with the last Put of key.
-func (p *probe) requestIDOf(key string) string {
+// traceIDOf is the trace id the server saw with the last Put of key.
+func (p *probe) traceIDOf(key string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.seen[key]
@@ -352,8 +352,8 @@ func (r response) problem(t *testing.T, status int, code string) problem {
 	if p.Code != code || p.Status != status || p.Type != wantType || p.Title == "" || p.Detail == "" || p.Failed == nil {
 		t.Fatalf("problem %+v; want code %s, status %d, type %s, a title, a detail and failed", p, code, status, wantType)
 	}
-	if p.RequestID == "" || p.RequestID != r.header.Get(headerRequestID) {
-		t.Fatalf("problem request_id %q, header %q", p.RequestID, r.header.Get(headerRequestID))
+	if p.TraceID == "" || p.TraceID != r.header.Get(headerTraceID) {
+		t.Fatalf("problem request_id %q, header %q", p.TraceID, r.header.Get(headerTraceID))
 	}
 	return p
 }

@@ -109,7 +109,7 @@ func TestConnectionCap(t *testing.T) {
 
 	over := e.dial(t)
 	r := rawResponse(t, over, bufio.NewReader(over))
-	r.header.Set(headerRequestID, "-") // a refusal before any request has no request id
+	r.header.Set(headerTraceID, "-") // a refusal before any request has no trace id
 	if r.status != 503 || r.header.Get("Content-Type") != "application/problem+json" ||
 		!strings.Contains(string(r.body), `"code":"UNAVAILABLE"`) || !r.close {
 		t.Fatalf("a connection over the cap got %d %v %s; want 503 UNAVAILABLE problem+json, Connection: close", r.status, r.header, r.body)

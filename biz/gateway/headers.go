@@ -9,12 +9,12 @@ import (
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/cloudwego/hertz/pkg/protocol"
 
-	"putallkv/pkg/reqid"
+	"putallkv/pkg/traceid"
 )
 
 // Header names the gateway reads or writes.
 const (
-	headerRequestID   = "X-Request-ID"
+	headerTraceID     = "X-Request-ID"
 	headerIdemKey     = "Idempotency-Key"
 	headerReplayed    = "Idempotent-Replayed"
 	headerIfMatch     = "If-Match"
@@ -24,16 +24,16 @@ const (
 // keyPrefix is the path prefix of the single-key routes; the rest of the path is the key.
 const keyPrefix = "/v1/kv/"
 
-// requestID returns the caller's X-Request-ID if it is usable (1 to reqid.MaxLen visible ASCII
-// characters, so it is safe to log), else a fresh one.
-func requestID(h *protocol.RequestHeader) string {
-	id := h.Peek(headerRequestID)
-	if len(id) == 0 || len(id) > reqid.MaxLen {
-		return reqid.New()
+// traceID returns the trace id the caller sent in X-Request-ID if it is usable (1 to
+// traceid.MaxLen visible ASCII characters, so it is safe to log), else a fresh one.
+func traceID(h *protocol.RequestHeader) string {
+	id := h.Peek(headerTraceID)
+	if len(id) == 0 || len(id) > traceid.MaxLen {
+		return traceid.New()
 	}
 	for _, b := range id {
 		if b < 0x21 || b > 0x7e {
-			return reqid.New()
+			return traceid.New()
 		}
 	}
 	return string(id)

@@ -167,8 +167,8 @@ func TestHandlerPanicIsInternal(t *testing.T) {
 	if strings.Contains(p.Detail, "secret") {
 		t.Fatalf("the panic leaked to the caller: %q", p.Detail)
 	}
-	if !strings.Contains(logs.String(), `"msg":"gateway: panic"`) || !strings.Contains(logs.String(), p.RequestID) {
-		t.Fatalf("the panic was not logged with its request id: %s", logs)
+	if !strings.Contains(logs.String(), `"msg":"gateway: panic"`) || !strings.Contains(logs.String(), p.TraceID) {
+		t.Fatalf("the panic was not logged with its trace id: %s", logs)
 	}
 	e.do(t, "PUT", keyPath("k"), "v").want(t, 201)
 }

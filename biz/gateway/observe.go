@@ -11,11 +11,12 @@ import (
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"putallkv/pkg/reqid"
+	"putallkv/pkg/traceid"
 )
 
 // observe is the middleware every request passes through, matched or not. It marks the
-// connection busy until the handlers are done (see conns), settles the request id (X-Request-ID, echoed, and put in ctx so the SDK sends it on to the RPC server),
+// connection busy until the handlers are done (see conns), settles the trace id
+// (X-Request-ID, echoed, and put in ctx so the SDK sends it on to the RPC server),
 // turns a panic into a 500 problem, answers in problem+json what no handler answered (404, 405,
 // and what Hertz refuses before routing), and writes the access-log line and the metrics.
 func (g *Gateway) observe(ctx context.Context, c *app.RequestContext) {
@@ -23,9 +24,9 @@ func (g *Gateway) observe(ctx context.Context, c *app.RequestContext) {
 	handling(ctx)
 	enterStep(ctx, stepBusy)
 	defer enterStep(ctx, stepResponding)
-	id := requestID(&c.Request.Header)
-	c.Response.Header.Set(headerRequestID, id)
-	ctx = reqid.With(ctx, id)
+	id := traceID(&c.Request.Header)
+	c.Response.Header.Set(headerTraceID, id)
+	ctx = traceid.With(ctx, id)
 	g.guard(ctx, c)
 
 	route := c.GetString(routeKey)
@@ -50,7 +51,7 @@ func (g *Gateway) observe(ctx context.Context, c *app.RequestContext) {
 func (g *Gateway) guard(ctx context.Context, c *app.RequestContext) {
 	defer func() {
 		if p := recover(); p != nil {
-			id, _ := reqid.From(ctx)
+			id, _ := traceid.From(ctx)
 			g.log.ErrorContext(ctx, "gateway: panic", "panic", fmt.Sprint(p), "stack", string(debug.Stack()), "request_id", id)
 			c.Response.ResetBody()
 			g.writeError(ctx, c, internalError)

@@ -11,7 +11,7 @@ import (
 
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/kvclient"
-	"putallkv/pkg/reqid"
+	"putallkv/pkg/traceid"
 )
 
 // problemBase prefixes every problem type URI: the type of a problem with code C is
@@ -104,27 +104,28 @@ func toAPIError(err error) (e *apiError, known bool) {
 
 // problem is the RFC 9457 body of an error response, with two extension members: code (the
 // stable code clients switch on) and failed (the keys that made a multi-key call fail, each
-// with its own code and current version; empty otherwise). request_id repeats X-Request-ID.
+// with its own code and current version; empty otherwise). request_id is the trace id, as in
+// X-Request-ID.
 type problem struct {
-	Type      string      `json:"type"`
-	Title     string      `json:"title"`
-	Status    int         `json:"status"`
-	Detail    string      `json:"detail"`
-	Code      string      `json:"code"`
-	Failed    []keyStatus `json:"failed"`
-	RequestID string      `json:"request_id,omitempty"`
+	Type    string      `json:"type"`
+	Title   string      `json:"title"`
+	Status  int         `json:"status"`
+	Detail  string      `json:"detail"`
+	Code    string      `json:"code"`
+	Failed  []keyStatus `json:"failed"`
+	TraceID string      `json:"request_id,omitempty"`
 }
 
 // newProblem builds the body for e.
-func newProblem(e *apiError, requestID string) problem {
+func newProblem(e *apiError, traceID string) problem {
 	return problem{
-		Type:      problemBase + strings.ReplaceAll(strings.ToLower(e.code), "_", "-"),
-		Title:     titleOf(e.code),
-		Status:    statusOf[e.code],
-		Detail:    e.detail,
-		Code:      e.code,
-		Failed:    keyStatuses(e.failed),
-		RequestID: requestID,
+		Type:    problemBase + strings.ReplaceAll(strings.ToLower(e.code), "_", "-"),
+		Title:   titleOf(e.code),
+		Status:  statusOf[e.code],
+		Detail:  e.detail,
+		Code:    e.code,
+		Failed:  keyStatuses(e.failed),
+		TraceID: traceID,
 	}
 }
 
@@ -146,7 +147,7 @@ func retryAfterSeconds(d time.Duration) int {
 // an INTERNAL the service reported was logged where it happened.
 func (g *Gateway) writeError(ctx context.Context, c *app.RequestContext, err error) {
 	e, known := toAPIError(err)
-	id, _ := reqid.From(ctx)
+	id, _ := traceid.From(ctx)
 	if !known {
 		g.log.ErrorContext(ctx, "gateway: internal error", "error", err.Error(), "request_id", id)
 	}

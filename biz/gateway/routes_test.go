@@ -46,7 +46,7 @@ var scenarios = []struct {
 	{"getAll", testGetAll},
 	{"idempotency replay and conflict", testIdempotency},
 	{"idempotency key in flight", testInFlight},
-	{"request id", testRequestID},
+	{"trace id", testTraceID},
 	{"malformed requests", testMalformed},
 	{"oversized requests", testOversized},
 	{"service error codes", testServiceErrors},
@@ -460,19 +460,19 @@ func testInFlight(t *testing.T, e *env) {
 	}
 }
 
-// testRequestID checks that X-Request-ID is echoed and reaches the service (over RPC as Kitex
+// testTraceID checks that X-Request-ID is echoed and reaches the service (over RPC as Kitex
 // metadata), and that one is made up when the caller's is missing or unusable.
-func testRequestID(t *testing.T, e *env) {
+func testTraceID(t *testing.T, e *env) {
 	k := key(t, "k")
 	r := e.do(t, "PUT", keyPath(k), "v", "X-Request-ID", "trace-abc-123")
-	if got := r.header.Get(headerRequestID); got != "trace-abc-123" || e.probe.requestIDOf(k) != got {
-		t.Fatalf("echoed %q, server saw %q; want trace-abc-123 both", got, e.probe.requestIDOf(k))
+	if got := r.header.Get(headerTraceID); got != "trace-abc-123" || e.probe.traceIDOf(k) != got {
+		t.Fatalf("echoed %q, server saw %q; want trace-abc-123 both", got, e.probe.traceIDOf(k))
 	}
 	for _, sent := range []string{"", "has space", strings.Repeat("x", 129)} {
 		r := e.do(t, "PUT", keyPath(k), "v", "X-Request-ID", sent)
-		got := r.header.Get(headerRequestID)
-		if got == "" || got == sent || len(got) != 32 || e.probe.requestIDOf(k) != got {
-			t.Fatalf("sent %q: echoed %q, server saw %q; want the same fresh id", sent, got, e.probe.requestIDOf(k))
+		got := r.header.Get(headerTraceID)
+		if got == "" || got == sent || len(got) != 32 || e.probe.traceIDOf(k) != got {
+			t.Fatalf("sent %q: echoed %q, server saw %q; want the same fresh id", sent, got, e.probe.traceIDOf(k))
 		}
 	}
 }

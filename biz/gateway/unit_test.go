@@ -32,8 +32,8 @@ func TestProblemForEveryCode(t *testing.T) {
 				Type:   "https://putallkv.dev/problems/" + strings.ReplaceAll(strings.ToLower(code.String()), "_", "-"),
 				Title:  p.Title,
 				Status: status, Detail: "why", Code: code.String(),
-				Failed:    []keyStatus{{Key: "k", Code: "VERSION_MISMATCH", Version: 7}},
-				RequestID: "id",
+				Failed:  []keyStatus{{Key: "k", Code: "VERSION_MISMATCH", Version: 7}},
+				TraceID: "id",
 			}
 			if !known || !reflect.DeepEqual(p, want) || p.Title == "" || e.retryAfter != time.Millisecond {
 				t.Errorf("%T %s: %+v (known %v, retry after %v); want %+v", err, code, p, known, e.retryAfter, want)

@@ -63,11 +63,11 @@ func heapInUse() int64 {
 	return int64(ms.HeapAlloc)
 }
 
-// TestFloodOfRequestIDsKeepsRecordsInWindow: another client's flood of 100 100 distinct
+// TestFloodOfIdempotencyKeysKeepsRecordsInWindow: another client's flood of 100 100 distinct
 // request_ids (which evicted the first record when records were bounded by count) leaves a
 // record inside its window alone while the byte bound has room, so its retry is replayed and
 // not applied twice.
-func TestFloodOfRequestIDsKeepsRecordsInWindow(t *testing.T) {
+func TestFloodOfIdempotencyKeysKeepsRecordsInWindow(t *testing.T) {
 	s, _, reg := newTestService(t) // window 1m, the default byte bound
 	ctx := context.Background()
 	mine := &kv.PutRequest{Key: "counter", Value: []byte("1"), RequestId: str("client-a/1")}

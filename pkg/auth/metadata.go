@@ -7,7 +7,7 @@ import (
 	"github.com/bytedance/gopkg/cloud/metainfo"
 )
 
-// metaKey is the Kitex metadata key of a call's token. Like the request id (package reqid)
+// metaKey is the Kitex metadata key of a call's token. Like the trace id (package traceid)
 // it travels as a transient metainfo value, which Kitex sends only over TTHeader and only one
 // hop: a server that calls another service does not pass its caller's token on by accident.
 const metaKey = "PUTALLKV_TOKEN"

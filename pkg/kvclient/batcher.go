@@ -69,7 +69,7 @@ var ErrBatcherClosed = errors.New("kvclient: batcher closed")
 // already in a call in flight, whether it was written is unknown (the message says so). A
 // call carries no deadline of its own beyond the Client's RPC timeout, except that it does
 // not outlast the latest deadline of the callers in its batch. Nothing else of ctx (values,
-// request id) reaches the call: a batch serves many callers.
+// trace id) reaches the call: a batch serves many callers.
 type Batcher struct {
 	c   *Client
 	opt batcherOptions

@@ -1,5 +1,5 @@
 // Package kvclient is the Go SDK of putallkv: a Kitex client over pooled long connections
-// that tags every call with a tracing request id, retries only where a retry cannot write
+// that tags every call with a trace id, retries only where a retry cannot write
 // twice, and turns every failure into an *Error with a stable code.
 //
 // Its methods take and return the generated kitex_gen/kv types, so nothing of the API is
@@ -25,7 +25,7 @@ import (
 	"putallkv/kitex_gen/kv"
 	"putallkv/kitex_gen/kv/kvservice"
 	"putallkv/pkg/auth"
-	"putallkv/pkg/reqid"
+	"putallkv/pkg/traceid"
 )
 
 // serviceName is the destination service name the server registers under.
@@ -39,8 +39,8 @@ const serviceName = "putallkv"
 // UNAVAILABLE; a write only when it carries a request_id (its idempotency key) and the call
 // got no answer at all. A write the server answered, even with UNAVAILABLE, is not resent.
 // (Beneath this, Kitex itself re-dials, up to 6 times, when it cannot get a connection,
-// before anything is sent.) All attempts of a call carry the same tracing request id: the
-// one in ctx (see package reqid), else a fresh one.
+// before anything is sent.) All attempts of a call carry the same trace id: the one in ctx
+// (see package traceid), else a fresh one.
 type Client struct {
 	raw        kvservice.Client
 	pool       io.Closer
@@ -106,7 +106,7 @@ func WithRetries(n int) Option {
 // goes with the calls queued beside it in the next one that frees. Under load from many
 // goroutines this shares the cost of a round trip among many calls (see README, Go SDK, for
 // figures); a lone caller pays nothing. Each call keeps its own semantics, retries and
-// deadline; a coalesced call reaches the server under its round trip's request id, not its
+// deadline; a coalesced call reaches the server under its round trip's trace id, not its
 // own. A call whose context carries a token of its own (auth.ContextWithToken) is sent by
 // itself. 0 (the default) sends every PutAll by itself.
 func WithCoalescing(roundTrips int) Option {
@@ -154,7 +154,7 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 	kopts := append([]client.Option{
 		client.WithHostPorts(addrs...),
 		client.WithConnPool(pool),
-		// Metadata (the request id) travels only in TTHeader.
+		// Metadata (the trace id) travels only in TTHeader.
 		client.WithTransportProtocol(transport.TTHeader),
 		client.WithMetaHandler(transmeta.ClientTTHeaderHandler),
 		// No Kitex RPC timeout: call bounds each attempt itself (see deadline.go).
@@ -178,7 +178,7 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 func (c *Client) Close() error { return c.pool.Close() }
 
 // Raw returns the generated Kitex client underneath, for per-call options (callopt). Calls
-// made through it bypass this package's request ids, retries, error mapping and RPC timeout
+// made through it bypass this package's trace ids, retries, error mapping and RPC timeout
 // (bound them with a context deadline or callopt.WithRPCTimeout).
 func (c *Client) Raw() kvservice.Client { return c.raw }
 
@@ -212,12 +212,12 @@ func (c *Client) PutAll(ctx context.Context, req *kv.PutAllRequest) (*kv.PutAllR
 // request as a whole. It is retried as Put is when every call carries a request_id.
 // (WithCoalescing builds these from concurrent PutAll calls.)
 func (c *Client) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (*kv.PutAllManyResponse, error) {
-	return call(ctx, c, "PutAllMany", c.raw.PutAllMany, req, everyRequestID)
+	return call(ctx, c, "PutAllMany", c.raw.PutAllMany, req, everyIdempotencyKey)
 }
 
-// everyRequestID is a PutAllMany's idempotency key for the retry policy: non-empty only when
+// everyIdempotencyKey is a PutAllMany's idempotency key for the retry policy: non-empty only when
 // every call carries a request_id, so that resending it cannot apply a call twice.
-func everyRequestID(req *kv.PutAllManyRequest) string {
+func everyIdempotencyKey(req *kv.PutAllManyRequest) string {
 	id := ""
 	for _, call := range req.GetCalls() {
 		if id = call.GetRequestId(); id == "" {
@@ -237,12 +237,12 @@ func (c *Client) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (*kv.D
 	return call(ctx, c, "DeleteAll", c.raw.DeleteAll, req, (*kv.DeleteAllRequest).GetRequestId)
 }
 
-// call sends req with send, tagging ctx with a request id if it has none (the same id on
-// every attempt, so the server's logs tie them together), retrying as the request's policy
-// allows, and returning any failure as an *Error. requestID returns a write's idempotency
-// key; it is nil for reads.
+// call sends req with send, tagging ctx with a trace id if it has none (the same id on every
+// attempt, so the server's logs tie them together), retrying as the request's policy allows,
+// and returning any failure as an *Error. idempotencyKey returns a write's idempotency key
+// (its request_id); it is nil for reads.
 func call[Req comparable, Resp any](ctx context.Context, c *Client, method string,
-	send func(context.Context, Req, ...callopt.Option) (Resp, error), req Req, requestID func(Req) string,
+	send func(context.Context, Req, ...callopt.Option) (Resp, error), req Req, idempotencyKey func(Req) string,
 ) (Resp, error) {
 	var zero Resp
 	var none Req
@@ -250,11 +250,11 @@ func call[Req comparable, Resp any](ctx context.Context, c *Client, method strin
 		return zero, &Error{Code: kv.ErrorCode_INVALID_ARGUMENT, Message: method + ": nil request"}
 	}
 	p := retryUnavailable
-	if requestID != nil {
-		p = writePolicy(requestID(req))
+	if idempotencyKey != nil {
+		p = writePolicy(idempotencyKey(req))
 	}
-	if _, ok := reqid.From(ctx); !ok {
-		ctx = reqid.With(ctx, reqid.New())
+	if _, ok := traceid.From(ctx); !ok {
+		ctx = traceid.With(ctx, traceid.New())
 	}
 	for n := 0; ; n++ {
 		resp, err := attempt(ctx, c.rpcTimeout, send, req)

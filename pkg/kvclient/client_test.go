@@ -18,8 +18,8 @@ import (
 
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/leakcheck"
-	"putallkv/pkg/reqid"
 	"putallkv/pkg/rpcguard"
+	"putallkv/pkg/traceid"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
@@ -42,12 +42,12 @@ func deadAddr(t *testing.T) string {
 // WithKitexOptions escape hatch), so tests see the real client's behaviour.
 type attempts struct {
 	mu  sync.Mutex
-	ids []string // request id of each attempt
+	ids []string // trace id of each attempt
 }
 
 func (a *attempts) middleware(next endpoint.Endpoint) endpoint.Endpoint {
 	return func(ctx context.Context, req, resp any) error {
-		id, _ := reqid.From(ctx)
+		id, _ := traceid.From(ctx)
 		a.mu.Lock()
 		a.ids = append(a.ids, id)
 		a.mu.Unlock()
@@ -84,7 +84,7 @@ func newDeadClient(t *testing.T, a *attempts) *Client {
 
 // TestUnreachableServer checks, against an address where nothing listens, that every method
 // fails with ErrUnavailable and makes as many attempts as its retry policy allows, all
-// under one request id.
+// under one trace id.
 func TestUnreachableServer(t *testing.T) {
 	id := "req-1"
 	var a attempts
@@ -157,23 +157,23 @@ func TestUnreachableServer(t *testing.T) {
 			}
 			for _, got := range ids {
 				if got == "" || got != ids[0] {
-					t.Fatalf("attempts carried request ids %q, want one non-empty id", ids)
+					t.Fatalf("attempts carried trace ids %q, want one non-empty id", ids)
 				}
 			}
 		})
 	}
 }
 
-func TestCallerRequestIDKept(t *testing.T) {
+func TestCallerTraceIDKept(t *testing.T) {
 	var a attempts
 	c := newDeadClient(t, &a)
-	ctx := reqid.With(context.Background(), "trace-42")
+	ctx := traceid.With(context.Background(), "trace-42")
 	if _, err := c.Get(ctx, &kv.GetRequest{Key: "k"}); err == nil {
 		t.Fatal("Get to a dead address succeeded")
 	}
 	for _, id := range a.take() {
 		if id != "trace-42" {
-			t.Fatalf("attempt carried request id %q, want the caller's trace-42", id)
+			t.Fatalf("attempt carried trace id %q, want the caller's trace-42", id)
 		}
 	}
 }

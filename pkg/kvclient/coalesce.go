@@ -12,7 +12,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/remote"
 
 	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/reqid"
+	"putallkv/pkg/traceid"
 )
 
 // Bounds of one coalesced round trip: at most maxCoalescedCalls calls and, past the first
@@ -35,7 +35,7 @@ const (
 // Each call keeps its own semantics on the server (see PutAllManyRequest), its own retry
 // policy and its own deadline: a caller whose context ends stops waiting (a call still in
 // the queue is not sent). A round trip is bounded by the latest deadline among its calls and
-// by the client's RPC timeout, and carries a request id of its own.
+// by the client's RPC timeout, and carries a trace id of its own.
 type coalescer struct {
 	many    func(context.Context, *kv.PutAllManyRequest, ...callopt.Option) (*kv.PutAllManyResponse, error)
 	single  func(context.Context, *kv.PutAllRequest, ...callopt.Option) (*kv.PutAllResponse, error)
@@ -192,7 +192,7 @@ func refusedWhole(err error) bool {
 	return CodeOf(err) == kv.ErrorCode_TOO_LARGE || errors.As(err, &te) && te.TypeID() == remote.UnknownMethod
 }
 
-// roundTripContext is the context of a round trip for batch: a request id of its own, and
+// roundTripContext is the context of a round trip for batch: a trace id of its own, and
 // the latest of the calls' deadlines (none if a call has none), bounded by the RPC timeout.
 func (q *coalescer) roundTripContext(batch []*queuedCall) (context.Context, context.CancelFunc) {
 	var latest time.Time
@@ -211,7 +211,7 @@ func (q *coalescer) roundTripContext(batch []*queuedCall) (context.Context, cont
 			latest = bound
 		}
 	}
-	ctx := reqid.With(context.Background(), reqid.New())
+	ctx := traceid.With(context.Background(), traceid.New())
 	if latest.IsZero() {
 		return ctx, func() {}
 	}

@@ -311,7 +311,7 @@ func TestCoalescingRoundTripDeadline(t *testing.T) {
 	}
 }
 
-func TestEveryRequestID(t *testing.T) {
+func TestEveryIdempotencyKey(t *testing.T) {
 	withID := &kv.PutAllRequest{RequestId: new("a")}
 	for _, tc := range []struct {
 		name  string
@@ -322,7 +322,7 @@ func TestEveryRequestID(t *testing.T) {
 		{"every call has one", []*kv.PutAllRequest{withID, withID}, true},
 		{"one call lacks one", []*kv.PutAllRequest{withID, {}}, false},
 	} {
-		if got := everyRequestID(&kv.PutAllManyRequest{Calls: tc.calls}) != ""; got != tc.want {
+		if got := everyIdempotencyKey(&kv.PutAllManyRequest{Calls: tc.calls}) != ""; got != tc.want {
 			t.Errorf("%s: retryable %v; want %v", tc.name, got, tc.want)
 		}
 	}

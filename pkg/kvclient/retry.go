@@ -23,9 +23,9 @@ const (
 	retryUnavailable
 )
 
-// writePolicy is the policy of a write carrying requestID ("" for none).
-func writePolicy(requestID string) policy {
-	if requestID == "" {
+// writePolicy is the policy of a write carrying idempotencyKey ("" for none).
+func writePolicy(idempotencyKey string) policy {
+	if idempotencyKey == "" {
 		return noRetry
 	}
 	return retryUnanswered

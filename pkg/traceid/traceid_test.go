@@ -1,4 +1,4 @@
-package reqid
+package traceid
 
 import (
 	"context"
