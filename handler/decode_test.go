@@ -12,28 +12,26 @@ import (
 	"putallkv/pkg/rpcguard"
 )
 
-func ptr[T any](v T) *T { return &v }
-
 func entries(n, valueBytes int) []*kv.Entry {
 	es := make([]*kv.Entry, n)
 	for i := range es {
-		es[i] = &kv.Entry{Key: fmt.Sprintf("bench/key/%04d", i), Value: make([]byte, valueBytes), TtlMs: ptr(int64(60_000))}
+		es[i] = &kv.Entry{Key: fmt.Sprintf("bench/key/%04d", i), Value: make([]byte, valueBytes), TtlMs: new(int64(60_000))}
 	}
 	return es
 }
 
 // sampleArgs are the arguments of a call of every method, as the SDK encodes them.
 func sampleArgs() map[string]thrift.FastCodec {
-	put := &kv.PutAllRequest{Entries: entries(3, 8), Mode: kv.WriteMode_BEST_EFFORT, RequestId: ptr("r-1")}
+	put := &kv.PutAllRequest{Entries: entries(3, 8), Mode: kv.WriteMode_BEST_EFFORT, RequestId: new("r-1")}
 	return map[string]thrift.FastCodec{
-		"Put": &kv.KVServicePutArgs{Req: &kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: ptr(int64(3)),
-			TtlMs: ptr(int64(1000)), RequestId: ptr("r-2")}},
+		"Put": &kv.KVServicePutArgs{Req: &kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: new(int64(3)),
+			TtlMs: new(int64(1000)), RequestId: new("r-2")}},
 		"Get":    &kv.KVServiceGetArgs{Req: &kv.GetRequest{Key: "k"}},
-		"Delete": &kv.KVServiceDeleteArgs{Req: &kv.DeleteRequest{Key: "k", ExpectedVersion: ptr(int64(2)), RequestId: ptr("r-3")}},
+		"Delete": &kv.KVServiceDeleteArgs{Req: &kv.DeleteRequest{Key: "k", ExpectedVersion: new(int64(2)), RequestId: new("r-3")}},
 		"PutAll": &kv.KVServicePutAllArgs{Req: put},
 		"GetAll": &kv.KVServiceGetAllArgs{Req: &kv.GetAllRequest{Keys: []string{"a", "", "c"}}},
 		"DeleteAll": &kv.KVServiceDeleteAllArgs{Req: &kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "a"},
-			{Key: "b", ExpectedVersion: ptr(int64(4))}}, Mode: kv.WriteMode_ATOMIC}},
+			{Key: "b", ExpectedVersion: new(int64(4))}}, Mode: kv.WriteMode_ATOMIC}},
 		"PutAllMany": &kv.KVServicePutAllManyArgs{Req: &kv.PutAllManyRequest{Calls: []*kv.PutAllRequest{put, {Entries: entries(1, 0)}}}},
 	}
 }

@@ -386,15 +386,13 @@ func testGetAll(t *testing.T, e *env) {
 	var res getAllResult
 	r.json(t, &res)
 	want := []item{
-		{Key: a, Found: true, Version: version(t, etag), Value: ptr("text"), ValueBase64: ptr(base64.StdEncoding.EncodeToString([]byte("text")))},
+		{Key: a, Found: true, Version: version(t, etag), Value: new("text"), ValueBase64: new(base64.StdEncoding.EncodeToString([]byte("text")))},
 		{Key: absent},
 	}
 	if res.Revision < version(t, etag) || len(res.Items) != 2 || !equalItem(res.Items[0], want[0]) || !equalItem(res.Items[1], want[1]) {
 		t.Fatalf("getAll: %+v, want items %+v", res, want)
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func equalItem(a, b item) bool {
 	return a.Key == b.Key && a.Found == b.Found && a.Version == b.Version && a.ExpiresAtMs == b.ExpiresAtMs &&

@@ -70,7 +70,7 @@ func heapInUse() int64 {
 func TestFloodOfIdempotencyKeysKeepsRecordsInWindow(t *testing.T) {
 	s, _, reg := newTestService(t) // window 1m, the default byte bound
 	ctx := context.Background()
-	mine := &kv.PutRequest{Key: "counter", Value: []byte("1"), RequestId: str("client-a/1")}
+	mine := &kv.PutRequest{Key: "counter", Value: []byte("1"), RequestId: new("client-a/1")}
 	first, err := s.Put(ctx, mine)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func failingAtomicCall(id string) *kv.PutAllRequest {
 	entries := make([]*kv.Entry, 1000)
 	for j := range entries {
 		entries[j] = &kv.Entry{Key: fmt.Sprintf("%s/%04d/%s", id, j, strings.Repeat("k", 1000)), Value: []byte("v"),
-			ExpectedVersion: i64(7)}
+			ExpectedVersion: new(int64(7))}
 	}
 	return &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC, Entries: entries, RequestId: &id}
 }
@@ -206,25 +206,25 @@ func TestReplayRebuildsTheFirstAnswer(t *testing.T) {
 		run  func() (any, error)
 	}{
 		{"Put", func() (any, error) {
-			return s.Put(ctx, &kv.PutRequest{Key: "p", Value: []byte("v"), TtlMs: i64(1000), RequestId: str("put")})
+			return s.Put(ctx, &kv.PutRequest{Key: "p", Value: []byte("v"), TtlMs: new(int64(1000)), RequestId: new("put")})
 		}},
 		{"Put failed", func() (any, error) {
-			return s.Put(ctx, &kv.PutRequest{Key: "x", Value: []byte("v"), ExpectedVersion: i64(0), RequestId: str("put-failed")})
+			return s.Put(ctx, &kv.PutRequest{Key: "x", Value: []byte("v"), ExpectedVersion: new(int64(0)), RequestId: new("put-failed")})
 		}},
 		{"Delete failed", func() (any, error) {
-			return s.Delete(ctx, &kv.DeleteRequest{Key: "nope", RequestId: str("delete-failed")})
+			return s.Delete(ctx, &kv.DeleteRequest{Key: "nope", RequestId: new("delete-failed")})
 		}},
 		{"PutAll ATOMIC failed", func() (any, error) {
-			return s.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC, RequestId: str("atomic-failed"), Entries: []*kv.Entry{
-				entry("a", "1"), {Key: "x", Value: []byte("2"), ExpectedVersion: i64(0)}, entry("b", "1"),
-				{Key: "y", Value: []byte("2"), ExpectedVersion: i64(42)}}})
+			return s.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC, RequestId: new("atomic-failed"), Entries: []*kv.Entry{
+				entry("a", "1"), {Key: "x", Value: []byte("2"), ExpectedVersion: new(int64(0))}, entry("b", "1"),
+				{Key: "y", Value: []byte("2"), ExpectedVersion: new(int64(42))}}})
 		}},
 		{"PutAll BEST_EFFORT", func() (any, error) {
-			return s.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, RequestId: str("best-effort"), Entries: []*kv.Entry{
-				entry("c", "1"), {Key: "x", Value: []byte("2"), ExpectedVersion: i64(0)}, entry("d", "1")}})
+			return s.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, RequestId: new("best-effort"), Entries: []*kv.Entry{
+				entry("c", "1"), {Key: "x", Value: []byte("2"), ExpectedVersion: new(int64(0))}, entry("d", "1")}})
 		}},
 		{"DeleteAll BEST_EFFORT", func() (any, error) {
-			return s.DeleteAll(ctx, &kv.DeleteAllRequest{Mode: kv.WriteMode_BEST_EFFORT, RequestId: str("delete-all"),
+			return s.DeleteAll(ctx, &kv.DeleteAllRequest{Mode: kv.WriteMode_BEST_EFFORT, RequestId: new("delete-all"),
 				Entries: []*kv.DeleteEntry{{Key: "nope"}, {Key: "c"}}})
 		}},
 	}
@@ -258,14 +258,14 @@ func TestIdempotencyCostCoversHeap(t *testing.T) {
 		}
 		before := heapInUse()
 		for i := range n {
-			_, err := s.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: i64(9), RequestId: &ids[3*i]})
+			_, err := s.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: new(int64(9)), RequestId: &ids[3*i]})
 			wantCode(t, err, kv.ErrorCode_VERSION_MISMATCH)
 			if _, err := s.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, RequestId: &ids[3*i+1],
-				Entries: []*kv.Entry{{Key: "k", Value: []byte("v"), ExpectedVersion: i64(9)}, {Key: "l", Value: []byte("v"), ExpectedVersion: i64(9)}}}); err != nil {
+				Entries: []*kv.Entry{{Key: "k", Value: []byte("v"), ExpectedVersion: new(int64(9))}, {Key: "l", Value: []byte("v"), ExpectedVersion: new(int64(9))}}}); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC, RequestId: &ids[3*i+2],
-				Entries: []*kv.Entry{{Key: "m", Value: []byte("v"), ExpectedVersion: i64(9)}}}); err == nil {
+				Entries: []*kv.Entry{{Key: "m", Value: []byte("v"), ExpectedVersion: new(int64(9))}}}); err == nil {
 				t.Fatal("a failing precondition passed")
 			}
 		}

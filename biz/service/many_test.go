@@ -61,9 +61,9 @@ func readKeys(t *testing.T, s *Service, keys ...string) map[string]string {
 func mixedCalls() []*kv.PutAllRequest {
 	return []*kv.PutAllRequest{
 		// 0: unconditional ATOMIC, succeeds.
-		{Entries: []*kv.Entry{entry("a", "1"), entry("b", "1")}, RequestId: str("many-0")},
+		{Entries: []*kv.Entry{entry("a", "1"), entry("b", "1")}, RequestId: new("many-0")},
 		// 1: ATOMIC whose precondition on x fails: nothing of it, c included, is written.
-		{Entries: []*kv.Entry{entry("c", "1"), {Key: "x", Value: []byte("2"), ExpectedVersion: i64(5)}}},
+		{Entries: []*kv.Entry{entry("c", "1"), {Key: "x", Value: []byte("2"), ExpectedVersion: new(int64(5))}}},
 		// 2: missing.
 		nil,
 		// 3: invalid on its own: an empty key.
@@ -72,7 +72,7 @@ func mixedCalls() []*kv.PutAllRequest {
 		{Entries: []*kv.Entry{entry("e", "1"), entry("e", "2")}},
 		// 5: BEST_EFFORT, x refused (create-only), f and g written.
 		{Mode: kv.WriteMode_BEST_EFFORT, Entries: []*kv.Entry{
-			entry("f", "1"), {Key: "x", Value: []byte("3"), ExpectedVersion: i64(0)}, entry("g", "1")}},
+			entry("f", "1"), {Key: "x", Value: []byte("3"), ExpectedVersion: new(int64(0))}, entry("g", "1")}},
 	}
 }
 
@@ -301,9 +301,9 @@ func TestPutAllManyIdempotency(t *testing.T) {
 				t.Fatal(err)
 			}
 			calls := []*kv.PutAllRequest{
-				{Entries: []*kv.Entry{entry("a", "1"), entry("b", "1")}, RequestId: str("r-a")},
+				{Entries: []*kv.Entry{entry("a", "1"), entry("b", "1")}, RequestId: new("r-a")},
 				// A failed precondition is an outcome, and is replayed as such.
-				{Entries: []*kv.Entry{{Key: "k", Value: []byte("new"), ExpectedVersion: i64(0)}}, RequestId: str("r-k")},
+				{Entries: []*kv.Entry{{Key: "k", Value: []byte("new"), ExpectedVersion: new(int64(0))}}, RequestId: new("r-k")},
 				// A call without a request_id is not part of the resend below.
 			}
 			first, err := s.PutAllMany(ctx, &kv.PutAllManyRequest{Calls: calls})
@@ -337,7 +337,7 @@ func TestPutAllManyIdempotency(t *testing.T) {
 
 			// The same request_id with another payload is that call's conflict, and only its.
 			other, err := s.PutAllMany(ctx, &kv.PutAllManyRequest{Calls: []*kv.PutAllRequest{
-				{Entries: []*kv.Entry{entry("a", "2"), entry("b", "1")}, RequestId: str("r-a")},
+				{Entries: []*kv.Entry{entry("a", "2"), entry("b", "1")}, RequestId: new("r-a")},
 				{Entries: []*kv.Entry{entry("z", "1")}},
 			}})
 			if err != nil {
@@ -354,7 +354,7 @@ func TestPutAllManyIdempotency(t *testing.T) {
 		t.Run(name+"/same as PutAll", func(t *testing.T) {
 			s := open(t)
 			ctx := context.Background()
-			call := &kv.PutAllRequest{Entries: []*kv.Entry{entry("p", "1")}, RequestId: str("r-p")}
+			call := &kv.PutAllRequest{Entries: []*kv.Entry{entry("p", "1")}, RequestId: new("r-p")}
 			alone, err := s.PutAll(ctx, call)
 			if err != nil {
 				t.Fatal(err)
@@ -372,7 +372,7 @@ func TestPutAllManyIdempotency(t *testing.T) {
 		})
 		t.Run(name+"/twice in one request", func(t *testing.T) {
 			s := open(t)
-			call := &kv.PutAllRequest{Entries: []*kv.Entry{entry("q", "1")}, RequestId: str("r-q")}
+			call := &kv.PutAllRequest{Entries: []*kv.Entry{entry("q", "1")}, RequestId: new("r-q")}
 			resp, err := s.PutAllMany(context.Background(), &kv.PutAllManyRequest{Calls: []*kv.PutAllRequest{call, call}})
 			if err != nil {
 				t.Fatal(err)

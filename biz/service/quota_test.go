@@ -45,7 +45,7 @@ func TestQuotaRefusalIsResourceExhausted(t *testing.T) {
 		}
 	}
 	// A refusal is transient to idempotency: once there is room, the retry runs for real.
-	put := &kv.PutRequest{Key: "c", Value: []byte("12"), RequestId: str("c-1")}
+	put := &kv.PutRequest{Key: "c", Value: []byte("12"), RequestId: new("c-1")}
 	_, err := s.Put(ctx, put)
 	wantCode(t, err, kv.ErrorCode_RESOURCE_EXHAUSTED)
 	if _, err := s.Get(ctx, &kv.GetRequest{Key: "a"}); err != nil {

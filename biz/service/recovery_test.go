@@ -51,10 +51,10 @@ func TestIdempotencySurvivesRestart(t *testing.T) {
 			ctx := context.Background()
 			s, engine := durableService(t, dir, clock)
 
-			put := &kv.PutRequest{Key: "p", Value: []byte("v"), RequestId: str("r-put")}
-			putAll := &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, RequestId: str("r-all"), Entries: []*kv.Entry{
-				entry("a", "1"), {Key: "p", Value: []byte("x"), ExpectedVersion: i64(0)}, entry("b", "1")}}
-			del := &kv.DeleteAllRequest{Mode: kv.WriteMode_BEST_EFFORT, RequestId: str("r-del"),
+			put := &kv.PutRequest{Key: "p", Value: []byte("v"), RequestId: new("r-put")}
+			putAll := &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, RequestId: new("r-all"), Entries: []*kv.Entry{
+				entry("a", "1"), {Key: "p", Value: []byte("x"), ExpectedVersion: new(int64(0))}, entry("b", "1")}}
+			del := &kv.DeleteAllRequest{Mode: kv.WriteMode_BEST_EFFORT, RequestId: new("r-del"),
 				Entries: []*kv.DeleteEntry{{Key: "a"}, {Key: "nope"}}}
 			p1, err1 := s.Put(ctx, put)
 			a1, err2 := s.PutAll(ctx, putAll)
@@ -90,7 +90,7 @@ func TestIdempotencySurvivesRestart(t *testing.T) {
 			if err != nil || !d2.Replayed || d2.Revision != d1.Revision || d2.Results[1].Code != kv.ErrorCode_NOT_FOUND {
 				t.Fatalf("DeleteAll replay after restart = %+v, %v", d2, err)
 			}
-			_, err = s.Put(ctx, &kv.PutRequest{Key: "p", Value: []byte("other"), RequestId: str("r-put")})
+			_, err = s.Put(ctx, &kv.PutRequest{Key: "p", Value: []byte("other"), RequestId: new("r-put")})
 			wantCode(t, err, kv.ErrorCode_IDEMPOTENCY_CONFLICT)
 			if rev := engine.Stats().Revision; rev != d1.Revision {
 				t.Fatalf("replays wrote: revision %d, want %d", rev, d1.Revision)

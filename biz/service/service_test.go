@@ -48,9 +48,6 @@ func newTestService(t *testing.T) (*Service, *testClock, *prometheus.Registry) {
 	return s, clock, reg
 }
 
-func i64(v int64) *int64   { return &v }
-func str(v string) *string { return &v }
-
 func entry(key, value string) *kv.Entry { return &kv.Entry{Key: key, Value: []byte(value)} }
 
 // wantCode fails the test unless err is a *kv.KVError with code.
@@ -87,11 +84,11 @@ func TestPutAllValidation(t *testing.T) {
 		{"long key", &kv.PutAllRequest{Entries: []*kv.Entry{entry(strings.Repeat("k", 17), "")}}, kv.ErrorCode_TOO_LARGE, strings.Repeat("k", 17), "key of 17 bytes"},
 		{"bad utf-8 key", &kv.PutAllRequest{Entries: []*kv.Entry{entry("a\xff", "")}}, kv.ErrorCode_INVALID_ARGUMENT, "a\xff", "UTF-8"},
 		{"big value", &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", strings.Repeat("v", 33))}}, kv.ErrorCode_TOO_LARGE, "a", "value of 33 bytes"},
-		{"negative expected", &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a", ExpectedVersion: i64(-2)}}}, kv.ErrorCode_INVALID_ARGUMENT, "a", "expected_version"},
-		{"zero ttl", &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a", TtlMs: i64(0)}}}, kv.ErrorCode_INVALID_ARGUMENT, "a", "ttl_ms"},
-		{"huge ttl", &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a", TtlMs: i64(1 << 62)}}}, kv.ErrorCode_INVALID_ARGUMENT, "a", "ttl_ms"},
+		{"negative expected", &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a", ExpectedVersion: new(int64(-2))}}}, kv.ErrorCode_INVALID_ARGUMENT, "a", "expected_version"},
+		{"zero ttl", &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a", TtlMs: new(int64(0))}}}, kv.ErrorCode_INVALID_ARGUMENT, "a", "ttl_ms"},
+		{"huge ttl", &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a", TtlMs: new(int64(1 << 62))}}}, kv.ErrorCode_INVALID_ARGUMENT, "a", "ttl_ms"},
 		{"duplicate key", &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "1"), entry("b", "1"), entry("a", "2")}}, kv.ErrorCode_INVALID_ARGUMENT, "a", "more than once"},
-		{"long request_id", &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "")}, RequestId: str(strings.Repeat("r", 129))}, kv.ErrorCode_INVALID_ARGUMENT, "", "request_id"},
+		{"long request_id", &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "")}, RequestId: new(strings.Repeat("r", 129))}, kv.ErrorCode_INVALID_ARGUMENT, "", "request_id"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,9 +114,9 @@ func TestPutAllAtomicFailureReportsEveryFailingKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := s.PutAll(ctx, &kv.PutAllRequest{Entries: []*kv.Entry{
-		{Key: "a", Value: []byte("2"), ExpectedVersion: i64(0)},
+		{Key: "a", Value: []byte("2"), ExpectedVersion: new(int64(0))},
 		entry("c", "2"),
-		{Key: "b", Value: []byte("2"), ExpectedVersion: i64(5)},
+		{Key: "b", Value: []byte("2"), ExpectedVersion: new(int64(5))},
 	}})
 	ke := wantCode(t, err, kv.ErrorCode_ALREADY_EXISTS)
 	if len(ke.Failed) != 2 || ke.Failed[0].Key != "a" || ke.Failed[0].Code != kv.ErrorCode_ALREADY_EXISTS ||
@@ -135,19 +132,19 @@ func TestPutAllAtomicFailureReportsEveryFailingKey(t *testing.T) {
 func TestSingleKeyMethods(t *testing.T) {
 	s, clock, _ := newTestService(t)
 	ctx := context.Background()
-	put, err := s.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v1"), TtlMs: i64(1000)})
+	put, err := s.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v1"), TtlMs: new(int64(1000))})
 	if err != nil || put.Version != 1 || !put.Created {
 		t.Fatalf("Put = %+v, %v", put, err)
 	}
-	put, err = s.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v2"), ExpectedVersion: i64(1), TtlMs: i64(1000)})
+	put, err = s.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v2"), ExpectedVersion: new(int64(1)), TtlMs: new(int64(1000))})
 	if err != nil || put.Version != 2 || put.Created {
 		t.Fatalf("CAS Put = %+v, %v", put, err)
 	}
-	_, err = s.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v3"), ExpectedVersion: i64(1)})
+	_, err = s.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v3"), ExpectedVersion: new(int64(1))})
 	if ke := wantCode(t, err, kv.ErrorCode_VERSION_MISMATCH); len(ke.Failed) != 1 || ke.Failed[0].Version != 2 {
 		t.Fatalf("failed = %v", ke.Failed)
 	}
-	_, err = s.Put(ctx, &kv.PutRequest{Key: "k", ExpectedVersion: i64(0)})
+	_, err = s.Put(ctx, &kv.PutRequest{Key: "k", ExpectedVersion: new(int64(0))})
 	wantCode(t, err, kv.ErrorCode_ALREADY_EXISTS)
 
 	got, err := s.Get(ctx, &kv.GetRequest{Key: "k"})
@@ -166,11 +163,11 @@ func TestSingleKeyMethods(t *testing.T) {
 	if _, err := s.Put(ctx, &kv.PutRequest{Key: "d", Value: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Delete(ctx, &kv.DeleteRequest{Key: "d", ExpectedVersion: i64(0)})
+	_, err = s.Delete(ctx, &kv.DeleteRequest{Key: "d", ExpectedVersion: new(int64(0))})
 	wantCode(t, err, kv.ErrorCode_INVALID_ARGUMENT)
-	_, err = s.Delete(ctx, &kv.DeleteRequest{Key: "d", ExpectedVersion: i64(99)})
+	_, err = s.Delete(ctx, &kv.DeleteRequest{Key: "d", ExpectedVersion: new(int64(99))})
 	wantCode(t, err, kv.ErrorCode_VERSION_MISMATCH)
-	del, err := s.Delete(ctx, &kv.DeleteRequest{Key: "d", ExpectedVersion: i64(3)})
+	del, err := s.Delete(ctx, &kv.DeleteRequest{Key: "d", ExpectedVersion: new(int64(3))})
 	if err != nil || del.Revision != 4 {
 		t.Fatalf("Delete = %+v, %v", del, err)
 	}
@@ -187,7 +184,7 @@ func TestDeleteAll(t *testing.T) {
 		t.Fatalf("failed = %v", ke.Failed)
 	}
 	resp, err := s.DeleteAll(ctx, &kv.DeleteAllRequest{Mode: kv.WriteMode_BEST_EFFORT,
-		Entries: []*kv.DeleteEntry{{Key: "a"}, {Key: "zz"}, {Key: "b", ExpectedVersion: i64(1)}}})
+		Entries: []*kv.DeleteEntry{{Key: "a"}, {Key: "zz"}, {Key: "b", ExpectedVersion: new(int64(1))}}})
 	if err != nil || resp.Applied != 2 || resp.Revision != 2 ||
 		resp.Results[0].Code != kv.ErrorCode_OK || resp.Results[1].Code != kv.ErrorCode_NOT_FOUND || resp.Results[2].Version != 2 {
 		t.Fatalf("DeleteAll = %+v, %v", resp, err)
@@ -206,7 +203,7 @@ func TestResultsLeftOutWhenAllApplied(t *testing.T) {
 		}
 	}
 	resp, err := s.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT,
-		Entries: []*kv.Entry{entry("a", "2"), {Key: "b", Value: []byte("2"), ExpectedVersion: i64(0)}}})
+		Entries: []*kv.Entry{entry("a", "2"), {Key: "b", Value: []byte("2"), ExpectedVersion: new(int64(0))}}})
 	if err != nil || resp.Applied != 1 || len(resp.Results) != 2 || resp.Results[1].Code != kv.ErrorCode_ALREADY_EXISTS {
 		t.Fatalf("BEST_EFFORT PutAll, one refused = %+v, %v; want both results", resp, err)
 	}
@@ -219,7 +216,7 @@ func TestResultsLeftOutWhenAllApplied(t *testing.T) {
 func TestIdempotentReplayAndConflict(t *testing.T) {
 	s, clock, reg := newTestService(t)
 	ctx := context.Background()
-	req := &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "1"), entry("b", "1")}, RequestId: str("r1")}
+	req := &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "1"), entry("b", "1")}, RequestId: new("r1")}
 	first, err := s.PutAll(ctx, req)
 	if err != nil || first.Replayed {
 		t.Fatalf("first = %+v, %v", first, err)
@@ -231,15 +228,15 @@ func TestIdempotentReplayAndConflict(t *testing.T) {
 	if rev := s.engine.Stats().Revision; rev != first.Revision {
 		t.Fatalf("replay wrote: revision %d after %d", rev, first.Revision)
 	}
-	other := &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "2"), entry("b", "1")}, RequestId: str("r1")}
+	other := &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "2"), entry("b", "1")}, RequestId: new("r1")}
 	_, err = s.PutAll(ctx, other)
 	wantCode(t, err, kv.ErrorCode_IDEMPOTENCY_CONFLICT)
 	// The same id on another method is another payload.
-	_, err = s.Put(ctx, &kv.PutRequest{Key: "a", Value: []byte("1"), RequestId: str("r1")})
+	_, err = s.Put(ctx, &kv.PutRequest{Key: "a", Value: []byte("1"), RequestId: new("r1")})
 	wantCode(t, err, kv.ErrorCode_IDEMPOTENCY_CONFLICT)
 
 	// A failed precondition is an outcome: replayed, not re-run, even after the key changed.
-	cas := &kv.PutRequest{Key: "a", Value: []byte("x"), ExpectedVersion: i64(99), RequestId: str("r2")}
+	cas := &kv.PutRequest{Key: "a", Value: []byte("x"), ExpectedVersion: new(int64(99)), RequestId: new("r2")}
 	_, err = s.Put(ctx, cas)
 	wantCode(t, err, kv.ErrorCode_VERSION_MISMATCH)
 	_, err = s.Put(ctx, cas)
@@ -264,7 +261,7 @@ func TestIdempotentReplayAndConflict(t *testing.T) {
 func TestConcurrentRetriesApplyOnce(t *testing.T) {
 	s, _, _ := newTestService(t)
 	ctx := context.Background()
-	req := &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "1")}, RequestId: str("same")}
+	req := &kv.PutAllRequest{Entries: []*kv.Entry{entry("a", "1")}, RequestId: new("same")}
 	const callers = 16
 	resps := make([]*kv.PutAllResponse, callers)
 	var wg sync.WaitGroup

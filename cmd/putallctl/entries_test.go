@@ -20,8 +20,8 @@ func TestReadEntries(t *testing.T) {
 	}
 	want := []*kv.Entry{
 		{Key: "a", Value: []byte("text")},
-		{Key: "b", Value: []byte{0, 0xff}, ExpectedVersion: ptr[int64](0)},
-		{Key: "c", Value: []byte{}, ExpectedVersion: ptr[int64](12), TtlMs: ptr[int64](500)},
+		{Key: "b", Value: []byte{0, 0xff}, ExpectedVersion: new(int64(0))},
+		{Key: "c", Value: []byte{}, ExpectedVersion: new(int64(12)), TtlMs: new(int64(500))},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)

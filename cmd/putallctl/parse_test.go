@@ -13,8 +13,6 @@ import (
 	"putallkv/kitex_gen/kv"
 )
 
-func ptr[T any](v T) *T { return &v }
-
 func TestParse(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "entries.jsonl")
 	if err := os.WriteFile(file, []byte(`{"key":"f","value":"from file"}`+"\n"), 0o600); err != nil {
@@ -23,7 +21,7 @@ func TestParse(t *testing.T) {
 	t.Setenv("PUTALLKV_ADDR", "")
 	t.Setenv("PUTALLKV_TOKEN", "")
 	const stdin = `{"key":"s","value":"from stdin","ttl_ms":9}`
-	fromStdin := []*kv.Entry{{Key: "s", Value: []byte("from stdin"), TtlMs: ptr[int64](9)}}
+	fromStdin := []*kv.Entry{{Key: "s", Value: []byte("from stdin"), TtlMs: new(int64(9))}}
 	def := invocation{addr: "127.0.0.1:8888", timeout: 5 * time.Second}
 	with := func(f func(*invocation)) invocation { inv := def; f(&inv); return inv }
 
@@ -35,10 +33,10 @@ func TestParse(t *testing.T) {
 		{[]string{"put", "k", "v"}, def, putCmd{&kv.PutRequest{Key: "k", Value: []byte("v")}}},
 		{
 			[]string{"put", "k", "v", "--ttl-ms", "100", "--expect", "3", "--request-id", "r1"}, def,
-			putCmd{&kv.PutRequest{Key: "k", Value: []byte("v"), TtlMs: ptr[int64](100), ExpectedVersion: ptr[int64](3), RequestId: ptr("r1")}},
+			putCmd{&kv.PutRequest{Key: "k", Value: []byte("v"), TtlMs: new(int64(100)), ExpectedVersion: new(int64(3)), RequestId: new("r1")}},
 		},
-		{[]string{"put", "--create", "k", "v"}, def, putCmd{&kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: ptr[int64](0)}}},
-		{[]string{"put", "k", "-create", "v"}, def, putCmd{&kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: ptr[int64](0)}}},
+		{[]string{"put", "--create", "k", "v"}, def, putCmd{&kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: new(int64(0))}}},
+		{[]string{"put", "k", "-create", "v"}, def, putCmd{&kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: new(int64(0))}}},
 		{[]string{"put", "--", "-k", "--v"}, def, putCmd{&kv.PutRequest{Key: "-k", Value: []byte("--v")}}},
 		{
 			[]string{"--addr", "db:1", "put", "k", "v", "--json", "--timeout=2s"},
@@ -52,18 +50,18 @@ func TestParse(t *testing.T) {
 			getCmd{&kv.GetRequest{Key: "k"}},
 		},
 		{[]string{"get", "k", "--tls"}, with(func(i *invocation) { i.tls.on = true }), getCmd{&kv.GetRequest{Key: "k"}}},
-		{[]string{"del", "k", "--expect", "4"}, def, delCmd{&kv.DeleteRequest{Key: "k", ExpectedVersion: ptr[int64](4)}}},
+		{[]string{"del", "k", "--expect", "4"}, def, delCmd{&kv.DeleteRequest{Key: "k", ExpectedVersion: new(int64(4))}}},
 		{[]string{"getall", "a", "b", "c"}, def, getAllCmd{&kv.GetAllRequest{Keys: []string{"a", "b", "c"}}}},
 		{
 			[]string{"delall", "a", "--atomic", "b", "--request-id", "x"}, def,
-			delAllCmd{&kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "a"}, {Key: "b"}}, Mode: kv.WriteMode_ATOMIC, RequestId: ptr("x")}},
+			delAllCmd{&kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "a"}, {Key: "b"}}, Mode: kv.WriteMode_ATOMIC, RequestId: new("x")}},
 		},
 		{[]string{"delall", "a"}, def, delAllCmd{&kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "a"}}, Mode: kv.WriteMode_BEST_EFFORT}}},
 		{[]string{"putall"}, def, putAllCmd{&kv.PutAllRequest{Entries: fromStdin, Mode: kv.WriteMode_BEST_EFFORT}}},
 		{[]string{"putall", "-", "--atomic"}, def, putAllCmd{&kv.PutAllRequest{Entries: fromStdin, Mode: kv.WriteMode_ATOMIC}}},
 		{
 			[]string{"putall", "--request-id", "r", file}, def,
-			putAllCmd{&kv.PutAllRequest{Entries: []*kv.Entry{{Key: "f", Value: []byte("from file")}}, Mode: kv.WriteMode_BEST_EFFORT, RequestId: ptr("r")}},
+			putAllCmd{&kv.PutAllRequest{Entries: []*kv.Entry{{Key: "f", Value: []byte("from file")}}, Mode: kv.WriteMode_BEST_EFFORT, RequestId: new("r")}},
 		},
 	}
 	for _, tt := range tests {
