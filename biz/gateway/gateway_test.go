@@ -57,7 +57,7 @@ type wiring struct {
 	upstream func(t *testing.T, h kv.KVService) kv.KVService
 }
 
-// wirings are the two deployments of DESIGN.md: the handler itself in the server's process,
+// wirings are the two deployments of docs/design.md: the handler itself in the server's process,
 // and a separate tier calling a real Kitex RPC server through the SDK.
 var wirings = []wiring{
 	{name: "in-process", upstream: func(_ *testing.T, h kv.KVService) kv.KVService { return h }},

@@ -32,7 +32,7 @@ const (
 	codeKeyInUse = "IDEMPOTENCY_KEY_IN_USE"
 )
 
-// statusOf maps every problem code to its HTTP status: the API's codes as DESIGN.md says, then
+// statusOf maps every problem code to its HTTP status: the API's codes as docs/design.md says, then
 // the gateway's own.
 var statusOf = map[string]int{
 	kv.ErrorCode_INVALID_ARGUMENT.String():     400,

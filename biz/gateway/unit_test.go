@@ -14,7 +14,7 @@ import (
 	"putallkv/pkg/kvclient"
 )
 
-// TestProblemForEveryCode checks DESIGN.md's mapping of every error code onto an HTTP status,
+// TestProblemForEveryCode checks docs/design.md's mapping of every error code onto an HTTP status,
 // for the service's error in-process (*kv.KVError) and through the SDK (*kvclient.Error).
 func TestProblemForEveryCode(t *testing.T) {
 	design := map[kv.ErrorCode]int{

@@ -1,7 +1,7 @@
 // Package service holds putallkv's use cases: it validates calls against the configured limits,
 // makes writes idempotent by request_id, and runs them against a store.Engine. It implements the
 // generated kv.KVService interface, so the Kitex handler and the HTTP gateway share one
-// implementation of the contract in DESIGN.md.
+// implementation of the contract in docs/design.md.
 package service
 
 import (
