@@ -14,7 +14,7 @@ import (
 // TLSListener serves the KVService over TLS. Kitex's default transport, netpoll, reads
 // sockets itself and cannot run TLS; its Go-net transport reads a net.Conn, which may be a
 // *tls.Conn, so the server runs on that transport over a crypto/tls listener (see
-// ServerOptions). It costs throughput; README, Security, has the figures.
+// ServerOptions). It costs throughput; docs/performance.md, Tokens and TLS, has the figures.
 //
 // It also lets a graceful shutdown finish: the Go-net transport waits for every connection
 // to close, and a client's pooled connection idles between calls for as long as the client

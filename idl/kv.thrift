@@ -79,7 +79,7 @@ struct PutResponse {
     1: i64 version,
     2: bool created,
     3: bool replayed,
-    // The batch size the server's write admission can take now (see the README's admission
+    // The batch size the server's write admission can take now (see docs/admission.md, the admission
     // model): a client sizing its batches should move toward it.
     4: i32 suggested_batch,
 }
@@ -102,7 +102,7 @@ struct DeleteRequest {
 struct DeleteResponse {
     1: i64 revision,
     2: bool replayed,
-    // The batch size the server's write admission can take now (see the README's admission
+    // The batch size the server's write admission can take now (see docs/admission.md, the admission
     // model): a client sizing its batches should move toward it.
     3: i32 suggested_batch,
 }
@@ -125,7 +125,7 @@ struct PutAllResponse {
     2: i64 revision,
     3: i32 applied,
     4: bool replayed,
-    // The batch size the server's write admission can take now (see the README's admission
+    // The batch size the server's write admission can take now (see docs/admission.md, the admission
     // model): a client sizing its batches should move toward it.
     5: i32 suggested_batch,
     // When some BEST_EFFORT entries were not admitted in time (code RESOURCE_EXHAUSTED in
@@ -163,7 +163,7 @@ struct DeleteAllResponse {
     2: i64 revision,
     3: i32 applied,
     4: bool replayed,
-    // The batch size the server's write admission can take now (see the README's admission
+    // The batch size the server's write admission can take now (see docs/admission.md, the admission
     // model): a client sizing its batches should move toward it.
     5: i32 suggested_batch,
     // When some BEST_EFFORT entries were not admitted in time (code RESOURCE_EXHAUSTED in

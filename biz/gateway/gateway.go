@@ -5,7 +5,7 @@
 // It depends only on the generated kv.KVService interface, so the same gateway runs in the
 // server's process over the handler itself, or as a separate tier over a pooled Kitex client
 // (*kvclient.Client). The routes, the JSON shapes and the problem types are documented on
-// Gateway and in README.md.
+// Gateway and in docs/http.md.
 package gateway
 
 import (

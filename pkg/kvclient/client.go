@@ -104,7 +104,7 @@ func WithRetries(n int) Option {
 // trips, at most roundTrips of them in flight at once (each on a connection of its own): a
 // call that finds a round trip free goes by itself at once, one that finds them all in use
 // goes with the calls queued beside it in the next one that frees. Under load from many
-// goroutines this shares the cost of a round trip among many calls (see README, Go SDK, for
+// goroutines this shares the cost of a round trip among many calls (see docs/sdk.md for
 // figures); a lone caller pays nothing. Each call keeps its own semantics, retries and
 // deadline; a coalesced call reaches the server under its round trip's trace id, not its
 // own. A call whose context carries a token of its own (auth.ContextWithToken) is sent by

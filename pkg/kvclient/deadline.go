@@ -15,7 +15,7 @@ import (
 
 // Kitex bounds a call that has a timeout (an RPC timeout, or a context that can end) by
 // running the whole call on a pooled goroutine and waiting for it or for the deadline: two
-// goroutine hand-offs per call (see README, Go SDK, for what they cost). The Client ends its
+// goroutine hand-offs per call (see docs/sdk.md for what they cost). The Client ends its
 // calls itself instead, the way Kitex's timeout does:
 //
 //   - Kitex is handed a callContext, which keeps the caller's values but never ends, so it

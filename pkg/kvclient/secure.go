@@ -29,7 +29,7 @@ func WithToken(token string) Option {
 // WithTLS makes the client speak TLS to the servers, configured by cfg (RootCAs to verify
 // the servers, Certificates for a server that asks for a client certificate; ServerName is
 // taken from each address when cfg leaves it empty). TLS runs over Kitex's Go-net transport
-// instead of netpoll; see README, Security, for what it costs.
+// instead of netpoll; docs/performance.md, Tokens and TLS, says what it costs.
 func WithTLS(cfg *tls.Config) Option {
 	return func(o *options) { o.tls = cfg }
 }
