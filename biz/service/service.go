@@ -80,9 +80,7 @@ func New(engine store.Engine, opts Options) (*Service, error) {
 		now:    now,
 		bucket: limiter.New(0, 1, now),
 	}
-	if w, ok := engine.(interface{ WaitsForDurability() bool }); ok {
-		s.engineWaits = w.WaitsForDurability()
-	}
+	s.engineWaits = engine.WaitsForDurability()
 	a := opts.Admission
 	if a.Burst <= 0 {
 		a.Burst = l.MaxBatchEntries

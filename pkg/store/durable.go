@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -44,12 +43,18 @@ type DurabilityObserver interface {
 	Snapshotted(d time.Duration, keys int64, err error)
 }
 
-// Durable is a Memory engine whose writes are logged to a write-ahead log before they are
-// acknowledged, with snapshots that bound the log and recovery at open.
+// Durable is an engine whose writes are logged to a write-ahead log before they are
+// acknowledged, with snapshots that bound the log and recovery at open. It composes a Memory,
+// which holds the keys and draws revisions, and a wal.Log, which keeps every batch the Memory
+// commits (Durable is the Memory's committer) until a snapshot holds it.
 type Durable struct {
-	*Memory
+	mem  *Memory
 	log  *wal.Log
 	opts DurableOptions
+	// journal is the log as the write path uses it: d.log, or in tests a stand-in that fails.
+	journal journal
+	// lastLSN is the log position of the latest batch committed: a reader waits for it.
+	lastLSN atomic.Uint64
 
 	snapMu       sync.Mutex // one snapshot at a time
 	snapLSN      uint64     // the LSN of the newest snapshot, verified when loaded or written (under snapMu)
@@ -59,21 +64,33 @@ type Durable struct {
 	snapshotting sync.WaitGroup
 }
 
-var _ Engine = (*Durable)(nil)
+// journal is what the write path needs of the log (wal.Log is one): Append keeps records in call
+// order and never loses one it accepted; Wait blocks until the record at lsn is durable; Err is
+// non-nil while the log refuses records.
+type journal interface {
+	Append(rec []byte) (lsn uint64, err error)
+	Wait(ctx context.Context, lsn uint64) error
+	Err() error
+}
+
+var (
+	_ Engine    = (*Durable)(nil)
+	_ committer = (*Durable)(nil)
+	_ journal   = (*wal.Log)(nil)
+)
 
 // OpenDurable opens (or creates) the data directory, recovers the newest valid snapshot and
 // the log after it, and returns the engine ready for writes. A corrupt log stops it with an
 // error wrapping *wal.CorruptionError.
 func OpenDurable(opts DurableOptions) (_ *Durable, err error) {
 	start := time.Now()
-	m, err := NewMemory(opts.Options)
-	if err != nil {
+	d := &Durable{opts: opts}
+	if d.mem, err = newMemory(opts.Options, d); err != nil {
 		return nil, err
 	}
-	d := &Durable{Memory: m, opts: opts}
 	defer func() {
 		if err != nil {
-			_ = m.Close()
+			_ = d.mem.Close()
 		}
 	}()
 	walOpts := opts.WAL
@@ -97,13 +114,68 @@ func OpenDurable(opts DurableOptions) (_ *Durable, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: replaying %s: %w", opts.Dir, err)
 	}
-	m.lastLSN.Store(d.log.LastLSN())
-	m.journal = d.log
+	d.lastLSN.Store(d.log.LastLSN())
+	d.journal = d.log
 	if o := opts.Observer; o != nil {
-		o.Recovered(time.Since(start), records, m.keys.Load())
+		o.Recovered(time.Since(start), records, d.mem.Stats().Keys)
 	}
 	return d, nil
 }
+
+// prepare implements committer: it encodes the batch's log record, its revision left to set.
+func (d *Durable) prepare(buf []byte, b Batch, results []Result) []byte {
+	return appendRecord(buf, b, results)
+}
+
+// commit implements committer: it sets the record's revision and appends it to the log, and
+// returns its log position.
+func (d *Durable) commit(rec []byte, rev int64) (uint64, error) {
+	setRecordRevision(rec, rev)
+	lsn, err := d.journal.Append(rec)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrJournal, err)
+	}
+	d.lastLSN.Store(lsn)
+	return lsn, nil
+}
+
+// Apply implements Engine. The write is visible once applied; it is acknowledged once durable.
+// Readers wait for the durability of what they see (GetAll), so no one observes a write a crash
+// could take back.
+func (d *Durable) Apply(ctx context.Context, b Batch, results []Result) (Outcome, error) {
+	out, lsn, err := d.mem.apply(b, results)
+	if err != nil || lsn == 0 {
+		return out, err
+	}
+	if err := d.journal.Wait(ctx, lsn); err != nil {
+		return out, fmt.Errorf("%w: %w", ErrNotDurable, err)
+	}
+	return out, nil
+}
+
+// GetAll implements Engine. With a healthy log it shows nothing a crash could take back: it
+// waits until the log is durable up to the latest commit, which covers the revision read. A
+// failing log keeps its pending records and retries them; reads then serve what memory holds.
+func (d *Durable) GetAll(ctx context.Context, keys []string, items []Item) (int64, error) {
+	rev, err := d.mem.GetAll(ctx, keys, items)
+	if err != nil {
+		return 0, err
+	}
+	// Loaded after the revision: commit stores a batch's position before Memory publishes the
+	// batch's revision, so this position covers rev.
+	if lsn := d.lastLSN.Load(); lsn != 0 && d.journal.Err() == nil {
+		if err := d.journal.Wait(ctx, lsn); err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrNotDurable, err)
+		}
+	}
+	return rev, nil
+}
+
+// WaitsForDurability implements Engine: Apply returns once the log has the write durable.
+func (d *Durable) WaitsForDurability() bool { return true }
+
+// Stats implements Engine.
+func (d *Durable) Stats() Stats { return d.mem.Stats() }
 
 // walObserver counts logged bytes to trigger snapshots, then passes events on.
 type walObserver struct {
@@ -151,9 +223,9 @@ func (d *Durable) replay(rec []byte) error {
 		if r.results[i].Code != OK {
 			continue
 		}
-		d.restore(&r.writes[i], r.rev) // the shard copies the value out of the log's buffer
+		d.mem.restore(&r.writes[i], r.rev) // the shard copies the value out of the log's buffer
 	}
-	d.raiseRevision(r.rev)
+	d.mem.raiseRevision(r.rev)
 	if len(r.tag) > 0 && d.opts.Recovered != nil {
 		keys := make([]string, len(r.writes))
 		for i := range r.writes {
@@ -162,24 +234,6 @@ func (d *Durable) replay(rec []byte) error {
 		d.opts.Recovered(bytes.Clone(r.tag), r.rev, keys, r.results)
 	}
 	return nil
-}
-
-// restore applies w at version unconditionally, as recovery does.
-func (d *Durable) restore(w *Write, version int64) {
-	h := maphash.String(d.seed, w.Key)
-	sh := d.shardOf(h)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	l := sh.find(w.Key, h)
-	d.used.Add(sh.growth(w, l)) // recovery restores what was acknowledged, quota or not
-	d.keys.Add(sh.write(w, h, l, version))
-	sh.compactIfWasteful()
-}
-
-func (d *Durable) raiseRevision(rev int64) {
-	if rev > d.rev.Load() {
-		d.rev.Store(rev)
-	}
 }
 
 // The snapshot body: a format version, the revision of the cut, then items, each a kind byte
@@ -216,9 +270,9 @@ func (d *Durable) Snapshot(ctx context.Context) (err error) {
 			}
 		}
 	}()
-	d.seqMu.Lock()
-	cutRev, cutLSN := d.rev.Load(), d.lastLSN.Load()
-	d.seqMu.Unlock()
+	var cutRev int64
+	var cutLSN uint64
+	d.mem.between(func(rev int64) { cutRev, cutLSN = rev, d.lastLSN.Load() })
 	prev := d.snapLSN
 	if err := d.log.Wait(ctx, cutLSN); err != nil {
 		return fmt.Errorf("store: snapshot: %w", err)
@@ -248,7 +302,7 @@ func (d *Durable) Snapshot(ctx context.Context) (err error) {
 	return wal.RemoveSnapshotsBefore(d.opts.Dir, prev)
 }
 
-// writeSnapshot writes the body: every live entry, shard by shard, then the tags.
+// writeSnapshot writes the body: every resident entry, shard by shard, then the tags.
 func (d *Durable) writeSnapshot(w *bufio.Writer, cutRev int64) (int64, error) {
 	var buf []byte
 	buf = binary.AppendUvarint(buf, snapshotVersion)
@@ -256,31 +310,17 @@ func (d *Durable) writeSnapshot(w *bufio.Writer, cutRev int64) (int64, error) {
 	if _, err := w.Write(buf); err != nil {
 		return 0, err
 	}
-	type kept struct {
-		key, value           []byte
-		version, expiresAtMs int64
-	}
-	var batch []kept
-	var keys int64
-	for i := range d.shards {
-		sh := &d.shards[i]
-		batch = batch[:0]
-		sh.mu.RLock()
-		sh.each(func(rk residentKey) { // arena bytes never change: no copy needed
-			batch = append(batch, kept{rk.key, rk.value, rk.header.version, rk.header.expiresAtMs})
-		})
-		sh.mu.RUnlock()
-		for _, e := range batch {
-			buf = append(buf[:0], snapEntry)
-			buf = appendBytes(buf, e.key)
-			buf = appendBytes(buf, e.value)
-			buf = binary.AppendVarint(buf, e.version)
-			buf = binary.AppendVarint(buf, e.expiresAtMs)
-			if _, err := w.Write(buf); err != nil {
-				return 0, err
-			}
-		}
-		keys += int64(len(batch))
+	keys, err := d.mem.scan(func(key, value []byte, version, expiresAtMs int64) error {
+		buf = append(buf[:0], snapEntry)
+		buf = appendBytes(buf, key)
+		buf = appendBytes(buf, value)
+		buf = binary.AppendVarint(buf, version)
+		buf = binary.AppendVarint(buf, expiresAtMs)
+		_, err := w.Write(buf)
+		return err
+	})
+	if err != nil {
+		return 0, err
 	}
 	if d.opts.SnapshotTags != nil {
 		for _, tag := range d.opts.SnapshotTags() {
@@ -308,7 +348,7 @@ func (d *Durable) loadSnapshot() (uint64, error) {
 	if v := dec.uvarint(); v != snapshotVersion {
 		return 0, fmt.Errorf("store: snapshot %d: format version %d", lsn, v)
 	}
-	d.raiseRevision(dec.varint())
+	d.mem.raiseRevision(dec.varint())
 	for dec.err == nil {
 		switch kind := dec.byte(); kind {
 		case snapEnd:
@@ -321,8 +361,8 @@ func (d *Durable) loadSnapshot() (uint64, error) {
 			version := dec.varint()
 			w.ExpiresAtMs = dec.varint()
 			if dec.err == nil {
-				d.restore(&w, version)
-				d.raiseRevision(version)
+				d.mem.restore(&w, version)
+				d.mem.raiseRevision(version)
 			}
 		case snapTag:
 			tag := dec.bytes()
@@ -346,5 +386,5 @@ func (d *Durable) Close() error {
 	d.snapMu.Lock() // a snapshot starting now sees closing; one running finishes first
 	d.snapMu.Unlock()
 	d.snapshotting.Wait()
-	return errors.Join(d.log.Close(), d.Memory.Close())
+	return errors.Join(d.log.Close(), d.mem.Close())
 }

@@ -46,8 +46,8 @@ func openDurable(t testing.TB, dir string, got *[]recovered, tags func() [][]byt
 func dump(t testing.TB, e *Durable) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for i := range e.shards {
-		sh := &e.shards[i]
+	for i := range e.mem.shards {
+		sh := &e.mem.shards[i]
 		sh.mu.RLock()
 		sh.each(func(rk residentKey) {
 			out[string(rk.key)] = fmt.Sprintf("%s@%d/%d", rk.value, rk.header.version, rk.header.expiresAtMs)
@@ -258,7 +258,8 @@ func (j failingJournal) Wait(context.Context, uint64) error { return j.err }
 func (j failingJournal) Err() error                         { return j.err }
 
 func TestJournalFailureRefusesWritesKeepsReads(t *testing.T) {
-	s := newTestMemory(t, Options{Shards: 4})
+	s := openDurable(t, t.TempDir(), nil, nil)
+	defer s.Close()
 	apply(t, s, Atomic, put("a", "1"))
 	s.journal = failingJournal{errors.New("no space left on device")}
 	_, err := s.Apply(context.Background(), Batch{Mode: Atomic, Writes: []Write{put("b", "1")}}, make([]Result, 1))
@@ -270,6 +271,38 @@ func TestJournalFailureRefusesWritesKeepsReads(t *testing.T) {
 	}
 	if it := get(s, "b"); it.Found || s.Stats().Revision != 1 {
 		t.Fatal("a refused write was applied")
+	}
+}
+
+// unconfirmedJournal appends to the log but never confirms a record durable: Wait fails with err,
+// as it does when the caller's deadline passes first.
+type unconfirmedJournal struct {
+	journal
+	err error
+}
+
+func (j unconfirmedJournal) Wait(context.Context, uint64) error { return j.err }
+
+// TestDurableErrorsKeepTheirCause checks that ErrJournal and ErrNotDurable wrap the log's error
+// rather than flatten it to text: a caller can match both the store's error and the cause.
+func TestDurableErrorsKeepTheirCause(t *testing.T) {
+	d := openDurable(t, t.TempDir(), nil, nil)
+	apply(t, d, Atomic, put("a", "1"))
+	d.journal = unconfirmedJournal{journal: d.log, err: fmt.Errorf("wal: wait: %w", context.DeadlineExceeded)}
+	_, err := applyErr(d, Atomic, put("b", "1"))
+	if !errors.Is(err, ErrNotDurable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Apply: err = %v; want ErrNotDurable wrapping context.DeadlineExceeded", err)
+	}
+	_, err = d.GetAll(context.Background(), []string{"a"}, make([]Item, 1))
+	if !errors.Is(err, ErrNotDurable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("GetAll: err = %v; want ErrNotDurable wrapping context.DeadlineExceeded", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = applyErr(d, Atomic, put("c", "1")) // the log is closed: it refuses the record
+	if !errors.Is(err, ErrJournal) || !errors.Is(err, wal.ErrClosed) {
+		t.Errorf("Apply after Close: err = %v; want ErrJournal wrapping wal.ErrClosed", err)
 	}
 }
 

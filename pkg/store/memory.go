@@ -45,15 +45,28 @@ type Memory struct {
 	used          atomic.Int64
 	quotaRefusals atomic.Uint64
 
-	// journal, when set, records every write (see durable.go); seqMu orders revisions and
-	// records; lastLSN is the journal position of the latest revision.
-	journal Journal
-	seqMu   sync.Mutex
-	lastLSN atomic.Uint64
+	// committer, when set, is told of every batch as it commits (Durable's log); seqMu then
+	// orders revisions and commits.
+	committer committer
+	seqMu     sync.Mutex
 
 	stop     chan struct{}
 	sweeping sync.WaitGroup
 	closed   sync.Once
+}
+
+// A committer is told of every batch a Memory commits, so that it can keep a record of them:
+// Durable's write-ahead log is one. Memory knows nothing of what is kept or where; it only calls
+// prepare and commit for each batch, in this order, with the batch's shards locked.
+type committer interface {
+	// prepare appends what commit needs of batch b, whose results are decided (but for the
+	// versions of applied writes, which take the revision commit is given), to buf.
+	prepare(buf []byte, b Batch, results []Result) []byte
+	// commit is given what prepare built and the batch's revision. Calls come one at a time, in
+	// revision order. An error refuses the batch: nothing is applied and the revision is not
+	// taken. The uint64 is the committer's own (Durable's log position), handed back to the
+	// caller of apply.
+	commit(prepared []byte, rev int64) (uint64, error)
 }
 
 // keyRef is one key of a call, located: its hash and its index in the caller's slice.
@@ -65,7 +78,7 @@ type keyRef struct {
 // scratch is per-call working memory, pooled so the write path does not allocate per call.
 type scratch struct {
 	refs []keyRef
-	rec  []byte // the journal record being built
+	rec  []byte // the committer's encoding of the batch being committed
 	// found holds, per key index, where findAll found the key.
 	found []loc
 	// touched folds the words findAll loads only to bring them into the cache; keeping it
@@ -74,7 +87,10 @@ type scratch struct {
 }
 
 // NewMemory returns an empty Memory engine and starts its sweeper when opts asks for one.
-func NewMemory(opts Options) (*Memory, error) {
+func NewMemory(opts Options) (*Memory, error) { return newMemory(opts, nil) }
+
+// newMemory returns an empty Memory that tells c (when not nil) of every batch it commits.
+func newMemory(opts Options, c committer) (*Memory, error) {
 	n := opts.Shards
 	if n == 0 {
 		n = 256
@@ -89,12 +105,13 @@ func NewMemory(opts Options) (*Memory, error) {
 		return nil, fmt.Errorf("store: negative memory quota %d", opts.MaxBytes)
 	}
 	s := &Memory{
-		shards:   make([]shard, n),
-		shift:    uint(64 - bits.TrailingZeros(uint(n))),
-		seed:     maphash.MakeSeed(),
-		now:      opts.Now,
-		maxBytes: opts.MaxBytes,
-		stop:     make(chan struct{}),
+		shards:    make([]shard, n),
+		shift:     uint(64 - bits.TrailingZeros(uint(n))),
+		seed:      maphash.MakeSeed(),
+		now:       opts.Now,
+		maxBytes:  opts.MaxBytes,
+		committer: c,
+		stop:      make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -242,37 +259,35 @@ func check(w *Write, version int64) Result {
 }
 
 // Apply implements Engine.
-func (s *Memory) Apply(ctx context.Context, b Batch, results []Result) (Outcome, error) {
+func (s *Memory) Apply(_ context.Context, b Batch, results []Result) (Outcome, error) {
+	out, _, err := s.apply(b, results)
+	return out, err
+}
+
+// apply checks and applies a batch. It returns what the committer returned for the batch, 0
+// when nothing was committed.
+func (s *Memory) apply(b Batch, results []Result) (Outcome, uint64, error) {
 	writes := b.Writes
 	if len(results) != len(writes) {
-		return Outcome{}, fmt.Errorf("store: %d results for %d writes", len(results), len(writes))
+		return Outcome{}, 0, fmt.Errorf("store: %d results for %d writes", len(results), len(writes))
 	}
 	if b.Mode != Atomic && b.Mode != BestEffort {
-		return Outcome{}, fmt.Errorf("store: unknown mode %d", b.Mode)
+		return Outcome{}, 0, fmt.Errorf("store: unknown mode %d", b.Mode)
 	}
 	if len(writes) == 0 {
-		return Outcome{}, nil
+		return Outcome{}, 0, nil
 	}
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
 	refs := s.locate(sc, len(writes), func(i int) string { return writes[i].Key })
 	if k, dup := firstDuplicate(refs, writes); dup {
-		return Outcome{}, &DuplicateKeyError{Key: k}
+		return Outcome{}, 0, &DuplicateKeyError{Key: k}
 	}
-	out, lsn, err := s.applyLocked(sc, refs, b, results)
-	if err != nil || lsn == 0 {
-		return out, err
-	}
-	// The write is visible now; it is acknowledged once durable. Readers wait for durability
-	// of what they see (GetAll), so no one observes a write a crash could take back.
-	if err := s.journal.Wait(ctx, lsn); err != nil {
-		return out, fmt.Errorf("%w: %v", ErrNotDurable, err)
-	}
-	return out, nil
+	return s.applyLocked(sc, refs, b, results)
 }
 
-// applyLocked checks and applies a batch with its shards locked. It returns the journal
-// position of the batch's record, 0 when nothing was recorded.
+// applyLocked checks and applies a batch with its shards locked. It returns what the committer
+// returned for the batch, 0 when nothing was committed.
 func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Result) (Outcome, uint64, error) {
 	writes := b.Writes
 	s.lockShards(refs, true)
@@ -309,7 +324,7 @@ func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Resu
 		s.unlockShards(refs, true)
 		return Outcome{}, 0, err
 	}
-	rev, lsn, err := s.sequence(sc, b, results)
+	rev, token, err := s.sequence(sc, b, results)
 	if err != nil {
 		s.used.Add(-grow)
 		s.unlockShards(refs, true)
@@ -339,26 +354,25 @@ func (s *Memory) applyLocked(sc *scratch, refs []keyRef, b Batch, results []Resu
 	if keyDelta != 0 {
 		s.keys.Add(keyDelta)
 	}
-	return Outcome{Revision: rev, Applied: len(writes) - failed}, lsn, nil
+	return Outcome{Revision: rev, Applied: len(writes) - failed}, token, nil
 }
 
-// sequence draws the batch's revision and, with a journal, appends its record: both under one
-// lock, so records are in revision order and readers can wait for a revision's durability.
-func (s *Memory) sequence(sc *scratch, b Batch, results []Result) (rev int64, lsn uint64, err error) {
-	if s.journal == nil {
+// sequence draws the batch's revision and, with a committer, commits the batch: both under one
+// lock, so that the committer is told of batches in revision order.
+func (s *Memory) sequence(sc *scratch, b Batch, results []Result) (rev int64, token uint64, err error) {
+	c := s.committer
+	if c == nil {
 		return s.rev.Add(1), 0, nil
 	}
-	sc.rec = appendRecord(sc.rec[:0], b, results)
+	sc.rec = c.prepare(sc.rec[:0], b, results)
 	s.seqMu.Lock()
 	defer s.seqMu.Unlock()
 	rev = s.rev.Load() + 1
-	setRecordRevision(sc.rec, rev)
-	if lsn, err = s.journal.Append(sc.rec); err != nil {
-		return 0, 0, fmt.Errorf("%w: %v", ErrJournal, err)
+	if token, err = c.commit(sc.rec, rev); err != nil {
+		return 0, 0, err
 	}
-	s.lastLSN.Store(lsn)
 	s.rev.Store(rev)
-	return rev, lsn, nil
+	return rev, token, nil
 }
 
 // write applies one write at version rev to the shard (locked by the caller), where find said
@@ -374,24 +388,15 @@ func (sh *shard) write(w *Write, h uint64, l loc, rev int64) int64 {
 }
 
 // GetAll implements Engine. A key may be named more than once.
-func (s *Memory) GetAll(ctx context.Context, keys []string, items []Item) (int64, error) {
+func (s *Memory) GetAll(_ context.Context, keys []string, items []Item) (int64, error) {
 	if len(items) != len(keys) {
 		return 0, fmt.Errorf("store: %d items for %d keys", len(items), len(keys))
 	}
-	rev, lsn := s.read(keys, items)
-	// With a healthy journal, show nothing a crash could take back. A failing journal keeps
-	// its pending records and retries them; reads then serve what memory holds.
-	if lsn != 0 && s.journal.Err() == nil {
-		if err := s.journal.Wait(ctx, lsn); err != nil {
-			return 0, fmt.Errorf("%w: %v", ErrNotDurable, err)
-		}
-	}
-	return rev, nil
+	return s.read(keys, items), nil
 }
 
-// read fills items under the shards' read locks and returns the revision they are as of, and
-// the journal position that revision is durable at.
-func (s *Memory) read(keys []string, items []Item) (int64, uint64) {
+// read fills items under the shards' read locks and returns the revision they are as of.
+func (s *Memory) read(keys []string, items []Item) int64 {
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
 	refs := s.locate(sc, len(keys), func(i int) string { return keys[i] })
@@ -416,15 +421,12 @@ func (s *Memory) read(keys []string, items []Item) (int64, uint64) {
 	}
 	// Every write that touched these shards either finished before the locks were taken or
 	// waits for them, and revisions are drawn under the shard locks: the items are exactly the
-	// state as of this revision. The journal position is read after it, so it covers it.
-	rev := s.rev.Load()
-	return rev, s.lastLSN.Load()
+	// state as of this revision.
+	return s.rev.Load()
 }
 
-// WaitsForDurability reports whether Apply waits for a journal (its fsync) before it
-// returns. A caller with many independent batches at once does better to apply them side by
-// side then, so that they share the journal's group commit.
-func (s *Memory) WaitsForDurability() bool { return s.journal != nil }
+// WaitsForDurability implements Engine: false, Memory keeps nothing beyond the process.
+func (s *Memory) WaitsForDurability() bool { return false }
 
 // Stats implements Engine.
 func (s *Memory) Stats() Stats {
@@ -486,3 +488,59 @@ func (s *Memory) Close() error {
 }
 
 var _ Engine = (*Memory)(nil)
+
+// What Durable builds on: recovery restores keys and the revision, a snapshot scans the keys at
+// a cut between commits.
+
+// restore applies w at version unconditionally, as recovery does: a key is restored whatever
+// the quota says, since it was acknowledged.
+func (s *Memory) restore(w *Write, version int64) {
+	h := maphash.String(s.seed, w.Key)
+	sh := s.shardOf(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	l := sh.find(w.Key, h)
+	s.used.Add(sh.growth(w, l))
+	s.keys.Add(sh.write(w, h, l, version))
+	sh.compactIfWasteful()
+}
+
+// raiseRevision makes the store's revision at least rev.
+func (s *Memory) raiseRevision(rev int64) {
+	if rev > s.rev.Load() {
+		s.rev.Store(rev)
+	}
+}
+
+// between calls fn with the store's revision while no batch commits: the committer (a Memory
+// has one when between is of use) has been told of every batch up to that revision and of none
+// after it.
+func (s *Memory) between(fn func(rev int64)) {
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	fn(s.rev.Load())
+}
+
+// scan calls fn with every resident key (expired ones included), shard by shard: a shard's keys
+// are gathered under its read lock and handed to fn once it is released, so a slow fn (a
+// snapshot writing to disk) holds no writer up. key and value are the arena's bytes, which never
+// change; fn must not modify them. scan stops at fn's first error and returns how many keys fn
+// was given.
+func (s *Memory) scan(fn func(key, value []byte, version, expiresAtMs int64) error) (int64, error) {
+	var batch []residentKey
+	var n int64
+	for i := range s.shards {
+		sh := &s.shards[i]
+		batch = batch[:0]
+		sh.mu.RLock()
+		sh.each(func(rk residentKey) { batch = append(batch, rk) })
+		sh.mu.RUnlock()
+		for _, rk := range batch {
+			if err := fn(rk.key, rk.value, rk.header.version, rk.header.expiresAtMs); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}

@@ -178,8 +178,8 @@ func TestQuotaAcrossRecovery(t *testing.T) {
 	}
 	apply(t, d, Atomic, Write{Key: "k0", Delete: true, ExpectedVersion: AnyVersion}, put("k1", "short"))
 	want := d.Stats().Bytes
-	if want != residentBytes(d.Memory) {
-		t.Fatalf("before restart the store counts %d, its keys cost %d", want, residentBytes(d.Memory))
+	if want != residentBytes(d.mem) {
+		t.Fatalf("before restart the store counts %d, its keys cost %d", want, residentBytes(d.mem))
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
@@ -188,8 +188,8 @@ func TestQuotaAcrossRecovery(t *testing.T) {
 	// Recovered with a quota below what it holds: it opens, with every key, and refuses to grow.
 	d = open(want / 2)
 	defer d.Close()
-	if got := d.Stats().Bytes; got != want || residentBytes(d.Memory) != want {
-		t.Fatalf("recovered %d bytes (keys cost %d); want %d", got, residentBytes(d.Memory), want)
+	if got := d.Stats().Bytes; got != want || residentBytes(d.mem) != want {
+		t.Fatalf("recovered %d bytes (keys cost %d); want %d", got, residentBytes(d.mem), want)
 	}
 	_, err := applyErr(d, Atomic, put("more", "x"))
 	wantQuotaError(t, err)
@@ -203,7 +203,12 @@ func TestQuotaAcrossRecovery(t *testing.T) {
 }
 
 func TestQuotaGivenBackWhenTheJournalRefuses(t *testing.T) {
-	s := newTestMemory(t, Options{Shards: 4, MaxBytes: 1 << 20})
+	s, err := OpenDurable(DurableOptions{Options: Options{Shards: 4, MaxBytes: 1 << 20}, Dir: t.TempDir(),
+		WAL: wal.Options{Sync: wal.SyncNone}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	apply(t, s, Atomic, put("a", "1"))
 	s.journal = failingJournal{errors.New("no space left on device")}
 	if _, err := applyErr(s, Atomic, put("b", "1")); !errors.Is(err, ErrJournal) {

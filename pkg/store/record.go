@@ -1,20 +1,10 @@
 package store
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 )
-
-// Journal is where a Memory engine records each write before acknowledging it; pkg/wal's Log
-// is one. Append must keep records in call order and never lose one it accepted; Wait blocks
-// until the record at lsn is durable; Err is non-nil while the journal refuses records.
-type Journal interface {
-	Append(rec []byte) (lsn uint64, err error)
-	Wait(ctx context.Context, lsn uint64) error
-	Err() error
-}
 
 // A record is one applied batch: its revision, its tag, and every entry of the batch with its
 // outcome, so that recovery can both re-apply the writes and give back the results.

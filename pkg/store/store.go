@@ -1,8 +1,3 @@
-// Package store is the key-value engine behind putallkv: multi-key writes that apply atomically
-// or key by key, with a store-wide revision and a version per key.
-//
-// Engine is the small interface the service depends on, so that another engine (a persistent
-// one, say) can stand in for Memory, the sharded in-memory engine.
 package store
 
 import (
@@ -152,18 +147,28 @@ type Batch struct {
 	Tag []byte
 }
 
-// Engine is a key-value engine with multi-key writes and consistent multi-key reads.
+// Engine is what the service needs of a key-value engine, and all it may assume: multi-key
+// writes and consistent multi-key reads, under the semantics of Apply and GetAll. Memory and
+// Durable are engines; an engine of another family (one over a Redis Cluster, say) stands in
+// by implementing these methods, nothing more.
 type Engine interface {
 	// Apply performs b's writes under its mode and fills results (len(results) must equal
 	// len(b.Writes)). Keys must be distinct: a repeated key fails the whole call with a
-	// *DuplicateKeyError and nothing applied. When an Atomic batch fails, Outcome is zero and
-	// the results with a Code other than OK name the failing keys. With a journal, Apply
-	// returns once the write is durable (ErrNotDurable when that cannot be confirmed).
+	// *DuplicateKeyError and nothing applied. A batch that would cross the engine's memory quota
+	// fails with a *QuotaError and nothing applied. When an Atomic batch fails, Outcome is zero
+	// and the results with a Code other than OK name the failing keys. An engine that keeps
+	// writes beyond the process (WaitsForDurability) returns once the write is durable:
+	// ErrNotDurable when that cannot be confirmed, ErrJournal when it refused the write.
 	Apply(ctx context.Context, b Batch, results []Result) (Outcome, error)
 	// GetAll reads keys into items (len(items) must equal len(keys)) as of one revision,
-	// which it returns: no reader sees part of a write. With a healthy journal, it returns
-	// only once every write up to that revision is durable, so nothing it shows can be lost.
+	// which it returns: no reader sees part of a write. A durable engine returns only once
+	// every write up to that revision is durable (while it is healthy), so nothing it shows can
+	// be lost.
 	GetAll(ctx context.Context, keys []string, items []Item) (revision int64, err error)
+	// WaitsForDurability reports whether Apply waits for durability (an fsync, a replica's
+	// acknowledgement) before it returns. A caller with many independent batches at once does
+	// better to apply them side by side then, so that they share the wait.
+	WaitsForDurability() bool
 	// Stats returns the engine's gauges.
 	Stats() Stats
 	// Close releases the engine's background work.
