@@ -223,24 +223,34 @@ func (s *Memory) unlockShards(refs []keyRef, write bool) {
 	}
 }
 
-// firstDuplicate returns the key that appears twice among the sorted refs, if any. Equal keys
-// have equal hashes, so only runs of equal hashes need comparing.
+// firstDuplicate returns, when a key appears more than once among the sorted refs, the key whose
+// repeat comes first in the batch: the answer depends on the batch alone, not on the hashes
+// (which differ from one engine to the next), and is the key the service names when it finds
+// the repeat itself. Equal keys have equal hashes, so only runs of equal hashes need comparing;
+// a run is in index order.
 func firstDuplicate(refs []keyRef, writes []Write) (string, bool) {
+	repeat := int32(-1) // the index of the first repeat
 	for start := 0; start < len(refs); {
 		end := start + 1
 		for end < len(refs) && refs[end].hash == refs[start].hash {
 			end++
 		}
-		for i := start; i < end; i++ {
-			for j := i + 1; j < end; j++ {
-				if k := writes[refs[i].idx].Key; k == writes[refs[j].idx].Key {
-					return k, true
+		for j := start + 1; j < end; j++ {
+			for i := start; i < j; i++ {
+				if writes[refs[i].idx].Key == writes[refs[j].idx].Key {
+					if repeat < 0 || refs[j].idx < repeat {
+						repeat = refs[j].idx
+					}
+					break
 				}
 			}
 		}
 		start = end
 	}
-	return "", false
+	if repeat < 0 {
+		return "", false
+	}
+	return writes[repeat].Key, true
 }
 
 // check evaluates w's precondition against the key's current version (0 when absent or

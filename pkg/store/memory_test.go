@@ -223,6 +223,21 @@ func TestDuplicateKeyRefused(t *testing.T) {
 	}
 }
 
+// TestDuplicateKeyNamedInBatchOrder checks that with two keys repeated, the refusal names the one
+// whose repeat comes first in the batch, whatever the keys hash to: each batch [x, y, y, x] names
+// y. Were the choice left to the hashes, some of the 64 pairs would name x.
+func TestDuplicateKeyNamedInBatchOrder(t *testing.T) {
+	s := newTestMemory(t, Options{Shards: 4})
+	for i := range 64 {
+		x, y := fmt.Sprint("x", i), fmt.Sprint("y", i)
+		writes := []Write{put(x, "1"), put(y, "1"), put(y, "2"), put(x, "2")}
+		_, err := s.Apply(context.Background(), Batch{Mode: Atomic, Writes: writes}, make([]Result, len(writes)))
+		if d, ok := errors.AsType[*DuplicateKeyError](err); !ok || d.Key != y {
+			t.Fatalf("batch [%s %s %s %s]: err = %v; want %s named", x, y, y, x, err, y)
+		}
+	}
+}
+
 func TestApplyArgumentErrors(t *testing.T) {
 	s := newTestMemory(t, Options{})
 	if _, err := s.Apply(context.Background(), Batch{Mode: Atomic, Writes: []Write{put("a", "")}}, nil); err == nil {
