@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"putallkv/pkg/wal"
+)
+
+// engineKind is one configuration of an engine under test: Memory, or Durable under a sync policy.
+type engineKind struct {
+	name    string
+	durable bool
+	sync    wal.SyncPolicy
+}
+
+var (
+	memoryKind  = engineKind{name: "memory"}
+	durableKind = engineKind{name: "durable", durable: true, sync: wal.SyncNone}
+)
+
+// subject is an engine under test, with what the scripted and metamorphic tests do to it beyond
+// Engine: restart it, snapshot it, sweep it. On a Memory, which keeps nothing beyond the process,
+// a restart and a snapshot do nothing: the state a Durable recovers must read the same.
+type subject struct {
+	t    testing.TB
+	kind engineKind
+	opts Options
+	dir  string // a Durable's data directory
+	mem  *Memory
+	dur  *Durable
+}
+
+// openSubject opens an empty engine of kind with opts; it is closed when the test ends.
+func openSubject(t testing.TB, kind engineKind, opts Options) *subject {
+	t.Helper()
+	s := &subject{t: t, kind: kind, opts: opts}
+	if kind.durable {
+		s.dir = t.TempDir()
+	}
+	s.open()
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *subject) open() {
+	s.t.Helper()
+	if !s.kind.durable {
+		m, err := NewMemory(s.opts)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		s.mem = m
+		return
+	}
+	d, err := OpenDurable(DurableOptions{Options: s.opts, Dir: s.dir,
+		WAL: wal.Options{Sync: s.kind.sync, SegmentBytes: 4 << 10}})
+	if err != nil {
+		s.t.Fatalf("%s: %v", s.kind.name, err)
+	}
+	s.dur = d
+}
+
+// engine returns the engine as the service sees it.
+func (s *subject) engine() Engine {
+	switch {
+	case s.dur != nil:
+		return s.dur
+	case s.mem != nil:
+		return s.mem
+	}
+	return nil
+}
+
+// memory returns the Memory that holds the keys.
+func (s *subject) memory() *Memory {
+	if s.dur != nil {
+		return s.dur.mem
+	}
+	return s.mem
+}
+
+// reopen restarts a Durable: it closes it and recovers it from its data directory.
+func (s *subject) reopen() {
+	s.t.Helper()
+	if s.dur == nil {
+		return
+	}
+	if err := s.dur.Close(); err != nil {
+		s.t.Fatalf("%s: close: %v", s.kind.name, err)
+	}
+	s.dur = nil
+	s.open()
+}
+
+// snapshot takes a Durable's snapshot.
+func (s *subject) snapshot() {
+	s.t.Helper()
+	if s.dur == nil {
+		return
+	}
+	if err := s.dur.Snapshot(context.Background()); err != nil {
+		s.t.Fatalf("%s: snapshot: %v", s.kind.name, err)
+	}
+}
+
+func (s *subject) close() {
+	if e := s.engine(); e != nil {
+		if err := e.Close(); err != nil {
+			s.t.Errorf("%s: close: %v", s.kind.name, err)
+		}
+	}
+	s.mem, s.dur = nil, nil
+}
+
+// describeApply renders what Apply answered, one line for the outcome and one per write.
+func describeApply(writes []Write, out Outcome, results []Result, err error) string {
+	if err != nil {
+		return describeError(err)
+	}
+	text := fmt.Sprintf("rev=%d applied=%d", out.Revision, out.Applied)
+	for i, r := range results {
+		text += fmt.Sprintf("\n%s: %s version=%d", writes[i].Key, r.Code, r.Version)
+		if r.Created {
+			text += " created"
+		}
+	}
+	return text
+}
+
+// describeError renders an error of Apply: the refusals the contract names by their fields.
+func describeError(err error) string {
+	if q, ok := errors.AsType[*QuotaError](err); ok {
+		return fmt.Sprintf("error: over quota: grow=%d used=%d max=%d", q.Grow, q.Used, q.Max)
+	}
+	if d, ok := errors.AsType[*DuplicateKeyError](err); ok {
+		return fmt.Sprintf("error: duplicate key %q", d.Key)
+	}
+	return "error: " + err.Error()
+}
+
+// describeGet renders what GetAll answered: the revision, then one line per key.
+func describeGet(keys []string, rev int64, items []Item, err error) string {
+	if err != nil {
+		return describeError(err)
+	}
+	text := fmt.Sprintf("rev=%d", rev)
+	for i, it := range items {
+		switch {
+		case !it.Found:
+			text += fmt.Sprintf("\n%s: absent", keys[i])
+		case it.ExpiresAtMs != 0:
+			text += fmt.Sprintf("\n%s: %q version=%d expires=%d", keys[i], it.Value, it.Version, it.ExpiresAtMs)
+		default:
+			text += fmt.Sprintf("\n%s: %q version=%d", keys[i], it.Value, it.Version)
+		}
+	}
+	return text
+}
