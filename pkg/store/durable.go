@@ -236,8 +236,9 @@ func (d *Durable) replay(rec []byte) error {
 	return nil
 }
 
-// The snapshot body: a format version, the revision of the cut, then items, each a kind byte
-// (snapEntry: key, value, version, expires_at_ms; snapTag: tag) and snapEnd.
+// The snapshot body: a version, the revision of the cut, then items, each a kind byte (snapEntry,
+// snapTag) and its fields, then snapEnd. Its layout is in the package documentation, "On-disk
+// format".
 const (
 	snapshotVersion = 1
 	snapEnd         = 0

@@ -7,18 +7,8 @@ import (
 )
 
 // A record is one applied batch: its revision, its tag, and every entry of the batch with its
-// outcome, so that recovery can both re-apply the writes and give back the results.
-//
-//	version   byte (recordVersion)
-//	revision  uint64, little-endian (fixed width, so it can be set once drawn)
-//	tag       uvarint length, bytes
-//	count     uvarint
-//	entries   count times:
-//	  code    byte (Code)
-//	  key     uvarint length, bytes
-//	  OK:     flags byte (flagDelete, flagCreated); a put then has
-//	          value uvarint length, bytes; expires_at_ms varint
-//	  not OK: current version varint
+// outcome, so that recovery can both re-apply the writes and give back the results. Its layout
+// is in the package documentation, "On-disk format".
 const recordVersion = 1
 
 const (

@@ -7,14 +7,8 @@ import (
 	"hash/crc32"
 )
 
-// On-disk layout of a segment file (all integers little-endian):
-//
-//	header  magic "PKVW" | version uint32 (1) | first LSN uint64           16 bytes
-//	record  length uint32 | crc uint32 | LSN uint64 | payload[length]     16 + length bytes
-//	record  ...
-//
-// crc is the CRC-32C (Castagnoli) of the payload followed by the length and LSN fields, so a torn
-// or flipped length, a wrong LSN and a damaged payload are all caught by the one checksum.
+// The segment file layout (a header, then framed records, each with a CRC-32C) is described in
+// the package documentation, "On-disk format".
 const (
 	segMagic        = "PKVW"
 	segVersion      = 1

@@ -15,15 +15,8 @@ import (
 	"strings"
 )
 
-// Snapshot file layout (integers little-endian), named %020d.snap after its LSN:
-//
-//	header   magic "PKVS" | version uint32 (1) | LSN uint64             16 bytes
-//	body     the caller's bytes
-//	trailer  body length uint64 | crc uint32 | magic "PKVE"             16 bytes
-//
-// crc is the CRC-32C of header and body. A snapshot is written to a temporary file
-// (%020d.snap.*.tmp), fsynced, read back and verified, renamed into place and the directory
-// fsynced, so a snapshot file either is whole or does not exist.
+// The snapshot file layout (header, the caller's body, trailer with a CRC-32C) and how a snapshot
+// is written are described in the package documentation, "On-disk format".
 const (
 	snapMagic       = "PKVS"
 	snapEndMagic    = "PKVE"
