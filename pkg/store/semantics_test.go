@@ -4,24 +4,17 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"putallkv/internal/datadriven"
 )
 
 // The scripts under testdata/semantics state the store's contract as operations and the answers
-// expected of them, in the manner of Pebble's data-driven tests. Each script runs against a
-// Memory and against a Durable, which must answer alike. A script is a sequence of cases:
-//
-//	# a comment
-//	command arg... [name=value...]
-//	input line (batch only)
-//	----
-//	expected output
-//	(a blank line ends the case)
+// expected of them, in the format of internal/datadriven. Each script runs against a Memory and
+// against a Durable, which must answer alike.
 //
 // Commands:
 //
@@ -50,74 +43,12 @@ func TestSemantics(t *testing.T) {
 		t.Run(kind.name, func(t *testing.T) {
 			for _, file := range files {
 				t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-					runScript(t, kind, file, *rewrite && kind == memoryKind)
+					r := &scriptRunner{t: t, kind: kind, clock: &fakeClock{}}
+					r.open(Options{Shards: 4})
+					datadriven.RunFile(t, file, *rewrite && kind == memoryKind, r.run)
 				})
 			}
 		})
-	}
-}
-
-// scriptCase is one command of a script with its input and expected output.
-type scriptCase struct {
-	line     int // of the command, 1-based
-	cmd      string
-	input    []string
-	want     []string
-	wantFrom int // index of the first expected line in the file's lines
-}
-
-// parseScript splits a script into its cases.
-func parseScript(t *testing.T, file string, lines []string) []scriptCase {
-	var cases []scriptCase
-	for i := 0; i < len(lines); {
-		if l := strings.TrimSpace(lines[i]); l == "" || strings.HasPrefix(l, "#") {
-			i++
-			continue
-		}
-		c := scriptCase{line: i + 1, cmd: lines[i]}
-		for i++; i < len(lines) && lines[i] != "----"; i++ {
-			c.input = append(c.input, lines[i])
-		}
-		if i == len(lines) {
-			t.Fatalf("%s:%d: %q has no ---- line", file, c.line, c.cmd)
-		}
-		i++
-		c.wantFrom = i
-		for ; i < len(lines) && lines[i] != ""; i++ {
-			c.want = append(c.want, lines[i])
-		}
-		cases = append(cases, c)
-	}
-	return cases
-}
-
-func runScript(t *testing.T, kind engineKind, file string, rewrite bool) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	r := &scriptRunner{t: t, kind: kind, clock: &fakeClock{}}
-	r.open(Options{Shards: 4})
-	var out []string // the rewritten file
-	next := 0
-	for _, c := range parseScript(t, file, lines) {
-		r.pos = fmt.Sprintf("%s:%d", file, c.line)
-		got := r.run(c)
-		if rewrite {
-			out = append(append(out, lines[next:c.wantFrom]...), got...)
-			next = c.wantFrom + len(c.want)
-			continue
-		}
-		if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
-			t.Errorf("%s: %s\ngot:\n%s\nwant:\n%s", r.pos, c.cmd, strings.Join(got, "\n"), strings.Join(c.want, "\n"))
-		}
-	}
-	if rewrite {
-		out = append(out, lines[next:]...)
-		if err := os.WriteFile(file, []byte(strings.Join(out, "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
@@ -127,7 +58,6 @@ type scriptRunner struct {
 	kind  engineKind
 	clock *fakeClock
 	sub   *subject
-	pos   string // file:line of the case running
 }
 
 func (r *scriptRunner) open(opts Options) {
@@ -138,77 +68,71 @@ func (r *scriptRunner) open(opts Options) {
 	r.sub = openSubject(r.t, r.kind, opts)
 }
 
-// run runs one case and returns its output lines.
-func (r *scriptRunner) run(c scriptCase) []string {
-	args := r.words(c.cmd)
-	name, args := args[0], args[1:]
-	if name != "batch" && len(c.input) > 0 {
-		r.fail("%s takes no input lines", name)
+// run runs one case and returns its output.
+func (r *scriptRunner) run(c *datadriven.Case) string {
+	if c.Cmd != "batch" && len(c.Input) > 0 {
+		c.Fatalf("%s takes no input lines", c.Cmd)
 	}
-	var text string
-	switch name {
+	args := c.Args
+	switch c.Cmd {
 	case "open":
 		opts := Options{Shards: 4}
 		for _, a := range args {
-			k, v := r.option(a)
+			k, v := c.Option(a)
 			switch k {
 			case "shards":
-				opts.Shards = int(r.number(v))
+				opts.Shards = int(c.Int(v))
 			case "max_bytes":
-				opts.MaxBytes = r.number(v)
+				opts.MaxBytes = c.Int(v)
 			default:
-				r.fail("open: unknown option %q", k)
+				c.Fatalf("open: unknown option %q", k)
 			}
 		}
 		r.open(opts)
-		text = "ok"
+		return "ok"
 	case "put", "delete":
-		text = r.apply(Atomic, []Write{r.write(c.cmd)})
+		return r.apply(Atomic, []Write{r.write(c, c.Line)})
 	case "batch":
-		text = r.batch(args, c.input)
+		return r.batch(c)
 	case "get":
 		items := make([]Item, len(args))
 		rev, err := r.sub.engine().GetAll(context.Background(), args, items)
-		text = describeGet(args, rev, items, err)
+		return describeGet(args, rev, items, err)
 	case "advance":
-		r.needArgs(args, 1)
-		r.clock.Advance(time.Duration(r.number(args[0])) * time.Millisecond)
-		text = fmt.Sprintf("now=%d", r.clock.ms.Load())
+		c.NeedArgs(args, 1)
+		r.clock.Advance(time.Duration(c.Int(args[0])) * time.Millisecond)
+		return fmt.Sprintf("now=%d", r.clock.ms.Load())
 	case "sweep":
-		text = fmt.Sprintf("freed=%d", r.sub.memory().Sweep())
+		return fmt.Sprintf("freed=%d", r.sub.memory().Sweep())
 	case "stats":
 		st := r.sub.engine().Stats()
-		text = fmt.Sprintf("keys=%d revision=%d bytes=%d max_bytes=%d", st.Keys, st.Revision, st.Bytes, st.MaxBytes)
+		return fmt.Sprintf("keys=%d revision=%d bytes=%d max_bytes=%d", st.Keys, st.Revision, st.Bytes, st.MaxBytes)
 	case "refusals":
-		text = fmt.Sprintf("quota_refusals=%d", r.sub.engine().Stats().QuotaRefusals)
+		return fmt.Sprintf("quota_refusals=%d", r.sub.engine().Stats().QuotaRefusals)
 	case "reopen":
 		r.sub.reopen()
-		text = "ok"
+		return "ok"
 	case "snapshot":
 		r.sub.snapshot()
-		text = "ok"
-	default:
-		r.fail("unknown command %q", name)
+		return "ok"
 	}
-	return strings.Split(text, "\n")
+	c.Fatalf("unknown command %q", c.Cmd)
+	return ""
 }
 
-// batch applies the writes of the input lines in the mode args name.
-func (r *scriptRunner) batch(args, input []string) string {
-	if len(args) == 0 {
-		r.fail("batch: want a mode, atomic or best_effort")
+// batch applies the writes of the case's input lines in the mode its argument names.
+func (r *scriptRunner) batch(c *datadriven.Case) string {
+	if len(c.Args) != 1 {
+		c.Fatalf("batch: want one mode, atomic or best_effort")
 	}
 	modes := map[string]Mode{"atomic": Atomic, "best_effort": BestEffort}
-	mode, ok := modes[args[0]]
+	mode, ok := modes[c.Args[0]]
 	if !ok {
-		r.fail("batch: unknown mode %q", args[0])
+		c.Fatalf("batch: unknown mode %q", c.Args[0])
 	}
-	if len(args) > 1 {
-		r.fail("batch: want only a mode, got %q", args[1:])
-	}
-	writes := make([]Write, len(input))
-	for i, l := range input {
-		writes[i] = r.write(l)
+	writes := make([]Write, len(c.Input))
+	for i, l := range c.Input {
+		writes[i] = r.write(c, l)
 	}
 	return r.apply(mode, writes)
 }
@@ -220,78 +144,28 @@ func (r *scriptRunner) apply(mode Mode, writes []Write) string {
 }
 
 // write parses "put KEY VALUE [expect=N] [ttl=MS]" or "delete KEY [expect=N]".
-func (r *scriptRunner) write(line string) Write {
-	args := r.words(line)
+func (r *scriptRunner) write(c *datadriven.Case, line string) Write {
+	args := c.Words(line)
 	w := Write{ExpectedVersion: AnyVersion}
 	switch args[0] {
 	case "put":
-		r.needArgs(args, 3)
+		c.NeedArgs(args, 3)
 		w.Key, w.Value, args = args[1], []byte(args[2]), args[3:]
 	case "delete":
-		r.needArgs(args, 2)
+		c.NeedArgs(args, 2)
 		w.Key, w.Delete, args = args[1], true, args[2:]
 	default:
-		r.fail("want put or delete, got %q", args[0])
+		c.Fatalf("want put or delete, got %q", args[0])
 	}
 	for _, a := range args {
-		switch k, v := r.option(a); {
+		switch k, v := c.Option(a); {
 		case k == "expect":
-			w.ExpectedVersion = r.number(v)
+			w.ExpectedVersion = c.Int(v)
 		case k == "ttl" && !w.Delete:
-			w.ExpiresAtMs = r.clock.ms.Load() + r.number(v)
+			w.ExpiresAtMs = r.clock.ms.Load() + c.Int(v)
 		default:
-			r.fail("%s: unknown option %q", line, k)
+			c.Fatalf("%s: unknown option %q", line, k)
 		}
 	}
 	return w
-}
-
-// words splits a line at spaces; a word may be a Go-quoted string.
-func (r *scriptRunner) words(line string) []string {
-	var words []string
-	for rest := strings.TrimSpace(line); rest != ""; rest = strings.TrimSpace(rest) {
-		var w string
-		if rest[0] == '"' {
-			q, err := strconv.QuotedPrefix(rest)
-			if err != nil {
-				r.fail("bad quoted string in %q", line)
-			}
-			w, _ = strconv.Unquote(q)
-			rest = rest[len(q):]
-		} else {
-			w, rest, _ = strings.Cut(rest, " ")
-		}
-		words = append(words, w)
-	}
-	if len(words) == 0 {
-		r.fail("empty command")
-	}
-	return words
-}
-
-func (r *scriptRunner) option(arg string) (name, value string) {
-	name, value, ok := strings.Cut(arg, "=")
-	if !ok {
-		r.fail("want name=value, got %q", arg)
-	}
-	return name, value
-}
-
-func (r *scriptRunner) number(s string) int64 {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		r.fail("want a number, got %q", s)
-	}
-	return n
-}
-
-func (r *scriptRunner) needArgs(args []string, n int) {
-	if len(args) < n {
-		r.fail("%q: want %d words", strings.Join(args, " "), n)
-	}
-}
-
-func (r *scriptRunner) fail(format string, args ...any) {
-	r.t.Helper()
-	r.t.Fatalf("%s: %s", r.pos, fmt.Sprintf(format, args...))
 }
