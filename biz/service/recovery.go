@@ -100,7 +100,8 @@ type recoveredCall struct {
 	key     idemKey
 	resp    any // set by a saved record, or built from the batches
 	results []store.Result
-	covered int
+	covered int // entries the batches hold
+	end     int // one past the last entry they hold
 	rev     int64
 }
 
@@ -129,13 +130,22 @@ func (r *Recovery) Add(tag []byte, rev int64, _ []string, results []store.Result
 	}
 	copy(c.results[offset:], results)
 	c.covered += len(results)
+	c.end = max(c.end, offset+len(results))
 	c.rev = max(c.rev, rev)
 }
 
-// response rebuilds the call's response, without keys; nil when the journal holds only part
-// of the call (a crash cut it between chunks): that request_id is then forgotten.
+// response rebuilds the call's response, without keys. A BEST_EFFORT call that admission
+// split into chunks may be in the journal in part: it stopped at a chunk that admission or the
+// quota did not take (or a crash cut it there), and a chunk that applied nothing wrote no
+// batch. When the journal holds the call's entries from the first on, the rest were not
+// applied: they answer RESOURCE_EXHAUSTED with no version, as the entries a call did not reach
+// do, so that a retry is replayed rather than applying the chunks held a second time. (The
+// retry_after_ms the call sent is not in the journal, nor the codes of a last chunk that
+// applied nothing: a resend of the rest finds those again.) When it lacks entries before ones
+// it holds (a chunk that applied nothing, or chunks a snapshot took while the call ran), what
+// they answered is unknown: nil, and the request_id is forgotten.
 func (c *recoveredCall) response() any {
-	if c.resp != nil || c.covered != len(c.results) {
+	if c.resp != nil || c.covered != c.end {
 		return c.resp
 	}
 	switch c.key.method {
@@ -147,6 +157,10 @@ func (c *recoveredCall) response() any {
 	statuses := make([]*kv.KeyStatus, len(c.results))
 	applied := int32(0)
 	for i, res := range c.results {
+		if i >= c.end {
+			statuses[i] = &kv.KeyStatus{Code: kv.ErrorCode_RESOURCE_EXHAUSTED}
+			continue
+		}
 		statuses[i] = &kv.KeyStatus{Code: storeCode(res.Code), Version: res.Version}
 		if res.Code == store.OK {
 			applied++

@@ -123,3 +123,38 @@ func TestParseTagRejectsGarbage(t *testing.T) {
 		}
 	}
 }
+
+// A BEST_EFFORT call that admission stopped partway is answered (its first chunks OK, the rest
+// RESOURCE_EXHAUSTED) and remembered; after a restart its retry must still be replayed, not
+// apply the first chunks a second time.
+func TestCutShortCallReplaysAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	clock := &testClock{}
+	ctx := context.Background()
+	s, engine := durableService(t, dir, clock)
+	s.SetAdmission(AdmissionSettings{Rate: 1000, Burst: 2, MaxWait: 0, MaxChunk: 1})
+	req := &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, RequestId: new("r-cut"),
+		Entries: []*kv.Entry{entry("a", "1"), entry("b", "1"), entry("c", "1")}}
+	first, err := s.PutAll(ctx, req)
+	if err != nil || first.Applied != 2 || first.Results[2].Code != kv.ErrorCode_RESOURCE_EXHAUSTED {
+		t.Fatalf("first call = %+v, %v; want a, b applied and c not reached", first, err)
+	}
+	if err := engine.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, engine = durableService(t, dir, clock)
+	defer engine.Close()
+	again, err := s.PutAll(ctx, req)
+	if err != nil || !again.Replayed || again.Revision != first.Revision || again.Applied != first.Applied {
+		t.Fatalf("retry after restart = %+v, %v; want the first answer %+v replayed", again, err, first)
+	}
+	for i, st := range again.Results {
+		if want := first.Results[i]; st.Key != want.Key || st.Code != want.Code || st.Version != want.Version {
+			t.Errorf("result %d = %+v; first %+v", i, st, want)
+		}
+	}
+	if rev := engine.Stats().Revision; rev != first.Revision {
+		t.Fatalf("the replay wrote: revision %d, want %d", rev, first.Revision)
+	}
+}
