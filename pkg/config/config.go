@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"putallkv/pkg/wal"
 )
 
 // Config is the whole configuration of a putallkv server. Its yaml tags are the keys of the
@@ -336,10 +338,8 @@ func (c *Config) Validate() error {
 	if c.Store.MaxBytes < 0 {
 		bad("store.max_bytes", "must be 0 (no quota) or positive, got %d", c.Store.MaxBytes)
 	}
-	switch c.WAL.Fsync {
-	case "always", "interval", "none":
-	default:
-		bad("wal.fsync", "must be always, interval or none, got %q", c.WAL.Fsync)
+	if _, err := wal.ParseSyncPolicy(c.WAL.Fsync); err != nil {
+		bad("wal.fsync", "%v", err)
 	}
 	positiveDuration("wal.fsync_interval", c.WAL.FsyncInterval)
 	if c.WAL.SegmentBytes < 1<<16 {
