@@ -4,20 +4,19 @@
 // runs the HTTP gateway alone, as a separate tier in front of RPC servers. Configuration comes
 // from the embedded conf/putallkv.yaml, a -conf file, PUTALLKV_<SECTION>_<KEY> variables and
 // flags.
+//
+// This file reads the command line only; the process's wiring is package internal/server.
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"putallkv/conf"
+	"putallkv/internal/server"
 	"putallkv/pkg/buildinfo"
 	"putallkv/pkg/config"
 	"putallkv/pkg/logbridge"
@@ -27,15 +26,16 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
-// run starts the server and serves until SIGINT or SIGTERM, then shuts down gracefully; SIGHUP
-// reloads the token file, the certificates and the configuration (the limiter section applies
-// at once). It returns the process exit code.
+// run reads the configuration from args and the environment and runs the server
+// (internal/server.Run: until SIGINT or SIGTERM, reloading on SIGHUP). It returns the process
+// exit code: 2 for a bad command line or configuration, 1 when the server fails.
 func run(args []string) int {
 	tier := len(args) > 0 && args[0] == "gateway"
 	if tier {
 		args = args[1:]
 	}
-	cfg, err := config.FromArgs(conf.Default, args, os.Environ())
+	load := func() (*config.Config, error) { return config.FromArgs(conf.Default, args, os.Environ()) }
+	cfg, err := load()
 	if err == nil && tier && cfg.Gateway.Upstream == "" {
 		err = errors.New("config: gateway.upstream: `putallkv gateway` needs the RPC servers to front (-upstream HOST:PORT[,...])")
 	}
@@ -51,39 +51,9 @@ func run(args []string) int {
 	}
 	log := cfg.Logger(os.Stderr)
 	logbridge.Install(log)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	// Caught from before start-up, so a SIGHUP sent once the server says it serves cannot
-	// meet SIGHUP's default action, which ends the process.
-	reload := make(chan os.Signal, 1)
-	signal.Notify(reload, syscall.SIGHUP)
-	defer signal.Stop(reload)
-	a, err := startApp(cfg, log)
-	if err != nil {
-		log.Error("start-up failed", "err", err)
+	if server.Run(cfg, log, load) != nil {
 		return 1
 	}
-	for ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-reload:
-			a.reloadSecurity()
-			newCfg, err := config.FromArgs(conf.Default, args, os.Environ())
-			if err != nil {
-				log.Error("configuration reload refused; keeping the running configuration", "err", err)
-				continue
-			}
-			a.reload(newCfg)
-		}
-	}
-	log.Info("shutting down", "grace", cfg.Server.ShutdownTimeout.String())
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout+time.Second)
-	defer cancel()
-	if err := a.shutdown(shutdownCtx); err != nil {
-		log.Error("shutdown", "err", err)
-		return 1
-	}
-	log.Info("stopped")
 	return 0
 }
 

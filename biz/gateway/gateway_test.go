@@ -82,8 +82,8 @@ func newService(t testing.TB) kv.KVService {
 	return svc
 }
 
-// startRPC serves h with a real Kitex server on a loopback port, as app.go does, and returns
-// an SDK client of it.
+// startRPC serves h with a real Kitex server on a loopback port, as internal/server does, and
+// returns an SDK client of it.
 func startRPC(t *testing.T, h kv.KVService) kv.KVService {
 	return startRPCWith(t, h)
 }

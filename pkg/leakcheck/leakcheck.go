@@ -4,6 +4,7 @@
 package leakcheck
 
 import (
+	"slices"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -28,7 +29,8 @@ var frameworkGoroutines = []goleak.Option{
 }
 
 // VerifyTestMain runs the package's tests, then fails if goroutines other than the
-// frameworks' own are still running. Call it from TestMain.
-func VerifyTestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, frameworkGoroutines...)
+// frameworks' own are still running. Call it from TestMain; opts go to goleak beside the
+// frameworks' (goleak.Cleanup, say, to remove what TestMain made before the process exits).
+func VerifyTestMain(m *testing.M, opts ...goleak.Option) {
+	goleak.VerifyTestMain(m, slices.Concat(frameworkGoroutines, opts)...)
 }

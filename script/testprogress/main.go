@@ -5,7 +5,7 @@
 //
 // ./build.sh test pipes the whole suite through it: without -json, go test prints a package's
 // result only once every package listed before it has finished, so one slow package (the
-// root package's end-to-end tests) hid all progress for minutes; with -json each event comes
+// end-to-end tests, test/e2e) hid all progress for minutes; with -json each event comes
 // as it happens.
 package main
 

@@ -1,90 +1,19 @@
-package main
+package e2e
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"putallkv/conf"
 	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/config"
 	"putallkv/pkg/kvclient"
-	"putallkv/pkg/leakcheck"
+	"putallkv/test/internal/testnet"
 )
-
-func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
-
-// testConfig is the embedded default configuration on ephemeral loopback ports, with small
-// limits the tests can reach.
-func testConfig(t testing.TB) *config.Config {
-	t.Helper()
-	cfg, err := config.Load(conf.Default, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Server.Addr = "127.0.0.1:0"
-	cfg.Admin.Addr = "127.0.0.1:0"
-	cfg.Gateway.Addr = "127.0.0.1:0"
-	cfg.Server.MaxRequestBytes = 64 << 10
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	cfg.Limits = config.LimitsConfig{MaxKeyBytes: 64, MaxValueBytes: 16 << 10, MaxBatchEntries: 100}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-// startTestServer runs the real server in-process and a real client against it; both stop
-// when the test ends.
-func startTestServer(t testing.TB, cfg *config.Config) (*app, *kvclient.Client) {
-	t.Helper()
-	return startLoggedServer(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-}
-
-// startLoggedServer is startTestServer with the server logging to log.
-func startLoggedServer(t testing.TB, cfg *config.Config, log *slog.Logger) (*app, *kvclient.Client) {
-	t.Helper()
-	a, err := startApp(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := kvclient.New([]string{a.rpcAddr()}, kvclient.WithRPCTimeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := a.shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return a, c
-}
-
-func ptr[T any](v T) *T { return &v }
-
-// wantErr fails unless err is the SDK error of code, and returns it.
-func wantErr(t *testing.T, err error, sentinel error) *kvclient.Error {
-	t.Helper()
-	if !errors.Is(err, sentinel) {
-		t.Fatalf("err = %v; want %v", err, sentinel)
-	}
-	var e *kvclient.Error
-	if !errors.As(err, &e) || e.Message == "" {
-		t.Fatalf("err = %#v; want a *kvclient.Error with a message", err)
-	}
-	return e
-}
 
 func TestE2EPutAllThenGetAll(t *testing.T) {
 	_, c := startTestServer(t, testConfig(t))
@@ -118,9 +47,9 @@ func TestE2EPutAllThenGetAll(t *testing.T) {
 
 	// BEST_EFFORT: a result per key.
 	be, err := c.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, Entries: []*kv.Entry{
-		{Key: keys[0], Value: []byte("new"), ExpectedVersion: ptr(int64(1))},
-		{Key: keys[1], Value: []byte("new"), ExpectedVersion: ptr(int64(0))},
-		{Key: "fresh", Value: []byte("new"), TtlMs: ptr(int64(60_000))},
+		{Key: keys[0], Value: []byte("new"), ExpectedVersion: new(int64(1))},
+		{Key: keys[1], Value: []byte("new"), ExpectedVersion: new(int64(0))},
+		{Key: "fresh", Value: []byte("new"), TtlMs: new(int64(60_000))},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -142,9 +71,9 @@ func TestE2ESingleKeyMethodsAndErrorCodes(t *testing.T) {
 	if err != nil || p.Version != 1 || !p.Created {
 		t.Fatalf("Put = %+v, %v", p, err)
 	}
-	_, err = c.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: ptr(int64(0))})
+	_, err = c.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: new(int64(0))})
 	wantErr(t, err, kvclient.ErrAlreadyExists)
-	_, err = c.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: ptr(int64(7))})
+	_, err = c.Put(ctx, &kv.PutRequest{Key: "k", Value: []byte("v"), ExpectedVersion: new(int64(7))})
 	if e := wantErr(t, err, kvclient.ErrVersionMismatch); len(e.Failed) != 1 || e.Failed[0].Version != 1 {
 		t.Fatalf("failed = %v", e.Failed)
 	}
@@ -157,7 +86,7 @@ func TestE2ESingleKeyMethodsAndErrorCodes(t *testing.T) {
 	_, err = c.Put(ctx, &kv.PutRequest{Key: "big", Value: make([]byte, 16<<10+1)})
 	wantErr(t, err, kvclient.ErrTooLarge)
 
-	d, err := c.Delete(ctx, &kv.DeleteRequest{Key: "k", ExpectedVersion: ptr(int64(1))})
+	d, err := c.Delete(ctx, &kv.DeleteRequest{Key: "k", ExpectedVersion: new(int64(1))})
 	if err != nil || d.Revision != 2 {
 		t.Fatalf("Delete = %+v, %v", d, err)
 	}
@@ -165,7 +94,7 @@ func TestE2ESingleKeyMethodsAndErrorCodes(t *testing.T) {
 	wantErr(t, err, kvclient.ErrNotFound)
 
 	// Idempotency over the wire.
-	req := &kv.PutRequest{Key: "idem", Value: []byte("1"), RequestId: ptr("req-1")}
+	req := &kv.PutRequest{Key: "idem", Value: []byte("1"), RequestId: new("req-1")}
 	first, err := c.Put(ctx, req)
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +103,7 @@ func TestE2ESingleKeyMethodsAndErrorCodes(t *testing.T) {
 	if err != nil || !again.Replayed || again.Version != first.Version {
 		t.Fatalf("replay = %+v, %v", again, err)
 	}
-	_, err = c.Put(ctx, &kv.PutRequest{Key: "idem", Value: []byte("2"), RequestId: ptr("req-1")})
+	_, err = c.Put(ctx, &kv.PutRequest{Key: "idem", Value: []byte("2"), RequestId: new("req-1")})
 	wantErr(t, err, kvclient.ErrIdempotencyConflict)
 
 	// DeleteAll, atomic and best effort.
@@ -237,8 +166,8 @@ func TestE2EOversizedInputsRefused(t *testing.T) {
 			t.Errorf("refused request wrote %q", it.Key)
 		}
 	}
-	if a.engine.Stats().Keys != 1 {
-		t.Errorf("store holds %d keys; want only \"alive\"", a.engine.Stats().Keys)
+	if a.Engine().Stats().Keys != 1 {
+		t.Errorf("store holds %d keys; want only \"alive\"", a.Engine().Stats().Keys)
 	}
 }
 
@@ -349,7 +278,7 @@ func TestE2EMetricsEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = c.Get(ctx, &kv.GetRequest{Key: "missing"})
-	body := httpGet(t, "http://"+a.adminAddr()+"/metrics")
+	body := scrape(t, a)
 	for _, want := range []string{
 		`putall_batch_size_bucket{le="2"} 1`,
 		`putall_latency_seconds_count{mode="atomic",outcome="ok"} 1`,
@@ -363,16 +292,7 @@ func TestE2EMetricsEndpoint(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	if !strings.Contains(httpGet(t, "http://"+a.adminAddr()+"/debug/pprof/"), "goroutine") {
+	if !strings.Contains(testnet.Get(t, "http://"+a.AdminAddr()+"/debug/pprof/"), "goroutine") {
 		t.Error("/debug/pprof/ does not list profiles")
 	}
-}
-
-func httpGet(t *testing.T, url string) string {
-	t.Helper()
-	code, _, body := httpDo(t, "GET", url, "")
-	if code != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", url, code, body)
-	}
-	return string(body)
 }

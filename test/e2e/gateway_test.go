@@ -1,71 +1,34 @@
-package main
+package e2e
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"putallkv/kitex_gen/kv"
+	"putallkv/test/internal/testnet"
 )
-
-// httpDo sends one request to a gateway and returns the status, headers and body.
-func httpDo(t *testing.T, method, url, body string) (int, http.Header, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if method == "POST" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, b
-}
 
 // TestE2EGatewayWirings writes through the gateway beside the RPC server and through a
 // separate gateway tier in front of it, and reads each write back over RPC.
 func TestE2EGatewayWirings(t *testing.T) {
 	a, c := startTestServer(t, testConfig(t))
 	ctx := context.Background()
-	local := "http://" + a.gatewayAddr()
-	if code, _, body := httpDo(t, "PUT", local+"/v1/kv/users%2F1", "ada"); code != 201 {
+	local := "http://" + a.GatewayAddr()
+	if code, _, body := testnet.Do(t, "PUT", local+"/v1/kv/users%2F1", "ada"); code != 201 {
 		t.Fatalf("PUT through the in-process gateway: %d %s", code, body)
 	}
 
 	tierCfg := testConfig(t)
-	tierCfg.Gateway.Upstream = a.rpcAddr()
-	tier, err := startApp(tierCfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := tier.shutdown(ctx); err != nil {
-			t.Errorf("tier shutdown: %v", err)
-		}
-	})
-	if tier.rpcAddr() != "" || tier.engine != nil {
+	tierCfg.Gateway.Upstream = a.RPCAddr()
+	tier := serve(t, tierCfg, quiet)
+	if tier.RPCAddr() != "" || tier.Engine() != nil {
 		t.Fatal("a gateway tier opened a store or an RPC server")
 	}
-	remote := "http://" + tier.gatewayAddr()
-	code, hdr, body := httpDo(t, "PUT", remote+"/v1/kv/users%2F2", "grace")
+	remote := "http://" + tier.GatewayAddr()
+	code, hdr, body := testnet.Do(t, "PUT", remote+"/v1/kv/users%2F2", "grace")
 	if code != 201 || hdr.Get("ETag") != `"2"` {
 		t.Fatalf("PUT through the tier: %d %s %v", code, body, hdr)
 	}
@@ -74,12 +37,12 @@ func TestE2EGatewayWirings(t *testing.T) {
 		if err != nil {
 			t.Fatalf("RPC Get %s: %v", key, err)
 		}
-		if code, _, body := httpDo(t, "GET", remote+"/v1/kv/"+strings.ReplaceAll(key, "/", "%2F"), ""); code != 200 || string(body) != string(got.Item.Value) {
+		if code, _, body := testnet.Do(t, "GET", remote+"/v1/kv/"+strings.ReplaceAll(key, "/", "%2F"), ""); code != 200 || string(body) != string(got.Item.Value) {
 			t.Fatalf("GET %s through the tier: %d %q; RPC has %q", key, code, body, got.Item.Value)
 		}
 	}
 	for _, base := range []string{local, remote} {
-		if code, _, body := httpDo(t, "GET", base+"/readyz", ""); code != 200 {
+		if code, _, body := testnet.Do(t, "GET", base+"/readyz", ""); code != 200 {
 			t.Fatalf("%s/readyz: %d %s", base, code, body)
 		}
 	}
@@ -91,7 +54,7 @@ func TestE2EGatewayAdmission(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Limiter.Rate, cfg.Limiter.Burst, cfg.Limiter.MaxWait, cfg.Limiter.MaxChunk = 1, 10, 0, 10
 	a, _ := startTestServer(t, cfg)
-	base := "http://" + a.gatewayAddr()
+	base := "http://" + a.GatewayAddr()
 	batch := func(mode string, n int, prefix string) string {
 		es := make([]string, n)
 		for i := range es {
@@ -99,17 +62,17 @@ func TestE2EGatewayAdmission(t *testing.T) {
 		}
 		return fmt.Sprintf(`{"mode":%q,"entries":[%s]}`, mode, strings.Join(es, ","))
 	}
-	if code, _, body := httpDo(t, "POST", base+"/v1/kv:putAll", batch("atomic", 10, "a")); code != 200 {
+	if code, _, body := testnet.Do(t, "POST", base+"/v1/kv:putAll", batch("atomic", 10, "a")); code != 200 {
 		t.Fatalf("burst-sized atomic batch: %d %s", code, body)
 	}
-	code, hdr, body := httpDo(t, "POST", base+"/v1/kv:putAll", batch("atomic", 5, "b"))
+	code, hdr, body := testnet.Do(t, "POST", base+"/v1/kv:putAll", batch("atomic", 5, "b"))
 	var problem struct {
 		Code string `json:"code"`
 	}
 	if err := json.Unmarshal(body, &problem); err != nil || code != 429 || problem.Code != "RESOURCE_EXHAUSTED" || hdr.Get("Retry-After") == "" {
 		t.Fatalf("atomic over the tokens: %d %v %s", code, hdr, body)
 	}
-	code, hdr, body = httpDo(t, "POST", base+"/v1/kv:putAll", batch("best_effort", 5, "c"))
+	code, hdr, body = testnet.Do(t, "POST", base+"/v1/kv:putAll", batch("best_effort", 5, "c"))
 	var res struct {
 		Applied      int   `json:"applied"`
 		RetryAfterMs int64 `json:"retry_after_ms"`

@@ -1,10 +1,10 @@
-package main
+package server
 
 import (
 	"crypto/tls"
 	"fmt"
 
-	"github.com/cloudwego/kitex/server"
+	kitexserver "github.com/cloudwego/kitex/server"
 
 	"putallkv/handler"
 	"putallkv/pkg/auth"
@@ -23,23 +23,23 @@ type security struct {
 
 // loadSecurity loads the token file and the certificate the configuration names, and warns
 // when authentication is disabled on purpose.
-func (a *app) loadSecurity() error {
-	cfg := a.cfg
+func (s *Server) loadSecurity() error {
+	cfg := s.cfg
 	var err error
 	if cfg.Auth.TokenFile != "" {
-		if a.sec.auth, err = auth.NewAuthenticator(cfg.Auth.TokenFile); err != nil {
+		if s.sec.auth, err = auth.NewAuthenticator(cfg.Auth.TokenFile); err != nil {
 			return fmt.Errorf("auth.token_file: %w", err)
 		}
-		a.log.Info("authentication on", "tokens", a.sec.auth.Tokens())
+		s.log.Info("authentication on", "tokens", s.sec.auth.Tokens())
 	}
 	if cfg.Auth.Disabled {
-		a.log.Warn("authentication is disabled (auth.disabled: true): anyone who reaches the listeners can read, "+
+		s.log.Warn("authentication is disabled (auth.disabled: true): anyone who reaches the listeners can read, "+
 			"write, profile the process and run admin commands",
 			"server.addr", cfg.Server.Addr, "gateway.addr", cfg.Gateway.Addr, "admin.addr", cfg.Admin.Addr)
 	}
 	if cfg.TLS.CertFile != "" {
 		files := tlsconf.Files{Cert: cfg.TLS.CertFile, Key: cfg.TLS.KeyFile, CA: cfg.TLS.ClientCAFile}
-		if a.sec.certs, err = tlsconf.NewServer(files); err != nil {
+		if s.sec.certs, err = tlsconf.NewServer(files); err != nil {
 			return fmt.Errorf("tls.cert_file: %w", err)
 		}
 	}
@@ -47,39 +47,39 @@ func (a *app) loadSecurity() error {
 }
 
 // tlsFor is the TLS configuration of a listener whose tls flag is on, or nil.
-func (a *app) tlsFor(on bool) *tls.Config {
-	if !a.cfg.TLS.Serves(on) {
+func (s *Server) tlsFor(on bool) *tls.Config {
+	if !s.cfg.TLS.Serves(on) {
 		return nil
 	}
-	return a.sec.certs.Config()
+	return s.sec.certs.Config()
 }
 
 // rpcSecurity returns the Kitex server options that check tokens and serve TLS; the RPC
 // server then listens on what listener returns instead of its plain listener.
-func (a *app) rpcSecurity(transport handler.Transport) []server.Option {
-	var opts []server.Option
-	if a.sec.auth != nil {
-		opts = append(opts, server.WithMiddleware(handler.Authorize(a.sec.auth, a.log)))
+func (s *Server) rpcSecurity(transport handler.Transport) []kitexserver.Option {
+	var opts []kitexserver.Option
+	if s.sec.auth != nil {
+		opts = append(opts, kitexserver.WithMiddleware(handler.Authorize(s.sec.auth, s.log)))
 	}
-	if cfg := a.tlsFor(a.cfg.TLS.RPC); cfg != nil {
-		a.sec.rpcLn = handler.NewTLSListener(a.rpcLn, cfg)
-		opts = append(opts, a.sec.rpcLn.ServerOptions(transport)...)
+	if cfg := s.tlsFor(s.cfg.TLS.RPC); cfg != nil {
+		s.sec.rpcLn = handler.NewTLSListener(s.rpcLn, cfg)
+		opts = append(opts, s.sec.rpcLn.ServerOptions(transport)...)
 	}
 	return opts
 }
 
 // adminSecurity guards the admin server.
-func (a *app) adminSecurity() metrics.AdminSecurity {
-	return metrics.AdminSecurity{Auth: a.sec.auth, MetricsOpen: a.cfg.Auth.MetricsOpen, TLS: a.tlsFor(a.cfg.TLS.Admin)}
+func (s *Server) adminSecurity() metrics.AdminSecurity {
+	return metrics.AdminSecurity{Auth: s.sec.auth, MetricsOpen: s.cfg.Auth.MetricsOpen, TLS: s.tlsFor(s.cfg.TLS.Admin)}
 }
 
 // upstreamOptions are a gateway tier's client options: TLS to the upstream servers when
 // tls.upstream_ca_file is set, with the tier's certificate as its client certificate.
-func (a *app) upstreamOptions() ([]kvclient.Option, error) {
-	if a.cfg.TLS.UpstreamCAFile == "" {
+func (s *Server) upstreamOptions() ([]kvclient.Option, error) {
+	if s.cfg.TLS.UpstreamCAFile == "" {
 		return nil, nil
 	}
-	cfg, err := tlsconf.Client(tlsconf.Files{Cert: a.cfg.TLS.CertFile, Key: a.cfg.TLS.KeyFile, CA: a.cfg.TLS.UpstreamCAFile})
+	cfg, err := tlsconf.Client(tlsconf.Files{Cert: s.cfg.TLS.CertFile, Key: s.cfg.TLS.KeyFile, CA: s.cfg.TLS.UpstreamCAFile})
 	if err != nil {
 		return nil, fmt.Errorf("tls.upstream_ca_file: %w", err)
 	}
@@ -88,27 +88,27 @@ func (a *app) upstreamOptions() ([]kvclient.Option, error) {
 
 // drainRPC closes the TLS RPC connections that wait between calls, so a graceful shutdown
 // does not wait for clients to drop their pooled connections.
-func (a *app) drainRPC() {
-	if a.sec.rpcLn != nil {
-		a.sec.rpcLn.Drain()
+func (s *Server) drainRPC() {
+	if s.sec.rpcLn != nil {
+		s.sec.rpcLn.Drain()
 	}
 }
 
 // reloadSecurity reads the token file and the certificate files again (SIGHUP). A file that
 // fails keeps what was in force, and the failure is logged.
-func (a *app) reloadSecurity() {
-	if a.sec.auth != nil {
-		if err := a.sec.auth.Reload(); err != nil {
-			a.log.Error("token file reload refused; the tokens in force are kept", "key", "auth.token_file", "err", err)
+func (s *Server) reloadSecurity() {
+	if s.sec.auth != nil {
+		if err := s.sec.auth.Reload(); err != nil {
+			s.log.Error("token file reload refused; the tokens in force are kept", "key", "auth.token_file", "err", err)
 		} else {
-			a.log.Info("token file reloaded", "tokens", a.sec.auth.Tokens())
+			s.log.Info("token file reloaded", "tokens", s.sec.auth.Tokens())
 		}
 	}
-	if a.sec.certs != nil {
-		if err := a.sec.certs.Reload(); err != nil {
-			a.log.Error("certificate reload refused; the certificate in force is kept", "key", "tls.cert_file", "err", err)
+	if s.sec.certs != nil {
+		if err := s.sec.certs.Reload(); err != nil {
+			s.log.Error("certificate reload refused; the certificate in force is kept", "key", "tls.cert_file", "err", err)
 		} else {
-			a.log.Info("certificate reloaded")
+			s.log.Info("certificate reloaded")
 		}
 	}
 }

@@ -1,11 +1,9 @@
-package main
+package e2e
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -13,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"putallkv/internal/server"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/auth"
 	"putallkv/pkg/auth/authtest"
@@ -40,17 +39,6 @@ func rpcCalls(ctx context.Context, c *kvclient.Client) map[string]error {
 // reads are the methods the read role may call.
 var reads = map[string]bool{"Get": true, "GetAll": true}
 
-// newClient is an SDK client of addr with opts, closed when t ends.
-func newClient(t *testing.T, addr string, opts ...kvclient.Option) *kvclient.Client {
-	t.Helper()
-	c, err := kvclient.New([]string{addr}, append([]kvclient.Option{kvclient.WithRPCTimeout(10 * time.Second)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
 // seed writes the keys rpcCalls reads and deletes, with the admin token.
 func seed(t *testing.T, c *kvclient.Client) {
 	t.Helper()
@@ -70,16 +58,16 @@ func TestE2EAuthOnEveryRPCMethod(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Auth.TokenFile = tk.File
 	a, anonymous := startTestServer(t, cfg)
-	admin := newClient(t, a.rpcAddr(), kvclient.WithToken(tk.Admin))
+	admin := newClient(t, a.RPCAddr(), kvclient.WithToken(tk.Admin))
 	ctx := context.Background()
 	clients := []struct {
 		role string
 		c    *kvclient.Client
 	}{
 		{"none", anonymous},
-		{"unknown", newClient(t, a.rpcAddr(), kvclient.WithToken("pkv_unknown"))},
-		{"read", newClient(t, a.rpcAddr(), kvclient.WithToken(tk.Read))},
-		{"write", newClient(t, a.rpcAddr(), kvclient.WithToken(tk.Write))},
+		{"unknown", newClient(t, a.RPCAddr(), kvclient.WithToken("pkv_unknown"))},
+		{"read", newClient(t, a.RPCAddr(), kvclient.WithToken(tk.Read))},
+		{"write", newClient(t, a.RPCAddr(), kvclient.WithToken(tk.Write))},
 		{"admin", admin},
 	}
 	for _, cl := range clients {
@@ -99,7 +87,7 @@ func TestE2EAuthOnEveryRPCMethod(t *testing.T) {
 	}
 	// A token in the call's context wins over the client's (how a gateway tier passes on its
 	// callers' tokens).
-	coalescing := newClient(t, a.rpcAddr(), kvclient.WithToken(tk.Admin), kvclient.WithCoalescing(1))
+	coalescing := newClient(t, a.RPCAddr(), kvclient.WithToken(tk.Admin), kvclient.WithCoalescing(1))
 	if _, err := coalescing.PutAll(auth.ContextWithToken(ctx, tk.Read), &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "x", Value: []byte("v")}}}); !errors.Is(err, kvclient.ErrPermissionDenied) {
 		t.Errorf("PutAll with a read token in the context: %v; want PERMISSION_DENIED", err)
 	}
@@ -131,7 +119,7 @@ func TestE2EAuthOnGatewayAndAdmin(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	gw, admin := "http://"+a.gatewayAddr(), "http://"+a.adminAddr()
+	gw, admin := "http://"+a.GatewayAddr(), "http://"+a.AdminAddr()
 	for _, tt := range []struct {
 		method, url, token string
 		want               int
@@ -163,7 +151,7 @@ func TestE2ETLSOnEveryListener(t *testing.T) {
 	cfg.TLS = config.TLSConfig{CertFile: pki.Server.Cert, KeyFile: pki.Server.Key, ClientCAFile: pki.CA,
 		RPC: true, Gateway: true, Admin: true}
 	cfg.Server.ShutdownTimeout = time.Minute // a shutdown that waited for idle clients would show
-	a, err := startApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := server.Start(cfg, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +160,10 @@ func TestE2ETLSOnEveryListener(t *testing.T) {
 		if !stopped {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_ = a.shutdown(ctx)
+			_ = a.Shutdown(ctx)
 		}
 	})
-	plain := newClient(t, a.rpcAddr())
+	plain := newClient(t, a.RPCAddr())
 	withCert, err := tlsconf.Client(pki.Client)
 	if err != nil {
 		t.Fatal(err)
@@ -185,14 +173,14 @@ func TestE2ETLSOnEveryListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	c := newClient(t, a.rpcAddr(), kvclient.WithTLS(withCert))
+	c := newClient(t, a.RPCAddr(), kvclient.WithTLS(withCert))
 	for method, err := range rpcCalls(ctx, c) {
 		if err != nil && !errors.Is(err, kvclient.ErrNotFound) {
 			t.Errorf("%s over mutual TLS: %v", method, err)
 		}
 	}
 	// The RPC port's request checks hold on the TLS transport too.
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", a.rpcAddr(), withCert)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", a.RPCAddr(), withCert)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,13 +188,13 @@ func TestE2ETLSOnEveryListener(t *testing.T) {
 	wantRefusal(t, "GetAll declaring a huge list, over TLS", r, err, "declares 2147483647")
 	short, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := newClient(t, a.rpcAddr(), kvclient.WithTLS(noCert), kvclient.WithRetries(0)).Get(short, &kv.GetRequest{Key: "p"}); !errors.Is(err, kvclient.ErrUnavailable) {
+	if _, err := newClient(t, a.RPCAddr(), kvclient.WithTLS(noCert), kvclient.WithRetries(0)).Get(short, &kv.GetRequest{Key: "p"}); !errors.Is(err, kvclient.ErrUnavailable) {
 		t.Errorf("RPC without a client certificate: %v; want UNAVAILABLE (refused)", err)
 	}
 	if _, err := plain.Get(short, &kv.GetRequest{Key: "p"}); !errors.Is(err, kvclient.ErrUnavailable) {
 		t.Errorf("plain RPC to the TLS server: %v; want UNAVAILABLE", err)
 	}
-	for _, url := range []string{"https://" + a.gatewayAddr() + "/v1/kv/p", "https://" + a.adminAddr() + "/metrics"} {
+	for _, url := range []string{"https://" + a.GatewayAddr() + "/v1/kv/p", "https://" + a.AdminAddr() + "/metrics"} {
 		for name, tc := range map[string]*tlsConfigCase{"with": {withCert, true}, "without": {noCert, false}} {
 			tr := &http.Transport{TLSClientConfig: tc.cfg}
 			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(url)
@@ -224,7 +212,7 @@ func TestE2ETLSOnEveryListener(t *testing.T) {
 	shutdownCtx, cancelShutdown := context.WithTimeout(ctx, 20*time.Second)
 	defer cancelShutdown()
 	stopped = true
-	if err := a.shutdown(shutdownCtx); err != nil {
+	if err := a.Shutdown(shutdownCtx); err != nil {
 		t.Fatalf("shutdown with a client's idle TLS connection open: %v", err)
 	}
 	if _, err := c.Get(short, &kv.GetRequest{Key: "p"}); !errors.Is(err, kvclient.ErrUnavailable) {
@@ -246,25 +234,15 @@ func TestE2EGatewayTierPassesTokensOverTLS(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Auth.TokenFile = tk.File
 	cfg.TLS = config.TLSConfig{CertFile: pki.Server.Cert, KeyFile: pki.Server.Key, ClientCAFile: pki.CA, RPC: true}
-	server, _ := startTestServer(t, cfg)
+	upstream, _ := startTestServer(t, cfg)
 
 	tierCfg := testConfig(t)
-	tierCfg.Gateway.Upstream = server.rpcAddr()
+	tierCfg.Gateway.Upstream = upstream.RPCAddr()
 	tierCfg.TLS = config.TLSConfig{CertFile: pki.Client.Cert, KeyFile: pki.Client.Key, UpstreamCAFile: pki.CA}
 	if err := tierCfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	tier, err := startApp(tierCfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := tier.shutdown(ctx); err != nil {
-			t.Errorf("tier shutdown: %v", err)
-		}
-	})
+	tier := serve(t, tierCfg, quiet)
 	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
 	for _, tt := range []struct {
@@ -276,7 +254,7 @@ func TestE2EGatewayTierPassesTokensOverTLS(t *testing.T) {
 		{"PUT", tk.Write, 201},
 		{"GET", tk.Read, 200},
 	} {
-		req, err := http.NewRequest(tt.method, "http://"+tier.gatewayAddr()+"/v1/kv/through-tier", strings.NewReader("v"))
+		req, err := http.NewRequest(tt.method, "http://"+tier.GatewayAddr()+"/v1/kv/through-tier", strings.NewReader("v"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,35 +1,19 @@
-package main
+package e2e
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"putallkv/internal/server"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/kvclient"
+	"putallkv/test/internal/testnet"
 )
-
-// metricValue reads the value of the unlabelled sample name from a /metrics page.
-func metricValue(t *testing.T, page, name string) int64 {
-	t.Helper()
-	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(page)
-	if m == nil {
-		t.Fatalf("/metrics has no %s", name)
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int64(v)
-}
 
 // fillToQuota writes batches of 1 KiB values over RPC until the store refuses one for its
 // quota, and returns the keys written and the refusal.
@@ -66,23 +50,19 @@ func TestE2EMemoryQuota(t *testing.T) {
 			if durable {
 				cfg.Store.DataDir = t.TempDir()
 			}
-			a, err := startApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			a, err := server.Start(cfg, quiet)
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := kvclient.New([]string{a.rpcAddr()}, kvclient.WithRPCTimeout(10*time.Second))
+			c, err := kvclient.New([]string{a.RPCAddr()}, kvclient.WithRPCTimeout(10*time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
-			var stop sync.Once // this first server stops here, before a restart, or when the test fails
+			var once sync.Once // this first server stops here, before a restart, or when the test fails
 			shutdown := func() {
-				stop.Do(func() {
+				once.Do(func() {
 					_ = c.Close()
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
-					if err := a.shutdown(ctx); err != nil {
-						t.Error(err)
-					}
+					stop(t, a)
 				})
 			}
 			t.Cleanup(shutdown)
@@ -91,11 +71,11 @@ func TestE2EMemoryQuota(t *testing.T) {
 				t.Fatalf("refusal %q (retry after %v); want a sentence naming store.max_bytes", refusal.Message, refusal.RetryAfter)
 			}
 			checkQuotaOverHTTP(t, a, c, keys)
-			page := httpGet(t, "http://"+a.adminAddr()+"/metrics")
-			used := metricValue(t, page, "store_bytes")
-			if used > 32<<10 || metricValue(t, page, "store_max_bytes") != 32<<10 || metricValue(t, page, "store_quota_refusals_total") < 3 {
-				t.Fatalf("quota metrics: store_bytes %d, store_max_bytes %d, refusals %d", used,
-					metricValue(t, page, "store_max_bytes"), metricValue(t, page, "store_quota_refusals_total"))
+			page := scrape(t, a)
+			used := metric(t, page, "store_bytes")
+			if used > 32<<10 || metric(t, page, "store_max_bytes") != 32<<10 || metric(t, page, "store_quota_refusals_total") < 3 {
+				t.Fatalf("quota metrics: store_bytes %.0f, store_max_bytes %.0f, refusals %.0f", used,
+					metric(t, page, "store_max_bytes"), metric(t, page, "store_quota_refusals_total"))
 			}
 			shutdown()
 			if !durable {
@@ -105,9 +85,9 @@ func TestE2EMemoryQuota(t *testing.T) {
 			// Restarted with a quota below what the store holds: it starts with every key.
 			cfg.Store.MaxBytes = 16 << 10
 			again, c2 := startTestServer(t, cfg)
-			page = httpGet(t, "http://"+again.adminAddr()+"/metrics")
-			if got := metricValue(t, page, "store_bytes"); got != used {
-				t.Fatalf("store_bytes after restart = %d; want %d", got, used)
+			page = scrape(t, again)
+			if got := metric(t, page, "store_bytes"); got != used {
+				t.Fatalf("store_bytes after restart = %.0f; want %.0f", got, used)
 			}
 			_, err = c2.Put(context.Background(), &kv.PutRequest{Key: "more", Value: []byte("x")})
 			wantErr(t, err, kvclient.ErrResourceExhausted)
@@ -120,10 +100,10 @@ func TestE2EMemoryQuota(t *testing.T) {
 
 // checkQuotaOverHTTP: at the quota, a write through the gateway is refused 429 with a
 // RESOURCE_EXHAUSTED problem and no Retry-After, reads work, and deletes (over HTTP and RPC) make room.
-func checkQuotaOverHTTP(t *testing.T, a *app, c *kvclient.Client, keys []string) {
+func checkQuotaOverHTTP(t *testing.T, a *server.Server, c *kvclient.Client, keys []string) {
 	t.Helper()
 	ctx := context.Background()
-	base := "http://" + a.gatewayAddr()
+	base := "http://" + a.GatewayAddr()
 	var problem struct {
 		Code   string `json:"code"`
 		Detail string `json:"detail"`
@@ -133,7 +113,7 @@ func checkQuotaOverHTTP(t *testing.T, a *app, c *kvclient.Client, keys []string)
 		{"PUT", "/v1/kv/big", big},
 		{"POST", "/v1/kv:putAll", `{"mode":"best_effort","entries":[{"key":"x","value":"` + big + `"}]}`},
 	} {
-		code, hdr, body := httpDo(t, call[0], base+call[1], call[2])
+		code, hdr, body := testnet.Do(t, call[0], base+call[1], call[2])
 		if err := json.Unmarshal(body, &problem); err != nil || code != 429 || problem.Code != "RESOURCE_EXHAUSTED" ||
 			!strings.Contains(problem.Detail, "store.max_bytes") {
 			t.Fatalf("%s %s at the quota: %d %s; want 429 RESOURCE_EXHAUSTED naming store.max_bytes", call[0], call[1], code, body)
@@ -142,20 +122,20 @@ func checkQuotaOverHTTP(t *testing.T, a *app, c *kvclient.Client, keys []string)
 			t.Fatalf("%s %s at the quota: Retry-After %q; want none", call[0], call[1], ra)
 		}
 	}
-	if code, _, body := httpDo(t, "GET", base+"/v1/kv/"+strings.ReplaceAll(keys[0], "/", "%2F"), ""); code != 200 || len(body) != 1024 {
+	if code, _, body := testnet.Do(t, "GET", base+"/v1/kv/"+strings.ReplaceAll(keys[0], "/", "%2F"), ""); code != 200 || len(body) != 1024 {
 		t.Fatalf("GET at the quota: %d, %d bytes", code, len(body))
 	}
 	got, err := c.GetAll(ctx, &kv.GetAllRequest{Keys: keys[:8]})
 	if err != nil || !got.Items[7].Found {
 		t.Fatalf("GetAll at the quota: %+v, %v", got, err)
 	}
-	if code, _, body := httpDo(t, "DELETE", base+"/v1/kv/"+strings.ReplaceAll(keys[0], "/", "%2F"), ""); code != 204 {
+	if code, _, body := testnet.Do(t, "DELETE", base+"/v1/kv/"+strings.ReplaceAll(keys[0], "/", "%2F"), ""); code != 204 {
 		t.Fatalf("DELETE at the quota: %d %s", code, body)
 	}
 	if _, err := c.DeleteAll(ctx, &kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: keys[1]}, {Key: keys[2]}, {Key: keys[3]}}}); err != nil {
 		t.Fatalf("DeleteAll at the quota: %v", err)
 	}
-	if code, _, body := httpDo(t, "PUT", base+"/v1/kv/big", strings.Repeat("v", 2048)); code != 201 {
+	if code, _, body := testnet.Do(t, "PUT", base+"/v1/kv/big", strings.Repeat("v", 2048)); code != 201 {
 		t.Fatalf("PUT once deletes made room: %d %s", code, body)
 	}
 }

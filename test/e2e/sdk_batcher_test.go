@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -159,7 +159,7 @@ func TestE2EBatcherFollowsAdmission(t *testing.T) {
 	}
 
 	wantStored(ctx, t, c, got)
-	if keys := a.engine.Stats().Keys; keys != int64(len(got)) || len(got) != 10000 {
+	if keys := a.Engine().Stats().Keys; keys != int64(len(got)) || len(got) != 10000 {
 		t.Errorf("%d Puts succeeded, the store holds %d keys; want 10000 of each", len(got), keys)
 	}
 	sent, batched, refused, maxSize := 0, 0, 0, 0
@@ -213,7 +213,7 @@ func TestE2EBatcherFallbackAndRecovery(t *testing.T) {
 	// 500 keys at 50 a second cannot all be written before this point, so calls answered
 	// after the raise remain, and the first of them (no refusal, suggestion 100) ends the
 	// fallback.
-	a.svc.SetAdmission(service.AdmissionSettings{Rate: 0, Burst: 1000, MaxChunk: 1000})
+	a.Service().SetAdmission(service.AdmissionSettings{Rate: 0, Burst: 1000, MaxChunk: 1000})
 	got := <-starved
 	afterStarved := log.count()
 	for k, v := range putConcurrently(ctx, t, b, "fed", 50, 10) {
@@ -224,7 +224,7 @@ func TestE2EBatcherFallbackAndRecovery(t *testing.T) {
 	}
 
 	wantStored(ctx, t, c, got)
-	if keys := a.engine.Stats().Keys; keys != int64(len(got)) || len(got) != 1000 {
+	if keys := a.Engine().Stats().Keys; keys != int64(len(got)) || len(got) != 1000 {
 		t.Errorf("%d Puts succeeded, the store holds %d keys; want 1000 of each", len(got), keys)
 	}
 	batched := 0
@@ -255,7 +255,7 @@ func TestE2EBatcherHonoursDeadline(t *testing.T) {
 	if _, err := c.Put(ctx, &kv.PutRequest{Key: "drain", Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}
-	a.svc.SetAdmission(service.AdmissionSettings{Rate: 0.001, Burst: 1, MaxChunk: 1000})
+	a.Service().SetAdmission(service.AdmissionSettings{Rate: 0.001, Burst: 1, MaxChunk: 1000})
 
 	events := make(chan kvclient.BatchEvent, 100)
 	b := c.NewBatcher(kvclient.WithBatchObserver(func(ev kvclient.BatchEvent) { events <- ev }))
@@ -285,8 +285,8 @@ func TestE2EBatcherHonoursDeadline(t *testing.T) {
 	if gerr != nil {
 		t.Fatal(gerr)
 	}
-	if got.Items[0].Found || a.engine.Stats().Keys != 1 {
-		t.Fatalf("late = %+v, %d keys stored; want it absent, only the drain key", got.Items[0], a.engine.Stats().Keys)
+	if got.Items[0].Found || a.Engine().Stats().Keys != 1 {
+		t.Fatalf("late = %+v, %d keys stored; want it absent, only the drain key", got.Items[0], a.Engine().Stats().Keys)
 	}
 	close(events)
 	n := 0

@@ -1,4 +1,4 @@
-package main
+package binary
 
 import (
 	"context"
@@ -180,7 +180,7 @@ func (r *crashRound) drive(ctx context.Context, c *kvclient.Client, client int, 
 }
 
 func TestCrashRecoveryLosesNoAcknowledgedWrite(t *testing.T) {
-	server, _ := buildBinaries(t)
+	server, _ := binaries(t)
 	seed := rand.Uint64()
 	if s := os.Getenv("PUTALLKV_CRASH_SEED"); s != "" {
 		fmt.Sscan(s, &seed)
@@ -200,10 +200,7 @@ func TestCrashRecoveryLosesNoAcknowledgedWrite(t *testing.T) {
 			conf += "  snapshot_bytes: 131072\n"
 		}
 		p := startBinary(t, server, confFile, conf)
-		go func() {
-			for range p.logs {
-			}
-		}()
+		discardLogs(p)
 		c, err := kvclient.New([]string{p.rpc}, kvclient.WithRPCTimeout(3*time.Second), kvclient.WithRetries(0))
 		if err != nil {
 			t.Fatal(err)

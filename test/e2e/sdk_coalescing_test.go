@@ -1,14 +1,12 @@
-package main
+package e2e
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/kvclient"
@@ -20,11 +18,7 @@ import (
 // server did get PutAllMany round trips.
 func TestE2ECoalescedPutAll(t *testing.T) {
 	a, plain := startTestServer(t, testConfig(t))
-	c, err := kvclient.New([]string{a.rpcAddr()}, kvclient.WithRPCTimeout(10*time.Second), kvclient.WithCoalescing(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newClient(t, a.RPCAddr(), kvclient.WithCoalescing(2))
 
 	const callers, calls = 16, 30
 	type written struct {
@@ -47,10 +41,10 @@ func TestE2ECoalescedPutAll(t *testing.T) {
 				}
 				fails := j%7 == 3
 				if fails { // the key is absent: version 1 000 000 cannot match
-					req.Entries[2].ExpectedVersion = ptr(int64(1_000_000))
+					req.Entries[2].ExpectedVersion = new(int64(1_000_000))
 				}
 				if j%5 == 0 {
-					req.RequestId = ptr(fmt.Sprintf("c%d/%d", i, j))
+					req.RequestId = new(fmt.Sprintf("c%d/%d", i, j))
 				}
 				resp, err := c.PutAll(ctx, req)
 				if fails {
@@ -109,23 +103,7 @@ func TestE2ECoalescedPutAll(t *testing.T) {
 			t.Errorf("%s of a refused ATOMIC call was written: %+v", it.Key, it)
 		}
 	}
-	if n := metricCount(t, a, `kv_requests_total{code="OK",method="PutAllMany"}`); n == 0 {
+	if n := metric(t, scrape(t, a), `kv_requests_total{code="OK",method="PutAllMany"}`); n == 0 {
 		t.Error("the server answered no PutAllMany: nothing was coalesced")
 	}
-}
-
-// metricCount returns the value of the sample named exactly series on the admin /metrics
-// page, 0 if absent.
-func metricCount(t *testing.T, a *app, series string) float64 {
-	t.Helper()
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
-	m := re.FindStringSubmatch(httpGet(t, "http://"+a.adminAddr()+"/metrics"))
-	if m == nil {
-		return 0
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }

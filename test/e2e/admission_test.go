@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func TestE2EBestEffortUnderAdmission(t *testing.T) {
 			for b := range batches {
 				req := &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT}
 				for i := range 10 + rng.IntN(40) {
-					req.Entries = append(req.Entries, &kv.Entry{Key: fmt.Sprintf("c%d/b%d/k%d", g, b, i), Value: []byte("v"), ExpectedVersion: ptr(int64(0))})
+					req.Entries = append(req.Entries, &kv.Entry{Key: fmt.Sprintf("c%d/b%d/k%d", g, b, i), Value: []byte("v"), ExpectedVersion: new(int64(0))})
 				}
 				resp, err := c.PutAll(ctx, req)
 				if err != nil {
@@ -94,8 +94,8 @@ func TestE2EBestEffortUnderAdmission(t *testing.T) {
 			}
 		}
 	}
-	if int64(written) != a.engine.Stats().Keys {
-		t.Errorf("seed %d: %d keys reported written, store holds %d", seed, written, a.engine.Stats().Keys)
+	if int64(written) != a.Engine().Stats().Keys {
+		t.Errorf("seed %d: %d keys reported written, store holds %d", seed, written, a.Engine().Stats().Keys)
 	}
 	if refused == 0 {
 		t.Logf("seed %d: the bucket never refused (%d written); the load was lighter than the limit", seed, written)

@@ -1,4 +1,4 @@
-package main
+package metrics
 
 import (
 	"time"
@@ -6,9 +6,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// durabilityMetrics turns the write-ahead log's and the durable store's events into
-// Prometheus metrics.
-type durabilityMetrics struct {
+// Durability turns the write-ahead log's and the durable store's events into Prometheus
+// metrics: it is a wal.Observer and a store.DurabilityObserver by its methods alone, so this
+// package imports neither and the store knows nothing of Prometheus.
+type Durability struct {
 	fsync       prometheus.Histogram
 	groupCommit prometheus.Histogram
 	bytes       prometheus.Counter
@@ -17,8 +18,10 @@ type durabilityMetrics struct {
 	recovered   prometheus.Gauge
 }
 
-func newDurabilityMetrics(reg prometheus.Registerer) (*durabilityMetrics, error) {
-	m := &durabilityMetrics{
+// NewDurability registers the durability metrics (wal_*, snapshot_duration_seconds,
+// recovery_duration_seconds, recovered_records) on reg.
+func NewDurability(reg prometheus.Registerer) (*Durability, error) {
+	m := &Durability{
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "wal_fsync_seconds", Help: "Duration of write-ahead log fsyncs.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50µs .. ~1.6s
@@ -44,22 +47,22 @@ func newDurabilityMetrics(reg prometheus.Registerer) (*durabilityMetrics, error)
 }
 
 // Wrote implements wal.Observer.
-func (m *durabilityMetrics) Wrote(records, bytes int) {
+func (m *Durability) Wrote(records, bytes int) {
 	m.groupCommit.Observe(float64(records))
 	m.bytes.Add(float64(bytes))
 }
 
 // Synced implements wal.Observer.
-func (m *durabilityMetrics) Synced(d time.Duration) { m.fsync.Observe(d.Seconds()) }
+func (m *Durability) Synced(d time.Duration) { m.fsync.Observe(d.Seconds()) }
 
 // Recovered implements store.DurabilityObserver.
-func (m *durabilityMetrics) Recovered(d time.Duration, records uint64, _ int64) {
+func (m *Durability) Recovered(d time.Duration, records uint64, _ int64) {
 	m.recovery.Set(d.Seconds())
 	m.recovered.Set(float64(records))
 }
 
 // Snapshotted implements store.DurabilityObserver.
-func (m *durabilityMetrics) Snapshotted(d time.Duration, _ int64, err error) {
+func (m *Durability) Snapshotted(d time.Duration, _ int64, err error) {
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -15,7 +15,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,176 +27,6 @@ import (
 	"putallkv/pkg/rpcguard"
 )
 
-var tb = thrift.Binary
-
-// frame is a Framed Thrift request calling method with the encoded arguments struct args.
-func frame(method string, args []byte) []byte {
-	m := append(tb.AppendMessageBegin(nil, method, thrift.CALL, 1), args...)
-	return append(binary.BigEndian.AppendUint32(nil, uint32(len(m))), m...)
-}
-
-// reply is what the server answered to a raw request: the message type and, for an
-// exception, the exception.
-type reply struct {
-	typ thrift.TMessageType
-	ex  *thrift.ApplicationException
-}
-
-// rawCall sends one raw request on a new connection to addr and reads the answer.
-func rawCall(addr string, req []byte) (reply, error) {
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		return reply{}, err
-	}
-	return rawExchange(conn, req)
-}
-
-// rawExchange sends one raw request on conn, reads the answer and closes conn.
-func rawExchange(conn net.Conn, req []byte) (reply, error) {
-	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		return reply{}, err
-	}
-	if _, err := conn.Write(req); err != nil {
-		return reply{}, err
-	}
-	var size [4]byte
-	if _, err := io.ReadFull(conn, size[:]); err != nil {
-		return reply{}, fmt.Errorf("no answer: %w", err)
-	}
-	n := binary.BigEndian.Uint32(size[:])
-	if n > 1<<20 {
-		return reply{}, fmt.Errorf("an answer of %d bytes", n)
-	}
-	msg := make([]byte, n)
-	if _, err := io.ReadFull(conn, msg); err != nil {
-		return reply{}, fmt.Errorf("a cut answer: %w", err)
-	}
-	_, typ, _, hdr, err := tb.ReadMessageBegin(msg)
-	if err != nil {
-		return reply{}, fmt.Errorf("an answer with no message header: %w", err)
-	}
-	r := reply{typ: typ}
-	if typ == thrift.EXCEPTION {
-		r.ex = thrift.NewApplicationException(0, "")
-		if _, err := r.ex.FastRead(msg[hdr:]); err != nil {
-			return reply{}, fmt.Errorf("an unreadable exception: %w", err)
-		}
-	}
-	return r, nil
-}
-
-// args builds Thrift binary by hand, as a hostile client would.
-type args []byte
-
-func (a args) field(t thrift.TType, id int16) args { return tb.AppendFieldBegin(a, t, id) }
-func (a args) stop(n int) args                     { return append(a, make([]byte, n)...) }
-func (a args) list(et thrift.TType, n int) args    { return tb.AppendListBegin(a, et, n) }
-func (a args) str(s string) args                   { return tb.AppendString(a, s) }
-func (a args) i32(v int32) args                    { return tb.AppendI32(a, v) }
-func (a args) raw(b []byte) args                   { return append(a, b...) }
-
-// method describes where a method's request holds its keys, values and list, so that a huge
-// declared container can be put where the decoder reads one.
-type method struct {
-	name string
-	// item puts fields into the struct that holds the request's first key (field 1) and
-	// value (field 2), nested as the method's arguments nest it, and closes the arguments.
-	item func(fields args) args
-	// list opens the request's list field (nil when it has none), closeList closes it.
-	list      func(header args) args
-	elem      thrift.TType // the list's element type
-	hasValue  bool
-	closeList int
-}
-
-// inRequest nests fields directly in the arguments' request struct.
-func inRequest(fields args) args { return args(nil).field(thrift.STRUCT, 1).raw(fields).stop(2) }
-
-// inEntry nests fields in the first entry of the request's list field 1.
-func inEntry(fields args) args {
-	return args(nil).field(thrift.STRUCT, 1).field(thrift.LIST, 1).list(thrift.STRUCT, 1).raw(fields).stop(3)
-}
-
-func listField(header args) args {
-	return args(nil).field(thrift.STRUCT, 1).field(thrift.LIST, 1).raw(header)
-}
-
-var methods = []method{
-	{name: "Put", item: inRequest, hasValue: true},
-	{name: "Get", item: inRequest},
-	{name: "Delete", item: inRequest},
-	{name: "PutAll", item: inEntry, hasValue: true, list: listField, elem: thrift.STRUCT, closeList: 2},
-	{name: "GetAll", item: inRequest, list: listField, elem: thrift.STRING, closeList: 2},
-	{name: "DeleteAll", item: inEntry, list: listField, elem: thrift.STRUCT, closeList: 2},
-	{name: "PutAllMany", hasValue: true, list: listField, elem: thrift.STRUCT, closeList: 2,
-		item: func(fields args) args {
-			return inEntry(args(nil).field(thrift.LIST, 1).list(thrift.STRUCT, 1).raw(fields).stop(1))
-		}},
-}
-
-const hugeLen = 1<<31 - 1
-
-// hugeContainers are, for each kind of container, the arguments of m declaring one of 2^31-1
-// elements or bytes, with a few bytes after it.
-func hugeContainers(m method) map[string]args {
-	hugeStr := args(nil).i32(hugeLen).raw([]byte("abcd"))
-	list := m.item(args(nil).field(thrift.LIST, 99).list(thrift.STRUCT, hugeLen).stop(1))
-	if m.list != nil {
-		list = m.list(args(nil).list(m.elem, hugeLen).raw(make([]byte, 4))).stop(m.closeList)
-	}
-	value := m.item(args(nil).field(thrift.STRING, 98).raw(hugeStr))
-	if m.hasValue {
-		value = m.item(args(nil).field(thrift.STRING, 2).raw(hugeStr))
-	}
-	key := m.item(args(nil).field(thrift.STRING, 1).raw(hugeStr))
-	if m.name == "GetAll" {
-		key = m.list(args(nil).list(thrift.STRING, 1).raw(hugeStr)).stop(m.closeList)
-	}
-	return map[string]args{
-		"list":   list,
-		"map":    m.item(args(tb.AppendMapBegin(args(nil).field(thrift.MAP, 99), thrift.STRING, thrift.STRING, hugeLen)).str("k").str("v")),
-		"set":    m.item(args(tb.AppendSetBegin(args(nil).field(thrift.SET, 99), thrift.I64, hugeLen)).raw(make([]byte, 8))),
-		"string": key,
-		"binary": value,
-	}
-}
-
-// wantRefusal fails unless r is a TypeMalformed exception whose message has want, and is
-// short and free of any panic's text.
-func wantRefusal(t *testing.T, what string, r reply, err error, want string) {
-	t.Helper()
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	if r.typ != thrift.EXCEPTION || r.ex.TypeID() != rpcguard.TypeMalformed || !strings.Contains(r.ex.Msg(), want) {
-		t.Fatalf("%s: answered %v %v; want a malformed-request exception with %q", what, r.typ, r.ex, want)
-	}
-	wantNoPanicText(t, what, r)
-}
-
-func wantNoPanicText(t *testing.T, what string, r reply) {
-	t.Helper()
-	if r.ex == nil {
-		return
-	}
-	msg := r.ex.Msg()
-	for _, bad := range []string{"panic", "runtime error", "goroutine", ".go:"} {
-		if strings.Contains(msg, bad) || len(msg) > 300 {
-			t.Fatalf("%s: the answer %q shows the server's internals", what, msg)
-		}
-	}
-}
-
-// heapGrowth runs f and returns how many bytes the process allocated meanwhile.
-func heapGrowth(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
-
 // TestE2EHugeDeclaredContainers sends, on every method, a request declaring a container
 // (list, map, set, string, binary) of 2^31-1 elements in a few dozen bytes: each is answered
 // as malformed without allocating for the declared size, and the server goes on serving.
@@ -205,7 +34,7 @@ func heapGrowth(f func()) uint64 {
 // process died ("fatal error: runtime: out of memory").
 func TestE2EHugeDeclaredContainers(t *testing.T) {
 	a, c := startTestServer(t, testConfig(t))
-	addr := a.rpcAddr()
+	addr := a.RPCAddr()
 	// The request that first showed it (38 bytes): GetAll with a list of 2^31-1 strings.
 	issue := []byte("\x00\x00\x00\x22\x80\x01\x00\x01\x00\x00\x00\x06GetAll\x00\x00\x00\x01\x0c\x00\x01\x0f\x00\x01\x0b\x7f\xff\xff\xff\x00\x00\x00\x01a")
 	// A list header saying bool, so its 9 elements fit in 9 bytes, hiding a list of 2^31-1
@@ -229,24 +58,6 @@ func TestE2EHugeDeclaredContainers(t *testing.T) {
 	if _, err := c.Put(context.Background(), &kv.PutRequest{Key: "alive", Value: []byte("yes")}); err != nil {
 		t.Fatalf("the server stopped serving: %v", err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a logger written from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // garbage is a random request body: random bytes, half of them after the header of the
@@ -278,7 +89,7 @@ func TestE2EGarbagePayloads(t *testing.T) {
 	refused := 0
 	for _, m := range methods {
 		for i := range perMethod {
-			r, err := rawCall(a.rpcAddr(), frame(m.name, garbage(rng)))
+			r, err := rawCall(a.RPCAddr(), frame(m.name, garbage(rng)))
 			what := fmt.Sprintf("%s garbage #%d (seed %d)", m.name, i, seed)
 			if err != nil {
 				t.Fatalf("%s: %v", what, err)
@@ -334,28 +145,6 @@ func oversized(size int) []byte {
 	return append(binary.BigEndian.AppendUint32(nil, uint32(size)), tb.AppendMessageBegin(nil, "PutAll", thrift.CALL, 7)...)
 }
 
-// readReply reads one Framed answer from conn.
-func readReply(conn net.Conn) (reply, error) {
-	var size [4]byte
-	if _, err := io.ReadFull(conn, size[:]); err != nil {
-		return reply{}, fmt.Errorf("no answer: %w", err)
-	}
-	msg := make([]byte, binary.BigEndian.Uint32(size[:])&(1<<20-1))
-	if _, err := io.ReadFull(conn, msg); err != nil {
-		return reply{}, fmt.Errorf("a cut answer: %w", err)
-	}
-	_, typ, _, hdr, err := tb.ReadMessageBegin(msg)
-	if err != nil {
-		return reply{}, err
-	}
-	r := reply{typ: typ}
-	if typ == thrift.EXCEPTION {
-		r.ex = thrift.NewApplicationException(0, "")
-		_, err = r.ex.FastRead(msg[hdr:])
-	}
-	return r, err
-}
-
 // TestE2EOversizedRequestDrained sends an oversized request raw: the server answers
 // TOO_LARGE, reads the rest (256 MiB) without holding it, and closes the connection only then;
 // a request that stops arriving is cut off after server.drain_timeout.
@@ -363,7 +152,7 @@ func TestE2EOversizedRequestDrained(t *testing.T) {
 	a, c := startTestServer(t, testConfig(t))
 	const size = 256 << 20
 	chunk := make([]byte, 1<<20)
-	conn, err := net.Dial("tcp", a.rpcAddr())
+	conn, err := net.Dial("tcp", a.RPCAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +197,7 @@ func TestE2EOversizedRequestDrained(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Server.DrainTimeout = 200 * time.Millisecond
 	stalled, _ := startTestServer(t, cfg)
-	conn, err = net.Dial("tcp", stalled.rpcAddr())
+	conn, err = net.Dial("tcp", stalled.RPCAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +228,7 @@ func TestE2EOversizedRequestDrained(t *testing.T) {
 // declaring a list of 2^31-1 strings crashed the process as the raw one did.
 func TestE2EOtherProtocolsRefused(t *testing.T) {
 	a, c := startTestServer(t, testConfig(t))
-	addr := a.rpcAddr()
+	addr := a.RPCAddr()
 	body := listField(args(nil).list(thrift.STRING, hugeLen).str("a")).stop(2)
 
 	unframed := append(tb.AppendMessageBegin(nil, "GetAll", thrift.CALL, 1), body...)
@@ -496,7 +285,7 @@ func FuzzRPCPort(f *testing.F) {
 		name := methods[int(m)%len(methods)].name
 		var r reply
 		var err error
-		grew := heapGrowth(func() { r, err = rawCall(a.rpcAddr(), frame(name, body)) })
+		grew := heapGrowth(func() { r, err = rawCall(a.RPCAddr(), frame(name, body)) })
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -1,4 +1,4 @@
-package main
+package binary
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ import (
 // refuses putallctl without a token, and SIGHUP puts a rewritten file in force while a bad
 // one keeps the tokens in force.
 func TestBinarySecureByDefault(t *testing.T) {
-	server, bin := buildBinaries(t)
+	server, bin := binaries(t)
 	for _, args := range [][]string{{"-addr", "0.0.0.0:0"}, {"-admin-addr", ":0"}} {
 		out, err := exec.Command(server, args...).CombinedOutput()
 		var ee *exec.ExitError
@@ -81,16 +81,5 @@ func TestBinarySecureByDefault(t *testing.T) {
 	hup("token file reload refused")
 	if errOut, code := put(fresh.Write); code != 0 {
 		t.Fatalf("put after a refused reload: exit %d %q; want the tokens in force kept", code, errOut)
-	}
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -1,15 +1,14 @@
-package main
+package e2e
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"putallkv/internal/server"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/wal"
 )
@@ -24,7 +23,7 @@ func TestE2EDataDirIsLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := *cfg
-	_, err := startApp(&second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, err := server.Start(&second, quiet)
 	if err == nil || !strings.Contains(err.Error(), cfg.Store.DataDir) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
 		t.Fatalf("second server on the same data directory: %v; want an error naming %s and pid %d", err, cfg.Store.DataDir, os.Getpid())
 	}
@@ -39,17 +38,17 @@ func TestE2EDataDirIsLocked(t *testing.T) {
 func TestE2ERefusesDamagedLastRecord(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Store.DataDir = t.TempDir()
-	a, err := startApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := server.Start(cfg, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := a.svc
+	api := a.Service()
 	for i := range 10 {
 		if _, err := api.PutAll(context.Background(), &kv.PutAllRequest{Entries: []*kv.Entry{{Key: fmt.Sprint("k", i), Value: []byte("value")}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := a.shutdown(context.Background()); err != nil {
+	if err := a.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	segs, _ := filepath.Glob(filepath.Join(cfg.Store.DataDir, "*.wal"))
@@ -62,12 +61,29 @@ func TestE2ERefusesDamagedLastRecord(t *testing.T) {
 	if err := os.WriteFile(last, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = startApp(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, err = server.Start(cfg, quiet)
 	if err == nil || !strings.Contains(err.Error(), last) || !strings.Contains(err.Error(), "putallctl wal check "+cfg.Store.DataDir) ||
 		!strings.Contains(err.Error(), "putallctl wal repair "+cfg.Store.DataDir) {
 		t.Fatalf("start on a log whose last record is damaged: %v; want a refusal naming the file and pointing at wal check and repair", err)
 	}
 	if rep, err := wal.Check(cfg.Store.DataDir); err != nil || rep.Sound() || rep.TornTail != nil {
 		t.Fatalf("wal.Check = %+v, %v; want corruption, not a torn tail", rep, err)
+	}
+}
+
+// TestE2EUnknownFsyncPolicyRefused starts a durable server whose wal.fsync names no policy
+// (a configuration built in code, which config.Validate has not seen): start-up is refused
+// naming the key. Before, the wiring read the name from a map and ran an unknown name as
+// "always" without a word.
+func TestE2EUnknownFsyncPolicyRefused(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Store.DataDir = t.TempDir()
+	cfg.WAL.Fsync = "sometimes"
+	s, err := server.Start(cfg, quiet)
+	if err == nil {
+		stop(t, s)
+	}
+	if err == nil || !strings.Contains(err.Error(), `wal.fsync: must be always, interval or none, got "sometimes"`) {
+		t.Fatalf("start with wal.fsync %q: %v; want a refusal naming wal.fsync and the three policies", cfg.WAL.Fsync, err)
 	}
 }

@@ -1,0 +1,330 @@
+// Package server wires one putallkv process: the store (in memory, or durable in
+// store.data_dir), the service over it, the Kitex RPC server, the HTTP gateway and the admin
+// endpoint, from a validated configuration; or, as a separate gateway tier, the gateway over a
+// pooled client of upstream RPC servers. main parses the command line and calls Run; the
+// end-to-end tests call Start and Shutdown and read the addresses. Nothing under pkg/ or biz/
+// imports it: the wiring sits on top of everything else.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/cloudwego/kitex/pkg/limiter"
+	"github.com/cloudwego/kitex/pkg/rpcinfo"
+	kitexserver "github.com/cloudwego/kitex/server"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"putallkv/biz/gateway"
+	"putallkv/biz/service"
+	"putallkv/handler"
+	"putallkv/kitex_gen/kv"
+	"putallkv/kitex_gen/kv/kvservice"
+	"putallkv/pkg/buildinfo"
+	"putallkv/pkg/config"
+	"putallkv/pkg/kvclient"
+	"putallkv/pkg/metrics"
+	"putallkv/pkg/store"
+	"putallkv/pkg/wal"
+)
+
+// Server is one running putallkv process: the store, the Kitex RPC server, the HTTP gateway
+// and the admin endpoint; or, as a separate gateway tier, the gateway over a pooled client of
+// upstream RPC servers.
+type Server struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	engine   store.Engine
+	durable  *store.Durable // the engine, when store.data_dir is set
+	svc      *service.Service
+	rpcLn    net.Listener
+	rpc      kitexserver.Server
+	rpcStop  chan error // a value here makes the Kitex server stop gracefully
+	rpcDone  chan error // receives Run's result
+	gw       *gateway.Gateway
+	upstream *kvclient.Client // the gateway tier's client
+	admin    *metrics.AdminServer
+	sec      security
+}
+
+// Start builds and starts every part from cfg, which must be valid (config.Load validates); on
+// error, whatever started is stopped. With gateway.upstream set it starts a gateway tier;
+// otherwise a server with its own store. It logs "putallkv serving" with the addresses once
+// every listener is open.
+func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
+	s := &Server{cfg: cfg, log: log, rpcStop: make(chan error, 1), rpcDone: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			_ = s.close()
+		}
+	}()
+	if err := s.loadSecurity(); err != nil {
+		return nil, err
+	}
+	if err := checkFDLimit(cfg, log); err != nil {
+		return nil, err
+	}
+	reg := metrics.NewRegistry()
+	reg.MustRegister(buildinfo.Get().Collector("putallkv"))
+	var api kv.KVService
+	var ready func(context.Context) error
+	if upstreams := cfg.Gateway.Upstreams(); len(upstreams) > 0 {
+		upstreamOpts, err := s.upstreamOptions()
+		if err != nil {
+			return nil, err
+		}
+		if s.upstream, err = kvclient.New(upstreams, upstreamOpts...); err != nil {
+			return nil, fmt.Errorf("gateway.upstream: %w", err)
+		}
+		api, ready = s.upstream, s.upstreamReady
+	} else {
+		if err := s.startService(reg); err != nil {
+			return nil, err
+		}
+		api, ready = handler.New(s.svc, log), s.storeReady
+	}
+	if cfg.Gateway.Addr != "" {
+		s.gw = gateway.New(api, gateway.Options{MaxBodyBytes: cfg.Gateway.MaxBodyBytes, Registerer: reg, Logger: log, Ready: ready,
+			Auth: s.sec.auth, TLS: s.tlsFor(cfg.TLS.Gateway),
+			Limits: gatewayLimits(cfg.Gateway), AllowedHosts: cfg.Gateway.Hosts(), AllowedOrigins: cfg.Gateway.Origins()})
+		if err := s.gw.Start(cfg.Gateway.Addr); err != nil {
+			s.gw = nil
+			return nil, fmt.Errorf("gateway.addr: %w", err)
+		}
+	}
+	routes := append(metrics.HealthRoutes(ready, readyTimeout),
+		metrics.Route{Pattern: "POST /admin/snapshot", Handler: http.HandlerFunc(s.serveSnapshot)})
+	if s.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log, s.adminSecurity(), adminLimits(cfg.Admin), metrics.Routes(routes)); err != nil {
+		return nil, fmt.Errorf("admin.addr: %w", err)
+	}
+	log.Info("putallkv serving", "rpc", s.RPCAddr(), "admin", s.AdminAddr(), "gateway", s.GatewayAddr(),
+		"upstream", cfg.Gateway.Upstream)
+	return s, nil
+}
+
+// startService opens the store, builds the service over it and starts its Kitex server.
+func (s *Server) startService(reg *prometheus.Registry) error {
+	cfg := s.cfg
+	recovery, err := s.openStore(reg)
+	if err != nil {
+		return err
+	}
+	s.svc, err = service.New(s.engine, service.Options{
+		Limits: service.Limits{
+			MaxKeyBytes:     cfg.Limits.MaxKeyBytes,
+			MaxValueBytes:   cfg.Limits.MaxValueBytes,
+			MaxBatchEntries: cfg.Limits.MaxBatchEntries,
+		},
+		IdempotencyWindow:   cfg.Idempotency.Window,
+		IdempotencyMaxBytes: int64(cfg.Idempotency.MaxBytes),
+		Admission:           admissionSettings(cfg),
+		Registerer:          reg,
+		Recovery:            recovery,
+	})
+	if err != nil {
+		return err
+	}
+	if s.rpcLn, err = net.Listen("tcp", cfg.Server.Addr); err != nil {
+		return fmt.Errorf("server.addr: %w", err)
+	}
+	transport := handler.Transport{MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout, Logger: s.log}
+	opts := append(handler.ServerOptions(transport),
+		kitexserver.WithListener(s.rpcLn),
+		kitexserver.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
+		kitexserver.WithExitWaitTime(cfg.Server.ShutdownTimeout),
+		kitexserver.WithExitSignal(func() <-chan error { return s.rpcStop }),
+		kitexserver.WithConnectionLimiter(limiter.NewConnectionLimiter(cfg.Server.MaxConnections)),
+	)
+	s.rpc = kvservice.NewServer(handler.New(s.svc, s.log), append(opts, s.rpcSecurity(transport)...)...)
+	go func() { s.rpcDone <- s.rpc.Run() }()
+	return nil
+}
+
+// readyTimeout bounds one readiness check of the admin port's /readyz, as the gateway bounds
+// its own.
+const readyTimeout = 2 * time.Second
+
+// storeReady is /readyz of a server: ready unless the write-ahead log is failing.
+func (s *Server) storeReady(context.Context) error {
+	if s.durable != nil {
+		return s.durable.Err()
+	}
+	return nil
+}
+
+// upstreamReady is /readyz of a gateway tier: an upstream answers a read (any answer but
+// UNAVAILABLE, NOT_FOUND included, means it is there).
+func (s *Server) upstreamReady(ctx context.Context) error {
+	_, err := s.upstream.Get(ctx, &kv.GetRequest{Key: "putallkv/readyz"})
+	if errors.Is(err, kvclient.ErrUnavailable) {
+		return err
+	}
+	return nil
+}
+
+// openStore opens the engine: memory only, or durable in store.data_dir after recovering it.
+// It returns what recovery found of the service's idempotency records.
+func (s *Server) openStore(reg prometheus.Registerer) (*service.Recovery, error) {
+	cfg := s.cfg
+	opts := store.Options{Shards: cfg.Store.Shards, SweepInterval: cfg.Store.SweepInterval, MaxBytes: int64(cfg.Store.MaxBytes)}
+	if cfg.Store.DataDir == "" {
+		m, err := store.NewMemory(opts)
+		if err != nil {
+			return nil, err
+		}
+		s.engine = m
+		return nil, nil
+	}
+	sync, err := wal.ParseSyncPolicy(cfg.WAL.Fsync)
+	if err != nil {
+		return nil, fmt.Errorf("wal.fsync: %w", err)
+	}
+	dm, err := metrics.NewDurability(reg)
+	if err != nil {
+		return nil, err
+	}
+	recovery := service.NewRecovery()
+	d, err := store.OpenDurable(store.DurableOptions{
+		Options: opts,
+		Dir:     cfg.Store.DataDir,
+		WAL: wal.Options{Sync: sync, SyncInterval: cfg.WAL.FsyncInterval, SegmentBytes: int64(cfg.WAL.SegmentBytes),
+			Logger: s.log, Observer: dm},
+		SnapshotBytes: int64(cfg.WAL.SnapshotBytes),
+		Recovered:     recovery.Add,
+		SnapshotTags:  func() [][]byte { return s.svc.SnapshotTags() },
+		Observer:      dm,
+	})
+	if corrupt, ok := errors.AsType[*wal.CorruptionError](err); ok {
+		return nil, fmt.Errorf("store.data_dir: the write-ahead log is damaged (%v); "+
+			"`putallctl wal check %s` shows what is wrong, `putallctl wal repair %s` moves the damage aside (undoably; see the README, Operations: the data directory)",
+			corrupt, cfg.Store.DataDir, cfg.Store.DataDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store.data_dir: %w", err)
+	}
+	s.engine, s.durable = d, d
+	st := d.Stats()
+	s.log.Info("store recovered", "dir", cfg.Store.DataDir, "keys", st.Keys, "revision", st.Revision, "fsync", cfg.WAL.Fsync,
+		"bytes", st.Bytes, "max_bytes", st.MaxBytes)
+	if st.MaxBytes > 0 && st.Bytes > st.MaxBytes {
+		s.log.Warn("the store holds more than store.max_bytes: writes that add bytes are refused until deletes or expiry free room",
+			"bytes", st.Bytes, "max_bytes", st.MaxBytes)
+	}
+	return recovery, nil
+}
+
+// serveSnapshot is the admin command POST /admin/snapshot: take a snapshot now.
+func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
+	if s.durable == nil {
+		http.Error(w, "memory-only store (store.data_dir is empty): nothing to snapshot\n", http.StatusConflict)
+		return
+	}
+	start := time.Now()
+	if err := s.durable.Snapshot(r.Context()); err != nil {
+		s.log.Error("snapshot failed", "err", err)
+		http.Error(w, "snapshot failed; the server log has the cause\n", http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintf(w, "snapshot taken in %s\n", time.Since(start).Round(time.Millisecond))
+}
+
+// admissionSettings are the service's admission settings from the limiter section.
+func admissionSettings(cfg *config.Config) service.AdmissionSettings {
+	l := cfg.Limiter
+	return service.AdmissionSettings{Rate: float64(l.Rate), Burst: l.Burst, MaxWait: l.MaxWait, MaxChunk: l.MaxChunk}
+}
+
+// apply applies the parts of cfg that can change while serving (the limiter section of a
+// server) and names the changed keys that need a restart.
+func (s *Server) apply(cfg *config.Config) {
+	changed := config.Changed(s.cfg, cfg)
+	if s.svc != nil { // a gateway tier admits nothing itself
+		s.svc.SetAdmission(admissionSettings(cfg))
+	}
+	s.cfg.Limiter = cfg.Limiter
+	s.log.Info("configuration reloaded", "changed", changed, "limiter.rate", cfg.Limiter.Rate,
+		"limiter.burst", cfg.Limiter.Burst, "limiter.max_wait", cfg.Limiter.MaxWait.String(),
+		"limiter.max_chunk", cfg.Limiter.MaxChunk)
+	if restart := config.Changed(s.cfg, cfg); len(restart) > 0 {
+		s.log.Warn("configuration changes that take effect only after a restart", "keys", restart)
+	}
+}
+
+// RPCAddr is the address the RPC server listens on ("" for a gateway tier): with server.addr
+// on port 0, the port the system chose.
+func (s *Server) RPCAddr() string {
+	if s.rpcLn == nil {
+		return ""
+	}
+	return s.rpcLn.Addr().String()
+}
+
+// GatewayAddr is the address the HTTP gateway listens on ("" when it is off).
+func (s *Server) GatewayAddr() string {
+	if s.gw == nil {
+		return ""
+	}
+	return s.gw.Addr().String()
+}
+
+// AdminAddr is the address of /metrics, the probes, /debug/pprof/ and the admin commands.
+func (s *Server) AdminAddr() string { return s.admin.Addr().String() }
+
+// Engine is the store the server serves from (nil for a gateway tier). It is exported for the
+// end-to-end tests, which check what the store holds beside what the API answers.
+func (s *Server) Engine() store.Engine { return s.engine }
+
+// Service is the service behind the RPC server (nil for a gateway tier). It is exported for the
+// end-to-end tests, which set admission at run time to what the configuration cannot express
+// (a fraction of a key per second) and write below the transport.
+func (s *Server) Service() *service.Service { return s.svc }
+
+// Shutdown stops taking calls, lets in-flight calls finish (up to server.shutdown_timeout),
+// then stops the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	if s.gw != nil {
+		errs = append(errs, s.gw.Shutdown(ctx))
+	}
+	if s.rpc != nil {
+		s.drainRPC()
+		s.rpcStop <- nil
+		select {
+		case err := <-s.rpcDone:
+			errs = append(errs, err)
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("rpc server: %w", ctx.Err()))
+		}
+	}
+	return errors.Join(append(errs, s.close())...)
+}
+
+// close stops the parts that have no in-flight work to wait for.
+func (s *Server) close() error {
+	var errs []error
+	if s.admin != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		errs = append(errs, s.admin.Shutdown(ctx))
+	}
+	if s.gw != nil { // a no-op after shutdown, which stopped it first
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		errs = append(errs, s.gw.Shutdown(ctx))
+	}
+	if s.rpc == nil && s.rpcLn != nil {
+		errs = append(errs, s.rpcLn.Close())
+	}
+	if s.upstream != nil {
+		errs = append(errs, s.upstream.Close())
+	}
+	if s.engine != nil {
+		errs = append(errs, s.engine.Close())
+	}
+	return errors.Join(errs...)
+}
