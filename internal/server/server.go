@@ -201,7 +201,7 @@ func (s *Server) openStore(reg prometheus.Registerer) (*service.Recovery, error)
 	})
 	if corrupt, ok := errors.AsType[*wal.CorruptionError](err); ok {
 		return nil, fmt.Errorf("store.data_dir: the write-ahead log is damaged (%v); "+
-			"`putallctl wal check %s` shows what is wrong, `putallctl wal repair %s` moves the damage aside (undoably; see the README, Operations: the data directory)",
+			"`putallctl wal check %s` shows what is wrong, `putallctl wal repair %s` moves the damage aside (undoably; see docs/operations.md, The data directory)",
 			corrupt, cfg.Store.DataDir, cfg.Store.DataDir)
 	}
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 )
 
 // TestDurability feeds the adapter the events of a log and a store and reads them back from
-// the registry, by the names the README's metrics list gives.
+// the registry, by the names docs/metrics.md gives.
 func TestDurability(t *testing.T) {
 	reg := NewRegistry()
 	m, err := NewDurability(reg)
