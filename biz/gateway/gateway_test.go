@@ -20,6 +20,7 @@ import (
 
 	"putallkv/biz/service"
 	"putallkv/handler"
+	"putallkv/internal/syncbuf"
 	"putallkv/kitex_gen/kv"
 	"putallkv/kitex_gen/kv/kvservice"
 	"putallkv/pkg/kvclient"
@@ -46,7 +47,7 @@ type env struct {
 	probe *probe       // server side: trace ids seen, faults injected
 	hold  *hold        // gateway side: holds marked PutAlls in flight
 	reg   *prometheus.Registry
-	logs  *syncBuffer // the gateway's access log, as JSON lines
+	logs  *syncbuf.Buffer // the gateway's access log, as JSON lines
 }
 
 // wiring is one way to hand the gateway its kv.KVService.
@@ -121,7 +122,7 @@ func startRPCWith(t *testing.T, h kv.KVService, opts ...server.Option) kv.KVServ
 // start runs a gateway over w's wiring of the real service and stops it when t ends.
 func start(t *testing.T, w wiring, ready func(context.Context) error) *env {
 	t.Helper()
-	e := &env{probe: &probe{seen: map[string]string{}}, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	e := &env{probe: &probe{seen: map[string]string{}}, reg: prometheus.NewRegistry(), logs: &syncbuf.Buffer{}}
 	e.probe.KVService = newService(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e.hold = &hold{KVService: w.upstream(t, handler.New(e.probe, quiet))}
@@ -244,24 +245,6 @@ func (h *hold) take(req *kv.PutAllRequest) *trap {
 	tr := h.trap
 	h.trap = nil
 	return tr
-}
-
-// syncBuffer is a bytes.Buffer safe for the gateway's concurrent log writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // response is what a test reads of an HTTP response.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"putallkv/internal/syncbuf"
 	"putallkv/kitex_gen/kv"
 )
 
@@ -27,7 +28,7 @@ const waitBound = 20 * time.Second
 // it when t ends.
 func startWith(t testing.TB, svc kv.KVService, opts Options) *env {
 	t.Helper()
-	e := &env{reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	e := &env{reg: prometheus.NewRegistry(), logs: &syncbuf.Buffer{}}
 	opts.Registerer, opts.Logger = e.reg, slog.New(slog.NewJSONHandler(e.logs, nil))
 	if opts.MaxBodyBytes == 0 {
 		opts.MaxBodyBytes = testMaxBody

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"putallkv/internal/syncbuf"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/kvclient"
 )
@@ -155,7 +156,7 @@ func (panicky) Get(context.Context, *kv.GetRequest) (*kv.GetResponse, error) {
 }
 
 func TestHandlerPanicIsInternal(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	g := New(panicky{newService(t)}, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err := g.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)

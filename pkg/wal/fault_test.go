@@ -3,10 +3,13 @@ package wal
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"putallkv/internal/syncbuf"
 )
 
 // fastRetry makes the writer retry at once after a failure: the tests pace it with gates.
@@ -27,9 +30,9 @@ func TestDiskFullThenRoom(t *testing.T) {
 			recs := randomRecords(newRand(t), 8, 500)
 			g := newGate()
 			ffs := &faultyFS{writeFault: g.hook, truncateFault: func() error { return tc.truncateErr }}
-			logs := &logBuffer{}
+			logs := &syncbuf.Buffer{}
 			dir := t.TempDir()
-			l := mustOpen(t, dir, fastRetry(Options{openFile: ffs.open, Logger: logs.logger()}))
+			l := mustOpen(t, dir, fastRetry(Options{openFile: ffs.open, Logger: slog.New(slog.NewTextHandler(logs, nil))}))
 			appendAll(t, l, recs[:3])
 
 			g.on.Store(true) // the disk is full: every write now waits for its outcome from the test

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"putallkv/internal/syncbuf"
 )
 
 // logWithFile returns a directory holding one segment file with the given contents.
@@ -28,8 +31,8 @@ func logWithFile(t *testing.T, name string, data []byte) (dir, path string) {
 // appends one record, reopens and checks that record follows with the next LSN.
 func recoverAndExtend(t *testing.T, dir string, want [][]byte, torn bool) {
 	t.Helper()
-	logs := &logBuffer{}
-	l, err := Open(dir, Options{Logger: logs.logger()})
+	logs := &syncbuf.Buffer{}
+	l, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

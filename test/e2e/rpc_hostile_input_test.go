@@ -22,6 +22,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/klog"
 	"golang.org/x/net/http2"
 
+	"putallkv/internal/syncbuf"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/kvclient"
 	"putallkv/pkg/rpcguard"
@@ -79,7 +80,7 @@ func garbage(rng *rand.Rand) []byte {
 // lines than requests. Before, about half of them panicked the decoder, the panic's text
 // went back to the caller and each logged a 2.5 KB stack.
 func TestE2EGarbagePayloads(t *testing.T) {
-	var logs, kitexLogs syncBuffer
+	var logs, kitexLogs syncbuf.Buffer
 	klog.SetOutput(&kitexLogs)
 	defer klog.SetOutput(os.Stderr)
 	a, c := startLoggedServer(t, testConfig(t), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
