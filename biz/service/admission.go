@@ -75,12 +75,9 @@ func (s *Service) refuse(n int, retry time.Duration, mode string) error {
 // writeChunked applies a BEST_EFFORT batch in chunks, each the size of the tokens in hand (at
 // least 1, at most max_chunk), for as long as the wait budget allows and the memory quota
 // takes them. Entries not reached are reported RESOURCE_EXHAUSTED with no version, so a caller
-// resends exactly those; none is applied twice and none is dropped silently.
+// resends exactly those; none is applied twice and none is dropped silently. writes holds
+// no key twice (writeBatch checked: a chunk's store call only sees its own keys).
 func (s *Service) writeChunked(ctx context.Context, writes []store.Write, statuses []*kv.KeyStatus, key *idemKey) (batchResult, error) {
-	// A chunk only sees its own keys, so repeats across chunks are caught here.
-	if key, dup := firstRepeat(writes); dup {
-		return batchResult{}, duplicateKeyError(key)
-	}
 	a := s.admission.Load()
 	giveUp := s.now().Add(s.waitBudget(ctx, a.MaxWait))
 	var r batchResult
@@ -118,7 +115,7 @@ func (s *Service) writeChunked(ctx context.Context, writes []store.Write, status
 	return r, nil
 }
 
-// firstRepeat returns a key that appears more than once in writes.
+// firstRepeat returns the key whose repeat comes first in writes, as the store names it.
 func firstRepeat(writes []store.Write) (string, bool) {
 	seen := make(map[string]struct{}, len(writes))
 	for _, w := range writes {

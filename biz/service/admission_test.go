@@ -155,3 +155,22 @@ func TestUnlimitedSuggestsMaxBatch(t *testing.T) {
 		t.Fatalf("Put = %+v, %v; want suggested_batch %d", resp, err, testLimits.MaxBatchEntries)
 	}
 }
+
+// TestRepeatedKeyTakesNoTokens checks that an ATOMIC batch repeating a key is refused before
+// admission: it takes no tokens, so a burst-sized batch right after it is still admitted.
+// (Before, the store refused it after its tokens were spent, and the next batch was refused
+// RESOURCE_EXHAUSTED.)
+func TestRepeatedKeyTakesNoTokens(t *testing.T) {
+	s, _ := limitedService(t, 10)
+	ctx := context.Background()
+	repeated := append(entries("r", 9), entry("r3", "again"))
+	for _, mode := range []kv.WriteMode{kv.WriteMode_ATOMIC, kv.WriteMode_BEST_EFFORT} {
+		_, err := s.PutAll(ctx, &kv.PutAllRequest{Entries: repeated, Mode: mode})
+		if ke := wantCode(t, err, kv.ErrorCode_INVALID_ARGUMENT); !strings.Contains(ke.Message, `"r3"`) {
+			t.Fatalf("%v: message %q does not name the repeated key r3", mode, ke.Message)
+		}
+	}
+	if resp, err := s.PutAll(ctx, &kv.PutAllRequest{Entries: entries("a", 10)}); err != nil || resp.Applied != 10 {
+		t.Fatalf("a burst-sized batch after the refusals: %+v, %v; want all 10 admitted", resp, err)
+	}
+}

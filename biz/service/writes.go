@@ -153,10 +153,17 @@ func resultsToSend(statuses []*kv.KeyStatus, revision int64) []*kv.KeyStatus {
 }
 
 // writeBatch admits and applies a validated multi-key write: ATOMIC as one admission of every
-// key, BEST_EFFORT in chunks sized by the tokens in hand.
+// key, BEST_EFFORT in chunks sized by the tokens in hand. While admission is limited, a
+// repeated key is refused before the call takes tokens (the store would refuse the batch
+// only after they were spent); otherwise the store finds it, at no extra cost to every call.
 func (s *Service) writeBatch(ctx context.Context, mode store.Mode, writes []store.Write, key *idemKey) (batchResult, error) {
-	if mode == store.BestEffort && !s.bucket.Unlimited() {
-		return s.writeChunked(ctx, writes, make([]*kv.KeyStatus, len(writes)), key)
+	if !s.bucket.Unlimited() {
+		if key, dup := firstRepeat(writes); dup {
+			return batchResult{}, duplicateKeyError(key)
+		}
+		if mode == store.BestEffort {
+			return s.writeChunked(ctx, writes, make([]*kv.KeyStatus, len(writes)), key)
+		}
 	}
 	if err := s.admit(ctx, len(writes), mode.String()); err != nil {
 		return batchResult{}, err
