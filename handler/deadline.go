@@ -24,6 +24,8 @@ type Transport struct {
 	DrainTimeout time.Duration
 	// Logger receives refused requests, rate-limited.
 	Logger *slog.Logger
+	// Refusals counts refused requests (nil: not counted): rpc_requests_refused_total.
+	Refusals *rpcguard.Metrics
 }
 
 // handlerOptions are the options of rpcguard's transport handlers on any transport.
@@ -46,7 +48,7 @@ func ServerOptions(t Transport) []server.Option {
 	return []server.Option{
 		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
 		server.WithMiddleware(CallerDeadline),
-		server.WithCodec(codec),
+		server.WithCodec(codec.CountRefusals(t.Refusals)),
 		server.WithTransHandlerFactory(rpcguard.Handlers(netpoll.NewSvrTransHandlerFactory(), t.handlerOptions())),
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"putallkv/pkg/config"
 	"putallkv/pkg/kvclient"
 	"putallkv/pkg/metrics"
+	"putallkv/pkg/rpcguard"
 	"putallkv/pkg/store"
 	"putallkv/pkg/wal"
 )
@@ -132,7 +133,12 @@ func (s *Server) startService(reg *prometheus.Registry) error {
 	if s.rpcLn, err = net.Listen("tcp", cfg.Server.Addr); err != nil {
 		return fmt.Errorf("server.addr: %w", err)
 	}
-	transport := handler.Transport{MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout, Logger: s.log}
+	refusals, err := rpcguard.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	transport := handler.Transport{MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout,
+		Logger: s.log, Refusals: refusals}
 	opts := append(handler.ServerOptions(transport),
 		kitexserver.WithListener(s.rpcLn),
 		kitexserver.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),

@@ -74,6 +74,21 @@ type Codec struct {
 	maxBytes int
 	schema   schema
 	names    map[string]string // each method's name, to return without allocating
+	metrics  *Metrics          // counts refusals; nil counts nothing
+}
+
+// CountRefusals makes c count every request it refuses in m, and returns c.
+func (c *Codec) CountRefusals(m *Metrics) *Codec {
+	c.metrics = m
+	return c
+}
+
+// counted counts *err when it is a refusal; deferred by the decoding methods.
+func (c *Codec) counted(err *error) {
+	var r *refusal
+	if *err != nil && errors.As(*err, &r) { // *err first: errors.As allocates
+		c.metrics.count(r)
+	}
 }
 
 // New returns a codec for the service svc that refuses requests over maxBytes and requests
@@ -109,8 +124,9 @@ func (c *Codec) Decode(ctx context.Context, msg remote.Message, in remote.ByteBu
 
 // DecodeMeta implements remote.MetaDecoder: it reads the framing (where the default codec
 // checks the size) and refuses an oversized or unframed request.
-func (c *Codec) DecodeMeta(ctx context.Context, msg remote.Message, in remote.ByteBuffer) error {
-	err := c.metaDec.DecodeMeta(ctx, msg, in)
+func (c *Codec) DecodeMeta(ctx context.Context, msg remote.Message, in remote.ByteBuffer) (err error) {
+	defer c.counted(&err)
+	err = c.metaDec.DecodeMeta(ctx, msg, in)
 	switch {
 	case err == nil && msg.PayloadLen() > 0:
 		return nil
@@ -207,6 +223,7 @@ func setCall(msg remote.Message, method string, seq int32) {
 // DecodePayload implements remote.MetaDecoder: it checks the request's bytes, then decodes
 // them with the generated decoder.
 func (c *Codec) DecodePayload(ctx context.Context, msg remote.Message, in remote.ByteBuffer) (err error) {
+	defer c.counted(&err) // after the recover below has turned a panic into a refusal
 	// The whole frame, at most maxBytes (DecodeMeta checked), is read before it is decoded
 	// anyway; peeking at it first costs no copy when it is in one buffer.
 	payload, err := in.Peek(msg.PayloadLen())

@@ -56,6 +56,11 @@ func TestE2EHugeDeclaredContainers(t *testing.T) {
 	if grew > 64<<20 {
 		t.Errorf("the process allocated %d MB answering requests of a few dozen bytes", grew>>20)
 	}
+	sent := 2 + 5*len(methods)
+	page := scrape(t, a)
+	if n := metric(t, page, `rpc_requests_refused_total{reason="malformed"}`); n != float64(sent) {
+		t.Errorf("rpc_requests_refused_total{reason=\"malformed\"} = %v; want %d, one per refused request", n, sent)
+	}
 	if _, err := c.Put(context.Background(), &kv.PutRequest{Key: "alive", Value: []byte("yes")}); err != nil {
 		t.Fatalf("the server stopped serving: %v", err)
 	}
@@ -125,7 +130,7 @@ func TestE2EGarbagePayloads(t *testing.T) {
 // caller as UNAVAILABLE "connection closed": the server answered and closed the connection
 // while the caller was still writing, and the reset discarded the answer.
 func TestE2EOversizedPutAllThroughSDK(t *testing.T) {
-	_, c := startTestServer(t, testConfig(t))
+	a, c := startTestServer(t, testConfig(t))
 	req := &kv.PutAllRequest{Entries: make([]*kv.Entry, 1_000_000)}
 	for i := range req.Entries {
 		req.Entries[i] = &kv.Entry{Key: fmt.Sprintf("key/%07d", i), Value: []byte("v")}
@@ -135,6 +140,9 @@ func TestE2EOversizedPutAllThroughSDK(t *testing.T) {
 		if e := wantErr(t, err, kvclient.ErrTooLarge); !strings.Contains(e.Message, "server.max_request_bytes") {
 			t.Fatalf("message %q does not name the setting", e.Message)
 		}
+	}
+	if n := metric(t, scrape(t, a), `rpc_requests_refused_total{reason="too_large"}`); n != 3 {
+		t.Errorf(`rpc_requests_refused_total{reason="too_large"} = %v; want 3`, n)
 	}
 	if _, err := c.Put(context.Background(), &kv.PutRequest{Key: "alive", Value: []byte("yes")}); err != nil {
 		t.Fatalf("the server stopped serving: %v", err)
