@@ -1,0 +1,97 @@
+package thrift_test
+
+import (
+	"bytes"
+	"flag"
+	"go/format"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite gen/ with what the Apache Thrift compiler generates from idl/kv.thrift")
+
+// goGenerator is the Apache Thrift compiler's Go generator with the options gen/ is made
+// with: imports under this package, no command-line remote client.
+const goGenerator = "go:package_prefix=putallkv/test/thrift/gen/,skip_remote"
+
+// TestApacheGeneratedCodeIsCurrent compiles idl/kv.thrift with the Apache Thrift compiler
+// (Debian's thrift-compiler) and fails if the committed gen/ differs from its output
+// (gofmt-formatted): the Apache Go client is tested with what the compiler makes of the
+// IDL today. `go test ./test/thrift -run Generated -update` rewrites gen/.
+func TestApacheGeneratedCodeIsCurrent(t *testing.T) {
+	needTools(t, []string{"thrift"}, "thrift-compiler")
+	root := repoRoot(t)
+	out := t.TempDir()
+	cmd := exec.Command("thrift", "--gen", goGenerator, "-out", out, filepath.Join(root, "idl", "kv.thrift"))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", cmd, err, b)
+	}
+	got := readTree(t, out)
+	for name, src := range got {
+		formatted, err := format.Source(src)
+		if err != nil {
+			t.Fatalf("gofmt %s: %v", name, err)
+		}
+		got[name] = formatted
+	}
+	committed := filepath.Join(root, "test", "thrift", "gen")
+	if *update {
+		writeTree(t, committed, got)
+		return
+	}
+	want := readTree(t, committed)
+	for name, content := range got {
+		if c, ok := want[name]; !ok {
+			t.Errorf("the compiler makes gen/%s, which is not committed; run with -update", name)
+		} else if !bytes.Equal(c, content) {
+			t.Errorf("gen/%s differs from what the compiler makes of idl/kv.thrift; run with -update", name)
+		}
+	}
+	for name := range want {
+		if _, ok := got[name]; !ok {
+			t.Errorf("gen/%s is committed but the compiler no longer makes it; run with -update", name)
+		}
+	}
+}
+
+// readTree returns the files under root by their path relative to it.
+func readTree(t *testing.T, root string) map[string][]byte {
+	t.Helper()
+	files := make(map[string][]byte)
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		files[rel] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// writeTree replaces the files under root with files.
+func writeTree(t *testing.T, root string, files map[string][]byte) {
+	t.Helper()
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		path := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
