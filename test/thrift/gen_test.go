@@ -22,7 +22,7 @@ const goGenerator = "go:package_prefix=putallkv/test/thrift/gen/,skip_remote"
 // (gofmt-formatted): the Apache Go client is tested with what the compiler makes of the
 // IDL today. `go test ./test/thrift -run Generated -update` rewrites gen/.
 func TestApacheGeneratedCodeIsCurrent(t *testing.T) {
-	needTools(t, []string{"thrift"}, "thrift-compiler")
+	needTools(t, compiler)
 	root := repoRoot(t)
 	out := t.TempDir()
 	cmd := exec.Command("thrift", "--gen", goGenerator, "-out", out, filepath.Join(root, "idl", "kv.thrift"))

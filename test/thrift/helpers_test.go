@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,46 +40,63 @@ func repoRoot(t testing.TB) string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// debianTools installs Debian's thrift-compiler and python3-thrift once per test binary,
-// when a tool is missing and the tests run as root (as in CI).
-var debianTools struct {
-	once sync.Once
-	out  []byte
-	err  error
+// tool is a program a test needs and the Debian package that provides it.
+type tool struct {
+	name    string
+	pkg     string
+	present func() bool
 }
 
-// needTools makes sure the programs (looked up on PATH, or by absolute path) are there,
-// installing the Debian packages pkgs if not. Without root to install them the test is
-// skipped, saying what to install; as root a failed install fails the test.
-func needTools(t *testing.T, programs []string, pkgs ...string) {
+// compiler is the Apache Thrift compiler.
+var compiler = tool{"the thrift compiler", "thrift-compiler", func() bool {
+	_, err := exec.LookPath("thrift")
+	return err == nil
+}}
+
+// python is Debian's interpreter, into which python3-thrift installs (a python3 earlier on
+// PATH, such as pyenv's, does not have it).
+const python = "/usr/bin/python3"
+
+// pythonThrift is Apache Thrift's Python library, for Debian's interpreter.
+var pythonThrift = tool{"Python's thrift module", "python3-thrift", func() bool {
+	return exec.Command(python, "-c", "import thrift").Run() == nil
+}}
+
+// installMu serialises installs by apt-get.
+var installMu sync.Mutex
+
+// needTools makes sure the tools are there, installing the Debian packages of those missing
+// when the tests run as root (as in CI), where a failed install fails the test. Without root
+// the test is skipped, saying what to install.
+func needTools(t *testing.T, tools ...tool) {
 	t.Helper()
-	missing := func() []string {
-		var m []string
-		for _, p := range programs {
-			if _, err := exec.LookPath(p); err != nil {
-				m = append(m, p)
+	missing := func() (names, pkgs []string) {
+		for _, tl := range tools {
+			if !tl.present() {
+				names, pkgs = append(names, tl.name), append(pkgs, tl.pkg)
 			}
 		}
-		return m
+		return names, pkgs
 	}
-	if len(missing()) == 0 {
+	installMu.Lock()
+	defer installMu.Unlock()
+	names, pkgs := missing()
+	if len(pkgs) == 0 {
 		return
 	}
 	if os.Geteuid() != 0 {
-		t.Skipf("needs %v: install the Debian packages %v (apt-get install -y %v) or run the tests as root, which installs them", missing(), pkgs, pkgs)
+		t.Skipf("needs %v: apt-get install -y %v, or run the tests as root, which installs them", names, strings.Join(pkgs, " "))
 	}
-	debianTools.once.Do(func() {
-		all := []string{"thrift-compiler", "python3-thrift"}
-		cmd := exec.Command("sh", "-c", "apt-get update -qq && apt-get install -y -qq \"$@\"", "sh")
-		cmd.Args = append(cmd.Args, all...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		debianTools.out, debianTools.err = cmd.CombinedOutput()
-	})
-	if debianTools.err != nil {
-		t.Fatalf("apt-get install: %v\n%s", debianTools.err, debianTools.out)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", `apt-get update -qq && apt-get install -y -qq "$@"`, "sh")
+	cmd.Args = append(cmd.Args, pkgs...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("apt-get install %v: %v\n%s", pkgs, err, out)
 	}
-	if m := missing(); len(m) > 0 {
-		t.Fatalf("still missing %v after installing %v", m, pkgs)
+	if names, _ := missing(); len(names) > 0 {
+		t.Fatalf("still missing %v after apt-get install %v", names, pkgs)
 	}
 }
 

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""A putallkv client in Python over Apache Thrift (Debian: python3-thrift).
+
+Generate the bindings from the API's IDL, then run against a server's RPC address:
+
+    thrift --gen py -out gen-py idl/kv.thrift
+    PYTHONPATH=gen-py /usr/bin/python3 examples/python/client.py 127.0.0.1:8888
+
+It writes two keys in one atomic PutAll, reads them back with GetAll, then tries a
+compare-and-set with a stale version, which the server refuses with VERSION_MISMATCH.
+The server reads framed binary Thrift; it has no way to take a token from this client
+(see docs/clients.md), so point it at a server that needs none.
+"""
+
+import sys
+
+from thrift.protocol import TBinaryProtocol
+from thrift.transport import TSocket, TTransport
+
+from kv import KVService
+from kv.ttypes import (
+    Entry,
+    ErrorCode,
+    GetAllRequest,
+    KVError,
+    PutAllRequest,
+    WriteMode,
+)
+
+TIMEOUT_MS = 10_000
+
+
+def connect(addr):
+    """Open a framed binary connection to addr (HOST:PORT); return (client, transport)."""
+    host, _, port = addr.rpartition(":")
+    sock = TSocket.TSocket(host, int(port))
+    sock.setTimeout(TIMEOUT_MS)
+    transport = TTransport.TFramedTransport(sock)
+    client = KVService.Client(TBinaryProtocol.TBinaryProtocol(transport))
+    transport.open()
+    return client, transport
+
+
+def run(client):
+    """PutAll, GetAll and a failing compare-and-set, printing one line for each outcome."""
+    entries = [Entry(key="py/greeting", value=b"hello"), Entry(key="py/count", value=b"1")]
+    put = client.PutAll(PutAllRequest(entries=entries, mode=WriteMode.ATOMIC))
+    print(f"PutAll applied={put.applied} revision={put.revision}")
+
+    got = client.GetAll(GetAllRequest(keys=["py/greeting", "py/count", "py/absent"]))
+    for item in got.items:
+        if item.found:
+            print(f"GetAll {item.key}={item.value.decode()} version={item.version}")
+        else:
+            print(f"GetAll {item.key} not found")
+
+    stale = put.revision + 100
+    cas = Entry(key="py/count", value=b"2", expected_version=stale)
+    try:
+        client.PutAll(PutAllRequest(entries=[cas], mode=WriteMode.ATOMIC))
+    except KVError as e:
+        for f in e.failed:
+            print(f"CAS {ErrorCode._VALUES_TO_NAMES[e.code]} {f.key} "
+                  f"expected={stale} current={f.version}: {e.message}")
+        return 0
+    print("CAS unexpectedly succeeded", file=sys.stderr)
+    return 1
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(f"usage: {argv[0]} HOST:PORT", file=sys.stderr)
+        return 2
+    client, transport = connect(argv[1])
+    try:
+        return run(client)
+    finally:
+        transport.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
