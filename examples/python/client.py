@@ -8,14 +8,20 @@ Generate the bindings from the API's IDL, then run against a server's RPC addres
 
 It writes two keys in one atomic PutAll, reads them back with GetAll, then tries a
 compare-and-set with a stale version, which the server refuses with VERSION_MISMATCH.
-The server reads framed binary Thrift; it has no way to take a token from this client
-(see docs/clients.md), so point it at a server that needs none.
+
+Plain Apache Thrift speaks framed binary, which carries no metadata. A server with tokens
+(auth.token_file) reads the token only from Kitex's TTHeader: with PUTALLKV_TOKEN set in the
+environment, the client sends its calls in TTHeader frames (ttheader.py, beside this file)
+carrying the token and its deadline.
 """
 
+import os
 import sys
 
 from thrift.protocol import TBinaryProtocol
 from thrift.transport import TSocket, TTransport
+
+from ttheader import TOKEN, TTHeaderTransport
 
 from kv import KVService
 from kv.ttypes import (
@@ -30,12 +36,16 @@ from kv.ttypes import (
 TIMEOUT_MS = 10_000
 
 
-def connect(addr):
-    """Open a framed binary connection to addr (HOST:PORT); return (client, transport)."""
+def connect(addr, token):
+    """Open a connection to addr (HOST:PORT), framed, or TTHeader carrying token when there
+    is one; return (client, transport)."""
     host, _, port = addr.rpartition(":")
     sock = TSocket.TSocket(host, int(port))
     sock.setTimeout(TIMEOUT_MS)
-    transport = TTransport.TFramedTransport(sock)
+    if token:
+        transport = TTHeaderTransport(sock, {TOKEN: token}, timeout_ms=TIMEOUT_MS)
+    else:
+        transport = TTransport.TFramedTransport(sock)
     client = KVService.Client(TBinaryProtocol.TBinaryProtocol(transport))
     transport.open()
     return client, transport
@@ -71,9 +81,12 @@ def main(argv):
     if len(argv) != 2:
         print(f"usage: {argv[0]} HOST:PORT", file=sys.stderr)
         return 2
-    client, transport = connect(argv[1])
+    client, transport = connect(argv[1], os.environ.get("PUTALLKV_TOKEN"))
     try:
         return run(client)
+    except KVError as e:
+        print(f"error {ErrorCode._VALUES_TO_NAMES[e.code]}: {e.message}", file=sys.stderr)
+        return 1
     finally:
         transport.close()
 

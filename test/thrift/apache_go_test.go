@@ -7,6 +7,7 @@ import (
 
 	"github.com/apache/thrift/lib/go/thrift"
 
+	"putallkv/pkg/auth/authtest"
 	"putallkv/test/thrift/gen/kv"
 )
 
@@ -168,4 +169,15 @@ func wantFailed(t *testing.T, e *kv.KVError, want map[string]kv.ErrorCode) {
 			t.Fatalf("failed = %v; want %v", e.Failed, want)
 		}
 	}
+}
+
+// TestApacheFramedClientHasNoToken pins down what a plain Apache Thrift client meets at a
+// server with tokens: framed Thrift carries no metadata, so every call is refused
+// UNAUTHENTICATED, as a KVError the client reads like any other.
+func TestApacheFramedClientHasNoToken(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Auth.TokenFile = authtest.New(t).File
+	c := dial(t, serve(t, cfg), framed)
+	_, err := c.Get(context.Background(), &kv.GetRequest{Key: "k"})
+	wantKVError(t, err, kv.ErrorCode_UNAUTHENTICATED)
 }

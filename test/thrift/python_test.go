@@ -8,13 +8,63 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"putallkv/pkg/auth/authtest"
 )
 
-// TestPythonExample generates Python bindings from idl/kv.thrift with the Apache Thrift
-// compiler and runs examples/python/client.py against the real server: an atomic PutAll,
-// GetAll of what it wrote, and a compare-and-set on a stale version that the server refuses
-// with VERSION_MISMATCH naming the key's version.
+// exampleOutput is what examples/python/client.py prints against an empty store.
+const exampleOutput = `^PutAll applied=2 revision=1
+GetAll py/greeting=hello version=1
+GetAll py/count=1 version=1
+GetAll py/absent not found
+CAS VERSION_MISMATCH py/count expected=101 current=1: \S.*
+$`
+
+// TestPythonExample runs examples/python/client.py over framed binary against the real
+// server: an atomic PutAll, GetAll of what it wrote, and a compare-and-set on a stale
+// version that the server refuses with VERSION_MISMATCH naming the key's version.
 func TestPythonExample(t *testing.T) {
+	out, err := runPythonExample(t, serve(t, testConfig(t)), "")
+	if err != nil {
+		t.Fatalf("client.py: %v\n%s", err, out)
+	}
+	wantOutput(t, out, exampleOutput)
+}
+
+// TestPythonExampleAuthenticatesOverTTHeader runs the example against a server with tokens:
+// with a token, sent in TTHeader by examples/python/ttheader.py, the calls pass as they do
+// without tokens; with a token of too low a role they are refused PERMISSION_DENIED, and
+// without one (plain framed Thrift) UNAUTHENTICATED.
+func TestPythonExampleAuthenticatesOverTTHeader(t *testing.T) {
+	tk := authtest.New(t)
+	cfg := testConfig(t)
+	cfg.Auth.TokenFile = tk.File
+	addr := serve(t, cfg)
+	for _, tt := range []struct {
+		name, token, want string
+	}{
+		{"no token", "", `^error UNAUTHENTICATED: \S.*\n$`},
+		{"read token", tk.Read, `^error PERMISSION_DENIED: \S.*\n$`},
+		{"write token", tk.Write, exampleOutput},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := runPythonExample(t, addr, tt.token)
+			if tt.token == tk.Write && err != nil {
+				t.Fatalf("client.py: %v\n%s", err, out)
+			}
+			if tt.token != tk.Write && err == nil {
+				t.Fatalf("client.py exited 0, printing:\n%s", out)
+			}
+			wantOutput(t, out, tt.want)
+		})
+	}
+}
+
+// runPythonExample generates Python bindings from idl/kv.thrift with the Apache Thrift
+// compiler and runs examples/python/client.py against addr, with PUTALLKV_TOKEN set to
+// token unless it is empty; it returns what the client printed.
+func runPythonExample(t *testing.T, addr, token string) ([]byte, error) {
+	t.Helper()
 	needTools(t, compiler, pythonThrift)
 	root := repoRoot(t)
 	gen := t.TempDir()
@@ -24,20 +74,14 @@ func TestPythonExample(t *testing.T) {
 	if b, err := thriftCmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", thriftCmd, err, b)
 	}
-
-	addr := serve(t, testConfig(t))
 	cmd := exec.CommandContext(ctx, python, filepath.Join(root, "examples", "python", "client.py"), addr)
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+gen, "PYTHONDONTWRITEBYTECODE=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("client.py: %v\n%s", err, out)
-	}
-	want := `^PutAll applied=2 revision=1
-GetAll py/greeting=hello version=1
-GetAll py/count=1 version=1
-GetAll py/absent not found
-CAS VERSION_MISMATCH py/count expected=101 current=1: \S.*
-$`
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+gen, "PYTHONDONTWRITEBYTECODE=1", "PUTALLKV_TOKEN="+token)
+	return cmd.CombinedOutput()
+}
+
+// wantOutput fails unless out matches the regular expression want.
+func wantOutput(t *testing.T, out []byte, want string) {
+	t.Helper()
 	if !regexp.MustCompile(want).Match(out) {
 		t.Fatalf("client.py printed:\n%s\nwant lines matching:\n%s", out, want)
 	}
