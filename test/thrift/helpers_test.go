@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -30,14 +29,15 @@ func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 // quiet is the servers' log, which no test reads.
 var quiet = slog.New(slog.DiscardHandler)
 
-// repoRoot is the repository's root directory, where idl/ and examples/ are.
+// repoRoot is the repository's root directory, where idl/ and examples/ are: go test runs
+// a package's tests in its directory.
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("no source path for this file")
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return root
 }
 
 // tool is a program a test needs and the Debian package that provides it.
