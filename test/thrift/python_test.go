@@ -60,10 +60,30 @@ func TestPythonExampleAuthenticatesOverTTHeader(t *testing.T) {
 	}
 }
 
-// runPythonExample generates Python bindings from idl/kv.thrift with the Apache Thrift
-// compiler and runs examples/python/client.py against addr, with PUTALLKV_TOKEN set to
-// token unless it is empty; it returns what the client printed.
+// TestPythonTTHeaderSendsTheDeadline checks that the deadline examples/python/ttheader.py
+// sends bounds the call on the server: a write that would wait about 5 s for admission, sent
+// with a 1 s deadline, is refused at once rather than waited for (testdata/deadline.py).
+func TestPythonTTHeaderSendsTheDeadline(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Limiter.Rate, cfg.Limiter.Burst, cfg.Limiter.MaxWait = 1, 5, time.Hour
+	out, err := runPython(t, filepath.Join("testdata", "deadline.py"), serve(t, cfg), "")
+	if err != nil {
+		t.Fatalf("deadline.py: %v\n%s", err, out)
+	}
+	wantOutput(t, out, "^first applied=5\nsecond RESOURCE_EXHAUSTED retry_after_ms=[1-9][0-9]*\n$")
+}
+
+// runPythonExample runs examples/python/client.py against addr with PUTALLKV_TOKEN set to
+// token, and returns what it printed.
 func runPythonExample(t *testing.T, addr, token string) ([]byte, error) {
+	t.Helper()
+	return runPython(t, filepath.Join(repoRoot(t), "examples", "python", "client.py"), addr, token)
+}
+
+// runPython generates Python bindings from idl/kv.thrift with the Apache Thrift compiler and
+// runs script against addr, with the bindings and examples/python on its path and
+// PUTALLKV_TOKEN set to token; it returns what the script printed.
+func runPython(t *testing.T, script, addr, token string) ([]byte, error) {
 	t.Helper()
 	needTools(t, compiler, pythonThrift)
 	root := repoRoot(t)
@@ -74,8 +94,9 @@ func runPythonExample(t *testing.T, addr, token string) ([]byte, error) {
 	if b, err := thriftCmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", thriftCmd, err, b)
 	}
-	cmd := exec.CommandContext(ctx, python, filepath.Join(root, "examples", "python", "client.py"), addr)
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+gen, "PYTHONDONTWRITEBYTECODE=1", "PUTALLKV_TOKEN="+token)
+	cmd := exec.CommandContext(ctx, python, script, addr)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+gen+string(os.PathListSeparator)+filepath.Join(root, "examples", "python"),
+		"PYTHONDONTWRITEBYTECODE=1", "PUTALLKV_TOKEN="+token)
 	return cmd.CombinedOutput()
 }
 
