@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# A Redis Cluster on loopback for putallkv's redis_cluster engine: 3 masters and 3 replicas.
+#
+#   script/redis-cluster.sh up   [BASE_PORT] [DIR]
+#   script/redis-cluster.sh down [BASE_PORT] [DIR]
+#
+# up starts six redis-server processes in cluster mode on 127.0.0.1:BASE_PORT..BASE_PORT+5
+# (BASE_PORT defaults to 7000), each with its data in DIR/PORT (DIR defaults to a new temporary
+# directory, printed), creates the cluster (one replica per master) and waits, at most
+# REDIS_CLUSTER_WAIT seconds (default 60), until every node reports cluster_state:ok and every
+# replica's link to its master is up (so that a WAIT for one replica can be confirmed). It records
+# the pids it started in DIR/pids, and the directory in /tmp/putallkv-redis-cluster-BASE_PORT so
+# that down finds it without DIR. When redis-server is missing, up installs it with apt-get (as
+# root; otherwise it says so and stops).
+#
+# Every node runs with cluster-node-timeout 5000 (a dead master is replaced by its replica in
+# about that) and cluster-require-full-coverage no (while one master's slots fail over, the other
+# masters' slots keep serving instead of the whole cluster answering CLUSTERDOWN).
+#
+# down stops exactly the processes up recorded, after checking that each pid is still a
+# redis-server, then removes DIR if up created it; it never touches other processes.
+set -euo pipefail
+
+cmd=${1:-}
+base=${2:-7000}
+dir=${3:-}
+wait_s=${REDIS_CLUSTER_WAIT:-60}
+nodes=6
+marker=/tmp/putallkv-redis-cluster-$base
+
+die() { echo "redis-cluster: $*" >&2; exit 1; }
+
+case "$base" in ''|*[!0-9]*) die "BASE_PORT must be a number, got '$base'" ;; esac
+[ "$base" -ge 1 ] && [ $((base + nodes - 1)) -le 65535 ] || die "ports $base..$((base + nodes - 1)) are out of range"
+
+ensure_redis() {
+  command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    die "redis-server is not installed and this is not root: install it (apt-get install -y redis-server) or run as root"
+  fi
+  echo "redis-cluster: installing redis-server with apt-get" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
+}
+
+# is_ours PID: the pid is alive and is a redis-server.
+is_ours() {
+  local comm
+  comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
+  [ "$comm" = redis-server ]
+}
+
+# linked_replicas: how many nodes are replicas whose link to their master is up.
+linked_replicas() {
+  local n=0 port
+  for ((j = 0; j < nodes; j++)); do
+    port=$((base + j))
+    if redis-cli -h 127.0.0.1 -p "$port" info replication 2>/dev/null | tr -d '\r' | grep -qx 'master_link_status:up'; then
+      n=$((n + 1))
+    fi
+  done
+  echo "$n"
+}
+
+# node_ok PORT: the node answers cluster_state:ok.
+node_ok() {
+  redis-cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | tr -d '\r' | grep -qx 'cluster_state:ok'
+}
+
+up() {
+  ensure_redis
+  if [ -e "$marker" ]; then
+    die "a cluster on base port $base is already recorded in $marker (run: $0 down $base)"
+  fi
+  local created=0
+  if [ -z "$dir" ]; then dir=$(mktemp -d /tmp/putallkv-redis-cluster.XXXXXX); created=1; fi
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  : >"$dir/pids"
+  echo "$dir" >"$marker"
+  [ "$created" = 1 ] && touch "$dir/.created-by-up"
+  local addrs=() port
+  for ((i = 0; i < nodes; i++)); do
+    port=$((base + i))
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      down_recorded; die "127.0.0.1:$port is already in use"
+    fi
+    mkdir -p "$dir/$port"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/$port" --daemonize no \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+      --cluster-require-full-coverage no --appendonly no --save '' \
+      --logfile "$dir/$port/redis.log" --pidfile "$dir/$port/redis.pid" </dev/null >/dev/null 2>&1 &
+    echo "$!" >>"$dir/pids"
+    addrs+=("127.0.0.1:$port")
+  done
+  for ((i = 0; i < nodes; i++)); do
+    port=$((base + i))
+    local n=0
+    until redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; do
+      n=$((n + 1))
+      if [ "$n" -gt $((wait_s * 10)) ]; then down_recorded; die "node $port did not answer PING within ${wait_s}s"; fi
+      sleep 0.1
+    done
+  done
+  if ! redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1; then
+    cat "$dir/create.log" >&2; down_recorded; die "redis-cli --cluster create failed"
+  fi
+  local deadline=$((SECONDS + wait_s))
+  for ((i = 0; i < nodes; i++)); do
+    port=$((base + i))
+    until node_ok "$port"; do
+      if [ "$SECONDS" -ge "$deadline" ]; then down_recorded; die "node $port did not reach cluster_state:ok within ${wait_s}s"; fi
+      sleep 0.1
+    done
+  done
+  until [ "$(linked_replicas)" -ge $((nodes / 2)) ]; do
+    if [ "$SECONDS" -ge "$deadline" ]; then down_recorded; die "the replicas did not all link to their masters within ${wait_s}s"; fi
+    sleep 0.1
+  done
+  echo "redis-cluster: up on 127.0.0.1:$base..$((base + nodes - 1)), data in $dir"
+  echo "addrs=$(IFS=,; echo "${addrs[*]}")"
+}
+
+# down_recorded stops the processes recorded in $dir/pids and forgets the cluster.
+down_recorded() {
+  local pids=() p
+  if [ -f "$dir/pids" ]; then
+    while read -r p; do
+      [ -n "$p" ] || continue
+      if is_ours "$p"; then kill "$p" 2>/dev/null || true; pids+=("$p"); fi
+    done <"$dir/pids"
+  fi
+  for p in "${pids[@]}"; do
+    for _ in $(seq 100); do is_ours "$p" || break; sleep 0.1; done
+    if is_ours "$p"; then kill -9 "$p" 2>/dev/null || true; fi
+  done
+  rm -f "$marker"
+  if [ -f "$dir/.created-by-up" ]; then rm -rf "$dir"; else rm -f "$dir/pids"; fi
+}
+
+down() {
+  if [ -z "$dir" ]; then
+    [ -f "$marker" ] || die "no cluster recorded for base port $base ($marker is missing)"
+    dir=$(cat "$marker")
+  fi
+  [ -f "$dir/pids" ] || die "no pids recorded in $dir"
+  down_recorded
+  echo "redis-cluster: down (base port $base)"
+}
+
+case "$cmd" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down [BASE_PORT] [DIR]" >&2; exit 2 ;;
+esac
