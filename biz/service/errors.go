@@ -3,6 +3,7 @@ package service
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/store"
@@ -56,6 +57,11 @@ func storeError(err error) *kv.KVError {
 		return kvError(kv.ErrorCode_RESOURCE_EXHAUSTED, "the store is full, nothing was written: the write needs %d more bytes "+
 			"and %d of the %d bytes of store.max_bytes are in use; delete keys (or let TTLs expire) or raise store.max_bytes",
 			q.Grow, q.Used, q.Max)
+	}
+	if cs, ok := errors.AsType[*store.CrossSlotError](err); ok {
+		e := kvError(kv.ErrorCode_INVALID_ARGUMENT, "nothing was written: %s", strings.TrimPrefix(cs.Error(), "store: "))
+		e.Failed = []*kv.KeyStatus{{Key: cs.First, Code: kv.ErrorCode_INVALID_ARGUMENT}, {Key: cs.Second, Code: kv.ErrorCode_INVALID_ARGUMENT}}
+		return e
 	}
 	switch {
 	case errors.Is(err, store.ErrJournal):

@@ -39,11 +39,13 @@ type Case struct {
 	Want []string
 
 	t        testing.TB
-	wantFrom int // index of the first expected line in the file's lines
+	wantFrom int  // index of the first expected line in the file's lines
+	skipped  bool // the run said the case does not apply (Skip)
 }
 
 // RunFile runs the cases of the script in file, in order, through run, which returns a case's
-// output, and fails t for each output that is not the expected one. With rewrite, it instead
+// output, and fails t for each output that is not the expected one, unless run called the
+// case's Skip. With rewrite, it instead
 // replaces every expected output in the file by what run answered (review the diff before
 // committing it).
 func RunFile(t testing.TB, file string, rewrite bool, run func(c *Case) string) {
@@ -57,6 +59,9 @@ func RunFile(t testing.TB, file string, rewrite bool, run func(c *Case) string) 
 	next := 0
 	for _, c := range parse(t, file, lines) {
 		got := strings.Split(run(c), "\n")
+		if c.skipped {
+			continue // a rewrite keeps its expected output as written
+		}
 		if rewrite {
 			out = append(append(out, lines[next:c.wantFrom]...), got...)
 			next = c.wantFrom + len(c.Want)
@@ -100,6 +105,14 @@ func parse(t testing.TB, file string, lines []string) []*Case {
 		cases = append(cases, c)
 	}
 	return cases
+}
+
+// Skip says the case does not apply to what the run tests (a command another engine has, say):
+// its output is not compared, and the next cases run. The reason is logged.
+func (c *Case) Skip(format string, args ...any) {
+	c.t.Helper()
+	c.skipped = true
+	c.t.Logf("%s: %s: not compared: %s", c.Pos, c.Line, fmt.Sprintf(format, args...))
 }
 
 // Fatalf stops the test with a message that names the case's position.

@@ -77,3 +77,33 @@ func TestParseNamesPositions(t *testing.T) {
 		t.Fatalf("second case %+v", c)
 	}
 }
+
+// A case the run skips is not compared (its stale output stands, also through a rewrite), and
+// the cases after it still run.
+func TestSkippedCaseIsNotCompared(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "s.txt")
+	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	run := func(c *Case) string {
+		if c.Cmd == "echo" {
+			c.Skip("echo does not apply here")
+			return "anything"
+		}
+		return echo(&calls)(c)
+	}
+	RunFile(t, file, true, run)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := script + "x\n"; string(b) != want {
+		t.Fatalf("rewritten script:\n%s\nwant:\n%s", b, want)
+	}
+	calls = 0
+	RunFile(t, file, false, run)
+	if calls != 1 {
+		t.Fatalf("%d cases ran after the skipped one; want 1", calls)
+	}
+}

@@ -84,6 +84,16 @@ type Result struct {
 	Created bool
 }
 
+// String renders the result as the semantics scripts (testdata/semantics) and logs show it:
+// "OK version=3 created", "VERSION_MISMATCH version=2".
+func (r Result) String() string {
+	s := fmt.Sprintf("%s version=%d", r.Code, r.Version)
+	if r.Created {
+		s += " created"
+	}
+	return s
+}
+
 // Outcome summarises an Apply.
 type Outcome struct {
 	// Revision is the revision of the write, shared by every applied key; 0 when nothing
@@ -93,6 +103,9 @@ type Outcome struct {
 	Applied int
 }
 
+// String renders the outcome as the semantics scripts show it: "rev=3 applied=2".
+func (o Outcome) String() string { return fmt.Sprintf("rev=%d applied=%d", o.Revision, o.Applied) }
+
 // Item is the state of one key as read by GetAll.
 type Item struct {
 	// Value is shared with the store: the caller must not modify it.
@@ -100,6 +113,18 @@ type Item struct {
 	Version     int64
 	ExpiresAtMs int64
 	Found       bool
+}
+
+// String renders the item as the semantics scripts show it: "absent", or the value quoted, its
+// version and, when it has one, its expiry.
+func (it Item) String() string {
+	switch {
+	case !it.Found:
+		return "absent"
+	case it.ExpiresAtMs != 0:
+		return fmt.Sprintf("%q version=%d expires=%d", it.Value, it.Version, it.ExpiresAtMs)
+	}
+	return fmt.Sprintf("%q version=%d", it.Value, it.Version)
 }
 
 // Stats are gauges of an engine.
@@ -126,6 +151,28 @@ func (e *DuplicateKeyError) Error() string {
 
 // Is makes errors.Is(err, ErrDuplicateKey) hold.
 func (e *DuplicateKeyError) Is(target error) bool { return target == ErrDuplicateKey }
+
+// ErrCrossSlot is what a *CrossSlotError matches with errors.Is.
+var ErrCrossSlot = errors.New("store: atomic batch spans hash slots")
+
+// CrossSlotError is returned by Apply, with nothing applied, by an engine that partitions keys
+// into hash slots (Redis Cluster) when an Atomic batch names keys of two slots: such an engine
+// applies atomically only within one slot. First and Second are two of the batch's keys in
+// different slots.
+type CrossSlotError struct {
+	First, Second         string
+	FirstSlot, SecondSlot int
+}
+
+func (e *CrossSlotError) Error() string {
+	return fmt.Sprintf("store: an ATOMIC write must keep all its keys in one hash slot, but key %q is in slot %d "+
+		"and key %q in slot %d; keys that share a hash tag share a slot (the part between the first '{' and the "+
+		"next '}': \"{user42}:name\" and \"{user42}:email\" do), or write them BEST_EFFORT",
+		e.First, e.FirstSlot, e.Second, e.SecondSlot)
+}
+
+// Is makes errors.Is(err, ErrCrossSlot) hold.
+func (e *CrossSlotError) Is(target error) bool { return target == ErrCrossSlot }
 
 // ErrNotDurable is returned (wrapped with the cause) by Apply when a write was applied in
 // memory but could not be confirmed durable before the caller's context ended or while the

@@ -120,12 +120,9 @@ func describeApply(writes []Write, out Outcome, results []Result, err error) str
 	if err != nil {
 		return describeError(err)
 	}
-	text := fmt.Sprintf("rev=%d applied=%d", out.Revision, out.Applied)
+	text := out.String()
 	for i, r := range results {
-		text += fmt.Sprintf("\n%s: %s version=%d", writes[i].Key, r.Code, r.Version)
-		if r.Created {
-			text += " created"
-		}
+		text += fmt.Sprintf("\n%s: %s", writes[i].Key, r)
 	}
 	return text
 }
@@ -148,14 +145,7 @@ func describeGet(keys []string, rev int64, items []Item, err error) string {
 	}
 	text := fmt.Sprintf("rev=%d", rev)
 	for i, it := range items {
-		switch {
-		case !it.Found:
-			text += fmt.Sprintf("\n%s: absent", keys[i])
-		case it.ExpiresAtMs != 0:
-			text += fmt.Sprintf("\n%s: %q version=%d expires=%d", keys[i], it.Value, it.Version, it.ExpiresAtMs)
-		default:
-			text += fmt.Sprintf("\n%s: %q version=%d", keys[i], it.Value, it.Version)
-		}
+		text += fmt.Sprintf("\n%s: %s", keys[i], it)
 	}
 	return text
 }

@@ -1,0 +1,414 @@
+// Package redisstore is the redis_cluster engine: a store.Engine over a Redis Cluster, so that
+// any number of stateless putallkv processes serve one data set that Redis spreads over its
+// masters and fails over to replicas.
+//
+// Keys map to Redis hash slots as Redis maps them (Slot), `{tag}` hash tags putting keys in one
+// slot. Apply groups a batch by slot and applies each slot's group with one server-side Lua
+// script (scripts.go) that checks every precondition and writes values, versions and expiry
+// atomically. Each slot keeps its own revision counter, in that slot; a write's version is its
+// slot's next revision, shared by the call's keys in that slot, so a key's version only ever
+// increases, also across delete and re-create. The engine narrows store.Engine's contract:
+//
+//   - An Atomic batch must keep every key in one slot; otherwise Apply refuses it, before
+//     anything is written, with a *store.CrossSlotError naming two keys in different slots.
+//   - A BestEffort batch spans slots: each slot's group applies atomically, at its own
+//     revision. Outcome.Revision is set only when every applied key shares one (one slot
+//     applied something); otherwise it is 0.
+//   - GetAll reads each slot's keys as of that slot's revision (one script per slot); across
+//     slots the reads are not one snapshot. The revision it returns is the slot's when every
+//     key is in one slot, otherwise 0.
+//   - Stats.Revision is the highest revision this process has seen; Stats.Keys is not counted
+//     (0), and there is no quota: Redis's maxmemory bounds the data.
+//
+// After a batch's writes, Apply sends WAIT for Options.ReplicasAck replicas (at most
+// Options.AckTimeout) on the connection that wrote them, and returns store.ErrNotDurable
+// (outcome unknown) when fewer confirm. WAIT does not make Redis strongly consistent: a
+// confirmed write reached a replica's memory, and a failover promotes one of the replicas,
+// which is the one that confirmed only when a master has a single replica.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"putallkv/pkg/store"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// Addrs are seed nodes of the cluster, host:port; the client learns the rest.
+	Addrs []string
+	// ReplicasAck is how many replicas must confirm a write (WAIT) before Apply acknowledges
+	// it; 0 acknowledges once the master applied it (a failover may then lose it). Configuration
+	// defaults it to DefaultReplicasAck.
+	ReplicasAck int
+	// AckTimeout bounds the wait for the replicas; 0 means DefaultAckTimeout.
+	AckTimeout time.Duration
+}
+
+// Defaults of the configuration.
+const (
+	DefaultReplicasAck = 1
+	DefaultAckTimeout  = time.Second
+)
+
+// Engine is the redis_cluster engine. It is safe for concurrent use.
+type Engine struct {
+	client      rueidis.Client
+	replicasAck int
+	ackTimeout  time.Duration
+	revision    atomic.Int64 // the highest revision seen, for Stats
+}
+
+var _ store.Engine = (*Engine)(nil)
+
+// Open connects to the cluster at opts.Addrs.
+func Open(opts Options) (*Engine, error) {
+	if len(opts.Addrs) == 0 {
+		return nil, errors.New("redisstore: no cluster addresses")
+	}
+	e := &Engine{replicasAck: opts.ReplicasAck, ackTimeout: opts.AckTimeout}
+	if e.replicasAck < 0 {
+		return nil, fmt.Errorf("redisstore: replicas_ack %d is negative", e.replicasAck)
+	}
+	if e.ackTimeout <= 0 {
+		e.ackTimeout = DefaultAckTimeout
+	}
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: opts.Addrs, DisableCache: true, ShuffleInit: true})
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: connecting to %v: %w", opts.Addrs, err)
+	}
+	e.client = c
+	return e, nil
+}
+
+// group is the indexes of a batch's writes (or a read's keys) in one slot, in batch order.
+type group struct {
+	slot int
+	idx  []int
+}
+
+// groupBySlot groups n keys by slot, groups in order of their first key.
+func groupBySlot(n int, key func(int) string) []group {
+	var groups []group
+	at := make(map[int]int) // slot → index in groups
+	for i := range n {
+		s := Slot(key(i))
+		g, ok := at[s]
+		if !ok {
+			g = len(groups)
+			at[s] = g
+			groups = append(groups, group{slot: s})
+		}
+		groups[g].idx = append(groups[g].idx, i)
+	}
+	return groups
+}
+
+// firstDuplicate returns the key whose repeat comes first in the batch, as store.Memory does.
+func firstDuplicate(writes []store.Write) (string, bool) {
+	seen := make(map[string]struct{}, len(writes))
+	for _, w := range writes {
+		if _, ok := seen[w.Key]; ok {
+			return w.Key, true
+		}
+		seen[w.Key] = struct{}{}
+	}
+	return "", false
+}
+
+// Apply implements store.Engine.
+func (e *Engine) Apply(ctx context.Context, b store.Batch, results []store.Result) (store.Outcome, error) {
+	writes := b.Writes
+	if len(results) != len(writes) {
+		return store.Outcome{}, fmt.Errorf("redisstore: %d results for %d writes", len(results), len(writes))
+	}
+	if b.Mode != store.Atomic && b.Mode != store.BestEffort {
+		return store.Outcome{}, fmt.Errorf("redisstore: unknown mode %d", b.Mode)
+	}
+	if len(writes) == 0 {
+		return store.Outcome{}, nil
+	}
+	if k, dup := firstDuplicate(writes); dup {
+		return store.Outcome{}, &store.DuplicateKeyError{Key: k}
+	}
+	groups := groupBySlot(len(writes), func(i int) string { return dataKey(writes[i].Key) })
+	if b.Mode == store.Atomic && len(groups) > 1 {
+		a, z := writes[groups[0].idx[0]].Key, writes[groups[1].idx[0]].Key
+		return store.Outcome{}, &store.CrossSlotError{First: a, FirstSlot: groups[0].slot, Second: z, SecondSlot: groups[1].slot}
+	}
+	mode := "b"
+	if b.Mode == store.Atomic {
+		mode = "a"
+	}
+	replies, err := e.runRaw(ctx, groups, applyLua, e.replicasAck > 0, func(s script, g group) rueidis.Completed {
+		return e.applyCommand(s, g, mode, writes)
+	})
+	if err != nil {
+		return store.Outcome{}, err
+	}
+	var out store.Outcome
+	revisions := 0
+	for gi, g := range groups {
+		rev, err := fillResults(replies[gi], g, writes, results)
+		if err != nil {
+			return store.Outcome{}, err
+		}
+		if rev == 0 {
+			continue
+		}
+		e.seen(rev)
+		for _, i := range g.idx {
+			if results[i].Code == store.OK {
+				out.Applied++
+			}
+		}
+		revisions++
+		out.Revision = rev
+	}
+	if b.Mode == store.Atomic && out.Applied < len(writes) {
+		return store.Outcome{}, nil
+	}
+	if revisions > 1 {
+		out.Revision = 0
+	}
+	return out, nil
+}
+
+// applyCommand is the script call applying group g's writes.
+func (e *Engine) applyCommand(s script, g group, mode string, writes []store.Write) rueidis.Completed {
+	keys := make([]string, 0, len(g.idx)+1)
+	args := make([]string, 0, 1+4*len(g.idx))
+	keys = append(keys, revisionKey(g.slot))
+	args = append(args, mode)
+	for _, i := range g.idx {
+		w := &writes[i]
+		keys = append(keys, dataKey(w.Key))
+		op, value := "p", string(w.Value)
+		if w.Delete {
+			op, value = "d", ""
+		}
+		at := w.ExpiresAtMs
+		if w.Delete {
+			at = 0
+		}
+		args = append(args, op, strconv.FormatInt(w.ExpectedVersion, 10), strconv.FormatInt(at, 10), value)
+	}
+	return scriptCommand(e.client, s, keys, args)
+}
+
+// scriptCommand is EVALSHA of s (or EVAL, when s.sha is empty) on keys and args.
+func scriptCommand(c rueidis.Client, s script, keys, args []string) rueidis.Completed {
+	if s.sha == "" {
+		return c.B().Eval().Script(s.body).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+	}
+	return c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+}
+
+// fillResults turns group g's script reply into results and returns the group's revision (0
+// when nothing applied).
+func fillResults(msg rueidis.RedisMessage, g group, writes []store.Write, results []store.Result) (int64, error) {
+	reply, err := msg.AsIntSlice()
+	if err != nil || len(reply) != 1+2*len(g.idx) {
+		return 0, fmt.Errorf("redisstore: the apply script answered %d numbers for %d writes (%v)", len(reply), len(g.idx), err)
+	}
+	rev := reply[0]
+	for j, i := range g.idx {
+		code, version := store.Code(reply[1+2*j]), reply[2+2*j]
+		r := store.Result{Code: code, Version: version}
+		if code == store.OK {
+			r.Created = version == 0 && !writes[i].Delete
+			if rev != 0 {
+				r.Version = rev
+			}
+		}
+		results[i] = r
+	}
+	return rev, nil
+}
+
+// runRaw sends one script call per group (EVALSHA, then EVAL for the groups whose node did not
+// know the script yet) and, with wait, a WAIT after each on the same connection (a command
+// list holding a blocking command goes to one dedicated connection per node, in order, so the
+// WAIT counts exactly the writes before it). It returns each group's reply. With wait, a
+// group whose WAIT confirms fewer than ReplicasAck replicas fails the call with
+// store.ErrNotDurable: the write was applied on its master, but whether it survives a failover
+// is unknown.
+func (e *Engine) runRaw(ctx context.Context, groups []group, s script, wait bool, call func(script, group) rueidis.Completed) ([]rueidis.RedisMessage, error) {
+	replies := make([]rueidis.RedisMessage, len(groups))
+	todo := make([]int, len(groups))
+	for i := range todo {
+		todo[i] = i
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
+		if attempt == 2 {
+			return nil, errors.New("redisstore: the cluster keeps answering NOSCRIPT")
+		}
+		use := s
+		if attempt == 1 {
+			use.sha = "" // EVAL: the node learns the script
+		}
+		per := 1
+		if wait {
+			per = 2
+		}
+		cmds := make([]rueidis.Completed, 0, per*len(todo))
+		for _, gi := range todo {
+			cmd := call(use, groups[gi])
+			cmds = append(cmds, cmd)
+			if wait {
+				cmds = append(cmds, e.client.B().Wait().Numreplicas(int64(e.replicasAck)).
+					Timeout(e.ackTimeout.Milliseconds()).Build().SetSlot(revisionKey(groups[gi].slot)))
+			}
+		}
+		res := e.client.DoMulti(ctx, cmds...)
+		var again []int
+		var errs []error
+		for j, gi := range todo {
+			msg, err := res[per*j].ToMessage()
+			if err != nil {
+				if re, ok := rueidis.IsRedisErr(err); ok && re.IsNoScript() {
+					again = append(again, gi)
+					continue
+				}
+				errs = append(errs, fmt.Errorf("slot %d: %w", groups[gi].slot, err))
+				continue
+			}
+			replies[gi] = msg
+			if wait {
+				if err := e.acked(res[per*j+1]); err != nil {
+					errs = append(errs, fmt.Errorf("slot %d: %w", groups[gi].slot, err))
+				}
+			}
+		}
+		if len(errs) > 0 {
+			return nil, e.failure(errors.Join(errs...), len(groups) > 1)
+		}
+		todo = again
+	}
+	return replies, nil
+}
+
+// acked checks a WAIT's answer.
+func (e *Engine) acked(r rueidis.RedisResult) error {
+	n, err := r.AsInt64()
+	if err != nil {
+		return fmt.Errorf("%w: outcome unknown: WAIT failed: %v", store.ErrNotDurable, err)
+	}
+	if n < int64(e.replicasAck) {
+		return fmt.Errorf("%w: outcome unknown: %d of %d replicas confirmed the write within %v",
+			store.ErrNotDurable, n, e.replicasAck, e.ackTimeout)
+	}
+	return nil
+}
+
+// failure is the error of a call some of whose script calls failed. A failure of the
+// connection (or of the context) leaves the outcome unknown, and so does any failure of a
+// call spanning slots, some of which may have applied.
+func (e *Engine) failure(err error, spansSlots bool) error {
+	if errors.Is(err, store.ErrNotDurable) {
+		return err
+	}
+	var re *rueidis.RedisError
+	if !spansSlots && errors.As(err, &re) {
+		return fmt.Errorf("redisstore: nothing was written: %w", err)
+	}
+	return fmt.Errorf("%w: outcome unknown: %v", store.ErrNotDurable, err)
+}
+
+func (e *Engine) seen(rev int64) {
+	for {
+		cur := e.revision.Load()
+		if rev <= cur || e.revision.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
+}
+
+// GetAll implements store.Engine: each slot's keys are read by one script, as of that slot's
+// revision. A key may be named more than once.
+func (e *Engine) GetAll(ctx context.Context, keys []string, items []store.Item) (int64, error) {
+	if len(items) != len(keys) {
+		return 0, fmt.Errorf("redisstore: %d items for %d keys", len(items), len(keys))
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	groups := groupBySlot(len(keys), func(i int) string { return dataKey(keys[i]) })
+	raw, err := e.runRaw(ctx, groups, getLua, false, func(s script, g group) rueidis.Completed {
+		ks := make([]string, 0, len(g.idx)+1)
+		ks = append(ks, revisionKey(g.slot))
+		for _, i := range g.idx {
+			ks = append(ks, dataKey(keys[i]))
+		}
+		return scriptCommand(e.client, s, ks, nil)
+	})
+	if err != nil {
+		return 0, err
+	}
+	var rev int64
+	for gi, g := range groups {
+		r, err := fillItems(raw[gi], g, items)
+		if err != nil {
+			return 0, err
+		}
+		e.seen(r)
+		rev = r
+	}
+	if len(groups) > 1 {
+		rev = 0
+	}
+	return rev, nil
+}
+
+// fillItems turns group g's read reply into items and returns the slot's revision.
+func fillItems(reply rueidis.RedisMessage, g group, items []store.Item) (int64, error) {
+	a, err := reply.ToArray()
+	if err != nil || len(a) != 1+3*len(g.idx) {
+		return 0, fmt.Errorf("redisstore: the read script answered %d values for %d keys (%v)", len(a), len(g.idx), err)
+	}
+	rev, err := a[0].AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: the read script's revision: %w", err)
+	}
+	for j, i := range g.idx {
+		v := a[1+3*j]
+		if v.IsNil() {
+			items[i] = store.Item{}
+			continue
+		}
+		value, err := v.AsBytes()
+		if err != nil {
+			return 0, fmt.Errorf("redisstore: the read script's value: %w", err)
+		}
+		version, err1 := a[2+3*j].AsInt64()
+		at, err2 := a[3+3*j].AsInt64()
+		if err := errors.Join(err1, err2); err != nil {
+			return 0, fmt.Errorf("redisstore: the read script's version or expiry: %w", err)
+		}
+		if at < 0 {
+			at = 0
+		}
+		items[i] = store.Item{Value: value, Version: version, ExpiresAtMs: at, Found: true}
+	}
+	return rev, nil
+}
+
+// WaitsForDurability implements store.Engine: Apply waits for replicas when ReplicasAck > 0.
+func (e *Engine) WaitsForDurability() bool { return e.replicasAck > 0 }
+
+// Stats implements store.Engine: the highest revision this process has seen; Redis counts the
+// keys and bounds the memory, not this engine.
+func (e *Engine) Stats() store.Stats { return store.Stats{Revision: e.revision.Load()} }
+
+// Close implements store.Engine.
+func (e *Engine) Close() error {
+	e.client.Close()
+	return nil
+}

@@ -1,0 +1,63 @@
+package redisstore
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Slots is how many hash slots a Redis Cluster has.
+const Slots = 16384
+
+// Slot returns the hash slot Redis Cluster puts key in: CRC16 (XMODEM) of the key's hash tag
+// (the part between its first '{' and the first '}' after it, when that part is not empty) or
+// else of the whole key, modulo 16384.
+func Slot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	return int(crc16(key) % Slots)
+}
+
+// crc16 is CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis Cluster
+// hashes keys with.
+func crc16(s string) uint16 {
+	var crc uint16
+	for i := 0; i < len(s); i++ {
+		crc ^= uint16(s[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+// slotTags holds, for each slot, a short hash tag that Redis puts in that slot: the engine
+// names a slot's own keys (its revision counter) with it, so that a script touching a slot's
+// data keys touches only keys of that slot.
+var slotTags = sync.OnceValue(func() []string {
+	tags := make([]string, Slots)
+	for n, left := int64(0), Slots; left > 0; n++ {
+		t := strconv.FormatInt(n, 36)
+		if s := Slot(t); tags[s] == "" {
+			tags[s] = t
+			left--
+		}
+	}
+	return tags
+})
+
+// revisionKey is the key of slot's revision counter.
+func revisionKey(slot int) string { return "rev{" + slotTags()[slot] + "}" }
+
+// dataPrefix is put before every user key: the engine's keys never collide with its counters
+// (which start "rev{"), and a prefix without braces keeps a key's hash tag.
+const dataPrefix = "k:"
+
+func dataKey(key string) string { return dataPrefix + key }
