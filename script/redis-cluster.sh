@@ -43,11 +43,12 @@ ensure_redis() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
 }
 
-# is_ours PID: the pid is alive and is a redis-server.
+# is_ours PID: the pid is alive (not a zombie) and is a redis-server.
 is_ours() {
-  local comm
+  local comm state
   comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
-  [ "$comm" = redis-server ]
+  state=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
+  [ "$comm" = redis-server ] && [ "$state" != Z ]
 }
 
 # linked_replicas: how many nodes are replicas whose link to their master is up.
@@ -93,10 +94,16 @@ up() {
     echo "$!" >>"$dir/pids"
     addrs+=("127.0.0.1:$port")
   done
+  local started=() p
+  mapfile -t started <"$dir/pids"
   for ((i = 0; i < nodes; i++)); do
     port=$((base + i))
     local n=0
     until redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; do
+      if ! is_ours "${started[$i]}"; then
+        tail -n 5 "$dir/$port/redis.log" >&2 || true
+        down_recorded; die "the node on port $port exited (its log's end is above)"
+      fi
       n=$((n + 1))
       if [ "$n" -gt $((wait_s * 10)) ]; then down_recorded; die "node $port did not answer PING within ${wait_s}s"; fi
       sleep 0.1

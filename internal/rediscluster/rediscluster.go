@@ -3,8 +3,10 @@
 // newcomer runs by hand. A test binary starts one cluster in its TestMain (Main) and its tests
 // share it (Addrs), so that the few seconds a cluster takes to form are paid once per binary.
 //
-// The cluster's ports are PUTALLKV_REDIS_CLUSTER_PORT..+5 when that is set; otherwise six free
-// consecutive ports (whose cluster-bus ports, 10000 above, are free too) found by probing.
+// The cluster's ports are six free consecutive ports (whose cluster-bus ports, 10000 above, are
+// free too) found by probing; REDIS_CLUSTER_BASE_PORT, when set, is the first port to try
+// (then the six after it, and so on). It is not named PUTALLKV_*: the binary refuses variables
+// of its own prefix that name no configuration key.
 package rediscluster
 
 import (
@@ -48,21 +50,26 @@ func script() string {
 }
 
 // Start brings a cluster up and returns once every node reports cluster_state:ok and every
-// replica is linked to its master. It tries a few port ranges when the ports were not chosen
-// by the environment and one turns out taken.
+// replica is linked to its master. A range of ports can be taken between the probe and the
+// start (another test binary, an outgoing connection's port): Start then tries the next range.
 func Start() (*Cluster, error) {
-	if p := os.Getenv("PUTALLKV_REDIS_CLUSTER_PORT"); p != "" {
-		base, err := strconv.Atoi(p)
+	next := func(int) (int, error) { return freeBase() }
+	if p := os.Getenv("REDIS_CLUSTER_BASE_PORT"); p != "" {
+		first, err := strconv.Atoi(p)
 		if err != nil {
-			return nil, fmt.Errorf("rediscluster: PUTALLKV_REDIS_CLUSTER_PORT=%q is not a port", p)
+			return nil, fmt.Errorf("rediscluster: REDIS_CLUSTER_BASE_PORT=%q is not a port", p)
 		}
-		return startAt(base)
+		next = func(try int) (int, error) { return first + try*Nodes, nil }
 	}
 	var errs []error
-	for range 3 {
-		base, err := freeBase()
+	for try := range 4 {
+		base, err := next(try)
 		if err != nil {
 			return nil, err
+		}
+		if !portsFree(base) {
+			errs = append(errs, fmt.Errorf("rediscluster: ports %d..%d (or their bus ports) are taken", base, base+Nodes-1))
+			continue
 		}
 		c, err := startAt(base)
 		if err == nil {
@@ -119,10 +126,11 @@ func run(cmd string, base int) (string, error) {
 	}
 }
 
-// freeBase finds a base port whose Nodes ports and their bus ports are free now.
+// freeBase finds a base port whose Nodes ports and their bus ports are free now, all below the
+// range Linux hands out to outgoing connections (32768 and up).
 func freeBase() (int, error) {
 	for range 50 {
-		base := 20000 + rand.IntN(9000)
+		base := 10000 + rand.IntN(22768-busOffset-Nodes)
 		if portsFree(base) {
 			return base, nil
 		}
