@@ -29,6 +29,7 @@ import (
 	"putallkv/pkg/config"
 	"putallkv/pkg/kvclient"
 	"putallkv/pkg/metrics"
+	"putallkv/pkg/redisstore"
 	"putallkv/pkg/rpcguard"
 	"putallkv/pkg/store"
 	"putallkv/pkg/wal"
@@ -173,12 +174,24 @@ func (s *Server) upstreamReady(ctx context.Context) error {
 	return nil
 }
 
-// openStore opens the engine: memory only, or durable in store.data_dir after recovering it.
-// It returns what recovery found of the service's idempotency records.
+// openStore opens the engine store.engine names: memory only, durable in store.data_dir after
+// recovering it, or over the Redis Cluster of the redis section. It returns what recovery found
+// of the service's idempotency records.
 func (s *Server) openStore(reg prometheus.Registerer) (*service.Recovery, error) {
 	cfg := s.cfg
+	if cfg.Store.EngineName() == config.EngineRedisCluster {
+		e, err := redisstore.Open(redisstore.Options{Addrs: cfg.Redis.AddrList(), ReplicasAck: cfg.Redis.ReplicasAck,
+			AckTimeout: cfg.Redis.AckTimeout})
+		if err != nil {
+			return nil, fmt.Errorf("redis.addrs: %w", err)
+		}
+		s.engine = e
+		s.log.Info("store on redis cluster", "addrs", cfg.Redis.Addrs, "replicas_ack", cfg.Redis.ReplicasAck,
+			"ack_timeout", cfg.Redis.AckTimeout)
+		return nil, nil
+	}
 	opts := store.Options{Shards: cfg.Store.Shards, SweepInterval: cfg.Store.SweepInterval, MaxBytes: int64(cfg.Store.MaxBytes)}
-	if cfg.Store.DataDir == "" {
+	if cfg.Store.EngineName() == config.EngineMemory {
 		m, err := store.NewMemory(opts)
 		if err != nil {
 			return nil, err
@@ -227,7 +240,8 @@ func (s *Server) openStore(reg prometheus.Registerer) (*service.Recovery, error)
 // serveSnapshot is the admin command POST /admin/snapshot: take a snapshot now.
 func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	if s.durable == nil {
-		http.Error(w, "memory-only store (store.data_dir is empty): nothing to snapshot\n", http.StatusConflict)
+		http.Error(w, fmt.Sprintf("the %s engine keeps no snapshots (only durable does, with store.data_dir)\n", s.cfg.Store.EngineName()),
+			http.StatusConflict)
 		return
 	}
 	start := time.Now()

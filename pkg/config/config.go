@@ -34,6 +34,7 @@ type Config struct {
 	Idempotency IdempotencyConfig `yaml:"idempotency"`
 	Limiter     LimiterConfig     `yaml:"limiter"`
 	WAL         WALConfig         `yaml:"wal"`
+	Redis       RedisConfig       `yaml:"redis"`
 	Gateway     GatewayConfig     `yaml:"gateway"`
 	Log         LogConfig         `yaml:"log"`
 	Auth        AuthConfig        `yaml:"auth"`
@@ -66,8 +67,19 @@ type AdminConfig struct {
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 }
 
-// StoreConfig configures the sharded store.
+// Engines store.engine names.
+const (
+	EngineMemory       = "memory"
+	EngineDurable      = "durable"
+	EngineRedisCluster = "redis_cluster"
+)
+
+// StoreConfig configures the engine.
 type StoreConfig struct {
+	// Engine chooses the engine: "memory", "durable" (the log and snapshots in DataDir) or
+	// "redis_cluster" (the Redis Cluster of the redis section). Empty chooses by DataDir:
+	// durable when it is set, memory otherwise.
+	Engine string `yaml:"engine"`
 	// Shards is the number of shards, a power of two so a hash maps to a shard with a mask.
 	Shards int `yaml:"shards"`
 	// SweepInterval is how often expired keys are freed.
@@ -79,6 +91,33 @@ type StoreConfig struct {
 	// refused. 0 means no quota.
 	MaxBytes int `yaml:"max_bytes"`
 }
+
+// EngineName is the engine Engine chooses, DataDir deciding when Engine is empty.
+func (s StoreConfig) EngineName() string {
+	switch {
+	case s.Engine != "":
+		return s.Engine
+	case s.DataDir != "":
+		return EngineDurable
+	}
+	return EngineMemory
+}
+
+// RedisConfig configures the redis_cluster engine (see docs/redis-cluster.md).
+type RedisConfig struct {
+	// Addrs (comma-separated host:port) are seed nodes of the Redis Cluster; the client learns
+	// the others from them.
+	Addrs string `yaml:"addrs"`
+	// ReplicasAck is how many replicas must confirm a write (WAIT) before it is acknowledged;
+	// 0 acknowledges once the master applied it, and a failover may then lose it.
+	ReplicasAck int `yaml:"replicas_ack"`
+	// AckTimeout bounds the wait for the replicas; a write they do not confirm in time fails
+	// with UNAVAILABLE, its outcome unknown.
+	AckTimeout time.Duration `yaml:"ack_timeout"`
+}
+
+// AddrList returns the seed addresses, or nil.
+func (r RedisConfig) AddrList() []string { return list(r.Addrs) }
 
 // GatewayConfig configures the HTTP gateway.
 type GatewayConfig struct {
@@ -338,6 +377,29 @@ func (c *Config) Validate() error {
 	if c.Store.MaxBytes < 0 {
 		bad("store.max_bytes", "must be 0 (no quota) or positive, got %d", c.Store.MaxBytes)
 	}
+	switch c.Store.Engine {
+	case "", EngineMemory, EngineRedisCluster:
+		if c.Store.Engine != "" && c.Store.DataDir != "" {
+			bad("store.data_dir", "is the durable engine's directory, but store.engine is %s: empty it or choose durable, got %q",
+				c.Store.Engine, c.Store.DataDir)
+		}
+	case EngineDurable:
+		if c.Store.DataDir == "" {
+			bad("store.engine", "durable needs store.data_dir, which is empty")
+		}
+	default:
+		bad("store.engine", "must be memory, durable or redis_cluster (or empty: chosen by store.data_dir), got %q", c.Store.Engine)
+	}
+	if c.Store.EngineName() == EngineRedisCluster && len(c.Redis.AddrList()) == 0 {
+		bad("redis.addrs", "must list the cluster's seed nodes (host:port, comma-separated) when store.engine is redis_cluster")
+	}
+	for _, a := range c.Redis.AddrList() {
+		addr("redis.addrs", a)
+	}
+	if c.Redis.ReplicasAck < 0 {
+		bad("redis.replicas_ack", "must be 0 (no wait) or positive, got %d", c.Redis.ReplicasAck)
+	}
+	positiveDuration("redis.ack_timeout", c.Redis.AckTimeout)
 	if _, err := wal.ParseSyncPolicy(c.WAL.Fsync); err != nil {
 		bad("wal.fsync", "%v", err)
 	}

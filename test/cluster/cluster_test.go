@@ -1,0 +1,112 @@
+// Package cluster holds the end-to-end tests of putallkv on the redis_cluster engine: real
+// servers (internal/server, in this process) over one real Redis Cluster started by
+// script/redis-cluster.sh for this test binary, driven through the real SDK.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"putallkv/conf"
+	"putallkv/internal/rediscluster"
+	"putallkv/internal/server"
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/config"
+	"putallkv/pkg/kvclient"
+)
+
+func TestMain(m *testing.M) { rediscluster.Main(m) }
+
+// node starts a putallkv server with store.engine redis_cluster on the test cluster, and an
+// SDK client of it; both stop when the test ends.
+func node(t *testing.T) *kvclient.Client {
+	t.Helper()
+	cfg, err := config.Load(conf.Default, "", []string{
+		"PUTALLKV_STORE_ENGINE=redis_cluster",
+		"PUTALLKV_REDIS_ADDRS=" + strings.Join(rediscluster.Addrs(t), ","),
+		"PUTALLKV_SERVER_ADDR=127.0.0.1:0", "PUTALLKV_ADMIN_ADDR=127.0.0.1:0", "PUTALLKV_GATEWAY_ADDR=",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.Start(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	c, err := kvclient.New([]string{s.RPCAddr()}, kvclient.WithRPCTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Two stateless nodes serve one data set: what one writes the other reads, at the same
+// versions; an ATOMIC write within one hash tag applies at one revision, one across slots is
+// refused with INVALID_ARGUMENT naming the keys, and nothing of it is written.
+func TestTwoNodesShareOneCluster(t *testing.T) {
+	a, b := node(t), node(t)
+	ctx := context.Background()
+	tag := fmt.Sprintf("{e2e-%d}", time.Now().UnixNano())
+
+	put, err := a.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC, Entries: []*kv.Entry{
+		{Key: tag + "name", Value: []byte("Ada")}, {Key: tag + "email", Value: []byte("ada@example.com")}}})
+	if err != nil {
+		t.Fatalf("PutAll through a: %v", err)
+	}
+	if put.Revision == 0 {
+		t.Fatalf("one-slot PutAll has no revision: %+v", put)
+	}
+	got, err := b.GetAll(ctx, &kv.GetAllRequest{Keys: []string{tag + "name", tag + "email"}})
+	if err != nil {
+		t.Fatalf("GetAll through b: %v", err)
+	}
+	for i, want := range []string{"Ada", "ada@example.com"} {
+		it := got.Items[i]
+		if !it.Found || string(it.Value) != want || it.Version != put.Revision {
+			t.Fatalf("b reads %+v; want %q at version %d", it, want, put.Revision)
+		}
+	}
+
+	// A create-only put of an existing key through the other node fails: one data set.
+	_, err = b.Put(ctx, &kv.PutRequest{Key: tag + "name", Value: []byte("Grace"), ExpectedVersion: new(int64)})
+	if !errors.Is(err, kvclient.ErrAlreadyExists) {
+		t.Fatalf("create-only put of an existing key through b: %v; want ALREADY_EXISTS", err)
+	}
+
+	other := fmt.Sprintf("plain-%d", time.Now().UnixNano())
+	_, err = b.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC, Entries: []*kv.Entry{
+		{Key: tag + "x", Value: []byte("1")}, {Key: other, Value: []byte("2")}}})
+	var ke *kvclient.Error
+	if !errors.Is(err, kvclient.ErrInvalidArgument) || !errors.As(err, &ke) || !strings.Contains(ke.Message, "hash tag") ||
+		!strings.Contains(ke.Message, other) {
+		t.Fatalf("cross-slot ATOMIC PutAll: %v; want INVALID_ARGUMENT naming %q and hash tags", err, other)
+	}
+	got, err = a.GetAll(ctx, &kv.GetAllRequest{Keys: []string{tag + "x", other}})
+	if err != nil || got.Items[0].Found || got.Items[1].Found {
+		t.Fatalf("after the refusal a reads %+v, %v; want both absent", got, err)
+	}
+
+	// BEST_EFFORT spans slots.
+	be, err := a.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, Entries: []*kv.Entry{
+		{Key: tag + "x", Value: []byte("1")}, {Key: other, Value: []byte("2")}}})
+	if err != nil || be.Applied != 2 {
+		t.Fatalf("cross-slot BEST_EFFORT PutAll: %+v, %v", be, err)
+	}
+	got, err = b.GetAll(ctx, &kv.GetAllRequest{Keys: []string{tag + "x", other}})
+	if err != nil || !got.Items[0].Found || !got.Items[1].Found {
+		t.Fatalf("b reads %+v, %v; want both written", got, err)
+	}
+}
