@@ -151,7 +151,7 @@ func (e *Engine) Apply(ctx context.Context, b store.Batch, results []store.Resul
 		return e.applyCommand(s, g, mode, writes)
 	})
 	if err != nil {
-		return store.Outcome{}, err
+		return store.Outcome{}, e.failure(err, len(groups) > 1)
 	}
 	var out store.Outcome
 	revisions := 0
@@ -288,7 +288,7 @@ func (e *Engine) runRaw(ctx context.Context, groups []group, s script, wait bool
 			}
 		}
 		if len(errs) > 0 {
-			return nil, e.failure(errors.Join(errs...), len(groups) > 1)
+			return nil, errors.Join(errs...)
 		}
 		todo = again
 	}
@@ -308,7 +308,7 @@ func (e *Engine) acked(r rueidis.RedisResult) error {
 	return nil
 }
 
-// failure is the error of a call some of whose script calls failed. A failure of the
+// failure is the error of a write some of whose script calls failed. A failure of the
 // connection (or of the context) leaves the outcome unknown, and so does any failure of a
 // call spanning slots, some of which may have applied.
 func (e *Engine) failure(err error, spansSlots bool) error {
@@ -350,7 +350,7 @@ func (e *Engine) GetAll(ctx context.Context, keys []string, items []store.Item) 
 		return scriptCommand(e.client, s, ks, nil)
 	})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("redisstore: read: %w", err)
 	}
 	var rev int64
 	for gi, g := range groups {

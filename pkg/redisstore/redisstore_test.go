@@ -293,3 +293,20 @@ func TestDuplicateKeyRefused(t *testing.T) {
 		t.Fatalf("a refused batch wrote: %v", items)
 	}
 }
+
+// A failed read is a plain error, not a write of unknown outcome; a write that may have been
+// sent is one.
+func TestFailedCallsSayWhatIsKnown(t *testing.T) {
+	e := openEngine(t, Options{ReplicasAck: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	items := make([]store.Item, 1)
+	if _, err := e.GetAll(ctx, []string{"k"}, items); err == nil || errors.Is(err, store.ErrNotDurable) {
+		t.Fatalf("GetAll with a cancelled context: %v; want an error that is not ErrNotDurable", err)
+	}
+	results := make([]store.Result, 1)
+	_, err := e.Apply(ctx, store.Batch{Mode: store.Atomic, Writes: []store.Write{put(fresh(t), "v", 0)}}, results)
+	if !errors.Is(err, store.ErrNotDurable) || !strings.Contains(err.Error(), "outcome unknown") {
+		t.Fatalf("Apply with a cancelled context: %v; want ErrNotDurable, outcome unknown", err)
+	}
+}
