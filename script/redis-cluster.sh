@@ -38,9 +38,16 @@ ensure_redis() {
   if [ "$(id -u)" -ne 0 ]; then
     die "redis-server is not installed and this is not root: install it (apt-get install -y redis-server) or run as root"
   fi
-  echo "redis-cluster: installing redis-server with apt-get" >&2
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
+  # Test binaries start clusters side by side: one installs, the others wait for it.
+  exec 8>/tmp/putallkv-redis-install.lock
+  flock -w 600 8 || die "waited 10 minutes for another installation of redis-server"
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    echo "redis-cluster: installing redis-server with apt-get" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 redis-server >&2
+  fi
+  flock -u 8
+  exec 8>&-
 }
 
 # is_ours PID: the pid is alive (not a zombie) and is a redis-server.
