@@ -24,7 +24,7 @@ type Transport struct {
 	DrainTimeout time.Duration
 	// Logger receives refused requests, rate-limited.
 	Logger *slog.Logger
-	// Refusals counts refused requests (nil: not counted): rpc_requests_refused_total.
+	// Refusals counts refused requests (nil: not counted): putallkv_rpc_requests_refused_total.
 	Refusals *rpcguard.Metrics
 }
 

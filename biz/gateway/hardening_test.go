@@ -116,7 +116,7 @@ func TestConnectionCap(t *testing.T) {
 		t.Fatalf("a connection over the cap got %d %v %s; want 503 UNAVAILABLE problem+json, Connection: close", r.status, r.header, r.body)
 	}
 	waitClosed(t, over)
-	if n := metricValue(t, e, "gateway_http_connections_refused_total"); n != 1 {
+	if n := metricValue(t, e, "putallkv_gateway_http_connections_refused_total"); n != 1 {
 		t.Fatalf("refused connections = %v, want 1", n)
 	}
 
@@ -141,14 +141,14 @@ func TestConnectionsClosedWhenTooSlow(t *testing.T) {
 		c := e.dial(t)
 		roundTrip(t, c, bufio.NewReader(c), healthz).want(t, 200)
 		waitClosed(t, c)
-		if n := metricValue(t, e, "gateway_http_connections_timed_out_total", "step", "idle"); n < 1 {
+		if n := metricValue(t, e, "putallkv_gateway_http_connections_timed_out_total", "step", "idle"); n < 1 {
 			t.Fatalf("idle closes = %v", n)
 		}
 	})
 	t.Run("slowloris headers", func(t *testing.T) {
 		c := e.dial(t)
 		trickle(t, c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: "+strings.Repeat("a", 1<<16))
-		if n := metricValue(t, e, "gateway_http_connections_timed_out_total", "step", "header"); n < 1 {
+		if n := metricValue(t, e, "putallkv_gateway_http_connections_timed_out_total", "step", "header"); n < 1 {
 			t.Fatalf("header closes = %v", n)
 		}
 	})
@@ -160,7 +160,7 @@ func TestConnectionsClosedWhenTooSlow(t *testing.T) {
 			t.Fatal(err)
 		}
 		trickle(t, c, strings.Repeat("v", 8<<10))
-		if n := metricValue(t, e, "gateway_http_connections_timed_out_total", "step", "body"); n < 1 {
+		if n := metricValue(t, e, "putallkv_gateway_http_connections_timed_out_total", "step", "body"); n < 1 {
 			t.Fatalf("body closes = %v", n)
 		}
 	})

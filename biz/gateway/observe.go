@@ -11,6 +11,7 @@ import (
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/prometheus/client_golang/prometheus"
 
+	pkgmetrics "putallkv/pkg/metrics"
 	"putallkv/pkg/traceid"
 )
 
@@ -97,25 +98,30 @@ type metrics struct {
 func newMetrics() *metrics {
 	return &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_http_requests_total",
-			Help: "HTTP requests served by the gateway, by route and status.",
+			Namespace: pkgmetrics.Namespace,
+			Name:      "gateway_http_requests_total",
+			Help:      "HTTP requests served by the gateway, by route and status.",
 		}, []string{"route", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "gateway_http_request_duration_seconds",
-			Help:    "Time from reading a request's headers to writing its response, by route.",
-			Buckets: prometheus.ExponentialBuckets(50e-6, 4, 10), // 50µs .. ~13s
+			Namespace: pkgmetrics.Namespace,
+			Name:      "gateway_http_request_duration_seconds",
+			Help:      "Time from reading a request's headers to writing its response, by route.",
+			Buckets:   prometheus.ExponentialBuckets(50e-6, 4, 10), // 50µs .. ~13s
 		}, []string{"route"}),
 		open: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "gateway_http_connections",
-			Help: "Connections the gateway serves now (at most gateway.max_connections).",
+			Namespace: pkgmetrics.Namespace,
+			Name:      "gateway_http_connections",
+			Help:      "Connections the gateway serves now (at most gateway.max_connections).",
 		}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gateway_http_connections_refused_total",
-			Help: "Connections answered 503 and closed because gateway.max_connections were open.",
+			Namespace: pkgmetrics.Namespace,
+			Name:      "gateway_http_connections_refused_total",
+			Help:      "Connections answered 503 and closed because gateway.max_connections were open.",
 		}),
 		timedOut: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_http_connections_timed_out_total",
-			Help: "Connections closed for taking too long at a step: idle, header, body or responding.",
+			Namespace: pkgmetrics.Namespace,
+			Name:      "gateway_http_connections_timed_out_total",
+			Help:      "Connections closed for taking too long at a step: idle, header, body or responding.",
 		}, []string{"step"}),
 	}
 }

@@ -645,10 +645,10 @@ func testObservability(t *testing.T, e *env) {
 		line["bytes"] == nil || line["latency"] == nil || line["request_id"] != "obs-1" {
 		t.Fatalf("access log line %v", line)
 	}
-	if n := metricValue(t, e, "gateway_http_requests_total", "route", routePut, "status", "201"); n < 1 {
+	if n := metricValue(t, e, "putallkv_gateway_http_requests_total", "route", routePut, "status", "201"); n < 1 {
 		t.Fatalf("requests{route=%q,status=201} = %v", routePut, n)
 	}
-	if n := metricValue(t, e, "gateway_http_request_duration_seconds", "route", routePut); n < 1 {
+	if n := metricValue(t, e, "putallkv_gateway_http_request_duration_seconds", "route", routePut); n < 1 {
 		t.Fatalf("latency{route=%q} has %v observations", routePut, n)
 	}
 }

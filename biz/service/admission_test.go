@@ -66,7 +66,7 @@ func TestAtomicAdmission(t *testing.T) {
 	_, err = s.Put(ctx, &kv.PutRequest{Key: "p2", Value: []byte("v")})
 	wantCode(t, err, kv.ErrorCode_RESOURCE_EXHAUSTED)
 	if n := testutil.ToFloat64(s.metrics.limiterRejected.WithLabelValues("single")); n != 1 {
-		t.Errorf("limiter_rejected_total{mode=single} = %v", n)
+		t.Errorf("putallkv_limiter_rejected_total{mode=single} = %v", n)
 	}
 }
 

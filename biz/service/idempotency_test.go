@@ -86,14 +86,14 @@ func TestFloodOfIdempotencyKeysKeepsRecordsInWindow(t *testing.T) {
 	if err != nil || !again.Replayed || again.Version != first.Version {
 		t.Fatalf("retry after %d other request_ids = %+v, %v; want a replay of version %d", flood, again, err, first.Version)
 	}
-	if n := gauge(t, reg, "idempotency_records"); n != flood+1 {
-		t.Errorf("idempotency_records = %v; want %d", n, flood+1)
+	if n := gauge(t, reg, "putallkv_idempotency_records"); n != flood+1 {
+		t.Errorf("putallkv_idempotency_records = %v; want %d", n, flood+1)
 	}
-	if n := gauge(t, reg, "idempotency_evictions_total"); n != 0 {
-		t.Errorf("idempotency_evictions_total = %v; want 0 while the bound has room", n)
+	if n := gauge(t, reg, "putallkv_idempotency_evictions_total"); n != 0 {
+		t.Errorf("putallkv_idempotency_evictions_total = %v; want 0 while the bound has room", n)
 	}
-	if b := gauge(t, reg, "idempotency_bytes"); b <= 0 || b > gauge(t, reg, "idempotency_max_bytes") {
-		t.Errorf("idempotency_bytes = %v; want within the bound", b)
+	if b := gauge(t, reg, "putallkv_idempotency_bytes"); b <= 0 || b > gauge(t, reg, "putallkv_idempotency_max_bytes") {
+		t.Errorf("putallkv_idempotency_bytes = %v; want within the bound", b)
 	}
 }
 
@@ -116,11 +116,11 @@ func TestByteBoundEvictsOldestAndCountsIt(t *testing.T) {
 	for i := range records {
 		put(i)
 	}
-	if n := gauge(t, reg, "idempotency_evictions_total"); n != 0 {
+	if n := gauge(t, reg, "putallkv_idempotency_evictions_total"); n != 0 {
 		t.Fatalf("evictions = %v with the bound exactly full; want 0", n)
 	}
 	put(records) // one over: id-00 goes
-	if n := gauge(t, reg, "idempotency_evictions_total"); n != 1 {
+	if n := gauge(t, reg, "putallkv_idempotency_evictions_total"); n != 1 {
 		t.Fatalf("evictions = %v; want 1", n)
 	}
 	if r := put(records); !r.Replayed {
@@ -130,18 +130,18 @@ func TestByteBoundEvictsOldestAndCountsIt(t *testing.T) {
 	if r := put(0); r.Replayed || r.Created {
 		t.Fatalf("retry of an evicted record = %+v; want a fresh write that replaced the key", r)
 	}
-	if n := gauge(t, reg, "idempotency_evictions_total"); n != 2 {
+	if n := gauge(t, reg, "putallkv_idempotency_evictions_total"); n != 2 {
 		t.Fatalf("evictions = %v; want 2", n)
 	}
-	if b, max := gauge(t, reg, "idempotency_bytes"), gauge(t, reg, "idempotency_max_bytes"); b > max {
-		t.Fatalf("idempotency_bytes %v over the bound %v", b, max)
+	if b, max := gauge(t, reg, "putallkv_idempotency_bytes"), gauge(t, reg, "putallkv_idempotency_max_bytes"); b > max {
+		t.Fatalf("putallkv_idempotency_bytes %v over the bound %v", b, max)
 	}
 	clock.advance(time.Minute) // every window is over: dropped, not evicted
 	put(50)
-	if n := gauge(t, reg, "idempotency_evictions_total"); n != 2 {
+	if n := gauge(t, reg, "putallkv_idempotency_evictions_total"); n != 2 {
 		t.Fatalf("evictions = %v after expiry; want still 2", n)
 	}
-	if n := gauge(t, reg, "idempotency_records"); n != 1 {
+	if n := gauge(t, reg, "putallkv_idempotency_records"); n != 1 {
 		t.Fatalf("records = %v after expiry; want 1", n)
 	}
 }
@@ -173,15 +173,15 @@ func TestFailingAtomicCallsStayWithinTheBound(t *testing.T) {
 		wantCode(t, err, kv.ErrorCode_VERSION_MISMATCH)
 	}
 	grown := heapInUse() - before
-	t.Logf("heap grew %d bytes over %d failing calls (bound %d); idempotency_bytes %v", grown, calls, bound,
-		gauge(t, reg, "idempotency_bytes"))
+	t.Logf("heap grew %d bytes over %d failing calls (bound %d); putallkv_idempotency_bytes %v", grown, calls, bound,
+		gauge(t, reg, "putallkv_idempotency_bytes"))
 	if grown > 2*bound {
 		t.Fatalf("heap grew %d bytes; want about the %d-byte bound", grown, bound)
 	}
-	if b := gauge(t, reg, "idempotency_bytes"); b > bound {
-		t.Fatalf("idempotency_bytes = %v; over the bound %d", b, bound)
+	if b := gauge(t, reg, "putallkv_idempotency_bytes"); b > bound {
+		t.Fatalf("putallkv_idempotency_bytes = %v; over the bound %d", b, bound)
 	}
-	if n := gauge(t, reg, "idempotency_evictions_total"); n == 0 {
+	if n := gauge(t, reg, "putallkv_idempotency_evictions_total"); n == 0 {
 		t.Fatal("no eviction counted, but the calls' records cannot all fit")
 	}
 	// The newest are kept, and replay the failure exactly.
@@ -270,7 +270,7 @@ func TestIdempotencyCostCoversHeap(t *testing.T) {
 			}
 		}
 		heap := heapInUse() - before
-		counted := int64(gauge(t, reg, "idempotency_bytes"))
+		counted := int64(gauge(t, reg, "putallkv_idempotency_bytes"))
 		t.Logf("%d records: %d bytes on the heap (%d a record), %d counted", 3*n, heap, heap/int64(3*n), counted)
 		if heap > counted || heap < counted/2 {
 			t.Errorf("%d records hold %d bytes of heap and count %d; want the count to cover the heap, and not by twice", 3*n, heap, counted)

@@ -532,7 +532,7 @@ func TestPutAllManyEngineFailure(t *testing.T) {
 				t.Errorf("err = %v does not name the panic", err)
 			}
 			if n := testutil.ToFloat64(s.metrics.requests.WithLabelValues("PutAllMany", "INTERNAL")); n != 1 {
-				t.Errorf("kv_requests_total{PutAllMany,INTERNAL} = %v; want 1", n)
+				t.Errorf("putallkv_kv_requests_total{PutAllMany,INTERNAL} = %v; want 1", n)
 			}
 		})
 	}
@@ -554,7 +554,7 @@ func TestPutAllManyMetrics(t *testing.T) {
 	}
 	for code, want := range map[string]float64{"OK": 2, "INVALID_ARGUMENT": 1, "TOO_LARGE": 1, "INTERNAL": 0} {
 		if n := testutil.ToFloat64(s.metrics.requests.WithLabelValues("PutAllMany", code)); n != want {
-			t.Errorf("kv_requests_total{method=PutAllMany,code=%s} = %v; want %v", code, n, want)
+			t.Errorf("putallkv_kv_requests_total{method=PutAllMany,code=%s} = %v; want %v", code, n, want)
 		}
 	}
 	if _, err := reg.Gather(); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/limiter"
+	pkgmetrics "putallkv/pkg/metrics"
 	"putallkv/pkg/store"
 )
 
@@ -78,36 +79,43 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer, engine store.Engine, idem *idempotency, bucket *limiter.Bucket) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kv_requests_total",
-			Help: "Calls of each KVService method, by method and outcome code.",
+			Namespace: pkgmetrics.Namespace,
+			Name:      "kv_requests_total",
+			Help:      "Calls of each KVService method, by method and outcome code.",
 		}, []string{"method", "code"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "putall_batch_size",
-			Help:    "Entries per PutAll call.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 14), // 1 .. 8192
+			Namespace: pkgmetrics.Namespace,
+			Name:      "putall_batch_size",
+			Help:      "Entries per PutAll call.",
+			Buckets:   prometheus.ExponentialBuckets(1, 2, 14), // 1 .. 8192
 		}),
 		putAllLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "putall_latency_seconds",
-			Help:    "Time spent in PutAll inside the service, by mode and outcome code.",
-			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12), // 1µs .. ~4s
+			Namespace: pkgmetrics.Namespace,
+			Name:      "putall_latency_seconds",
+			Help:      "Time spent in PutAll inside the service, by mode and outcome code.",
+			Buckets:   prometheus.ExponentialBuckets(1e-6, 4, 12), // 1µs .. ~4s
 		}, []string{"mode", "outcome"}),
 		limiterWait: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "limiter_wait_seconds",
-			Help:    "Time admitted writes waited for tokens.",
-			Buckets: prometheus.ExponentialBuckets(1e-4, 4, 9), // 100µs .. ~6.5s
+			Namespace: pkgmetrics.Namespace,
+			Name:      "limiter_wait_seconds",
+			Help:      "Time admitted writes waited for tokens.",
+			Buckets:   prometheus.ExponentialBuckets(1e-4, 4, 9), // 100µs .. ~6.5s
 		}),
 		limiterRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "limiter_rejected_total",
-			Help: "Writes (or, for best_effort, batch remainders) refused by admission, by mode.",
+			Namespace: pkgmetrics.Namespace,
+			Name:      "limiter_rejected_total",
+			Help:      "Writes (or, for best_effort, batch remainders) refused by admission, by mode.",
 		}, []string{"mode"}),
 		chunkSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "putall_chunk_size",
-			Help:    "Entries per chunk of admission-chunked BEST_EFFORT writes.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+			Namespace: pkgmetrics.Namespace,
+			Name:      "putall_chunk_size",
+			Help:      "Entries per chunk of admission-chunked BEST_EFFORT writes.",
+			Buckets:   prometheus.ExponentialBuckets(1, 2, 14),
 		}),
 		suggestedBatch: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "putall_suggested_batch",
-			Help: "The suggested_batch of the latest write response.",
+			Namespace: pkgmetrics.Namespace,
+			Name:      "putall_suggested_batch",
+			Help:      "The suggested_batch of the latest write response.",
 		}),
 	}
 	m.requestsBy = newChildren(int(nMethods)*nCodes, func(k int) prometheus.Counter {
@@ -121,28 +129,25 @@ func newMetrics(reg prometheus.Registerer, engine store.Engine, idem *idempotenc
 	}
 	collectors := []prometheus.Collector{
 		m.requests, m.batchSize, m.putAllLatency, m.limiterWait, m.limiterRejected, m.chunkSize, m.suggestedBatch,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "limiter_tokens", Help: "Write-admission tokens in hand (+Inf when unlimited)."},
+		gaugeFunc("limiter_tokens", "Write-admission tokens in hand (+Inf when unlimited).",
 			bucket.Tokens),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "store_keys", Help: "Keys resident in the store, including expired keys not yet swept."},
+		gaugeFunc("store_keys", "Keys resident in the store, including expired keys not yet swept.",
 			func() float64 { return float64(engine.Stats().Keys) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "store_revision", Help: "Revision of the store's latest write."},
+		gaugeFunc("store_revision", "Revision of the store's latest write.",
 			func() float64 { return float64(engine.Stats().Revision) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "store_bytes",
-			Help: "Bytes the resident keys count against store.max_bytes: key and value bytes, and 64 a key."},
+		gaugeFunc("store_bytes", "Bytes the resident keys count against store.max_bytes: key and value bytes, and 64 a key.",
 			func() float64 { return float64(engine.Stats().Bytes) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "store_max_bytes", Help: "The memory quota, store.max_bytes (0: none)."},
+		gaugeFunc("store_max_bytes", "The memory quota, store.max_bytes (0: none).",
 			func() float64 { return float64(engine.Stats().MaxBytes) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "store_quota_refusals_total",
-			Help: "Writes refused RESOURCE_EXHAUSTED because they would have crossed store.max_bytes."},
+		counterFunc("store_quota_refusals_total", "Writes refused RESOURCE_EXHAUSTED because they would have crossed store.max_bytes.",
 			func() float64 { return float64(engine.Stats().QuotaRefusals) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "idempotency_records", Help: "request_ids whose responses are remembered."},
+		gaugeFunc("idempotency_records", "request_ids whose responses are remembered.",
 			func() float64 { n, _, _ := idem.stats(); return float64(n) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "idempotency_bytes", Help: "Bytes the idempotency records hold, as idempotency.max_bytes counts them."},
+		gaugeFunc("idempotency_bytes", "Bytes the idempotency records hold, as idempotency.max_bytes counts them.",
 			func() float64 { _, b, _ := idem.stats(); return float64(b) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "idempotency_max_bytes", Help: "The bound on idempotency_bytes (idempotency.max_bytes)."},
+		gaugeFunc("idempotency_max_bytes", "The bound on idempotency_bytes (idempotency.max_bytes).",
 			func() float64 { return float64(idem.maxBytes) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "idempotency_evictions_total",
-			Help: "Records evicted inside idempotency.window because idempotency.max_bytes was reached: a retry of their call runs again."},
+		counterFunc("idempotency_evictions_total", "Records evicted inside idempotency.window because idempotency.max_bytes was reached: a retry of their call runs again.",
 			func() float64 { _, _, e := idem.stats(); return float64(e) }),
 	}
 	for _, c := range collectors {
@@ -151,6 +156,16 @@ func newMetrics(reg prometheus.Registerer, engine store.Engine, idem *idempotenc
 		}
 	}
 	return m, nil
+}
+
+// gaugeFunc is a gauge of the service's namespace whose value f reads at each scrape.
+func gaugeFunc(name, help string, f func() float64) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: pkgmetrics.Namespace, Name: name, Help: help}, f)
+}
+
+// counterFunc is a counter of the service's namespace whose value f reads at each scrape.
+func counterFunc(name, help string, f func() float64) prometheus.CounterFunc {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: pkgmetrics.Namespace, Name: name, Help: help}, f)
 }
 
 // observe counts a call of method by its outcome code; it is deferred with a pointer to the

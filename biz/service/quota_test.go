@@ -58,9 +58,9 @@ func TestQuotaRefusalIsResourceExhausted(t *testing.T) {
 		t.Fatalf("retry after a delete made room = %+v, %v; want a fresh write", resp, err)
 	}
 	for name, want := range map[string]float64{
-		"store_bytes":                2*(2+store.KeyOverhead) + 1,
-		"store_max_bytes":            3 * (2 + store.KeyOverhead),
-		"store_quota_refusals_total": 3,
+		"putallkv_store_bytes":                2*(2+store.KeyOverhead) + 1,
+		"putallkv_store_max_bytes":            3 * (2 + store.KeyOverhead),
+		"putallkv_store_quota_refusals_total": 3,
 	} {
 		if got := gauge(t, reg, name); got != want {
 			t.Errorf("%s = %v; want %v", name, got, want)

@@ -331,7 +331,7 @@ func TestMetrics(t *testing.T) {
 	if n := testutil.ToFloat64(s.metrics.requests.WithLabelValues("Get", "NOT_FOUND")); n != 1 {
 		t.Errorf("Get NOT_FOUND counter = %v", n)
 	}
-	for name, want := range map[string]int{"putall_batch_size": 1, "putall_latency_seconds": 1, "store_keys": 1, "store_revision": 1, "kv_requests_total": 2} {
+	for name, want := range map[string]int{"putallkv_putall_batch_size": 1, "putallkv_putall_latency_seconds": 1, "putallkv_store_keys": 1, "putallkv_store_revision": 1, "putallkv_kv_requests_total": 2} {
 		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != want {
 			t.Errorf("%s: %d series, %v; want %d", name, n, err, want)
 		}

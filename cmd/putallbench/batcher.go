@@ -63,7 +63,7 @@ func (t *batcherTarget) close() error {
 }
 
 // tracer writes a CSV time series: one "batch" row per PutAll the Batcher sent, one "tokens"
-// row per scrape of the server's limiter_tokens gauge.
+// row per scrape of the server's putallkv_limiter_tokens gauge.
 type tracer struct {
 	began time.Time
 	mu    sync.Mutex
@@ -98,7 +98,7 @@ func (t *tracer) batch(e kvclient.BatchEvent) {
 	t.row("batch,%d,%d,%d,%d,%d,%t,", e.Size, e.Limit, e.Suggested, e.Target, e.Refused, e.Fallback)
 }
 
-// scrape reads limiter_tokens from url every 20ms until close; no url, no scraping.
+// scrape reads putallkv_limiter_tokens from url every 20ms until close; no url, no scraping.
 func (t *tracer) scrape(url string) {
 	defer close(t.stopped)
 	if url == "" {
@@ -114,7 +114,7 @@ func (t *tracer) scrape(url string) {
 			return
 		case <-tick.C:
 		}
-		if tokens, ok := scrapeGauge(hc, url, "limiter_tokens"); ok {
+		if tokens, ok := scrapeGauge(hc, url, "putallkv_limiter_tokens"); ok {
 			t.row("tokens,,,,,,,%g", tokens)
 		}
 	}

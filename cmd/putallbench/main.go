@@ -162,7 +162,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "per-operation timeout")
 	fs.StringVar(&c.description, "describe", "", "free text copied into the report (e.g. the server's configuration)")
 	fs.StringVar(&c.tracePath, "trace", "", "batcher: write a CSV of every batch sent (and of the server's tokens, with --metrics) to this file")
-	fs.StringVar(&c.metricsURL, "metrics", "", "batcher: the server's /metrics URL, scraped for limiter_tokens into the trace")
+	fs.StringVar(&c.metricsURL, "metrics", "", "batcher: the server's /metrics URL, scraped for putallkv_limiter_tokens into the trace")
 	fs.IntVar(&c.pid, "pid", 0, "the server's process id (Linux): report its CPU time per operation")
 	fs.StringVar(&c.token, "token", "", "rpc: bearer token sent with every call (kvclient.WithToken)")
 	fs.StringVar(&c.caFile, "ca", "", "rpc: speak TLS, verifying the server with this CA `FILE` (kvclient.WithTLS)")

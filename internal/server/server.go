@@ -72,7 +72,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 	reg := metrics.NewRegistry()
-	reg.MustRegister(buildinfo.Get().Collector("putallkv"))
+	reg.MustRegister(buildinfo.Get().Collector(metrics.Namespace))
 	var api kv.KVService
 	var ready func(context.Context) error
 	if upstreams := cfg.Gateway.Upstreams(); len(upstreams) > 0 {

@@ -18,25 +18,31 @@ type Durability struct {
 	recovered   prometheus.Gauge
 }
 
-// NewDurability registers the durability metrics (wal_*, snapshot_duration_seconds,
-// recovery_duration_seconds, recovered_records) on reg.
+// NewDurability registers the durability metrics (putallkv_wal_*, putallkv_snapshot_duration_seconds,
+// putallkv_recovery_duration_seconds, putallkv_recovered_records) on reg.
 func NewDurability(reg prometheus.Registerer) (*Durability, error) {
 	m := &Durability{
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "wal_fsync_seconds", Help: "Duration of write-ahead log fsyncs.",
-			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50µs .. ~1.6s
+			Namespace: Namespace,
+			Name:      "wal_fsync_seconds",
+			Help:      "Duration of write-ahead log fsyncs.",
+			Buckets:   prometheus.ExponentialBuckets(50e-6, 2, 16), // 50µs .. ~1.6s
 		}),
 		groupCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "wal_group_commit_size", Help: "Records written to the log by one write call (group commit).",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+			Namespace: Namespace,
+			Name:      "wal_group_commit_size",
+			Help:      "Records written to the log by one write call (group commit).",
+			Buckets:   prometheus.ExponentialBuckets(1, 2, 12),
 		}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "wal_bytes_total", Help: "Bytes written to the log."}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "wal_bytes_total", Help: "Bytes written to the log."}),
 		snapshot: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "snapshot_duration_seconds", Help: "Duration of snapshots, by outcome (ok, error).",
-			Buckets: prometheus.ExponentialBuckets(1e-3, 4, 10),
+			Namespace: Namespace,
+			Name:      "snapshot_duration_seconds",
+			Help:      "Duration of snapshots, by outcome (ok, error).",
+			Buckets:   prometheus.ExponentialBuckets(1e-3, 4, 10),
 		}, []string{"outcome"}),
-		recovery:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "recovery_duration_seconds", Help: "How long start-up recovery took."}),
-		recovered: prometheus.NewGauge(prometheus.GaugeOpts{Name: "recovered_records", Help: "Log records replayed at start-up."}),
+		recovery:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "recovery_duration_seconds", Help: "How long start-up recovery took."}),
+		recovered: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "recovered_records", Help: "Log records replayed at start-up."}),
 	}
 	for _, c := range []prometheus.Collector{m.fsync, m.groupCommit, m.bytes, m.snapshot, m.recovery, m.recovered} {
 		if err := reg.Register(c); err != nil {

@@ -24,20 +24,20 @@ func TestDurability(t *testing.T) {
 	m.Snapshotted(time.Second, 5, nil)
 	m.Snapshotted(time.Second, 5, errors.New("disk full"))
 	want := `
-# HELP recovered_records Log records replayed at start-up.
-# TYPE recovered_records gauge
-recovered_records 7
-# HELP recovery_duration_seconds How long start-up recovery took.
-# TYPE recovery_duration_seconds gauge
-recovery_duration_seconds 1.5
-# HELP wal_bytes_total Bytes written to the log.
-# TYPE wal_bytes_total counter
-wal_bytes_total 120
+# HELP putallkv_recovered_records Log records replayed at start-up.
+# TYPE putallkv_recovered_records gauge
+putallkv_recovered_records 7
+# HELP putallkv_recovery_duration_seconds How long start-up recovery took.
+# TYPE putallkv_recovery_duration_seconds gauge
+putallkv_recovery_duration_seconds 1.5
+# HELP putallkv_wal_bytes_total Bytes written to the log.
+# TYPE putallkv_wal_bytes_total counter
+putallkv_wal_bytes_total 120
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "recovered_records", "recovery_duration_seconds", "wal_bytes_total"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "putallkv_recovered_records", "putallkv_recovery_duration_seconds", "putallkv_wal_bytes_total"); err != nil {
 		t.Error(err)
 	}
-	for name, n := range map[string]int{"wal_fsync_seconds": 1, "wal_group_commit_size": 1, "snapshot_duration_seconds": 2} {
+	for name, n := range map[string]int{"putallkv_wal_fsync_seconds": 1, "putallkv_wal_group_commit_size": 1, "putallkv_snapshot_duration_seconds": 2} {
 		if got, err := testutil.GatherAndCount(reg, name); err != nil || got != n {
 			t.Errorf("%s: %d series, %v; want %d", name, got, err, n)
 		}

@@ -21,6 +21,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// Namespace prefixes every series of the program's own (putallkv_kv_requests_total,
+// putallkv_wal_fsync_seconds, ...), as the Namespace of their prometheus Opts, so that they
+// sort together and never collide with a library's or another program's on a shared
+// Prometheus. The go_* and process_* collectors keep their standard names.
+const Namespace = "putallkv"
+
 // NewRegistry returns a registry with the Go runtime (go_*) and process (process_*) collectors
 // registered. A registry of our own, rather than prometheus.DefaultRegisterer, means only what
 // the program registers on purpose is exported, and tests get a clean one each.

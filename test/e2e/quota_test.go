@@ -72,10 +72,10 @@ func TestE2EMemoryQuota(t *testing.T) {
 			}
 			checkQuotaOverHTTP(t, a, c, keys)
 			page := scrape(t, a)
-			used := metric(t, page, "store_bytes")
-			if used > 32<<10 || metric(t, page, "store_max_bytes") != 32<<10 || metric(t, page, "store_quota_refusals_total") < 3 {
-				t.Fatalf("quota metrics: store_bytes %.0f, store_max_bytes %.0f, refusals %.0f", used,
-					metric(t, page, "store_max_bytes"), metric(t, page, "store_quota_refusals_total"))
+			used := metric(t, page, "putallkv_store_bytes")
+			if used > 32<<10 || metric(t, page, "putallkv_store_max_bytes") != 32<<10 || metric(t, page, "putallkv_store_quota_refusals_total") < 3 {
+				t.Fatalf("quota metrics: putallkv_store_bytes %.0f, putallkv_store_max_bytes %.0f, refusals %.0f", used,
+					metric(t, page, "putallkv_store_max_bytes"), metric(t, page, "putallkv_store_quota_refusals_total"))
 			}
 			shutdown()
 			if !durable {
@@ -86,8 +86,8 @@ func TestE2EMemoryQuota(t *testing.T) {
 			cfg.Store.MaxBytes = 16 << 10
 			again, c2 := startTestServer(t, cfg)
 			page = scrape(t, again)
-			if got := metric(t, page, "store_bytes"); got != used {
-				t.Fatalf("store_bytes after restart = %.0f; want %.0f", got, used)
+			if got := metric(t, page, "putallkv_store_bytes"); got != used {
+				t.Fatalf("putallkv_store_bytes after restart = %.0f; want %.0f", got, used)
 			}
 			_, err = c2.Put(context.Background(), &kv.PutRequest{Key: "more", Value: []byte("x")})
 			wantErr(t, err, kvclient.ErrResourceExhausted)

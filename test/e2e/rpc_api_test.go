@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -280,12 +282,12 @@ func TestE2EMetricsEndpoint(t *testing.T) {
 	_, _ = c.Get(ctx, &kv.GetRequest{Key: "missing"})
 	body := scrape(t, a)
 	for _, want := range []string{
-		`putall_batch_size_bucket{le="2"} 1`,
-		`putall_latency_seconds_count{mode="atomic",outcome="ok"} 1`,
-		`kv_requests_total{code="NOT_FOUND",method="Get"} 1`,
-		`kv_requests_total{code="OK",method="PutAll"} 1`,
-		"store_keys 2",
-		"store_revision 1",
+		`putallkv_putall_batch_size_bucket{le="2"} 1`,
+		`putallkv_putall_latency_seconds_count{mode="atomic",outcome="ok"} 1`,
+		`putallkv_kv_requests_total{code="NOT_FOUND",method="Get"} 1`,
+		`putallkv_kv_requests_total{code="OK",method="PutAll"} 1`,
+		"putallkv_store_keys 2",
+		"putallkv_store_revision 1",
 		"go_goroutines",
 	} {
 		if !strings.Contains(body, want) {
@@ -295,4 +297,34 @@ func TestE2EMetricsEndpoint(t *testing.T) {
 	if !strings.Contains(testnet.Get(t, "http://"+a.AdminAddr()+"/debug/pprof/"), "goroutine") {
 		t.Error("/debug/pprof/ does not list profiles")
 	}
+}
+
+// TestE2EMetricsNamespace checks that every series a server with a durable store and a gateway
+// exports is its own, under putallkv_, or the Go runtime's and the process's standard ones, so
+// that a shared Prometheus tells them apart from other programs'.
+func TestE2EMetricsNamespace(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Store.DataDir = t.TempDir()
+	a, c := startTestServer(t, cfg)
+	if _, err := c.PutAll(context.Background(), &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a"}}}); err != nil {
+		t.Fatal(err)
+	}
+	families := regexp.MustCompile(`(?m)^# TYPE (\S+) `).FindAllStringSubmatch(scrape(t, a), -1)
+	own := 0
+	for _, f := range families {
+		switch name := f[1]; {
+		case strings.HasPrefix(name, "putallkv_"):
+			own++
+		case !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_"):
+			t.Errorf("series %s is outside the putallkv_ namespace", name)
+		}
+	}
+	// The service's, the log's, the RPC guard's, the gateway's and build_info.
+	for _, want := range []string{"putallkv_kv_requests_total", "putallkv_wal_fsync_seconds",
+		"putallkv_rpc_requests_refused_total", "putallkv_gateway_http_connections", "putallkv_build_info"} {
+		if !slices.ContainsFunc(families, func(f []string) bool { return f[1] == want }) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	t.Logf("%d series families, %d of them putallkv_", len(families), own)
 }

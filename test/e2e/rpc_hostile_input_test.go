@@ -58,8 +58,8 @@ func TestE2EHugeDeclaredContainers(t *testing.T) {
 	}
 	sent := 2 + 5*len(methods)
 	page := scrape(t, a)
-	if n := metric(t, page, `rpc_requests_refused_total{reason="malformed"}`); n != float64(sent) {
-		t.Errorf("rpc_requests_refused_total{reason=\"malformed\"} = %v; want %d, one per refused request", n, sent)
+	if n := metric(t, page, `putallkv_rpc_requests_refused_total{reason="malformed"}`); n != float64(sent) {
+		t.Errorf("putallkv_rpc_requests_refused_total{reason=\"malformed\"} = %v; want %d, one per refused request", n, sent)
 	}
 	if _, err := c.Put(context.Background(), &kv.PutRequest{Key: "alive", Value: []byte("yes")}); err != nil {
 		t.Fatalf("the server stopped serving: %v", err)
@@ -141,8 +141,8 @@ func TestE2EOversizedPutAllThroughSDK(t *testing.T) {
 			t.Fatalf("message %q does not name the setting", e.Message)
 		}
 	}
-	if n := metric(t, scrape(t, a), `rpc_requests_refused_total{reason="too_large"}`); n != 3 {
-		t.Errorf(`rpc_requests_refused_total{reason="too_large"} = %v; want 3`, n)
+	if n := metric(t, scrape(t, a), `putallkv_rpc_requests_refused_total{reason="too_large"}`); n != 3 {
+		t.Errorf(`putallkv_rpc_requests_refused_total{reason="too_large"} = %v; want 3`, n)
 	}
 	if _, err := c.Put(context.Background(), &kv.PutRequest{Key: "alive", Value: []byte("yes")}); err != nil {
 		t.Fatalf("the server stopped serving: %v", err)

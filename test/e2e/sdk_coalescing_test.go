@@ -103,7 +103,7 @@ func TestE2ECoalescedPutAll(t *testing.T) {
 			t.Errorf("%s of a refused ATOMIC call was written: %+v", it.Key, it)
 		}
 	}
-	if n := metric(t, scrape(t, a), `kv_requests_total{code="OK",method="PutAllMany"}`); n == 0 {
+	if n := metric(t, scrape(t, a), `putallkv_kv_requests_total{code="OK",method="PutAllMany"}`); n == 0 {
 		t.Error("the server answered no PutAllMany: nothing was coalesced")
 	}
 }
