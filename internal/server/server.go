@@ -227,6 +227,9 @@ func (s *Server) openStore(reg prometheus.Registerer) (*service.Recovery, error)
 		return nil, fmt.Errorf("store.data_dir: %w", err)
 	}
 	s.engine, s.durable = d, d
+	if err := metrics.WatchJournal(reg, d.Err); err != nil {
+		return nil, err
+	}
 	st := d.Stats()
 	s.log.Info("store recovered", "dir", cfg.Store.DataDir, "keys", st.Keys, "revision", st.Revision, "fsync", cfg.WAL.Fsync,
 		"bytes", st.Bytes, "max_bytes", st.MaxBytes)

@@ -52,6 +52,23 @@ func NewDurability(reg prometheus.Registerer) (*Durability, error) {
 	return m, nil
 }
 
+// WatchJournal registers putallkv_wal_failing on reg: 1 while failing returns an error (the
+// write-ahead log refusing writes after an I/O error or on a full disk, when /readyz answers
+// 503 too), else 0, read at each scrape. No event marks the log's recovery, so the gauge asks
+// rather than counts.
+func WatchJournal(reg prometheus.Registerer, failing func() error) error {
+	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: Namespace,
+		Name:      "wal_failing",
+		Help:      "1 while the write-ahead log refuses writes (an I/O error, a full disk), else 0.",
+	}, func() float64 {
+		if failing() != nil {
+			return 1
+		}
+		return 0
+	}))
+}
+
 // Wrote implements wal.Observer.
 func (m *Durability) Wrote(records, bytes int) {
 	m.groupCommit.Observe(float64(records))

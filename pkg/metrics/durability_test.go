@@ -46,3 +46,23 @@ putallkv_wal_bytes_total 120
 		t.Error("a second NewDurability on the same registry succeeded; want the duplicate refused")
 	}
 }
+
+// TestWatchJournal reads putallkv_wal_failing as the log's health changes under it.
+func TestWatchJournal(t *testing.T) {
+	reg := NewRegistry()
+	var failing error
+	if err := WatchJournal(reg, func() error { return failing }); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		err  error
+		want string
+	}{{nil, "0"}, {errors.New("no space left on device"), "1"}, {nil, "0"}} {
+		failing = c.err
+		want := "# HELP putallkv_wal_failing 1 while the write-ahead log refuses writes (an I/O error, a full disk), else 0.\n" +
+			"# TYPE putallkv_wal_failing gauge\nputallkv_wal_failing " + c.want + "\n"
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "putallkv_wal_failing"); err != nil {
+			t.Errorf("log error %v: %v", c.err, err)
+		}
+	}
+}

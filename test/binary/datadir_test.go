@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"putallkv/test/internal/testnet"
 )
 
 // TestBinaryDataDirIsLocked starts a server on a data directory, then a second one on the same
@@ -51,7 +53,7 @@ func TestBinaryDataDirIsLocked(t *testing.T) {
 
 // TestBinaryDiskFullErrorsNameNoPath runs the server under a file size limit (ulimit -f), so the
 // log's writes fail as on a full disk: the errors clients get over RPC and HTTP say what failed,
-// never the server's paths.
+// never the server's paths; putallkv_wal_failing shows it.
 func TestBinaryDiskFullErrorsNameNoPath(t *testing.T) {
 	server, bin := binaries(t)
 	dir := t.TempDir()
@@ -76,6 +78,9 @@ func TestBinaryDiskFullErrorsNameNoPath(t *testing.T) {
 	}
 	if strings.Contains(refused, dir) || !strings.Contains(refused, "cannot write a log file") {
 		t.Fatalf("RPC error %q names a server path, or not what failed", refused)
+	}
+	if page := testnet.Get(t, "http://"+p.admin+"/metrics"); !strings.Contains(page, "\nputallkv_wal_failing 1\n") {
+		t.Error("/metrics lacks putallkv_wal_failing 1 while the log refuses writes")
 	}
 	req, err := http.NewRequest(http.MethodPut, "http://"+p.gw+"/v1/kv/over-http", strings.NewReader("v"))
 	if err != nil {
