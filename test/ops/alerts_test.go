@@ -1,0 +1,157 @@
+// Package ops tests what operators are given besides the binaries: the Prometheus alert rules
+// in conf/prometheus, checked and unit-tested by the real promtool (Debian's prometheus
+// package, installed here when missing and the test runs as root), and read against the
+// /metrics page of a real server so that no rule watches a series the server does not export.
+package ops
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"putallkv/conf"
+	"putallkv/internal/server"
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/config"
+	"putallkv/pkg/kvclient"
+	"putallkv/pkg/leakcheck"
+	"putallkv/test/internal/testnet"
+)
+
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
+
+// rulesDir holds alerts.yml and its unit tests, alerts_test.yml.
+var rulesDir = filepath.Join("..", "..", "conf", "prometheus")
+
+// TestAlertRules runs `promtool check rules` on alerts.yml and `promtool test rules` on its unit
+// tests, in which every alert fires on a node crafted to raise it and stays silent on a healthy
+// one.
+func TestAlertRules(t *testing.T) {
+	promtool := needPromtool(t)
+	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		cmd := exec.CommandContext(ctx, promtool, args...)
+		cmd.Dir = rulesDir
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		t.Logf("promtool %s:\n%s", strings.Join(args, " "), out)
+	}
+}
+
+// TestAlertRulesUseExportedSeries reads every putallkv_ series name alerts.yml mentions, in its
+// expressions and its runbook text alike, and finds each on the /metrics page of a real server
+// with a durable store, a gateway and write admission, after calls that create every labelled
+// series the rules read (a refused write among them, and a snapshot).
+func TestAlertRulesUseExportedSeries(t *testing.T) {
+	rules, err := os.ReadFile(filepath.Join(rulesDir, "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := scrapeBusyServer(t)
+	exported := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^# TYPE (\S+) (\S+)$`).FindAllStringSubmatch(page, -1) {
+		exported[m[1]] = true
+		if m[2] == "histogram" {
+			for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+				exported[m[1]+suffix] = true
+			}
+		}
+	}
+	used := regexp.MustCompile(`putallkv_[a-z0-9_]+`).FindAllString(string(rules), -1)
+	slices.Sort(used)
+	used = slices.Compact(used)
+	if len(used) < 10 {
+		t.Fatalf("alerts.yml mentions only %d series: %v", len(used), used)
+	}
+	for _, name := range used {
+		if !exported[name] {
+			t.Errorf("alerts.yml uses %s, which /metrics does not have", name)
+		}
+	}
+	t.Logf("%d putallkv_ series in alerts.yml, all on /metrics", len(used))
+}
+
+// scrapeBusyServer starts a server from the default configuration on loopback ports with a
+// durable store and write admission of one key a second, makes it admit and refuse writes and
+// take a snapshot, and returns its /metrics page.
+func scrapeBusyServer(t *testing.T) string {
+	cfg, err := config.Load(conf.Default, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Server.Addr, cfg.Admin.Addr, cfg.Gateway.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Server.ShutdownTimeout = 5 * time.Second
+	cfg.Store.DataDir = t.TempDir()
+	cfg.Limiter.Rate, cfg.Limiter.Burst, cfg.Limiter.MaxWait = 1, 2, 0
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.Start(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	c, err := kvclient.New([]string{s.RPCAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	// Two keys take the whole bucket, which refills one a second: within a few calls one is
+	// refused (at most 10, far more than the bucket can refill for between them).
+	refused := false
+	for i := 0; i < 10 && !refused; i++ {
+		req := &kv.PutAllRequest{Entries: []*kv.Entry{{Key: "a", Value: []byte("1")}, {Key: "b", Value: []byte("2")}}}
+		_, err := c.PutAll(context.Background(), req)
+		refused = err != nil
+	}
+	if !refused {
+		t.Fatal("write admission of one key a second admitted 10 batches of 2 keys in a row")
+	}
+	if code, _, body := testnet.Do(t, "POST", "http://"+s.AdminAddr()+"/admin/snapshot", ""); code != 200 {
+		t.Fatalf("snapshot: %d %s", code, body)
+	}
+	return testnet.Get(t, "http://"+s.AdminAddr()+"/metrics")
+}
+
+// needPromtool returns the path of promtool, installing Debian's prometheus package first when
+// it is missing and the test runs as root; otherwise the test is skipped, saying how to get it.
+func needPromtool(t *testing.T) string {
+	t.Helper()
+	if path, err := exec.LookPath("promtool"); err == nil {
+		return path
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("promtool is missing and installing it needs root: apt-get install prometheus (Debian's package) and run again")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	// The lock timeout lets an install in another process finish first rather than fail.
+	for _, args := range [][]string{{"update"}, {"install", "-y", "--no-install-recommends", "prometheus"}} {
+		cmd := exec.CommandContext(ctx, "apt-get", append([]string{"-o", "DPkg::Lock::Timeout=300"}, args...)...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool still missing after installing Debian's prometheus package: %v", err)
+	}
+	return path
+}
