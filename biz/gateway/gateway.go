@@ -21,6 +21,7 @@ import (
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/cloudwego/hertz/pkg/app/server"
 	"github.com/cloudwego/hertz/pkg/common/config"
+	"github.com/cloudwego/hertz/pkg/common/tracer"
 	"github.com/cloudwego/hertz/pkg/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -73,6 +74,9 @@ type Options struct {
 	// gateway, and get CORS headers; "*" allows any. A request from any other page (it carries
 	// Origin) is refused with 403. Empty allows none.
 	AllowedOrigins []string
+	// Tracer, when set, also sees every request, after the gateway's own instruments (the
+	// standard hertz_server_* series, say).
+	Tracer tracer.Tracer
 }
 
 // Gateway serves the KV API over HTTP. Create it with New, Start it once, and Shutdown to stop
@@ -105,6 +109,7 @@ type Gateway struct {
 	origins  origins
 	metrics  *metrics
 	ops      map[string]app.HandlerFunc // the batch calls under POST /v1/:op, by op; set by routes
+	tracer   tracer.Tracer
 
 	ln       net.Listener
 	h        *server.Hertz
@@ -141,6 +146,7 @@ func New(svc kv.KVService, opts Options) *Gateway {
 		calls:    make(calls, 2*limits.MaxConnections),
 		names:    opts.AllowedHosts,
 		origins:  opts.AllowedOrigins,
+		tracer:   opts.Tracer,
 		accepted: make(chan struct{}),
 		done:     make(chan error, 1),
 	}
@@ -181,7 +187,7 @@ func (g *Gateway) Start(addr string) error {
 // serverOptions configure Hertz for an API whose keys live in the path and whose bodies are
 // bounded by the gateway itself.
 func (g *Gateway) serverOptions(ln net.Listener) []config.Option {
-	return []config.Option{
+	opts := []config.Option{
 		// Go's net transport, over the gateway's listener: it caps the connections, and every
 		// connection's time limits are its own (see conns). Hertz keeps connections alive
 		// only with an idle timeout of its own: twice conns', a backstop that never acts
@@ -213,6 +219,10 @@ func (g *Gateway) serverOptions(ln net.Listener) []config.Option {
 		server.WithOnAccept(g.conns.onAccept),
 		g.tlsOption(),
 	}
+	if g.tracer != nil {
+		opts = append(opts, server.WithTracer(g.tracer))
+	}
+	return opts
 }
 
 // awaitServing waits until Hertz asks the listener for its first connection (or Run fails).

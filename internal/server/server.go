@@ -93,7 +93,8 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 	if cfg.Gateway.Addr != "" {
 		s.gw = gateway.New(api, gateway.Options{MaxBodyBytes: cfg.Gateway.MaxBodyBytes, Registerer: reg, Logger: log, Ready: ready,
 			Auth: s.sec.auth, TLS: s.tlsFor(cfg.TLS.Gateway),
-			Limits: gatewayLimits(cfg.Gateway), AllowedHosts: cfg.Gateway.Hosts(), AllowedOrigins: cfg.Gateway.Origins()})
+			Limits: gatewayLimits(cfg.Gateway), AllowedHosts: cfg.Gateway.Hosts(), AllowedOrigins: cfg.Gateway.Origins(),
+			Tracer: hertzTracer(reg)})
 		if err := s.gw.Start(cfg.Gateway.Addr); err != nil {
 			s.gw = nil
 			return nil, fmt.Errorf("gateway.addr: %w", err)
@@ -146,6 +147,7 @@ func (s *Server) startService(reg *prometheus.Registry) error {
 		kitexserver.WithExitWaitTime(cfg.Server.ShutdownTimeout),
 		kitexserver.WithExitSignal(func() <-chan error { return s.rpcStop }),
 		kitexserver.WithConnectionLimiter(limiter.NewConnectionLimiter(cfg.Server.MaxConnections)),
+		kitexserver.WithTracer(kitexTracer(reg)),
 	)
 	s.rpc = kvservice.NewServer(handler.New(s.svc, s.log), append(opts, s.rpcSecurity(transport)...)...)
 	go func() { s.rpcDone <- s.rpc.Run() }()

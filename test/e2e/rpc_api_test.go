@@ -12,7 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudwego/kitex/client"
+	"github.com/cloudwego/kitex/pkg/rpcinfo"
+	"github.com/cloudwego/kitex/pkg/transmeta"
+	"github.com/cloudwego/kitex/transport"
+
 	"putallkv/kitex_gen/kv"
+	"putallkv/kitex_gen/kv/kvservice"
 	"putallkv/pkg/kvclient"
 	"putallkv/test/internal/testnet"
 )
@@ -300,8 +306,9 @@ func TestE2EMetricsEndpoint(t *testing.T) {
 }
 
 // TestE2EMetricsNamespace checks that every series a server with a durable store and a gateway
-// exports is its own, under putallkv_, or the Go runtime's and the process's standard ones, so
-// that a shared Prometheus tells them apart from other programs'.
+// exports is its own, under putallkv_, or one of the standard ones: the Go runtime's, the
+// process's, Kitex's and Hertz's server series, so that a shared Prometheus tells them apart
+// from other programs'.
 func TestE2EMetricsNamespace(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Store.DataDir = t.TempDir()
@@ -315,8 +322,8 @@ func TestE2EMetricsNamespace(t *testing.T) {
 		switch name := f[1]; {
 		case strings.HasPrefix(name, "putallkv_"):
 			own++
-		case !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_"):
-			t.Errorf("series %s is outside the putallkv_ namespace", name)
+		case !slices.ContainsFunc([]string{"go_", "process_", "kitex_server_", "hertz_server_"}, func(p string) bool { return strings.HasPrefix(name, p) }):
+			t.Errorf("series %s is outside the putallkv_ namespace and the standard ones", name)
 		}
 	}
 	// The service's, the log's, the RPC guard's, the gateway's and build_info.
@@ -327,4 +334,43 @@ func TestE2EMetricsNamespace(t *testing.T) {
 		}
 	}
 	t.Logf("%d series families, %d of them putallkv_", len(families), own)
+}
+
+// TestE2EStandardSeries checks the standard Kitex and Hertz server series on admin /metrics, and
+// that a client cannot multiply them: callers naming themselves differently in TTHeader share
+// one series (caller "unknown"), and HTTP requests with made-up methods make none.
+func TestE2EStandardSeries(t *testing.T) {
+	a, _ := startTestServer(t, testConfig(t))
+	const callers = 5
+	for i := range callers {
+		c, err := kvservice.NewClient("putallkv", client.WithHostPorts(a.RPCAddr()),
+			client.WithTransportProtocol(transport.TTHeader), client.WithMetaHandler(transmeta.ClientTTHeaderHandler),
+			client.WithClientBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: fmt.Sprint("caller-", i)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Get(context.Background(), &kv.GetRequest{Key: "missing"}); err == nil {
+			t.Fatal("Get of a missing key succeeded")
+		}
+	}
+	base := "http://" + a.GatewayAddr() + "/v1/kv/k"
+	if code, _, body := testnet.Do(t, "GET", base, ""); code != 404 {
+		t.Fatalf("GET: %d %s", code, body)
+	}
+	for i := range callers {
+		testnet.Do(t, fmt.Sprint("MADEUP", i), base, "")
+	}
+	page := scrape(t, a)
+	// NOT_FOUND is the API's answer, not a failed call: Kitex counts it a success.
+	if n := metric(t, page, `kitex_server_throughput{callee="putallkv",caller="unknown",method="Get",retry="0",status="succeed"}`); n != callers {
+		t.Errorf("kitex_server_throughput of the Gets = %v; want %d", n, callers)
+	}
+	if n := metric(t, page, `hertz_server_throughput{method="GET",path="/v1/kv/*key",statusCode="404"}`); n != 1 {
+		t.Errorf("hertz_server_throughput of the GET = %v; want 1", n)
+	}
+	for _, leak := range []string{"caller-", "MADEUP"} {
+		if strings.Contains(page, leak) {
+			t.Errorf("/metrics has a label value the client chose (%s...)", leak)
+		}
+	}
 }
