@@ -17,6 +17,7 @@ import (
 
 	"github.com/cloudwego/kitex/pkg/limiter"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
+	"github.com/cloudwego/kitex/pkg/stats"
 	kitexserver "github.com/cloudwego/kitex/server"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -147,7 +148,8 @@ func (s *Server) startService(reg *prometheus.Registry) error {
 		kitexserver.WithExitWaitTime(cfg.Server.ShutdownTimeout),
 		kitexserver.WithExitSignal(func() <-chan error { return s.rpcStop }),
 		kitexserver.WithConnectionLimiter(limiter.NewConnectionLimiter(cfg.Server.MaxConnections)),
-		kitexserver.WithTracer(kitexTracer(reg)),
+		// The standard series need only each call's start and end: the base level records no more.
+		kitexserver.WithTracer(kitexTracer(reg)), kitexserver.WithStatsLevel(stats.LevelBase),
 	)
 	s.rpc = kvservice.NewServer(handler.New(s.svc, s.log), append(opts, s.rpcSecurity(transport)...)...)
 	go func() { s.rpcDone <- s.rpc.Run() }()
