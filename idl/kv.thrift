@@ -25,6 +25,7 @@ enum ErrorCode {
     UNAVAILABLE = 9,           // [503] the service cannot take the call now
     INTERNAL = 10,             // [500] a bug; never the caller's fault
     PERMISSION_DENIED = 11,    // [403] the token is valid but its role does not allow the call
+    CROSS_SLOT = 12,           // [400] an ATOMIC write's keys span hash slots of a slot-partitioned engine
 }
 
 // Entry is one key to write. expected_version: absent = unconditional, 0 = create-only,

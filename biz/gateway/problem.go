@@ -44,6 +44,7 @@ var statusOf = map[string]int{
 	kv.ErrorCode_TOO_LARGE.String():            413,
 	kv.ErrorCode_UNAUTHENTICATED.String():      401,
 	kv.ErrorCode_PERMISSION_DENIED.String():    403,
+	kv.ErrorCode_CROSS_SLOT.String():           400,
 	kv.ErrorCode_UNAVAILABLE.String():          503,
 	kv.ErrorCode_INTERNAL.String():             500,
 	codeRouteNotFound:                          404,

@@ -59,13 +59,15 @@ func storeError(err error) *kv.KVError {
 			q.Grow, q.Used, q.Max)
 	}
 	if cs, ok := errors.AsType[*store.CrossSlotError](err); ok {
-		e := kvError(kv.ErrorCode_INVALID_ARGUMENT, "nothing was written: %s", strings.TrimPrefix(cs.Error(), "store: "))
-		e.Failed = []*kv.KeyStatus{{Key: cs.First, Code: kv.ErrorCode_INVALID_ARGUMENT}, {Key: cs.Second, Code: kv.ErrorCode_INVALID_ARGUMENT}}
+		e := kvError(kv.ErrorCode_CROSS_SLOT, "nothing was written: %s", strings.TrimPrefix(cs.Error(), "store: "))
+		e.Failed = []*kv.KeyStatus{{Key: cs.First, Code: kv.ErrorCode_CROSS_SLOT}, {Key: cs.Second, Code: kv.ErrorCode_CROSS_SLOT}}
 		return e
 	}
 	switch {
 	case errors.Is(err, store.ErrJournal):
 		return kvError(kv.ErrorCode_UNAVAILABLE, "the write-ahead log is refusing writes, nothing was written: %v", err)
+	case errors.Is(err, store.ErrRefused):
+		return kvError(kv.ErrorCode_UNAVAILABLE, "the store refused the call for now, nothing was written; retry later: %v", err)
 	case errors.Is(err, store.ErrNotDurable):
 		return kvError(kv.ErrorCode_UNAVAILABLE, "the write was applied but not confirmed durable before the call ended; it may or may not survive a crash: %v", err)
 	}

@@ -237,6 +237,7 @@ var sentinels = map[kv.ErrorCode]error{
 	kv.ErrorCode_PERMISSION_DENIED:    ErrPermissionDenied,
 	kv.ErrorCode_UNAVAILABLE:          ErrUnavailable,
 	kv.ErrorCode_INTERNAL:             ErrInternal,
+	kv.ErrorCode_CROSS_SLOT:           ErrCrossSlot,
 }
 
 func TestServerErrorMapping(t *testing.T) {

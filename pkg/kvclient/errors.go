@@ -31,6 +31,7 @@ var (
 	ErrPermissionDenied    error = codeError(kv.ErrorCode_PERMISSION_DENIED)
 	ErrUnavailable         error = codeError(kv.ErrorCode_UNAVAILABLE)
 	ErrInternal            error = codeError(kv.ErrorCode_INTERNAL)
+	ErrCrossSlot           error = codeError(kv.ErrorCode_CROSS_SLOT)
 )
 
 // Error is a failed call: the code and message the server sent (from its KVError, or

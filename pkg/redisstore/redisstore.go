@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -248,7 +249,7 @@ func (e *Engine) runRaw(ctx context.Context, groups []group, s script, wait bool
 	}
 	for attempt := 0; len(todo) > 0; attempt++ {
 		if attempt == 2 {
-			return nil, errors.New("redisstore: the cluster keeps answering NOSCRIPT")
+			return nil, fmt.Errorf("redisstore: %w: the cluster keeps answering NOSCRIPT", store.ErrRefused)
 		}
 		use := s
 		if attempt == 1 {
@@ -277,7 +278,7 @@ func (e *Engine) runRaw(ctx context.Context, groups []group, s script, wait bool
 					again = append(again, gi)
 					continue
 				}
-				errs = append(errs, fmt.Errorf("slot %d: %w", groups[gi].slot, err))
+				errs = append(errs, fmt.Errorf("slot %d: %w", groups[gi].slot, refusal(err)))
 				continue
 			}
 			replies[gi] = msg
@@ -308,12 +309,37 @@ func (e *Engine) acked(r rueidis.RedisResult) error {
 	return nil
 }
 
+// refusals are the first words of the errors with which Redis refuses a command before
+// running it: the cluster is down, the node is out of memory (also a script's first write),
+// its master is down, a slot is migrating, the node is loading its data or is a replica, or a
+// script is running too long. Nothing of the command was applied.
+var refusals = map[string]bool{
+	"CLUSTERDOWN": true, "OOM": true, "MASTERDOWN": true, "TRYAGAIN": true,
+	"LOADING": true, "READONLY": true, "BUSY": true,
+}
+
+// refusal wraps err with store.ErrRefused when it is one of Redis's refusals.
+func refusal(err error) error {
+	var re *rueidis.RedisError
+	if !errors.As(err, &re) {
+		return err
+	}
+	if word, _, _ := strings.Cut(re.Error(), " "); refusals[word] {
+		return fmt.Errorf("%w: %w", store.ErrRefused, err)
+	}
+	return err
+}
+
 // failure is the error of a write some of whose script calls failed. A failure of the
 // connection (or of the context) leaves the outcome unknown, and so does any failure of a
-// call spanning slots, some of which may have applied.
+// call spanning slots, some of which may have applied. A one-slot call Redis refused
+// (store.ErrRefused) or whose script failed wrote nothing.
 func (e *Engine) failure(err error, spansSlots bool) error {
 	if errors.Is(err, store.ErrNotDurable) {
 		return err
+	}
+	if !spansSlots && errors.Is(err, store.ErrRefused) {
+		return fmt.Errorf("redisstore: nothing was written: %w", err)
 	}
 	var re *rueidis.RedisError
 	if !spansSlots && errors.As(err, &re) {

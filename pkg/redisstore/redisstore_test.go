@@ -310,3 +310,46 @@ func TestFailedCallsSayWhatIsKnown(t *testing.T) {
 		t.Fatalf("Apply with a cancelled context: %v; want ErrNotDurable, outcome unknown", err)
 	}
 }
+
+// A write Redis refuses before running it (here: its master is out of memory, maxmemory 1
+// with noeviction) is store.ErrRefused, nothing written, not a write of unknown outcome; reads
+// still answer. The test restores every node's memory settings before it ends.
+func TestOutOfMemoryRefusalWritesNothing(t *testing.T) {
+	e := openEngine(t, Options{ReplicasAck: 1})
+	starve(t, e)
+	k := fresh(t) + "k"
+	results := make([]store.Result, 1)
+	_, err := e.Apply(context.Background(), store.Batch{Mode: store.Atomic, Writes: []store.Write{put(k, "v", 0)}}, results)
+	if !errors.Is(err, store.ErrRefused) || errors.Is(err, store.ErrNotDurable) ||
+		!strings.Contains(err.Error(), "OOM") || !strings.Contains(err.Error(), "nothing was written") {
+		t.Fatalf("Apply on an out-of-memory master: %v; want ErrRefused (OOM), nothing was written", err)
+	}
+	if _, items := getAll(t, e, k); items[0].Found {
+		t.Fatalf("a refused write wrote: %v", items[0])
+	}
+}
+
+// starve sets maxmemory 1 with noeviction on every node the client knows, so that every master
+// refuses writes with OOM; a cleanup restores each node's settings.
+func starve(t *testing.T, e *Engine) {
+	t.Helper()
+	ctx := context.Background()
+	for addr, n := range e.client.Nodes() {
+		got, err := n.Do(ctx, n.B().ConfigGet().Parameter("maxmemory", "maxmemory-policy").Build()).AsStrMap()
+		if err != nil {
+			t.Fatalf("CONFIG GET on %s: %v", addr, err)
+		}
+		t.Cleanup(func() {
+			err := n.Do(ctx, n.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", got["maxmemory"]).
+				ParameterValue("maxmemory-policy", got["maxmemory-policy"]).Build()).Error()
+			if err != nil {
+				t.Errorf("restoring maxmemory on %s: %v", addr, err)
+			}
+		})
+		err = n.Do(ctx, n.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "1").
+			ParameterValue("maxmemory-policy", "noeviction").Build()).Error()
+		if err != nil {
+			t.Fatalf("CONFIG SET on %s: %v", addr, err)
+		}
+	}
+}

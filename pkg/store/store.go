@@ -184,6 +184,11 @@ var ErrNotDurable = errors.New("store: write not confirmed durable")
 // (disk full, I/O error): nothing was applied, and writes resume once the journal recovers.
 var ErrJournal = errors.New("store: journal unavailable")
 
+// ErrRefused is returned (wrapped with the cause) by Apply or GetAll when the engine's backend
+// refused the call before carrying it out (a Redis Cluster that is down, out of memory, still
+// loading or failing over): nothing was applied, and calls succeed again once it recovers.
+var ErrRefused = errors.New("store: the engine refused the call")
+
 // Batch is one write call.
 type Batch struct {
 	Mode   Mode

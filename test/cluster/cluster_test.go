@@ -55,7 +55,7 @@ func node(t *testing.T) *kvclient.Client {
 
 // Two stateless nodes serve one data set: what one writes the other reads, at the same
 // versions; an ATOMIC write within one hash tag applies at one revision, one across slots is
-// refused with INVALID_ARGUMENT naming the keys, and nothing of it is written.
+// refused with CROSS_SLOT naming the keys, and nothing of it is written.
 func TestTwoNodesShareOneCluster(t *testing.T) {
 	a, b := node(t), node(t)
 	ctx := context.Background()
@@ -90,9 +90,9 @@ func TestTwoNodesShareOneCluster(t *testing.T) {
 	_, err = b.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC, Entries: []*kv.Entry{
 		{Key: tag + "x", Value: []byte("1")}, {Key: other, Value: []byte("2")}}})
 	var ke *kvclient.Error
-	if !errors.Is(err, kvclient.ErrInvalidArgument) || !errors.As(err, &ke) || !strings.Contains(ke.Message, "hash tag") ||
+	if !errors.Is(err, kvclient.ErrCrossSlot) || !errors.As(err, &ke) || !strings.Contains(ke.Message, "hash tag") ||
 		!strings.Contains(ke.Message, other) {
-		t.Fatalf("cross-slot ATOMIC PutAll: %v; want INVALID_ARGUMENT naming %q and hash tags", err, other)
+		t.Fatalf("cross-slot ATOMIC PutAll: %v; want CROSS_SLOT naming %q and hash tags", err, other)
 	}
 	got, err = a.GetAll(ctx, &kv.GetAllRequest{Keys: []string{tag + "x", other}})
 	if err != nil || got.Items[0].Found || got.Items[1].Found {

@@ -93,6 +93,7 @@ const (
 	ErrorCode_UNAVAILABLE          ErrorCode = 9
 	ErrorCode_INTERNAL             ErrorCode = 10
 	ErrorCode_PERMISSION_DENIED    ErrorCode = 11
+	ErrorCode_CROSS_SLOT           ErrorCode = 12
 )
 
 func (p ErrorCode) String() string {
@@ -121,6 +122,8 @@ func (p ErrorCode) String() string {
 		return "INTERNAL"
 	case ErrorCode_PERMISSION_DENIED:
 		return "PERMISSION_DENIED"
+	case ErrorCode_CROSS_SLOT:
+		return "CROSS_SLOT"
 	}
 	return "<UNSET>"
 }
@@ -151,6 +154,8 @@ func ErrorCodeFromString(s string) (ErrorCode, error) {
 		return ErrorCode_INTERNAL, nil
 	case "PERMISSION_DENIED":
 		return ErrorCode_PERMISSION_DENIED, nil
+	case "CROSS_SLOT":
+		return ErrorCode_CROSS_SLOT, nil
 	}
 	return ErrorCode(0), fmt.Errorf("not a valid ErrorCode string")
 }
