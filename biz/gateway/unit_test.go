@@ -21,6 +21,16 @@ func TestProblemForEveryCode(t *testing.T) {
 		kv.ErrorCode_INVALID_ARGUMENT: 400, kv.ErrorCode_NOT_FOUND: 404, kv.ErrorCode_VERSION_MISMATCH: 412,
 		kv.ErrorCode_ALREADY_EXISTS: 412, kv.ErrorCode_RESOURCE_EXHAUSTED: 429, kv.ErrorCode_IDEMPOTENCY_CONFLICT: 422,
 		kv.ErrorCode_TOO_LARGE: 413, kv.ErrorCode_UNAUTHENTICATED: 401, kv.ErrorCode_UNAVAILABLE: 503, kv.ErrorCode_INTERNAL: 500,
+		kv.ErrorCode_PERMISSION_DENIED: 403, kv.ErrorCode_CROSS_SLOT: 400,
+	}
+	// Every code the IDL defines after OK has its status here: a new code fails until mapped.
+	for code := kv.ErrorCode_INVALID_ARGUMENT; ; code++ {
+		if _, err := kv.ErrorCodeFromString(code.String()); err != nil {
+			break
+		}
+		if _, ok := design[code]; !ok {
+			t.Errorf("%s has no HTTP status in this table (docs/api.md's error table)", code)
+		}
 	}
 	failed := []*kv.KeyStatus{{Key: "k", Code: kv.ErrorCode_VERSION_MISMATCH, Version: 7}}
 	for code, status := range design {
