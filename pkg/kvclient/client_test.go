@@ -69,6 +69,8 @@ func newDeadClient(t *testing.T, a *attempts) *Client {
 		WithRPCTimeout(time.Second),
 		WithConnectTimeout(200*time.Millisecond),
 		WithRetries(2),
+		// Each call's own retries are under test here, not the budget they share.
+		WithRetryBudget(1, 100),
 		WithKitexOptions(client.WithMiddleware(a.middleware)),
 	)
 	if err != nil {

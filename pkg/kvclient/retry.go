@@ -2,7 +2,9 @@ package kvclient
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"putallkv/kitex_gen/kv"
@@ -71,5 +73,68 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// Retry budget defaults: retries may add 10% to the calls a client makes, beyond a reserve
+// of 10 that lets a client that makes few calls still retry.
+const (
+	defaultBudgetRatio   = 0.1
+	defaultBudgetReserve = 10
+)
+
+// WithRetryBudget bounds retries across all of a Client's calls, so that during an outage
+// they cannot multiply the load on the servers: every call adds ratio to a balance, capped
+// at reserve+1 (and starting at reserve), and every retry takes 1 from it; a call that finds
+// less than 1 there returns its failure instead of retrying. Over any run of N calls at most
+// reserve + ratio*N retries are made, however many fail (defaults 0.1 and 10). WithRetries
+// still bounds the retries of each call.
+func WithRetryBudget(ratio float64, reserve int) Option {
+	return func(o *options) { o.budgetRatio, o.budgetReserve = ratio, reserve }
+}
+
+// budgetUnit is one retry, in the budget's fixed-point units (1/1000 of a retry).
+const budgetUnit = 1000
+
+// retryBudget is the token balance of WithRetryBudget, in budgetUnit units.
+type retryBudget struct {
+	balance atomic.Int64
+	deposit int64 // added by each call
+	cap     int64
+}
+
+// newRetryBudget returns a budget of ratio retries per call beyond reserve; it refuses
+// settings that cannot work.
+func newRetryBudget(ratio float64, reserve int) (*retryBudget, error) {
+	if ratio < 0 || reserve < 0 {
+		return nil, fmt.Errorf("kvclient: retry budget must not be negative, got ratio %v and reserve %d", ratio, reserve)
+	}
+	b := &retryBudget{deposit: int64(ratio * budgetUnit), cap: int64(reserve+1) * budgetUnit}
+	b.balance.Store(int64(reserve) * budgetUnit)
+	return b, nil
+}
+
+// called adds one call's share to the balance, up to its cap.
+func (b *retryBudget) called() {
+	for {
+		old := b.balance.Load()
+		next := min(old+b.deposit, b.cap)
+		if next <= old || b.balance.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// retry takes one retry from the balance; it reports false, taking nothing, when the balance
+// holds less than one.
+func (b *retryBudget) retry() bool {
+	for {
+		old := b.balance.Load()
+		if old < budgetUnit {
+			return false
+		}
+		if b.balance.CompareAndSwap(old, old-budgetUnit) {
+			return true
+		}
 	}
 }

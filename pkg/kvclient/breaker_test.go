@@ -1,0 +1,144 @@
+package kvclient_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudwego/kitex/client"
+	"github.com/cloudwego/kitex/pkg/endpoint"
+	"github.com/cloudwego/kitex/pkg/rpcinfo"
+
+	"putallkv/conf"
+	"putallkv/internal/server"
+	"putallkv/kitex_gen/kv"
+	"putallkv/pkg/config"
+	"putallkv/pkg/kvclient"
+)
+
+// startServer runs the real server in-process on an ephemeral loopback port until t ends,
+// and returns its address.
+func startServer(t *testing.T) string {
+	t.Helper()
+	cfg, err := config.Load(conf.Default, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Server.Addr, cfg.Admin.Addr, cfg.Gateway.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return s.RPCAddr()
+}
+
+// freedAddr returns an address where nothing listens: a port just freed, a dead node.
+func freedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// sends counts the attempts that reach each server address, through a Kitex instance
+// middleware: it runs after the load balancer picked the server and after the breaker let
+// the attempt through, so it counts exactly what is dialled or sent.
+type sends struct {
+	mu     sync.Mutex
+	byAddr map[string]int
+}
+
+func (s *sends) middleware(next endpoint.Endpoint) endpoint.Endpoint {
+	return func(ctx context.Context, req, resp any) error {
+		addr := rpcinfo.GetRPCInfo(ctx).To().Address().String()
+		s.mu.Lock()
+		s.byAddr[addr]++
+		s.mu.Unlock()
+		return next(ctx, req, resp)
+	}
+}
+
+func (s *sends) to(addr string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byAddr[addr]
+}
+
+// getMissing reads a key no server holds n times through c, failing t unless every call
+// gets the servers' answer, NOT_FOUND (an API error, which must not trip a breaker).
+func getMissing(t *testing.T, c *kvclient.Client, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := c.Get(context.Background(), &kv.GetRequest{Key: "absent"}); !errors.Is(err, kvclient.ErrNotFound) {
+			t.Fatalf("call %d: got %v, want NOT_FOUND", i, err)
+		}
+	}
+}
+
+// TestBreakerSkipsDeadNode checks, with two real servers and a dead address behind one
+// client, that once the dead node's breaker opens no attempt goes to it, and that no call
+// fails before or after. With the breaker off the dead node keeps being dialled.
+func TestBreakerSkipsDeadNode(t *testing.T) {
+	live1, live2, dead := startServer(t), startServer(t), freedAddr(t)
+	for _, tc := range []struct {
+		name    string
+		opts    []kvclient.Option
+		skipped bool // whether the dead node stops being tried
+	}{
+		{"default", nil, true},
+		{"off", []kvclient.Option{kvclient.WithCircuitBreaker(0, 0)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &sends{byAddr: map[string]int{}}
+			c, err := kvclient.New([]string{live1, live2, dead}, append(tc.opts,
+				kvclient.WithConnectTimeout(time.Second),
+				kvclient.WithKitexOptions(client.WithInstanceMW(s.middleware)))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = c.Close() }()
+
+			// Calls until the dead node has been picked as often as the breaker's minimum
+			// samples (10), each of those a failed dial; the load balancer picks at random.
+			for i := 0; s.to(dead) < 10; i++ {
+				if i == 2000 {
+					t.Fatalf("dead node tried %d times in %d calls", s.to(dead), i)
+				}
+				getMissing(t, c, 1)
+			}
+			before := s.to(dead)
+			// The breaker stays open for 5s before it probes; 300 calls take far less.
+			getMissing(t, c, 300)
+			after := s.to(dead) - before
+			if tc.skipped && after != 0 {
+				t.Errorf("dead node tried %d times after its breaker opened", after)
+			}
+			if !tc.skipped && after == 0 {
+				t.Errorf("dead node never tried again without a breaker")
+			}
+			t.Logf("attempts to the dead node: %d, then %d in 300 calls; live nodes: %d and %d",
+				before, after, s.to(live1), s.to(live2))
+		})
+	}
+}
