@@ -30,7 +30,8 @@ const (
 // call goes to another one at once, and after 5 seconds a few calls probe it again; two
 // answered probes close the breaker. The breaker is on by default (errRate 0.5,
 // minSamples 10) so that one dead node among several stops costing each call a failed dial;
-// errRate 0 turns it off.
+// errRate 0 turns it off. A client of a single server has none: it has nowhere else to send
+// a call.
 func WithCircuitBreaker(errRate float64, minSamples int64) Option {
 	return func(o *options) { o.breakerRate, o.breakerMinSamples = errRate, minSamples }
 }
@@ -56,11 +57,13 @@ type breakers struct {
 	last sync.Map
 }
 
-// newBreakers returns the breakers configured by o, or nil when they are off. Only Kitex's
-// instance middleware is used: a breaker for the service as a whole would refuse calls that
-// the other servers could serve. Close releases them.
-func (o *options) newBreakers() *breakers {
-	if o.breakerRate == 0 {
+// newBreakers returns the breakers configured by o for a client of servers addresses, or
+// nil when they are off or there is a single server: with no other server to send calls to,
+// an open breaker would only delay noticing that the server is back (by up to 5s). Only
+// Kitex's instance middleware is used: a breaker for the service as a whole would refuse
+// calls that the other servers could serve. Close releases them.
+func (o *options) newBreakers(servers int) *breakers {
+	if o.breakerRate == 0 || servers < 2 {
 		return nil
 	}
 	cb := circuitbreak.NewCBSuite(func(rpcinfo.RPCInfo) string { return serviceName },

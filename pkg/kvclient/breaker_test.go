@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cloudwego/kitex/client"
 	"github.com/cloudwego/kitex/pkg/endpoint"
+	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 
 	"putallkv/conf"
@@ -140,5 +142,27 @@ func TestBreakerSkipsDeadNode(t *testing.T) {
 			t.Logf("attempts to the dead node: %d, then %d in 300 calls; live nodes: %d and %d",
 				before, after, s.to(live1), s.to(live2))
 		})
+	}
+}
+
+// TestBreakerErrorSaysWhy checks that a call refused because every server's breaker is open
+// fails UNAVAILABLE at once, and still says why the server was taken out: its last failure.
+func TestBreakerErrorSaysWhy(t *testing.T) {
+	c, err := kvclient.New([]string{freedAddr(t), freedAddr(t)}, kvclient.WithRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	for i := 0; ; i++ {
+		_, err := c.Get(context.Background(), &kv.GetRequest{Key: "k"})
+		if !errors.Is(err, kvclient.ErrUnavailable) || !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("call %d: err = %v, want UNAVAILABLE saying the connection was refused", i, err)
+		}
+		if errors.Is(err, kerrors.ErrCircuitBreak) {
+			break
+		}
+		if i == 20 {
+			t.Fatalf("no breaker open after %d calls to dead servers: %v", i, err)
+		}
 	}
 }

@@ -182,7 +182,7 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 		client.WithConnectTimeout(o.connectTimeout),
 		client.WithDialer(o.dialer()),
 	}, o.secureOptions()...)
-	breaker := o.newBreakers()
+	breaker := o.newBreakers(len(addrs))
 	if breaker != nil {
 		kopts = append(kopts, client.WithInstanceMW(breaker.middleware))
 	}
