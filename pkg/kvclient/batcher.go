@@ -469,6 +469,7 @@ func (b *Batcher) send(bt *batch) {
 	if !bt.deadline.IsZero() {
 		ctx, cancel = context.WithDeadline(ctx, bt.deadline)
 	}
+	b.c.metrics.batched(sourceBatcher, len(req.Entries))
 	start := time.Now()
 	resp, err := b.c.PutAll(ctx, req)
 	latency := time.Since(start)

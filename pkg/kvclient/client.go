@@ -51,6 +51,7 @@ type Client struct {
 	rpcTimeout time.Duration
 	// breaker is the circuit breaker of each server; nil when WithCircuitBreaker turned it off.
 	breaker *breakers
+	metrics *Metrics // nil records nothing
 	// coalescer gathers concurrent PutAll calls into PutAllMany round trips; nil sends each
 	// by itself (see WithCoalescing).
 	coalescer *coalescer
@@ -71,6 +72,7 @@ type options struct {
 	budgetReserve     int
 	breakerRate       float64
 	breakerMinSamples int64
+	metrics           *Metrics
 	coalesce          int
 	token             string
 	tls               *tls.Config
@@ -194,9 +196,9 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 		}
 		return nil, fmt.Errorf("kvclient: %w", err)
 	}
-	c := &Client{raw: raw, pool: pool, retries: o.retries, budget: budget, rpcTimeout: o.rpcTimeout, breaker: breaker}
+	c := &Client{raw: raw, pool: pool, retries: o.retries, budget: budget, rpcTimeout: o.rpcTimeout, breaker: breaker, metrics: o.metrics}
 	if o.coalesce > 0 {
-		c.coalescer = &coalescer{many: raw.PutAllMany, single: raw.PutAll, timeout: o.rpcTimeout, roundTrips: o.coalesce}
+		c.coalescer = &coalescer{many: raw.PutAllMany, single: raw.PutAll, timeout: o.rpcTimeout, roundTrips: o.coalesce, metrics: o.metrics}
 	}
 	return c, nil
 }
@@ -289,17 +291,32 @@ func call[Req comparable, Resp any](ctx context.Context, c *Client, method strin
 	if _, ok := traceid.From(ctx); !ok {
 		ctx = traceid.With(ctx, traceid.New())
 	}
+	start := time.Now()
 	c.budget.called()
 	for n := 0; ; n++ {
 		resp, err := attempt(ctx, c.rpcTimeout, send, req)
 		if err == nil {
+			c.metrics.called(method, start, nil)
 			return resp, nil
 		}
 		e := toError(method, err)
-		if n >= c.retries || !p.allows(e) || !c.budget.retry() || !sleep(ctx, backoff(n, e.RetryAfter)) {
+		if !c.mayRetry(method, n, p, e) || !sleep(ctx, backoff(n, e.RetryAfter)) {
+			c.metrics.called(method, start, e)
 			return zero, e
 		}
 	}
+}
+
+// mayRetry reports whether a call of method whose attempt n (from 0) failed with e may be
+// attempted again: the call's policy p and WithRetries allow it, and the retry budget has a
+// retry to spend.
+func (c *Client) mayRetry(method string, n int, p policy, e *Error) bool {
+	if n >= c.retries || !p.allows(e) {
+		return false
+	}
+	ok := c.budget.retry()
+	c.metrics.retried(method, ok)
+	return ok
 }
 
 // attempt sends req once, within timeout (0: only ctx bounds it). When ctx or the timeout

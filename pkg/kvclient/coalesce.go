@@ -40,6 +40,7 @@ type coalescer struct {
 	many    func(context.Context, *kv.PutAllManyRequest, ...callopt.Option) (*kv.PutAllManyResponse, error)
 	single  func(context.Context, *kv.PutAllRequest, ...callopt.Option) (*kv.PutAllResponse, error)
 	timeout time.Duration // the client's RPC timeout; 0 for none
+	metrics *Metrics      // records each round trip's size; nil for none
 
 	mu         sync.Mutex
 	roundTrips int // the most in flight at once
@@ -63,6 +64,7 @@ func (q *coalescer) putAll(ctx context.Context, req *kv.PutAllRequest, opts ...c
 	if q.inFlight < q.roundTrips {
 		q.inFlight++
 		q.mu.Unlock()
+		q.metrics.batched(sourceCoalescing, 1)
 		resp, err := q.single(ctx, req, opts...)
 		q.next()
 		return resp, err
@@ -151,6 +153,7 @@ func requestBytes(req *kv.PutAllRequest) int {
 func (q *coalescer) send(batch []*queuedCall) {
 	ctx, cancel := q.roundTripContext(batch)
 	defer cancel()
+	q.metrics.batched(sourceCoalescing, len(batch))
 	if len(batch) == 1 {
 		c := batch[0]
 		c.resp, c.err = q.single(kitexContext(ctx), c.req)
