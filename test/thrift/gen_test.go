@@ -1,14 +1,14 @@
 package thrift_test
 
 import (
-	"bytes"
 	"flag"
 	"go/format"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"putallkv/internal/gentree"
 )
 
 var update = flag.Bool("update", false, "rewrite gen/ with what the Apache Thrift compiler generates from idl/kv.thrift")
@@ -29,7 +29,10 @@ func TestApacheGeneratedCodeIsCurrent(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", cmd, err, b)
 	}
-	got := readTree(t, out)
+	got, err := gentree.Read(out)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, src := range got {
 		formatted, err := format.Source(src)
 		if err != nil {
@@ -42,41 +45,13 @@ func TestApacheGeneratedCodeIsCurrent(t *testing.T) {
 		writeTree(t, committed, got)
 		return
 	}
-	want := readTree(t, committed)
-	for name, content := range got {
-		if c, ok := want[name]; !ok {
-			t.Errorf("the compiler makes gen/%s, which is not committed; run with -update", name)
-		} else if !bytes.Equal(c, content) {
-			t.Errorf("gen/%s differs from what the compiler makes of idl/kv.thrift; run with -update", name)
-		}
-	}
-	for name := range want {
-		if _, ok := got[name]; !ok {
-			t.Errorf("gen/%s is committed but the compiler no longer makes it; run with -update", name)
-		}
-	}
-}
-
-// readTree returns the files under root by their path relative to it.
-func readTree(t *testing.T, root string) map[string][]byte {
-	t.Helper()
-	files := make(map[string][]byte)
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(root, path)
-		files[rel] = b
-		return err
-	})
+	want, err := gentree.Read(committed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return files
+	for _, d := range gentree.Diff(want, got, "gen", "run with -update") {
+		t.Error(d)
+	}
 }
 
 // writeTree replaces the files under root with files.
