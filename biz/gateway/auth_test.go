@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"github.com/cloudwego/kitex/server"
 
 	"putallkv/handler"
+	"putallkv/internal/testnet"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/auth/authtest"
 	"putallkv/pkg/tlsconf"
@@ -28,18 +28,8 @@ func startGateway(t *testing.T, svc kv.KVService, opts Options) string {
 	if err := g.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := g.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	scheme := "http://"
-	if opts.TLS != nil {
-		scheme = "https://"
-	}
-	return scheme + g.Addr().String()
+	t.Cleanup(func() { testnet.Stop(t, g) })
+	return testnet.BaseURL(g.Addr(), opts.TLS != nil)
 }
 
 // authCall is one request of every route, and the role it needs.

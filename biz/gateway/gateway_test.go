@@ -21,6 +21,7 @@ import (
 	"putallkv/biz/service"
 	"putallkv/handler"
 	"putallkv/internal/syncbuf"
+	"putallkv/internal/testnet"
 	"putallkv/kitex_gen/kv"
 	"putallkv/kitex_gen/kv/kvservice"
 	"putallkv/pkg/kvclient"
@@ -137,13 +138,7 @@ func start(t *testing.T, w wiring, ready func(context.Context) error) *env {
 	}
 	e.gw, e.base = g, "http://"+g.Addr().String()
 	e.http = newClient(t)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := g.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	t.Cleanup(func() { testnet.Stop(t, g) })
 	return e
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/remote"
 
+	"putallkv/internal/testnet"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/rpcguard"
 )
@@ -226,7 +227,7 @@ func newFakeBatcher(t *testing.T, answer func(s *fakeServer, req *kv.PutAllReque
 	t.Helper()
 	s := &fakeServer{t: t, versions: map[string]int64{}}
 	s.answer = func(req *kv.PutAllRequest) (*kv.PutAllResponse, error) { return answer(s, req) }
-	c, err := New([]string{deadAddr(t)}, WithKitexOptions(client.WithMiddleware(s.middleware)))
+	c, err := New([]string{testnet.DeadAddr(t)}, WithKitexOptions(client.WithMiddleware(s.middleware)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,6 @@ package kvclient_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"net"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,10 +13,9 @@ import (
 	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 
-	"putallkv/conf"
-	"putallkv/internal/server"
+	"putallkv/internal/testnet"
+	"putallkv/internal/testserver"
 	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/config"
 	"putallkv/pkg/kvclient"
 )
 
@@ -27,40 +23,7 @@ import (
 // and returns its address.
 func startServer(t *testing.T) string {
 	t.Helper()
-	cfg, err := config.Load(conf.Default, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Server.Addr, cfg.Admin.Addr, cfg.Gateway.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := server.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return s.RPCAddr()
-}
-
-// freedAddr returns an address where nothing listens: a port just freed, a dead node.
-func freedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return testserver.Start(t, testserver.Config(t, nil), nil).RPCAddr()
 }
 
 // sends counts the attempts that reach each server address, through a Kitex instance
@@ -102,7 +65,7 @@ func getMissing(t *testing.T, c *kvclient.Client, n int) {
 // client, that once the dead node's breaker opens no attempt goes to it, and that no call
 // fails before or after. With the breaker off the dead node keeps being dialled.
 func TestBreakerSkipsDeadNode(t *testing.T) {
-	live1, live2, dead := startServer(t), startServer(t), freedAddr(t)
+	live1, live2, dead := startServer(t), startServer(t), testnet.DeadAddr(t)
 	for _, tc := range []struct {
 		name    string
 		opts    []kvclient.Option
@@ -148,7 +111,7 @@ func TestBreakerSkipsDeadNode(t *testing.T) {
 // TestBreakerErrorSaysWhy checks that a call refused because every server's breaker is open
 // fails UNAVAILABLE at once, and still says why the server was taken out: its last failure.
 func TestBreakerErrorSaysWhy(t *testing.T) {
-	c, err := kvclient.New([]string{freedAddr(t), freedAddr(t)}, kvclient.WithRetries(0))
+	c, err := kvclient.New([]string{testnet.DeadAddr(t), testnet.DeadAddr(t)}, kvclient.WithRetries(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloudwego/kitex/client"
 
+	"putallkv/internal/testnet"
 	"putallkv/kitex_gen/kv"
 )
 
@@ -22,7 +23,7 @@ func TestRetryBudgetBoundsAttempts(t *testing.T) {
 		reserve = 2
 	)
 	var a attempts
-	c, err := New([]string{deadAddr(t)},
+	c, err := New([]string{testnet.DeadAddr(t)},
 		WithConnectTimeout(200*time.Millisecond),
 		WithRetries(retries),
 		WithRetryBudget(ratio, reserve),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +15,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/remote"
 
+	"putallkv/internal/testnet"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/leakcheck"
 	"putallkv/pkg/rpcguard"
@@ -23,20 +23,6 @@ import (
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
-
-// deadAddr returns an address where nothing listens: a port just freed.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
 
 // attempts records what each attempt of a call carried, through a Kitex middleware (the
 // WithKitexOptions escape hatch), so tests see the real client's behaviour.
@@ -65,7 +51,7 @@ func (a *attempts) take() []string {
 
 func newDeadClient(t *testing.T, a *attempts) *Client {
 	t.Helper()
-	c, err := New([]string{deadAddr(t)},
+	c, err := New([]string{testnet.DeadAddr(t)},
 		WithRPCTimeout(time.Second),
 		WithConnectTimeout(200*time.Millisecond),
 		WithRetries(2),

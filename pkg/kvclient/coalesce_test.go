@@ -14,6 +14,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/endpoint"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 
+	"putallkv/internal/testnet"
 	"putallkv/kitex_gen/kv"
 )
 
@@ -98,7 +99,7 @@ func newCoalescingClient(t *testing.T, opts ...Option) (*Client, *manyServer) {
 	t.Helper()
 	s := &manyServer{gate: make(chan struct{}), entered: make(chan struct{}, 1), revOf: map[string]int64{}}
 	opts = append([]Option{WithCoalescing(1), WithRetries(0), WithKitexOptions(client.WithMiddleware(s.middleware))}, opts...)
-	c, err := New([]string{deadAddr(t)}, opts...)
+	c, err := New([]string{testnet.DeadAddr(t)}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,9 @@ package metrics
 
 import (
 	"bufio"
-	"context"
 	"net"
 	"net/http"
+	"putallkv/internal/testnet"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +16,7 @@ func startAdmin(t *testing.T, limits AdminLimits, routes ...Route) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	t.Cleanup(func() { testnet.Stop(t, a) })
 	return a.Addr().String()
 }
 

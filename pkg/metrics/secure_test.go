@@ -1,12 +1,12 @@
 package metrics
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"putallkv/internal/testnet"
 	"putallkv/pkg/auth/authtest"
 	"putallkv/pkg/tlsconf"
 	"putallkv/pkg/tlsconf/tlstest"
@@ -24,18 +24,8 @@ func startSecured(t *testing.T, sec AdminSecurity) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	scheme := "http://"
-	if sec.TLS != nil {
-		scheme = "https://"
-	}
-	return scheme + a.Addr().String()
+	t.Cleanup(func() { testnet.Stop(t, a) })
+	return testnet.BaseURL(a.Addr(), sec.TLS != nil)
 }
 
 // do sends method url with token ("" for none) through client and returns the status.

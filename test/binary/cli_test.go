@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/test/internal/testnet"
+	"putallkv/internal/testnet"
 )
 
 // wantBuild returns what -version should print after the program name: build.sh's stamps
@@ -127,10 +127,10 @@ func TestBinaryConfigTypeError(t *testing.T) {
 // listens, and a timeout without a unit.
 func TestBinaryCtlErrors(t *testing.T) {
 	_, bin := binaries(t)
-	if _, errOut, code := ctl(t, bin, deadAddr(t), "", "get", "k"); code != 1 || !strings.Contains(errOut, "connection refused") {
+	if _, errOut, code := ctl(t, bin, testnet.DeadAddr(t), "", "get", "k"); code != 1 || !strings.Contains(errOut, "connection refused") {
 		t.Errorf("get from a dead port: exit %d, stderr %q; want exit 1 saying connection refused", code, errOut)
 	}
-	if _, errOut, code := ctl(t, bin, deadAddr(t), "", "--timeout", "5", "get", "k"); code != 2 || !strings.Contains(errOut, "did you mean 5s?") {
+	if _, errOut, code := ctl(t, bin, testnet.DeadAddr(t), "", "--timeout", "5", "get", "k"); code != 2 || !strings.Contains(errOut, "did you mean 5s?") {
 		t.Errorf("--timeout 5: exit %d, stderr %q; want exit 2 suggesting 5s", code, errOut)
 	}
 }

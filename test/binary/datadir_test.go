@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/test/internal/testnet"
+	"putallkv/internal/testnet"
 )
 
 // TestBinaryDataDirIsLocked starts a server on a data directory, then a second one on the same

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -239,20 +238,6 @@ func exitCode(err error) int {
 		return ee.ExitCode()
 	}
 	return 0
-}
-
-// deadAddr returns a loopback address where nothing listens: a port just freed.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 func copyFile(t *testing.T, from, to string) {

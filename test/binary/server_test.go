@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/test/internal/testnet"
+	"putallkv/internal/testnet"
 )
 
 // TestBinaryServesAndStopsCleanly builds the real binaries, starts the server, drives it with
@@ -141,7 +141,7 @@ func TestBinaryReloadNamesRestartKeys(t *testing.T) {
 // tier has no limiter to apply the reload to).
 func TestBinaryGatewayTierProbesAndReload(t *testing.T) {
 	server, _ := binaries(t)
-	dead := deadAddr(t)
+	dead := testnet.DeadAddr(t)
 	conf := "admin:\n  addr: 127.0.0.1:0\ngateway:\n  addr: 127.0.0.1:0\n"
 	p := startBinary(t, server, filepath.Join(t.TempDir(), "putallkv.yaml"), conf, "gateway", "-upstream", dead)
 	code, _, body := testnet.Do(t, "GET", "http://"+p.admin+"/readyz", "")

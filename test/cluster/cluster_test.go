@@ -7,14 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"putallkv/conf"
 	"putallkv/internal/rediscluster"
-	"putallkv/internal/server"
+	"putallkv/internal/testserver"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/config"
 	"putallkv/pkg/kvclient"
@@ -26,25 +24,11 @@ func TestMain(m *testing.M) { rediscluster.Main(m) }
 // SDK client of it; both stop when the test ends.
 func node(t *testing.T) *kvclient.Client {
 	t.Helper()
-	cfg, err := config.Load(conf.Default, "", []string{
-		"PUTALLKV_STORE_ENGINE=redis_cluster",
-		"PUTALLKV_REDIS_ADDRS=" + strings.Join(rediscluster.Addrs(t), ","),
-		"PUTALLKV_SERVER_ADDR=127.0.0.1:0", "PUTALLKV_ADMIN_ADDR=127.0.0.1:0", "PUTALLKV_GATEWAY_ADDR=",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := server.Start(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	s := testserver.Start(t, testserver.Config(t, func(cfg *config.Config) {
+		cfg.Store.Engine = "redis_cluster"
+		cfg.Redis.Addrs = strings.Join(rediscluster.Addrs(t), ",")
+		cfg.Gateway.Addr = ""
+	}), nil)
 	c, err := kvclient.New([]string{s.RPCAddr()}, kvclient.WithRPCTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)

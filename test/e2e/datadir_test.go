@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"putallkv/internal/server"
+	"putallkv/internal/testnet"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/wal"
 )
@@ -81,7 +82,7 @@ func TestE2EUnknownFsyncPolicyRefused(t *testing.T) {
 	cfg.WAL.Fsync = "sometimes"
 	s, err := server.Start(cfg, quiet)
 	if err == nil {
-		stop(t, s)
+		testnet.Stop(t, s)
 	}
 	if err == nil || !strings.Contains(err.Error(), `wal.fsync: must be always, interval or none, got "sometimes"`) {
 		t.Fatalf("start with wal.fsync %q: %v; want a refusal naming wal.fsync and the three policies", cfg.WAL.Fsync, err)

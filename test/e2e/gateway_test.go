@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"putallkv/internal/testnet"
+	"putallkv/internal/testserver"
 	"putallkv/kitex_gen/kv"
-	"putallkv/test/internal/testnet"
 )
 
 // TestE2EGatewayWirings writes through the gateway beside the RPC server and through a
@@ -23,7 +24,7 @@ func TestE2EGatewayWirings(t *testing.T) {
 
 	tierCfg := testConfig(t)
 	tierCfg.Gateway.Upstream = a.RPCAddr()
-	tier := serve(t, tierCfg, quiet)
+	tier := testserver.Start(t, tierCfg, quiet)
 	if tier.RPCAddr() != "" || tier.Engine() != nil {
 		t.Fatal("a gateway tier opened a store or an RPC server")
 	}

@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,13 +19,13 @@ import (
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
-	"putallkv/conf"
 	"putallkv/internal/server"
+	"putallkv/internal/testnet"
+	"putallkv/internal/testserver"
 	"putallkv/pkg/config"
 	"putallkv/pkg/kvclient"
 	"putallkv/pkg/leakcheck"
 	"putallkv/pkg/rpcguard"
-	"putallkv/test/internal/testnet"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
@@ -38,42 +37,10 @@ var quiet = slog.New(slog.DiscardHandler)
 // limits the tests can reach.
 func testConfig(t testing.TB) *config.Config {
 	t.Helper()
-	cfg, err := config.Load(conf.Default, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Server.Addr = "127.0.0.1:0"
-	cfg.Admin.Addr = "127.0.0.1:0"
-	cfg.Gateway.Addr = "127.0.0.1:0"
-	cfg.Server.MaxRequestBytes = 64 << 10
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	cfg.Limits = config.LimitsConfig{MaxKeyBytes: 64, MaxValueBytes: 16 << 10, MaxBatchEntries: 100}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-// serve runs the real server (or gateway tier) from cfg in-process, logging to log; it stops
-// when the test ends.
-func serve(t testing.TB, cfg *config.Config, log *slog.Logger) *server.Server {
-	t.Helper()
-	s, err := server.Start(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stop(t, s) })
-	return s
-}
-
-// stop shuts s down gracefully, failing the test if that fails.
-func stop(t testing.TB, s *server.Server) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.Shutdown(ctx); err != nil {
-		t.Errorf("shutdown: %v", err)
-	}
+	return testserver.Config(t, func(cfg *config.Config) {
+		cfg.Server.MaxRequestBytes = 64 << 10
+		cfg.Limits = config.LimitsConfig{MaxKeyBytes: 64, MaxValueBytes: 16 << 10, MaxBatchEntries: 100}
+	})
 }
 
 // startTestServer runs the real server in-process and a real client against it; both stop
@@ -86,7 +53,7 @@ func startTestServer(t testing.TB, cfg *config.Config) (*server.Server, *kvclien
 // startLoggedServer is startTestServer with the server logging to log.
 func startLoggedServer(t testing.TB, cfg *config.Config, log *slog.Logger) (*server.Server, *kvclient.Client) {
 	t.Helper()
-	s := serve(t, cfg, log)
+	s := testserver.Start(t, cfg, log)
 	return s, newClient(t, s.RPCAddr())
 }
 

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"putallkv/internal/server"
+	"putallkv/internal/testnet"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/kvclient"
-	"putallkv/test/internal/testnet"
 )
 
 // fillToQuota writes batches of 1 KiB values over RPC until the store refuses one for its
@@ -62,7 +62,7 @@ func TestE2EMemoryQuota(t *testing.T) {
 			shutdown := func() {
 				once.Do(func() {
 					_ = c.Close()
-					stop(t, a)
+					testnet.Stop(t, a)
 				})
 			}
 			t.Cleanup(shutdown)

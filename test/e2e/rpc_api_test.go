@@ -17,10 +17,10 @@ import (
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/transport"
 
+	"putallkv/internal/testnet"
 	"putallkv/kitex_gen/kv"
 	"putallkv/kitex_gen/kv/kvservice"
 	"putallkv/pkg/kvclient"
-	"putallkv/test/internal/testnet"
 )
 
 func TestE2EPutAllThenGetAll(t *testing.T) {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"putallkv/internal/testnet"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/kvclient"
-	"putallkv/test/internal/testnet"
 )
 
 // TestE2ERPCConnectionCap fills the RPC server's connections (one a real client's, the rest

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"putallkv/internal/server"
+	"putallkv/internal/testserver"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/auth"
 	"putallkv/pkg/auth/authtest"
@@ -242,7 +243,7 @@ func TestE2EGatewayTierPassesTokensOverTLS(t *testing.T) {
 	if err := tierCfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	tier := serve(t, tierCfg, quiet)
+	tier := testserver.Start(t, tierCfg, quiet)
 	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
 	for _, tt := range []struct {

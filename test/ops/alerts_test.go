@@ -6,7 +6,6 @@ package ops
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,13 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/conf"
-	"putallkv/internal/server"
+	"putallkv/internal/testnet"
+	"putallkv/internal/testserver"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/config"
 	"putallkv/pkg/kvclient"
 	"putallkv/pkg/leakcheck"
-	"putallkv/test/internal/testnet"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
@@ -85,28 +83,10 @@ func TestAlertRulesUseExportedSeries(t *testing.T) {
 // durable store and write admission of one key a second, makes it admit and refuse writes and
 // take a snapshot, and returns its /metrics page.
 func scrapeBusyServer(t *testing.T) string {
-	cfg, err := config.Load(conf.Default, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Server.Addr, cfg.Admin.Addr, cfg.Gateway.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	cfg.Store.DataDir = t.TempDir()
-	cfg.Limiter.Rate, cfg.Limiter.Burst, cfg.Limiter.MaxWait = 1, 2, 0
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := server.Start(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	})
+	s := testserver.Start(t, testserver.Config(t, func(cfg *config.Config) {
+		cfg.Store.DataDir = t.TempDir()
+		cfg.Limiter.Rate, cfg.Limiter.Burst, cfg.Limiter.MaxWait = 1, 2, 0
+	}), nil)
 	c, err := kvclient.New([]string{s.RPCAddr()})
 	if err != nil {
 		t.Fatal(err)

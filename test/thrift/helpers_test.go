@@ -17,8 +17,7 @@ import (
 
 	"github.com/apache/thrift/lib/go/thrift"
 
-	"putallkv/conf"
-	"putallkv/internal/server"
+	"putallkv/internal/testserver"
 	"putallkv/pkg/config"
 	"putallkv/pkg/leakcheck"
 	"putallkv/test/thrift/gen/kv"
@@ -104,37 +103,16 @@ func needTools(t *testing.T, tools ...tool) {
 // small enough to reach.
 func testConfig(t testing.TB) *config.Config {
 	t.Helper()
-	cfg, err := config.Load(conf.Default, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Server.Addr = "127.0.0.1:0"
-	cfg.Admin.Addr = "127.0.0.1:0"
-	cfg.Gateway.Addr = "127.0.0.1:0"
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	cfg.Limits = config.LimitsConfig{MaxKeyBytes: 64, MaxValueBytes: 16 << 10, MaxBatchEntries: 100}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return testserver.Config(t, func(cfg *config.Config) {
+		cfg.Limits = config.LimitsConfig{MaxKeyBytes: 64, MaxValueBytes: 16 << 10, MaxBatchEntries: 100}
+	})
 }
 
 // serve runs the real server from cfg in-process until the test ends, and returns its RPC
 // address.
 func serve(t testing.TB, cfg *config.Config) string {
 	t.Helper()
-	s, err := server.Start(cfg, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return s.RPCAddr()
+	return testserver.Start(t, cfg, quiet).RPCAddr()
 }
 
 // clientConf bounds every step of an Apache client: connect, read, write.

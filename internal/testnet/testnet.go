@@ -1,9 +1,10 @@
-// Package testnet holds the network helpers the end-to-end tests (test/e2e) and the tests of
-// the built binaries (test/binary) share: one HTTP request with a client of its own, and idle
-// connections that fill a listener's cap.
+// Package testnet holds the network helpers tests share (test/e2e, test/binary, the SDK's
+// tests): one HTTP request with a client of its own, idle connections that fill a listener's
+// cap, an address where nothing listens, and a server's graceful stop when a test ends.
 package testnet
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -57,4 +58,37 @@ func Hold(t testing.TB, addr string, n int) {
 		}
 		t.Cleanup(func() { _ = c.Close() })
 	}
+}
+
+// DeadAddr returns a loopback address where nothing listens (a port just freed): a dead node.
+func DeadAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// Stop shuts a server down gracefully within 10 s, failing t if that fails; tests defer it
+// with t.Cleanup.
+func Stop(t testing.TB, s interface{ Shutdown(context.Context) error }) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
+
+// BaseURL is the base URL of a server on addr: https when it serves TLS.
+func BaseURL(addr net.Addr, tls bool) string {
+	if tls {
+		return "https://" + addr.String()
+	}
+	return "http://" + addr.String()
 }
