@@ -7,59 +7,33 @@
 # 127.0.0.1; the token is minted with putallctl token.
 #
 # Environment: BENCH_DURATION (default 8s per run), BENCH_CONCURRENCY (50), BENCH_BATCH (16),
-# BENCH_VALUE (64 bytes), BENCH_ROUNDS (2), BENCH_PORT (18900: the servers take the 8 ports
-# from there, RPC and admin side by side). Reports land in output/bench/security/.
+# BENCH_VALUE (64 bytes), BENCH_ROUNDS (2), BENCH_PORT (18900: the servers' RPC ports are it,
+# +2, +4 and +6, each with its admin port 1000 above). Reports land in output/bench/security/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-duration=${BENCH_DURATION:-8s}
-conc=${BENCH_CONCURRENCY:-50}
-batch=${BENCH_BATCH:-16}
-value=${BENCH_VALUE:-64}
 rounds=${BENCH_ROUNDS:-2}
 base=${BENCH_PORT:-18900}
 declare -A port=([plain]=$base [auth]=$((base + 2)) [tls]=$((base + 4)) [auth-tls]=$((base + 6)))
 
-./build.sh
-go build -o output/bin/putallbench ./cmd/putallbench
+default_duration=8s
+source script/bench-lib.sh
 
 out=output/bench/security
-work=$(mktemp -d)
 mkdir -p "$out"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1 \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 { read -r token; read -r line; } < <(output/bin/putallctl token write bench 2>/dev/null)
 echo "$line" >"$work/tokens"
 
-wait_port() {
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "bench: nothing listens on 127.0.0.1:$1" >&2; return 1
-}
-
-declare -A pid
-putallkv() { # putallkv NAME [VAR=VALUE...]: a server on port[NAME] (admin on the next, no gateway)
-  local name=$1; shift
-  env PUTALLKV_SERVER_ADDR=127.0.0.1:${port[$name]} PUTALLKV_ADMIN_ADDR=127.0.0.1:$((port[$name] + 1)) \
-    PUTALLKV_GATEWAY_ADDR= "$@" output/bin/putallkv 2>"$work/$name.log" & pids+=($!); pid[$name]=$!
-}
 tls=(PUTALLKV_TLS_CERT_FILE="$work/cert.pem" PUTALLKV_TLS_KEY_FILE="$work/key.pem" PUTALLKV_TLS_RPC=true
   PUTALLKV_TLS_ADMIN=false)
-putallkv plain
-putallkv auth PUTALLKV_AUTH_TOKEN_FILE="$work/tokens"
-putallkv tls "${tls[@]}"
-putallkv auth-tls PUTALLKV_AUTH_TOKEN_FILE="$work/tokens" "${tls[@]}"
+putallkv plain ${port[plain]}
+putallkv auth ${port[auth]} PUTALLKV_AUTH_TOKEN_FILE="$work/tokens"
+putallkv tls ${port[tls]} "${tls[@]}"
+putallkv auth-tls ${port[auth-tls]} PUTALLKV_AUTH_TOKEN_FILE="$work/tokens" "${tls[@]}"
 for p in "${port[@]}"; do wait_port "$p"; done
 
 declare -A args=([plain]="" [auth]="--token $token" [tls]="--ca $work/cert.pem"

@@ -17,48 +17,19 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-duration=${BENCH_DURATION:-10s}
-conc=${BENCH_CONCURRENCY:-50}
-batch=${BENCH_BATCH:-16}
-value=${BENCH_VALUE:-64}
 coalesce=${BENCH_COALESCE:-2}
 coalesce_durable=${BENCH_COALESCE_DURABLE:-4}
 rpc_port=18888 always_port=18890 interval_port=18892 empty_port=18899 redis_port=16379 aof_port=16380
 
-./build.sh
-go build -o output/bin/putallbench ./cmd/putallbench
+source script/bench-lib.sh
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "bench: installing redis-server" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 
 out=output/bench
-work=$(mktemp -d)
 mkdir -p "$out"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
-# wait_port PORT: until something listens on 127.0.0.1:PORT (at most 10s).
-wait_port() {
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "bench: nothing listens on 127.0.0.1:$1" >&2; return 1
-}
-
-# putallkv NAME PORT [VAR=VALUE...]: a server on PORT (admin on PORT+1000, no HTTP gateway).
-declare -A pid
-putallkv() {
-  local name=$1 port=$2; shift 2
-  env PUTALLKV_SERVER_ADDR=127.0.0.1:$port PUTALLKV_ADMIN_ADDR=127.0.0.1:$((port + 1000)) \
-    PUTALLKV_GATEWAY_ADDR= "$@" output/bin/putallkv 2>"$work/$name.log" & pids+=($!); pid[$name]=$!
-}
 putallkv memory $rpc_port
 mkdir -p "$work/always" "$work/interval" "$work/redis-aof"
 putallkv always $always_port PUTALLKV_STORE_DATA_DIR="$work/always" PUTALLKV_WAL_FSYNC=always
