@@ -115,18 +115,6 @@ func (s *Service) writeChunked(ctx context.Context, writes []store.Write, status
 	return r, nil
 }
 
-// firstRepeat returns the key whose repeat comes first in writes, as the store names it.
-func firstRepeat(writes []store.Write) (string, bool) {
-	seen := make(map[string]struct{}, len(writes))
-	for _, w := range writes {
-		if _, ok := seen[w.Key]; ok {
-			return w.Key, true
-		}
-		seen[w.Key] = struct{}{}
-	}
-	return "", false
-}
-
 // suggest is the batch size admission can take now, for the suggested_batch of responses.
 func (s *Service) suggest() int32 {
 	n := s.bucket.Suggest(suggestWindow, s.limits.MaxBatchEntries)

@@ -158,7 +158,7 @@ func resultsToSend(statuses []*kv.KeyStatus, revision int64) []*kv.KeyStatus {
 // only after they were spent); otherwise the store finds it, at no extra cost to every call.
 func (s *Service) writeBatch(ctx context.Context, mode store.Mode, writes []store.Write, key *idemKey) (batchResult, error) {
 	if !s.bucket.Unlimited() {
-		if key, dup := firstRepeat(writes); dup {
+		if key, dup := store.FirstRepeat(writes); dup {
 			return batchResult{}, duplicateKeyError(key)
 		}
 		if mode == store.BestEffort {

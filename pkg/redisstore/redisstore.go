@@ -112,18 +112,6 @@ func groupBySlot(n int, key func(int) string) []group {
 	return groups
 }
 
-// firstDuplicate returns the key whose repeat comes first in the batch, as store.Memory does.
-func firstDuplicate(writes []store.Write) (string, bool) {
-	seen := make(map[string]struct{}, len(writes))
-	for _, w := range writes {
-		if _, ok := seen[w.Key]; ok {
-			return w.Key, true
-		}
-		seen[w.Key] = struct{}{}
-	}
-	return "", false
-}
-
 // Apply implements store.Engine.
 func (e *Engine) Apply(ctx context.Context, b store.Batch, results []store.Result) (store.Outcome, error) {
 	writes := b.Writes
@@ -136,7 +124,7 @@ func (e *Engine) Apply(ctx context.Context, b store.Batch, results []store.Resul
 	if len(writes) == 0 {
 		return store.Outcome{}, nil
 	}
-	if k, dup := firstDuplicate(writes); dup {
+	if k, dup := store.FirstRepeat(b.Writes); dup {
 		return store.Outcome{}, &store.DuplicateKeyError{Key: k}
 	}
 	groups := groupBySlot(len(writes), func(i int) string { return dataKey(writes[i].Key) })

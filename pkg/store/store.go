@@ -226,3 +226,17 @@ type Engine interface {
 	// Close releases the engine's background work.
 	Close() error
 }
+
+// FirstRepeat returns the key whose repeat comes first in writes: the key every engine names
+// when it refuses a batch that holds a key twice, and the service names when it refuses one
+// before admission.
+func FirstRepeat(writes []Write) (string, bool) {
+	seen := make(map[string]struct{}, len(writes))
+	for _, w := range writes {
+		if _, ok := seen[w.Key]; ok {
+			return w.Key, true
+		}
+		seen[w.Key] = struct{}{}
+	}
+	return "", false
+}
