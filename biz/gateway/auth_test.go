@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cloudwego/kitex/server"
 
@@ -134,20 +133,11 @@ func TestGatewayServesMutualTLS(t *testing.T) {
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	base := startGateway(t, handler.New(newService(t), quiet), Options{TLS: srv.Config()})
-	clientOf := func(files tlsconf.Files) *http.Client {
-		cfg, err := tlsconf.Client(files)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := &http.Transport{TLSClientConfig: cfg}
-		t.Cleanup(tr.CloseIdleConnections)
-		return &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	}
 	put := authCalls[0]
-	if status, _, _ := call(t, clientOf(pki.Client), base, put, ""); status != 201 {
+	if status, _, _ := call(t, testnet.TLSClient(t, pki.Client), base, put, ""); status != 201 {
 		t.Fatalf("PUT over mutual TLS: %d; want 201", status)
 	}
-	if resp, err := clientOf(tlsconf.Files{CA: pki.CA}).Get(base + "/healthz"); err == nil {
+	if resp, err := testnet.TLSClient(t, tlsconf.Files{CA: pki.CA}).Get(base + "/healthz"); err == nil {
 		resp.Body.Close()
 		t.Fatalf("a client without a certificate got %s", resp.Status)
 	}

@@ -5,9 +5,11 @@ package testnet
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
+	"putallkv/pkg/tlsconf"
 	"strings"
 	"testing"
 	"time"
@@ -91,4 +93,42 @@ func BaseURL(addr net.Addr, tls bool) string {
 		return "https://" + addr.String()
 	}
 	return "http://" + addr.String()
+}
+
+// Client is an HTTP client with connections of its own (closed when t ends) and a 30 s
+// bound on each request; cfg, when not nil, is its TLS configuration.
+func Client(t testing.TB, cfg *tls.Config) *http.Client {
+	tr := &http.Transport{TLSClientConfig: cfg}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// TLSClient is Client with the TLS configuration files make (a CA, and a client certificate
+// for mutual TLS).
+func TLSClient(t testing.TB, files tlsconf.Files) *http.Client {
+	t.Helper()
+	cfg, err := tlsconf.Client(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Client(t, cfg)
+}
+
+// Status sends method url with no body through client, with token as a bearer token ("" for
+// none), and returns the response's status.
+func Status(t testing.TB, client *http.Client, method, url, token string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"putallkv/internal/testnet"
 	"putallkv/pkg/auth/authtest"
@@ -26,30 +25,6 @@ func startSecured(t *testing.T, sec AdminSecurity) string {
 	}
 	t.Cleanup(func() { testnet.Stop(t, a) })
 	return testnet.BaseURL(a.Addr(), sec.TLS != nil)
-}
-
-// do sends method url with token ("" for none) through client and returns the status.
-func do(t *testing.T, client *http.Client, method, url, token string) int {
-	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-func plainClient(t *testing.T) *http.Client {
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
 // TestAdminNeedsAdminRole checks every admin endpoint with no token, an unknown token,
@@ -77,7 +52,7 @@ func TestAdminNeedsAdminRole(t *testing.T) {
 		{"GET", "/no/such/path", "admin"},
 	}
 	base := startSecured(t, AdminSecurity{Auth: a})
-	client := plainClient(t)
+	client := testnet.Client(t, nil)
 	for _, e := range endpoints {
 		url := base + e.path
 		want := http.StatusOK
@@ -85,15 +60,15 @@ func TestAdminNeedsAdminRole(t *testing.T) {
 			want = http.StatusNotFound
 		}
 		if e.need == "" {
-			if got := do(t, client, e.method, url, ""); got != want {
+			if got := testnet.Status(t, client, e.method, url, ""); got != want {
 				t.Errorf("%s %s without a token: %d; want %d", e.method, e.path, got, want)
 			}
 			continue
 		}
-		if got := do(t, client, e.method, url, ""); got != http.StatusUnauthorized {
+		if got := testnet.Status(t, client, e.method, url, ""); got != http.StatusUnauthorized {
 			t.Errorf("%s %s without a token: %d; want 401", e.method, e.path, got)
 		}
-		if got := do(t, client, e.method, url, "pkv_unknown"); got != http.StatusUnauthorized {
+		if got := testnet.Status(t, client, e.method, url, "pkv_unknown"); got != http.StatusUnauthorized {
 			t.Errorf("%s %s with an unknown token: %d; want 401", e.method, e.path, got)
 		}
 		for role, token := range tokens {
@@ -104,16 +79,16 @@ func TestAdminNeedsAdminRole(t *testing.T) {
 			if strings.Contains(e.path, "seconds=") && wantRole == want && role != e.need {
 				continue // a second each: the admin token's run is enough
 			}
-			if got := do(t, client, e.method, url, token); got != wantRole {
+			if got := testnet.Status(t, client, e.method, url, token); got != wantRole {
 				t.Errorf("%s %s with a %s token: %d; want %d", e.method, e.path, role, got, wantRole)
 			}
 		}
 	}
 	open := startSecured(t, AdminSecurity{Auth: a, MetricsOpen: true})
-	if got := do(t, client, "GET", open+"/metrics", ""); got != http.StatusOK {
+	if got := testnet.Status(t, client, "GET", open+"/metrics", ""); got != http.StatusOK {
 		t.Errorf("/metrics with metrics_open, without a token: %d; want 200", got)
 	}
-	if got := do(t, client, "GET", open+"/debug/pprof/cmdline", tk.Write); got != http.StatusForbidden {
+	if got := testnet.Status(t, client, "GET", open+"/debug/pprof/cmdline", tk.Write); got != http.StatusForbidden {
 		t.Errorf("/debug/pprof/cmdline with metrics_open and a write token: %d; want 403", got)
 	}
 }
@@ -127,19 +102,10 @@ func TestAdminServesMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := startSecured(t, AdminSecurity{TLS: srv.Config()})
-	clientOf := func(files tlsconf.Files) *http.Client {
-		cfg, err := tlsconf.Client(files)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := &http.Transport{TLSClientConfig: cfg}
-		t.Cleanup(tr.CloseIdleConnections)
-		return &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	}
-	if got := do(t, clientOf(pki.Client), "GET", base+"/metrics", ""); got != http.StatusOK {
+	if got := testnet.Status(t, testnet.TLSClient(t, pki.Client), "GET", base+"/metrics", ""); got != http.StatusOK {
 		t.Fatalf("GET /metrics over mutual TLS: %d", got)
 	}
-	if resp, err := clientOf(tlsconf.Files{CA: pki.CA}).Get(base + "/metrics"); err == nil {
+	if resp, err := testnet.TLSClient(t, tlsconf.Files{CA: pki.CA}).Get(base + "/metrics"); err == nil {
 		resp.Body.Close()
 		t.Fatalf("a client without a certificate got %s", resp.Status)
 	}

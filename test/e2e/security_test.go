@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"putallkv/internal/server"
+	"putallkv/internal/testnet"
 	"putallkv/internal/testserver"
 	"putallkv/kitex_gen/kv"
 	"putallkv/pkg/auth"
@@ -102,24 +103,7 @@ func TestE2EAuthOnGatewayAndAdmin(t *testing.T) {
 	cfg.Auth.TokenFile = tk.File
 	cfg.Auth.MetricsOpen = true
 	a, _ := startTestServer(t, cfg)
-	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
-	t.Cleanup(client.CloseIdleConnections)
-	status := func(method, url, token string) int {
-		t.Helper()
-		req, err := http.NewRequest(method, url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	client := testnet.Client(t, nil)
 	gw, admin := "http://"+a.GatewayAddr(), "http://"+a.AdminAddr()
 	for _, tt := range []struct {
 		method, url, token string
@@ -137,7 +121,7 @@ func TestE2EAuthOnGatewayAndAdmin(t *testing.T) {
 		{"GET", admin + "/debug/pprof/cmdline", tk.Admin, 200},
 		{"GET", admin + "/metrics", "", 200}, // auth.metrics_open
 	} {
-		if got := status(tt.method, tt.url, tt.token); got != tt.want {
+		if got := testnet.Status(t, client, tt.method, tt.url, tt.token); got != tt.want {
 			t.Errorf("%s %s: %d; want %d", tt.method, tt.url, got, tt.want)
 		}
 	}
