@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"putallkv/internal/gentree"
+	"github.com/putallkv/putallkv/internal/gentree"
 )
 
 // TestGeneratedCodeIsCurrent regenerates kitex_gen/ with script/gen.sh into a scratch

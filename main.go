@@ -15,11 +15,11 @@ import (
 	"io"
 	"os"
 
-	"putallkv/conf"
-	"putallkv/internal/server"
-	"putallkv/pkg/buildinfo"
-	"putallkv/pkg/config"
-	"putallkv/pkg/logbridge"
+	"github.com/putallkv/putallkv/conf"
+	"github.com/putallkv/putallkv/internal/server"
+	"github.com/putallkv/putallkv/pkg/buildinfo"
+	"github.com/putallkv/putallkv/pkg/config"
+	"github.com/putallkv/putallkv/pkg/logbridge"
 )
 
 func main() {

@@ -8,9 +8,9 @@ import (
 	"github.com/cloudwego/kitex/pkg/endpoint"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/auth"
-	"putallkv/pkg/traceid"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/auth"
+	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 // methodRoles is the role each KVService method needs. A method missing here (one added to

@@ -12,8 +12,8 @@ import (
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/server"
 
-	"putallkv/kitex_gen/kv/kvservice"
-	"putallkv/pkg/rpcguard"
+	"github.com/putallkv/putallkv/kitex_gen/kv/kvservice"
+	"github.com/putallkv/putallkv/pkg/rpcguard"
 )
 
 // Transport is how the KVService endpoint reads requests.

@@ -7,9 +7,9 @@ import (
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/kitex_gen/kv/kvservice"
-	"putallkv/pkg/rpcguard"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv/kvservice"
+	"github.com/putallkv/putallkv/pkg/rpcguard"
 )
 
 func entries(n, valueBytes int) []*kv.Entry {

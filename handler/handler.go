@@ -9,8 +9,8 @@ import (
 	"log/slog"
 	"runtime/debug"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/traceid"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 // KVService serves the API by delegating to a kv.KVService (the biz/service implementation).

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/traceid"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 // faulty is a KVService whose PutAll panics and whose GetAll fails with a plain error: the two

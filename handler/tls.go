@@ -8,7 +8,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/remote/trans/gonet"
 	"github.com/cloudwego/kitex/server"
 
-	"putallkv/pkg/rpcguard"
+	"github.com/putallkv/putallkv/pkg/rpcguard"
 )
 
 // TLSListener serves the KVService over TLS. Kitex's default transport, netpoll, reads

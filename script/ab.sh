@@ -43,7 +43,7 @@ stats() { sort -g | awk '{v[NR]=$1} END {m = NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/
 case $mode in
 server)
   rounds=${1:-5}
-  go build -o "$work/putallbench" ./cmd/putallbench
+  go build -C cmd/putallbench -o "$work/putallbench" .
   declare -A port=([a]=18870 [b]=18872) pid
   for t in a b; do
     rev=$rev_a; [ $t = b ] && rev=$rev_b

@@ -10,7 +10,6 @@ batch=${BENCH_BATCH:-16}
 value=${BENCH_VALUE:-64}
 
 ./build.sh
-go build -o output/bin/putallbench ./cmd/putallbench
 
 work=$(mktemp -d)
 pids=()

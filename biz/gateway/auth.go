@@ -8,8 +8,8 @@ import (
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/cloudwego/hertz/pkg/common/config"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/auth"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/auth"
 )
 
 // routeRoles are the roles of the routes that do not follow the rule of roleOf.

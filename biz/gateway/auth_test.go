@@ -10,12 +10,12 @@ import (
 
 	"github.com/cloudwego/kitex/server"
 
-	"putallkv/handler"
-	"putallkv/internal/testnet"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/auth/authtest"
-	"putallkv/pkg/tlsconf"
-	"putallkv/pkg/tlsconf/tlstest"
+	"github.com/putallkv/putallkv/handler"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/auth/authtest"
+	"github.com/putallkv/putallkv/pkg/tlsconf"
+	"github.com/putallkv/putallkv/pkg/tlsconf/tlstest"
 )
 
 // startGateway runs a gateway over svc with opts (on loopback, quiet) and returns its base

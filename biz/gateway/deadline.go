@@ -9,8 +9,8 @@ import (
 
 	"github.com/cloudwego/hertz/pkg/app"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/traceid"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 // Limits bound the gateway's connections and how long each step of a request may take. A

@@ -10,7 +10,7 @@ import (
 
 	"github.com/cloudwego/hertz/pkg/app"
 
-	"putallkv/pkg/traceid"
+	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 // Codes of the problems Hertz finds before any handler runs (see hertzErrors).

@@ -25,8 +25,8 @@ import (
 	"github.com/cloudwego/hertz/pkg/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/auth"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/auth"
 )
 
 // DefaultMaxBodyBytes is the request body bound used when Options.MaxBodyBytes is not positive.

@@ -18,16 +18,16 @@ import (
 	"github.com/cloudwego/kitex/server"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"putallkv/biz/service"
-	"putallkv/handler"
-	"putallkv/internal/syncbuf"
-	"putallkv/internal/testnet"
-	"putallkv/kitex_gen/kv"
-	"putallkv/kitex_gen/kv/kvservice"
-	"putallkv/pkg/kvclient"
-	"putallkv/pkg/leakcheck"
-	"putallkv/pkg/store"
-	"putallkv/pkg/traceid"
+	"github.com/putallkv/putallkv/biz/service"
+	"github.com/putallkv/putallkv/handler"
+	"github.com/putallkv/putallkv/internal/syncbuf"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv/kvservice"
+	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/leakcheck"
+	"github.com/putallkv/putallkv/pkg/store"
+	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }

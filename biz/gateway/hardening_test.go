@@ -16,8 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"putallkv/internal/syncbuf"
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/internal/syncbuf"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // waitBound bounds every wait of these tests for the server to act: far longer than any limit

@@ -9,7 +9,7 @@ import (
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/cloudwego/hertz/pkg/protocol"
 
-	"putallkv/pkg/traceid"
+	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 // Header names the gateway reads or writes.

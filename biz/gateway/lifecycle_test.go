@@ -13,9 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"putallkv/internal/syncbuf"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/internal/syncbuf"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // shutdownCtx bounds a test's shutdown generously: a shutdown that works takes milliseconds,

@@ -11,8 +11,8 @@ import (
 	"github.com/cloudwego/hertz/pkg/app"
 	"github.com/prometheus/client_golang/prometheus"
 
-	pkgmetrics "putallkv/pkg/metrics"
-	"putallkv/pkg/traceid"
+	pkgmetrics "github.com/putallkv/putallkv/pkg/metrics"
+	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 // observe is the middleware every request passes through, matched or not. It marks the

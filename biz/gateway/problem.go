@@ -9,9 +9,9 @@ import (
 
 	"github.com/cloudwego/hertz/pkg/app"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
-	"putallkv/pkg/traceid"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 // problemBase prefixes every problem type URI: the type of a problem with code C is

@@ -10,8 +10,8 @@ import (
 
 	"github.com/cloudwego/hertz/pkg/app"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // Route labels, as they appear in the access log and in metrics.

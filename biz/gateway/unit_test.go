@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // TestProblemForEveryCode checks docs/design.md's mapping of every error code onto an HTTP status,

@@ -11,7 +11,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // The JSON request bodies. Codes are ErrorCode names ("OK", "VERSION_MISMATCH"), modes are

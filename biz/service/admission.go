@@ -4,9 +4,9 @@ import (
 	"context"
 	"time"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/limiter"
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/limiter"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // AdmissionSettings configure write admission: a token bucket of Rate keys per second (0 =

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // kvError builds the API's exception with a sentence for the caller.

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // An engine that applies atomically only within a hash slot refuses an ATOMIC call over two

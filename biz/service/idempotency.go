@@ -10,7 +10,7 @@ import (
 	"time"
 	"unsafe"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // idempotency remembers, per request_id, a digest of the request and the outcome of its first

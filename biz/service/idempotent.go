@@ -3,7 +3,7 @@ package service
 import (
 	"context"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // MaxIdempotencyKeyBytes bounds an idempotency key (a write's request_id field).

@@ -7,7 +7,7 @@ import (
 	"runtime/debug"
 	"sync"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // PutAllMany answers each of req's calls exactly as PutAll would answer it alone. When a call

@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // manyLimit is the MaxBatchEntries of the PutAllMany tests: room for mixedCalls' six calls.

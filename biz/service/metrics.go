@@ -7,10 +7,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/limiter"
-	pkgmetrics "putallkv/pkg/metrics"
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/limiter"
+	pkgmetrics "github.com/putallkv/putallkv/pkg/metrics"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // method numbers the KVService methods for the metrics' label caches.

@@ -1,7 +1,7 @@
 package service
 
 import (
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // outcome is what an idempotency record keeps of a write call: what a replay needs to answer

@@ -8,8 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // quotaService is a service over a memory store whose quota holds exactly keys keys of one

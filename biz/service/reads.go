@@ -3,8 +3,8 @@ package service
 import (
 	"context"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // Get reads one key; an absent or expired key is NOT_FOUND.

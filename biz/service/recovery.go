@@ -7,8 +7,8 @@ import (
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // Idempotency survives a restart through the store's journal: every write that carries a

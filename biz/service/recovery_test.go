@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/store"
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/store"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 // durableService opens a durable store in dir and a service over it, recovering idempotency

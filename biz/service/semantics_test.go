@@ -14,10 +14,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"putallkv/internal/datadriven"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/store"
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/internal/datadriven"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/store"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 // The scripts under testdata/semantics state what the service adds to the store's contract

@@ -11,9 +11,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/limiter"
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/limiter"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // Limits bound what one call may carry. A call over a bound is refused with TOO_LARGE before it

@@ -5,8 +5,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // maxTTLMs bounds ttl_ms (ten years), so expiry times cannot overflow.

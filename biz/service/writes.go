@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // Put writes one key.

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // batcherTarget is single-key Puts through the SDK's Batcher, which coalesces them into

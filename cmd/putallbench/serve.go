@@ -11,11 +11,11 @@ import (
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/server"
 
-	"putallkv/conf"
-	"putallkv/handler"
-	"putallkv/kitex_gen/kv"
-	"putallkv/kitex_gen/kv/kvservice"
-	srvconfig "putallkv/pkg/config"
+	"github.com/putallkv/putallkv/conf"
+	"github.com/putallkv/putallkv/handler"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv/kvservice"
+	srvconfig "github.com/putallkv/putallkv/pkg/config"
 )
 
 // emptyKV answers every call at once with an empty response: served with putallkv's own

@@ -15,9 +15,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
-	"putallkv/pkg/tlsconf"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/tlsconf"
 )
 
 // target is a system under load: one operation writes or reads a set of distinct keys.

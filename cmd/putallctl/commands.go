@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // command is a parsed subcommand: a request ready to send and a way to print the answer.

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"io"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // maxLine bounds one input line; the server's value limit is far below it.

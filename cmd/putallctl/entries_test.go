@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 func TestReadEntries(t *testing.T) {

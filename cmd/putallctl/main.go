@@ -17,8 +17,8 @@ import (
 
 	"github.com/cloudwego/kitex/pkg/klog"
 
-	"putallkv/pkg/buildinfo"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/buildinfo"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 const usage = `usage: putallctl [--addr HOST:PORT] [--timeout D] [--json] [--token TOKEN]

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/buildinfo"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/buildinfo"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 func TestPrint(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // invocation is a parsed command line: where to call, how to print, and what to send.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 func TestParse(t *testing.T) {

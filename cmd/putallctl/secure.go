@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 
-	"putallkv/pkg/auth"
-	"putallkv/pkg/kvclient"
-	"putallkv/pkg/tlsconf"
+	"github.com/putallkv/putallkv/pkg/auth"
+	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/tlsconf"
 )
 
 // tlsFlags choose TLS and its files.

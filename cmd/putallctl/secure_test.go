@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/pkg/auth"
+	"github.com/putallkv/putallkv/pkg/auth"
 )
 
 // TestTokenCommand checks that `putallctl token` prints a token and a token file line that

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 // runWAL is `putallctl wal check|repair DIR`. check verifies a data directory's log and snapshots

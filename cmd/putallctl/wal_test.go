@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 func walRun(args ...string) (int, string) {

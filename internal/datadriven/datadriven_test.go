@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/pkg/leakcheck"
+	"github.com/putallkv/putallkv/pkg/leakcheck"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }

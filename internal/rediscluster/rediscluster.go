@@ -26,7 +26,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"putallkv/pkg/leakcheck"
+	"github.com/putallkv/putallkv/pkg/leakcheck"
 )
 
 // Nodes is how many redis-server processes a cluster runs: 3 masters and 3 replicas.

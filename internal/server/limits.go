@@ -6,9 +6,9 @@ import (
 	"strings"
 	"syscall"
 
-	"putallkv/biz/gateway"
-	"putallkv/pkg/config"
-	"putallkv/pkg/metrics"
+	"github.com/putallkv/putallkv/biz/gateway"
+	"github.com/putallkv/putallkv/pkg/config"
+	"github.com/putallkv/putallkv/pkg/metrics"
 )
 
 // fdReserve is the file descriptors the process needs besides its connections: standard

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"time"
 
-	"putallkv/pkg/config"
+	"github.com/putallkv/putallkv/pkg/config"
 )
 
 // Run starts the server from cfg and serves until SIGINT or SIGTERM, then shuts down

@@ -6,11 +6,11 @@ import (
 
 	kitexserver "github.com/cloudwego/kitex/server"
 
-	"putallkv/handler"
-	"putallkv/pkg/auth"
-	"putallkv/pkg/kvclient"
-	"putallkv/pkg/metrics"
-	"putallkv/pkg/tlsconf"
+	"github.com/putallkv/putallkv/handler"
+	"github.com/putallkv/putallkv/pkg/auth"
+	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/metrics"
+	"github.com/putallkv/putallkv/pkg/tlsconf"
 )
 
 // security is what guards a process's listeners: the tokens in force and the certificate

@@ -21,19 +21,19 @@ import (
 	kitexserver "github.com/cloudwego/kitex/server"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"putallkv/biz/gateway"
-	"putallkv/biz/service"
-	"putallkv/handler"
-	"putallkv/kitex_gen/kv"
-	"putallkv/kitex_gen/kv/kvservice"
-	"putallkv/pkg/buildinfo"
-	"putallkv/pkg/config"
-	"putallkv/pkg/kvclient"
-	"putallkv/pkg/metrics"
-	"putallkv/pkg/redisstore"
-	"putallkv/pkg/rpcguard"
-	"putallkv/pkg/store"
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/biz/gateway"
+	"github.com/putallkv/putallkv/biz/service"
+	"github.com/putallkv/putallkv/handler"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv/kvservice"
+	"github.com/putallkv/putallkv/pkg/buildinfo"
+	"github.com/putallkv/putallkv/pkg/config"
+	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/metrics"
+	"github.com/putallkv/putallkv/pkg/redisstore"
+	"github.com/putallkv/putallkv/pkg/rpcguard"
+	"github.com/putallkv/putallkv/pkg/store"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 // Server is one running putallkv process: the store, the Kitex RPC server, the HTTP gateway
@@ -171,7 +171,7 @@ func (s *Server) storeReady(context.Context) error {
 // upstreamReady is /readyz of a gateway tier: an upstream answers a read (any answer but
 // UNAVAILABLE, NOT_FOUND included, means it is there).
 func (s *Server) upstreamReady(ctx context.Context) error {
-	_, err := s.upstream.Get(ctx, &kv.GetRequest{Key: "putallkv/readyz"})
+	_, err := s.upstream.Get(ctx, &kv.GetRequest{Key: "github.com/putallkv/putallkv/readyz"})
 	if errors.Is(err, kvclient.ErrUnavailable) {
 		return err
 	}

@@ -6,10 +6,10 @@ package testnet
 import (
 	"context"
 	"crypto/tls"
+	"github.com/putallkv/putallkv/pkg/tlsconf"
 	"io"
 	"net"
 	"net/http"
-	"putallkv/pkg/tlsconf"
 	"strings"
 	"testing"
 	"time"

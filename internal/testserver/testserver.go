@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/conf"
-	"putallkv/internal/server"
-	"putallkv/internal/testnet"
-	"putallkv/pkg/config"
+	"github.com/putallkv/putallkv/conf"
+	"github.com/putallkv/putallkv/internal/server"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/pkg/config"
 )
 
 // Config is the embedded default configuration with every listener on an ephemeral loopback

@@ -4,7 +4,7 @@
 //
 // build.sh stamps the version and commit with the linker:
 //
-//	go build -ldflags "-X putallkv/pkg/buildinfo.version=$(git describe --always --dirty) -X putallkv/pkg/buildinfo.commit=$(git rev-parse HEAD)"
+//	go build -ldflags "-X github.com/putallkv/putallkv/pkg/buildinfo.version=$(git describe --always --dirty) -X github.com/putallkv/putallkv/pkg/buildinfo.commit=$(git rev-parse HEAD)"
 //
 // A binary built without them (plain `go build` or `go install`) falls back to what the go
 // command recorded of the module and its version control (runtime/debug.ReadBuildInfo).

@@ -3,7 +3,7 @@ package buildinfo
 import (
 	"testing"
 
-	"putallkv/pkg/leakcheck"
+	"github.com/putallkv/putallkv/pkg/leakcheck"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }

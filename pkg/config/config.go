@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 // Config is the whole configuration of a putallkv server. Its yaml tags are the keys of the

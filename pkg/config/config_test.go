@@ -14,7 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"putallkv/conf"
+	"github.com/putallkv/putallkv/conf"
 )
 
 // defaults loads conf.Default alone, failing the test if it does not load and validate.

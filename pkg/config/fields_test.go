@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/conf"
+	"github.com/putallkv/putallkv/conf"
 )
 
 func TestChanged(t *testing.T) {

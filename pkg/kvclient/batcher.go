@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // ErrBatcherClosed is the cause of the error Put returns once Close has been called, for

@@ -15,9 +15,9 @@ import (
 	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/remote"
 
-	"putallkv/internal/testnet"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/rpcguard"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/rpcguard"
 )
 
 func TestBatcherAIMD(t *testing.T) {

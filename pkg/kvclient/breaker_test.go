@@ -13,10 +13,10 @@ import (
 	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 
-	"putallkv/internal/testnet"
-	"putallkv/internal/testserver"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/internal/testserver"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // startServer runs the real server in-process on an ephemeral loopback port until t ends,

@@ -8,8 +8,8 @@ import (
 
 	"github.com/cloudwego/kitex/client"
 
-	"putallkv/internal/testnet"
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // TestRetryBudgetBoundsAttempts checks that against a dead node, where every call fails

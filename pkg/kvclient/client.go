@@ -22,10 +22,10 @@ import (
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/transport"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/kitex_gen/kv/kvservice"
-	"putallkv/pkg/auth"
-	"putallkv/pkg/traceid"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv/kvservice"
+	"github.com/putallkv/putallkv/pkg/auth"
+	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 // serviceName is the destination service name the server registers under.

@@ -15,11 +15,11 @@ import (
 	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/remote"
 
-	"putallkv/internal/testnet"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/leakcheck"
-	"putallkv/pkg/rpcguard"
-	"putallkv/pkg/traceid"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/leakcheck"
+	"github.com/putallkv/putallkv/pkg/rpcguard"
+	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }

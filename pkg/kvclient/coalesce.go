@@ -11,8 +11,8 @@ import (
 	"github.com/cloudwego/kitex/client/callopt"
 	"github.com/cloudwego/kitex/pkg/remote"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/traceid"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 // Bounds of one coalesced round trip: at most maxCoalescedCalls calls and, past the first

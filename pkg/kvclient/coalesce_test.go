@@ -14,8 +14,8 @@ import (
 	"github.com/cloudwego/kitex/pkg/endpoint"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 
-	"putallkv/internal/testnet"
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // manyServer answers PutAll and PutAllMany in a Kitex middleware of a real Client (nothing

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // silentServer accepts connections and reads requests but never answers: a server that hangs.

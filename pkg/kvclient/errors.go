@@ -7,8 +7,8 @@ import (
 
 	"github.com/cloudwego/kitex/pkg/remote"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/rpcguard"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/rpcguard"
 )
 
 // codeError is the type of the sentinel errors: a bare code. Comparing codes rather than

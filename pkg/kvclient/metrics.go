@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // Metrics are the client-side Prometheus series of the Clients given it with WithMetrics:

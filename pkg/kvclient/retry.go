@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // policy says which failures of a call may be followed by another attempt.

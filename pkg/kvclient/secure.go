@@ -15,7 +15,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/remote/trans/gonet"
 	kitexnetpoll "github.com/cloudwego/kitex/pkg/remote/trans/netpoll"
 
-	"putallkv/pkg/auth"
+	"github.com/putallkv/putallkv/pkg/auth"
 )
 
 // WithToken makes every call carry token (see `putallctl token`), in TTHeader metadata, unless

@@ -3,7 +3,7 @@ package kvclient
 import (
 	"fmt"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // Statuses returns one status per entry of a PutAll or DeleteAll call, in request order, from

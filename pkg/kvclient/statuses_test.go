@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 func TestStatuses(t *testing.T) {

@@ -3,7 +3,7 @@ package logbridge
 import (
 	"testing"
 
-	"putallkv/pkg/leakcheck"
+	"github.com/putallkv/putallkv/pkg/leakcheck"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }

@@ -2,9 +2,9 @@ package metrics
 
 import (
 	"bufio"
+	"github.com/putallkv/putallkv/internal/testnet"
 	"net"
 	"net/http"
-	"putallkv/internal/testnet"
 	"strings"
 	"testing"
 	"time"

@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/http"
 
-	"putallkv/pkg/auth"
+	"github.com/putallkv/putallkv/pkg/auth"
 )
 
 // AdminOption configures StartAdmin: a Route to add, the AdminSecurity to serve with, or the

@@ -5,10 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/internal/testnet"
-	"putallkv/pkg/auth/authtest"
-	"putallkv/pkg/tlsconf"
-	"putallkv/pkg/tlsconf/tlstest"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/pkg/auth/authtest"
+	"github.com/putallkv/putallkv/pkg/tlsconf"
+	"github.com/putallkv/putallkv/pkg/tlsconf/tlstest"
 )
 
 // startSecured starts an admin server with sec, a snapshot-like command and health routes,

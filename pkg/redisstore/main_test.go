@@ -3,7 +3,7 @@ package redisstore
 import (
 	"testing"
 
-	"putallkv/internal/rediscluster"
+	"github.com/putallkv/putallkv/internal/rediscluster"
 )
 
 // The tests share one Redis Cluster, started by script/redis-cluster.sh for this test binary.

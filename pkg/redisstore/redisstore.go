@@ -38,7 +38,7 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // Options configure an Engine.

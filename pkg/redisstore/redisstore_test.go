@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // fresh returns a key prefix no earlier run used, so tests on the shared cluster start from

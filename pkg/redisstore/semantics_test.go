@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/internal/datadriven"
-	"putallkv/internal/rediscluster"
-	"putallkv/pkg/store"
+	"github.com/putallkv/putallkv/internal/datadriven"
+	"github.com/putallkv/putallkv/internal/rediscluster"
+	"github.com/putallkv/putallkv/pkg/store"
 )
 
 // The store's semantics scripts (pkg/store/testdata/semantics) run against this engine with

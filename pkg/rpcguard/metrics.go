@@ -3,7 +3,7 @@ package rpcguard
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"putallkv/pkg/metrics"
+	"github.com/putallkv/putallkv/pkg/metrics"
 )
 
 // Metrics counts the requests the RPC port refused, by reason, so that an operator sees a

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 // The benchmarks compare one PutAll of 16 entries with 16 single-key writes. b.N counts

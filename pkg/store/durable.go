@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 // DurableOptions configure a Durable engine.

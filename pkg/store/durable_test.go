@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 type recovered struct {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 // Golden data directories: testdata/golden-v<N>/ is a data directory written by format version N

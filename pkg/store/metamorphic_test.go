@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 // TestMetamorphic runs one seeded random sequence of operations (batches in both modes with

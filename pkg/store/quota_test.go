@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 // costOf is what a key of this name and value counts against the quota.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/internal/datadriven"
+	"github.com/putallkv/putallkv/internal/datadriven"
 )
 
 // The scripts under testdata/semantics state the store's contract as operations and the answers

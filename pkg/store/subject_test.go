@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"testing"
 
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 // engineKind is one configuration of an engine under test: Memory, or Durable under a sync policy.

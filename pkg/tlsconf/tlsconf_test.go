@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/pkg/tlsconf"
-	"putallkv/pkg/tlsconf/tlstest"
+	"github.com/putallkv/putallkv/pkg/tlsconf"
+	"github.com/putallkv/putallkv/pkg/tlsconf/tlstest"
 )
 
 // serve accepts connections on a loopback TLS listener with cfg, completes each handshake

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/internal/syncbuf"
+	"github.com/putallkv/putallkv/internal/syncbuf"
 )
 
 // fastRetry makes the writer retry at once after a failure: the tests pace it with gates.

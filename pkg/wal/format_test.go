@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/internal/syncbuf"
+	"github.com/putallkv/putallkv/internal/syncbuf"
 )
 
 // logWithFile returns a directory holding one segment file with the given contents.

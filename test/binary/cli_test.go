@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/internal/testnet"
 )
 
 // wantBuild returns what -version should print after the program name: build.sh's stamps

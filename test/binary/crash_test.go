@@ -17,8 +17,8 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // The crash test drives the real binary with wal.fsync=always from several clients, kills it

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/internal/testnet"
 )
 
 // TestBinaryDataDirIsLocked starts a server on a data directory, then a second one on the same

@@ -22,7 +22,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"putallkv/pkg/leakcheck"
+	"github.com/putallkv/putallkv/pkg/leakcheck"
 )
 
 // built holds the paths of the binaries TestMain built ("" under -short, which builds none).

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"testing"
 
-	"putallkv/pkg/auth/authtest"
+	"github.com/putallkv/putallkv/pkg/auth/authtest"
 )
 
 // TestBinarySecureByDefault checks the server binary's refusals and reloads: without

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/internal/testnet"
 )
 
 // TestBinaryServesAndStopsCleanly builds the real binaries, starts the server, drives it with

@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/internal/rediscluster"
-	"putallkv/internal/testserver"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/config"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/internal/rediscluster"
+	"github.com/putallkv/putallkv/internal/testserver"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/config"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 func TestMain(m *testing.M) { rediscluster.Main(m) }

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // TestE2EBestEffortUnderAdmission drives concurrent BEST_EFFORT PutAlls of distinct,

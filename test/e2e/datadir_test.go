@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/internal/server"
-	"putallkv/internal/testnet"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/wal"
+	"github.com/putallkv/putallkv/internal/server"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/wal"
 )
 
 // TestE2EDataDirIsLocked starts two servers in one process on one data directory: the second

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"putallkv/internal/testnet"
-	"putallkv/internal/testserver"
-	"putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/internal/testserver"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // TestE2EGatewayWirings writes through the gateway beside the RPC server and through a

@@ -19,13 +19,13 @@ import (
 
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
-	"putallkv/internal/server"
-	"putallkv/internal/testnet"
-	"putallkv/internal/testserver"
-	"putallkv/pkg/config"
-	"putallkv/pkg/kvclient"
-	"putallkv/pkg/leakcheck"
-	"putallkv/pkg/rpcguard"
+	"github.com/putallkv/putallkv/internal/server"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/internal/testserver"
+	"github.com/putallkv/putallkv/pkg/config"
+	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/leakcheck"
+	"github.com/putallkv/putallkv/pkg/rpcguard"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/internal/server"
-	"putallkv/internal/testnet"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/internal/server"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // fillToQuota writes batches of 1 KiB values over RPC until the store refuses one for its

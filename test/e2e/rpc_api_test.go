@@ -17,10 +17,10 @@ import (
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/transport"
 
-	"putallkv/internal/testnet"
-	"putallkv/kitex_gen/kv"
-	"putallkv/kitex_gen/kv/kvservice"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv/kvservice"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 func TestE2EPutAllThenGetAll(t *testing.T) {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"testing"
 
-	"putallkv/internal/testnet"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // TestE2ERPCConnectionCap fills the RPC server's connections (one a real client's, the rest

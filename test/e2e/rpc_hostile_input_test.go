@@ -22,10 +22,10 @@ import (
 	"github.com/cloudwego/kitex/pkg/klog"
 	"golang.org/x/net/http2"
 
-	"putallkv/internal/syncbuf"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
-	"putallkv/pkg/rpcguard"
+	"github.com/putallkv/putallkv/internal/syncbuf"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/rpcguard"
 )
 
 // TestE2EHugeDeclaredContainers sends, on every method, a request declaring a container

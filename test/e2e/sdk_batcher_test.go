@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/biz/service"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/biz/service"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // batchLog records the events a Batcher's observer reports and checks, as each arrives, the

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // TestE2ECoalescedPutAll drives the real server from many goroutines through a coalescing

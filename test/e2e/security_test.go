@@ -11,16 +11,16 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/internal/server"
-	"putallkv/internal/testnet"
-	"putallkv/internal/testserver"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/auth"
-	"putallkv/pkg/auth/authtest"
-	"putallkv/pkg/config"
-	"putallkv/pkg/kvclient"
-	"putallkv/pkg/tlsconf"
-	"putallkv/pkg/tlsconf/tlstest"
+	"github.com/putallkv/putallkv/internal/server"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/internal/testserver"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/auth"
+	"github.com/putallkv/putallkv/pkg/auth/authtest"
+	"github.com/putallkv/putallkv/pkg/config"
+	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/tlsconf"
+	"github.com/putallkv/putallkv/pkg/tlsconf/tlstest"
 )
 
 // rpcCalls calls every KVService method once through c, each on its own key, and returns the

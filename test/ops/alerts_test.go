@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/internal/testnet"
-	"putallkv/internal/testserver"
-	"putallkv/kitex_gen/kv"
-	"putallkv/pkg/config"
-	"putallkv/pkg/kvclient"
-	"putallkv/pkg/leakcheck"
+	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/internal/testserver"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/config"
+	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/leakcheck"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }

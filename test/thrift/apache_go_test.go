@@ -7,8 +7,8 @@ import (
 
 	"github.com/apache/thrift/lib/go/thrift"
 
-	"putallkv/pkg/auth/authtest"
-	"putallkv/test/thrift/gen/kv"
+	"github.com/putallkv/putallkv/pkg/auth/authtest"
+	"github.com/putallkv/putallkv/test/thrift/gen/kv"
 )
 
 // TestApacheGoClientCallsEveryMethod calls every KVService method through the Apache Thrift

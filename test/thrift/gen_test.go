@@ -8,14 +8,14 @@ import (
 	"path/filepath"
 	"testing"
 
-	"putallkv/internal/gentree"
+	"github.com/putallkv/putallkv/internal/gentree"
 )
 
 var update = flag.Bool("update", false, "rewrite gen/ with what the Apache Thrift compiler generates from idl/kv.thrift")
 
 // goGenerator is the Apache Thrift compiler's Go generator with the options gen/ is made
 // with: imports under this package, no command-line remote client.
-const goGenerator = "go:package_prefix=putallkv/test/thrift/gen/,skip_remote"
+const goGenerator = "go:package_prefix=github.com/putallkv/putallkv/test/thrift/gen/,skip_remote"
 
 // TestApacheGeneratedCodeIsCurrent compiles idl/kv.thrift with the Apache Thrift compiler
 // (Debian's thrift-compiler) and fails if the committed gen/ differs from its output

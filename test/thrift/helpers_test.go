@@ -17,10 +17,10 @@ import (
 
 	"github.com/apache/thrift/lib/go/thrift"
 
-	"putallkv/internal/testserver"
-	"putallkv/pkg/config"
-	"putallkv/pkg/leakcheck"
-	"putallkv/test/thrift/gen/kv"
+	"github.com/putallkv/putallkv/internal/testserver"
+	"github.com/putallkv/putallkv/pkg/config"
+	"github.com/putallkv/putallkv/pkg/leakcheck"
+	"github.com/putallkv/putallkv/test/thrift/gen/kv"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }

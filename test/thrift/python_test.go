@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/pkg/auth/authtest"
+	"github.com/putallkv/putallkv/pkg/auth/authtest"
 )
 
 // exampleOutput is what examples/python/client.py prints against an empty store.

@@ -6,7 +6,7 @@ import (
 	"context"
 	client "github.com/cloudwego/kitex/client"
 	callopt "github.com/cloudwego/kitex/client/callopt"
-	kv "putallkv/kitex_gen/kv"
+	kv "github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // Client is designed to provide IDL-compatible methods with call-option parameter for kitex framework.

@@ -7,7 +7,7 @@ import (
 	"errors"
 	client "github.com/cloudwego/kitex/client"
 	kitex "github.com/cloudwego/kitex/pkg/serviceinfo"
-	kv "putallkv/kitex_gen/kv"
+	kv "github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 var errInvalidMessageType = errors.New("invalid message type for service method handler")

@@ -3,7 +3,7 @@ package kvservice
 
 import (
 	server "github.com/cloudwego/kitex/server"
-	kv "putallkv/kitex_gen/kv"
+	kv "github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
 // NewServer creates a server.Server with the given handler and options.

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"putallkv/pkg/auth"
+	"github.com/putallkv/putallkv/pkg/auth"
 )
 
 // Tokens is a token file and one token of each role in it.

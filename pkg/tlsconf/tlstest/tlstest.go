@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"putallkv/pkg/tlsconf"
+	"github.com/putallkv/putallkv/pkg/tlsconf"
 )
 
 // PKI is the files of one generated CA and the certificates it signed.
