@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # putallkv build entry point.
-  ./build.sh          build output/ (bin/putallkv, bin/putallctl, bin/putallbench, conf/, bootstrap.sh)
+#   ./build.sh          build output/ (bin/putallkv, bin/putallctl, bin/putallbench, conf/, bootstrap.sh)
 #   ./build.sh run      build, then run the server in the foreground on the embedded default
 #                       configuration (extra arguments go to putallkv, e.g. -conf FILE)
 #   ./build.sh test     gofmt check, go vet, and the whole test suite under -race, reporting
