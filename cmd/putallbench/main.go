@@ -45,6 +45,7 @@ type config struct {
 	batch       int
 	valueSize   int
 	keySpace    int
+	dist        keyChooser
 	requests    int
 	duration    time.Duration
 	readRatio   float64
@@ -152,6 +153,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.batch, "batch", 16, "keys per operation (batcher: ignored, one key per Put)")
 	fs.IntVar(&c.valueSize, "value-size", 64, "bytes per value")
 	fs.IntVar(&c.keySpace, "keys", 100_000, "size of the key space")
+	dist := fs.String("dist", "uniform", "key choice: uniform | zipf:S (Zipf with exponent S) | hot:X (a fraction X of operations carry one hot key)")
 	fs.IntVar(&c.requests, "requests", 0, "operations per step (0 = run for --duration)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "length of a step when --requests is 0")
 	fs.Float64Var(&c.readRatio, "read-ratio", 0, "fraction of operations that read (GetAll / MGET) instead of write")
@@ -207,6 +209,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("--coalesce must not be negative")
 	case c.mode != "atomic" && c.mode != "best_effort":
 		return nil, fmt.Errorf("--mode must be atomic or best_effort, got %q", c.mode)
+	}
+	if c.dist, err = parseDist(*dist, c.keySpace); err != nil {
+		return nil, err
+	}
+	if _, uniform := c.dist.(uniformKeys); !uniform && c.keySpace < 2*c.opKeys() {
+		return nil, errors.New("--dist zipf and hot need --keys at least twice the keys of one operation")
 	}
 	if c.addr == "" {
 		c.addr = map[string]string{"rpc": "127.0.0.1:8888", "batcher": "127.0.0.1:8888", "http": "127.0.0.1:8080", "redis": "127.0.0.1:6379"}[c.target]

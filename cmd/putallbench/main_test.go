@@ -26,6 +26,11 @@ func TestParseFlags(t *testing.T) {
 		{"--read-ratio", "2"},
 		{"--mode", "eventually"},
 		{"--keys", "3", "--batch", "4"},
+		{"--dist", "zipf"},
+		{"--dist", "zipf:0"},
+		{"--dist", "hot:1.5"},
+		{"--dist", "pareto"},
+		{"--dist", "hot:0.2", "--keys", "20", "--batch", "16"},
 		{"extra"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {

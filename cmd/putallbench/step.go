@@ -89,10 +89,7 @@ func newWorkload(cfg *config) *workload {
 // one runs one operation for wk, timing it from start (the scheduled start in open loop).
 func (w *workload) one(ctx context.Context, t target, wk *worker, buf []string, start time.Time) {
 	n := w.cfg.opKeys()
-	first := wk.rng.IntN(len(w.keys))
-	for i := range n {
-		buf[i] = w.keys[(first+i)%len(w.keys)]
-	}
+	w.cfg.dist.choose(wk.rng, w.keys, buf[:n])
 	opCtx, cancel := context.WithTimeout(ctx, w.cfg.timeout)
 	var err error
 	if w.cfg.readRatio > 0 && wk.rng.Float64() < w.cfg.readRatio {
