@@ -171,7 +171,7 @@ func (s *Server) storeReady(context.Context) error {
 // upstreamReady is /readyz of a gateway tier: an upstream answers a read (any answer but
 // UNAVAILABLE, NOT_FOUND included, means it is there).
 func (s *Server) upstreamReady(ctx context.Context) error {
-	_, err := s.upstream.Get(ctx, &kv.GetRequest{Key: "github.com/putallkv/putallkv/readyz"})
+	_, err := s.upstream.Get(ctx, &kv.GetRequest{Key: "putallkv/readyz"})
 	if errors.Is(err, kvclient.ErrUnavailable) {
 		return err
 	}
