@@ -40,6 +40,15 @@ type Options struct {
 	Recovery *Recovery
 	// Now is the clock for TTLs and idempotency windows; nil means time.Now.
 	Now func() time.Time
+	// Writes, when set, is told the key of every write handed to the engine (applied or not):
+	// the hot-key detector (pkg/hotkey) counts them.
+	Writes KeyObserver
+}
+
+// KeyObserver is told of keys as they are written. Observe is called on the write path, once
+// per key, concurrently: it must be cheap and safe for concurrent use.
+type KeyObserver interface {
+	Observe(key string)
 }
 
 // Service implements kv.KVService over a store.Engine.
@@ -49,6 +58,7 @@ type Service struct {
 	idem      *idempotency
 	now       func() time.Time
 	metrics   *metrics
+	writes    KeyObserver // nil: nobody is told
 	bucket    *limiter.Bucket
 	admission atomic.Pointer[AdmissionSettings]
 	// engineWaits is set when the engine's Apply waits for durability (see PutAllMany).
@@ -78,6 +88,7 @@ func New(engine store.Engine, opts Options) (*Service, error) {
 		limits: l,
 		idem:   newIdempotency(opts.IdempotencyWindow, opts.IdempotencyMaxBytes, now),
 		now:    now,
+		writes: opts.Writes,
 		bucket: limiter.New(0, 1, now),
 	}
 	s.engineWaits = engine.WaitsForDurability()

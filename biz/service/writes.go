@@ -112,6 +112,7 @@ type batchResult struct {
 func (s *Service) apply(ctx context.Context, b store.Batch, statuses []*kv.KeyStatus) (store.Outcome, error) {
 	writes := b.Writes
 	results := make([]store.Result, len(writes))
+	s.observe(writes)
 	out, err := s.engine.Apply(ctx, b, results)
 	if err != nil {
 		return store.Outcome{}, storeError(err)
@@ -137,6 +138,16 @@ func (s *Service) apply(ctx context.Context, b store.Batch, statuses []*kv.KeySt
 		statuses[i] = &backing[i]
 	}
 	return out, nil
+}
+
+// observe tells the KeyObserver, if any, of writes' keys.
+func (s *Service) observe(writes []store.Write) {
+	if s.writes == nil {
+		return
+	}
+	for i := range writes {
+		s.writes.Observe(writes[i].Key)
+	}
 }
 
 // resultsToSend returns the results a multi-key write's response carries: none when every
@@ -189,7 +200,9 @@ func (s *Service) single(ctx context.Context, w write, key *idemKey) (store.Resu
 		return store.Result{}, 0, err
 	}
 	results := make([]store.Result, 1)
-	out, err := s.engine.Apply(ctx, store.Batch{Mode: store.Atomic, Writes: []store.Write{sw}, Tag: key.tag(0, 1)}, results)
+	writes := []store.Write{sw}
+	s.observe(writes)
+	out, err := s.engine.Apply(ctx, store.Batch{Mode: store.Atomic, Writes: writes, Tag: key.tag(0, 1)}, results)
 	if err != nil {
 		return store.Result{}, 0, storeError(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/putallkv/putallkv/kitex_gen/kv/kvservice"
 	"github.com/putallkv/putallkv/pkg/buildinfo"
 	"github.com/putallkv/putallkv/pkg/config"
+	"github.com/putallkv/putallkv/pkg/hotkey"
 	"github.com/putallkv/putallkv/pkg/kvclient"
 	"github.com/putallkv/putallkv/pkg/metrics"
 	"github.com/putallkv/putallkv/pkg/redisstore"
@@ -45,6 +46,7 @@ type Server struct {
 	engine   store.Engine
 	durable  *store.Durable // the engine, when store.data_dir is set
 	svc      *service.Service
+	hot      *hotkey.Detector // nil: hot-key detection off, or a gateway tier
 	rpcLn    net.Listener
 	rpc      kitexserver.Server
 	rpcStop  chan error // a value here makes the Kitex server stop gracefully
@@ -103,6 +105,9 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 	routes := append(metrics.HealthRoutes(ready, readyTimeout),
 		metrics.Route{Pattern: "POST /admin/snapshot", Handler: http.HandlerFunc(s.serveSnapshot)})
+	if s.hot != nil {
+		routes = append(routes, metrics.Route{Pattern: "GET /admin/hotkeys", Handler: s.hot})
+	}
 	if s.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log, s.adminSecurity(), adminLimits(cfg.Admin), metrics.Routes(routes)); err != nil {
 		return nil, fmt.Errorf("admin.addr: %w", err)
 	}
@@ -118,6 +123,9 @@ func (s *Server) startService(reg *prometheus.Registry) error {
 	if err != nil {
 		return err
 	}
+	if s.hot, err = hotKeys(cfg.HotKeys, reg); err != nil {
+		return err
+	}
 	s.svc, err = service.New(s.engine, service.Options{
 		Limits: service.Limits{
 			MaxKeyBytes:     cfg.Limits.MaxKeyBytes,
@@ -129,6 +137,7 @@ func (s *Server) startService(reg *prometheus.Registry) error {
 		Admission:           admissionSettings(cfg),
 		Registerer:          reg,
 		Recovery:            recovery,
+		Writes:              observer(s.hot),
 	})
 	if err != nil {
 		return err

@@ -32,6 +32,7 @@ type Config struct {
 	Store       StoreConfig       `yaml:"store"`
 	Limits      LimitsConfig      `yaml:"limits"`
 	Idempotency IdempotencyConfig `yaml:"idempotency"`
+	HotKeys     HotKeysConfig     `yaml:"hot_keys"`
 	Limiter     LimiterConfig     `yaml:"limiter"`
 	WAL         WALConfig         `yaml:"wal"`
 	Redis       RedisConfig       `yaml:"redis"`
@@ -214,6 +215,21 @@ type IdempotencyConfig struct {
 	MaxBytes int `yaml:"max_bytes"`
 }
 
+// HotKeysConfig configures the detection of hot keys on the write path (pkg/hotkey).
+type HotKeysConfig struct {
+	// SampleEvery counts one write in this many; 0 turns detection off.
+	SampleEvery int `yaml:"sample_every"`
+	// Threshold is the sampled count within Window that makes a key hot: about
+	// Threshold × SampleEvery writes.
+	Threshold int `yaml:"threshold"`
+	// Window is the span counts are kept over.
+	Window time.Duration `yaml:"window"`
+	// KeepAlive is how long a key stays hot after its count last reached Threshold.
+	KeepAlive time.Duration `yaml:"keep_alive"`
+	// MaxKeys caps the hot keys kept and reported.
+	MaxKeys int `yaml:"max_keys"`
+}
+
 // LogConfig configures the server's structured log.
 type LogConfig struct {
 	// Level is the least severe level logged: debug, info, warn or error.
@@ -227,6 +243,9 @@ const minIdempotencyBytes = 1 << 20
 
 // envPrefix starts the name of every environment variable this package reads.
 const envPrefix = "PUTALLKV_"
+
+// maxHotKeys bounds hot_keys.max_keys: the hot keys are listed whole at the admin endpoint.
+const maxHotKeys = 10000
 
 // logLevels are the accepted values of log.level.
 var logLevels = map[string]slog.Level{
@@ -434,6 +453,15 @@ func (c *Config) Validate() error {
 	positive("limits.max_value_bytes", c.Limits.MaxValueBytes)
 	positive("limits.max_batch_entries", c.Limits.MaxBatchEntries)
 	positiveDuration("idempotency.window", c.Idempotency.Window)
+	if h := c.HotKeys; h.SampleEvery != 0 {
+		positive("hot_keys.sample_every", h.SampleEvery)
+		positive("hot_keys.threshold", h.Threshold)
+		positiveDuration("hot_keys.window", h.Window)
+		positiveDuration("hot_keys.keep_alive", h.KeepAlive)
+		if h.MaxKeys < 1 || h.MaxKeys > maxHotKeys {
+			bad("hot_keys.max_keys", "must be between 1 and %d, got %d", maxHotKeys, h.MaxKeys)
+		}
+	}
 	if c.Idempotency.MaxBytes < minIdempotencyBytes {
 		bad("idempotency.max_bytes", "must be at least %d, got %d", minIdempotencyBytes, c.Idempotency.MaxBytes)
 	}

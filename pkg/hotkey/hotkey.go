@@ -10,8 +10,10 @@
 package hotkey
 
 import (
+	"encoding/json"
 	"hash/maphash"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -312,4 +314,25 @@ func (s *sketch) estimate(h uint64) int64 {
 		}
 	}
 	return least
+}
+
+// Report is what the admin endpoint serves: the hot keys now and the settings that made them.
+type Report struct {
+	Keys        []Key   `json:"hot_keys"`
+	SampleEvery int     `json:"sample_every"`
+	Threshold   int     `json:"threshold"`
+	WindowSec   float64 `json:"window_seconds"`
+	KeepAlive   float64 `json:"keep_alive_seconds"`
+}
+
+// Report returns the hot keys (see Hot) with the detector's settings.
+func (d *Detector) Report() Report {
+	return Report{Keys: d.Hot(), SampleEvery: d.cfg.SampleEvery, Threshold: d.cfg.Threshold,
+		WindowSec: d.cfg.Window.Seconds(), KeepAlive: d.cfg.KeepAlive.Seconds()}
+}
+
+// ServeHTTP serves the Report as JSON (GET /admin/hotkeys on the admin port).
+func (d *Detector) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(d.Report())
 }
