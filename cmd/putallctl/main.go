@@ -36,6 +36,8 @@ commands:
   delall KEY... [--atomic] [--request-id ID]
   wal check DIR      verify a data directory's log and snapshots (read-only; exit 1 when damaged)
   wal repair DIR     move the damage aside (into DIR/repair-<time>/, undoable); server stopped
+  hotkeys [--admin HOST:PORT] [--interval D] [--count N] [--json]
+                     a live top of a node's hot keys, from its admin port (the admin role)
   version            print putallctl's version, commit and Go version
   token ROLE NAME    mint a token of ROLE (read, write or admin): prints the token, then
                      the line to add to the server's token file (auth.token_file)
@@ -75,6 +77,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if len(args) > 0 && args[0] == "token" {
 		return runToken(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "hotkeys" {
+		return runHotKeys(args[1:], stdout, stderr)
 	}
 	inv, err := parse(args, stdin)
 	if errors.Is(err, flag.ErrHelp) {
