@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The standard comparison on this machine (./build.sh bench): starts putallkv (memory only, and
 # durable with wal.fsync=always and =interval), an empty Kitex handler (the framework's ceiling)
-# and Redis (persistence off, and appendonly with appendfsync everysec) on loopback ports, drives
+# and Redis (persistence off, and appendonly with appendfsync everysec; through go-redis and
+# through rueidis, which pipelines concurrent callers by itself) on loopback ports, drives
 # each with the same putallbench workload one after the other, and prints the figures side by
 # side as ratios to the first. putallkv and the empty handler are driven twice: through the
 # plain SDK (one round trip per PutAll) and through the coalescing SDK (kvclient.WithCoalescing:
@@ -48,9 +49,11 @@ bench() { # bench NAME SERVER DESCRIPTION ARGS...: the server's CPU per call is 
     --json --describe "$desc" --pid "${pid[$server]}" "$@" >"$out/$name.json"
 }
 bench redis redis "redis MSET, persistence off" --target redis --addr 127.0.0.1:$redis_port
+bench rueidis redis "redis MSET through rueidis (auto-pipelining), persistence off" --target rueidis --addr 127.0.0.1:$redis_port
 bench rpc memory "putallkv PutAll, memory only" --target rpc --addr 127.0.0.1:$rpc_port
 bench empty empty "empty Kitex handler" --target rpc --addr 127.0.0.1:$empty_port
 bench redis-aof redis-aof "redis MSET, appendfsync everysec" --target redis --addr 127.0.0.1:$aof_port
+bench rueidis-aof redis-aof "redis MSET through rueidis, appendfsync everysec" --target rueidis --addr 127.0.0.1:$aof_port
 bench always always "putallkv PutAll, wal.fsync=always" --target rpc --addr 127.0.0.1:$always_port
 bench interval interval "putallkv PutAll, wal.fsync=interval" --target rpc --addr 127.0.0.1:$interval_port
 bench rpc-co memory "putallkv PutAll, memory only, coalescing SDK" --target rpc --addr 127.0.0.1:$rpc_port --coalesce "$coalesce"
@@ -60,6 +63,6 @@ bench always-co always "putallkv PutAll, wal.fsync=always, coalescing SDK" --tar
 echo
 echo "$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB; $conc callers, $batch keys of $value bytes per call, $duration per run; coalescing SDK: $coalesce round trips ($coalesce_durable durable)"
 echo "in memory:"
-output/bin/putallbench compare "$out/redis.json" "$out/rpc.json" "$out/empty.json" "$out/rpc-co.json" "$out/empty-co.json"
+output/bin/putallbench compare "$out/redis.json" "$out/rueidis.json" "$out/rpc.json" "$out/empty.json" "$out/rpc-co.json" "$out/empty-co.json"
 echo "durable:"
-output/bin/putallbench compare "$out/redis-aof.json" "$out/always.json" "$out/interval.json" "$out/always-co.json" "$out/rpc.json"
+output/bin/putallbench compare "$out/redis-aof.json" "$out/rueidis-aof.json" "$out/always.json" "$out/interval.json" "$out/always-co.json" "$out/rpc.json"

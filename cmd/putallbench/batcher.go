@@ -25,7 +25,7 @@ type batcherTarget struct {
 }
 
 func newBatcherTarget(cfg *config) (*batcherTarget, error) {
-	c, err := kvclient.New([]string{cfg.addr}, kvclient.WithRPCTimeout(cfg.timeout), kvclient.WithPool(64, 64, time.Minute))
+	c, err := kvclient.New(cfg.addrs(), kvclient.WithRPCTimeout(cfg.timeout), kvclient.WithPool(64, 64, time.Minute))
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ require (
 	github.com/cloudwego/kitex v0.16.3
 	github.com/putallkv/putallkv v0.0.0-00010101000000-000000000000
 	github.com/redis/go-redis/v9 v9.7.3
+	github.com/redis/rueidis v1.0.79
 	gonum.org/v1/plot v0.15.2
 )
 

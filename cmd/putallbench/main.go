@@ -145,8 +145,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}
 	var steps, rates string
 	var seed int64
-	fs.StringVar(&c.target, "target", "rpc", "rpc | http | batcher | redis")
-	fs.StringVar(&c.addr, "addr", "", "target address HOST:PORT (default: 127.0.0.1:8888 rpc/batcher, :8080 http, :6379 redis)")
+	fs.StringVar(&c.target, "target", "rpc", "rpc | http | batcher | redis (go-redis) | rueidis")
+	fs.StringVar(&c.addr, "addr", "", "target address HOST:PORT; rpc, batcher and rueidis take several, comma-separated (default: 127.0.0.1:8888 rpc/batcher, :8080 http, :6379 redis/rueidis)")
 	fs.StringVar(&c.mode, "mode", "atomic", "putallkv write mode: atomic | best_effort")
 	fs.StringVar(&steps, "steps", "50", "concurrency per step, comma-separated (e.g. 1,10,50,100)")
 	fs.StringVar(&rates, "rate", "", "target operations/s per step, comma-separated (open loop); empty = closed loop")
@@ -217,7 +217,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("--dist zipf and hot need --keys at least twice the keys of one operation")
 	}
 	if c.addr == "" {
-		c.addr = map[string]string{"rpc": "127.0.0.1:8888", "batcher": "127.0.0.1:8888", "http": "127.0.0.1:8080", "redis": "127.0.0.1:6379"}[c.target]
+		c.addr = map[string]string{"rpc": "127.0.0.1:8888", "batcher": "127.0.0.1:8888", "http": "127.0.0.1:8080", "redis": "127.0.0.1:6379", "rueidis": "127.0.0.1:6379"}[c.target]
 	}
 	return c, nil
 }
@@ -232,6 +232,18 @@ func parseList[T int | float64](s string, parse func(string) (T, error)) ([]T, e
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// addrs is --addr as a list: the SDK targets (rpc, batcher) balance over several nodes, and
+// rueidis takes several seed nodes of a cluster.
+func (c *config) addrs() []string {
+	var out []string
+	for _, a := range strings.Split(c.addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // opKeys is the number of keys one operation carries.

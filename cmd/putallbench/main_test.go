@@ -18,6 +18,13 @@ func TestParseFlags(t *testing.T) {
 	if good.addr != "127.0.0.1:6379" || len(good.rates) != 2 || good.rates[1] != 500 || good.opKeys() != 12 {
 		t.Fatalf("parsed %+v", good)
 	}
+	multi, err := parseFlags([]string{"--target", "rueidis", "--addr", "127.0.0.1:7000, 127.0.0.1:7001,"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := multi.addrs(); len(got) != 2 || got[1] != "127.0.0.1:7001" {
+		t.Fatalf("--addr with two nodes parsed as %q", got)
+	}
 	for _, args := range [][]string{
 		{"--steps", "0"},
 		{"--steps", "x"},

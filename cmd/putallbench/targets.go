@@ -36,7 +36,7 @@ func newTarget(cfg *config) (target, error) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := kvclient.New([]string{cfg.addr}, append(opts, kvclient.WithRPCTimeout(cfg.timeout),
+		c, err := kvclient.New(cfg.addrs(), append(opts, kvclient.WithRPCTimeout(cfg.timeout),
 			kvclient.WithPool(1024, 1024, time.Minute), kvclient.WithCoalescing(cfg.coalesce))...)
 		if err != nil {
 			return nil, err
@@ -48,8 +48,10 @@ func newTarget(cfg *config) (target, error) {
 		return newHTTPTarget(cfg), nil
 	case "redis":
 		return newRedisTarget(cfg), nil
+	case "rueidis":
+		return newRueidisTarget(cfg)
 	}
-	return nil, fmt.Errorf("--target must be rpc, http, batcher or redis, got %q", cfg.target)
+	return nil, fmt.Errorf("--target must be rpc, http, batcher, redis or rueidis, got %q", cfg.target)
 }
 
 // secureOptions are the SDK options of --token and --ca.
