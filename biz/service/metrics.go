@@ -67,6 +67,8 @@ var latencyModes = [...]string{store.Atomic.String(), store.BestEffort.String(),
 type metrics struct {
 	requests        *prometheus.CounterVec
 	requestsBy      *children[prometheus.Counter] // method*nCodes + code
+	keys            *prometheus.CounterVec
+	keysBy          *children[prometheus.Counter] // method*nCodes + code
 	batchSize       prometheus.Histogram
 	putAllLatency   *prometheus.HistogramVec
 	latencyBy       *children[prometheus.Observer] // mode*nCodes + code
@@ -82,6 +84,11 @@ func newMetrics(reg prometheus.Registerer, engine store.Engine, idem *idempotenc
 			Namespace: pkgmetrics.Namespace,
 			Name:      "kv_requests_total",
 			Help:      "Calls of each KVService method, by method and outcome code.",
+		}, []string{"method", "code"}),
+		keys: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: pkgmetrics.Namespace,
+			Name:      "kv_keys_total",
+			Help:      "Keys (entries) named by calls of each KVService method, by method and the call's outcome code; a PutAllMany's keys count under PutAll.",
 		}, []string{"method", "code"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: pkgmetrics.Namespace,
@@ -121,6 +128,9 @@ func newMetrics(reg prometheus.Registerer, engine store.Engine, idem *idempotenc
 	m.requestsBy = newChildren(int(nMethods)*nCodes, func(k int) prometheus.Counter {
 		return m.requests.WithLabelValues(methodNames[k/nCodes], kv.ErrorCode(k%nCodes).String())
 	})
+	m.keysBy = newChildren(int(nMethods)*nCodes, func(k int) prometheus.Counter {
+		return m.keys.WithLabelValues(methodNames[k/nCodes], kv.ErrorCode(k%nCodes).String())
+	})
 	m.latencyBy = newChildren(len(latencyModes)*nCodes, func(k int) prometheus.Observer {
 		return m.putAllLatency.WithLabelValues(latencyModes[k/nCodes], strings.ToLower(kv.ErrorCode(k%nCodes).String()))
 	})
@@ -128,7 +138,7 @@ func newMetrics(reg prometheus.Registerer, engine store.Engine, idem *idempotenc
 		return m, nil
 	}
 	collectors := []prometheus.Collector{
-		m.requests, m.batchSize, m.putAllLatency, m.limiterWait, m.limiterRejected, m.chunkSize, m.suggestedBatch,
+		m.requests, m.keys, m.batchSize, m.putAllLatency, m.limiterWait, m.limiterRejected, m.chunkSize, m.suggestedBatch,
 		gaugeFunc("limiter_tokens", "Write-admission tokens in hand (+Inf when unlimited).",
 			bucket.Tokens),
 		gaugeFunc("store_keys", "Keys resident in the store, including expired keys not yet swept.",
@@ -168,10 +178,14 @@ func counterFunc(name, help string, f func() float64) prometheus.CounterFunc {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: pkgmetrics.Namespace, Name: name, Help: help}, f)
 }
 
-// observe counts a call of method by its outcome code; it is deferred with a pointer to the
-// method's named error result.
-func (m *metrics) observe(method method, err *error) {
-	m.requestsBy.get(int(method)*nCodes + codeIndex(codeOf(*err))).Inc()
+// observe counts a call of method naming keys keys by its outcome code; it is deferred with a
+// pointer to the method's named error result.
+func (m *metrics) observe(method method, keys int, err *error) {
+	k := int(method)*nCodes + codeIndex(codeOf(*err))
+	m.requestsBy.get(k).Inc()
+	if keys > 0 {
+		m.keysBy.get(k).Add(float64(keys))
+	}
 }
 
 // observePutAll records a PutAll's size and latency.

@@ -9,7 +9,7 @@ import (
 
 // Get reads one key; an absent or expired key is NOT_FOUND.
 func (s *Service) Get(ctx context.Context, req *kv.GetRequest) (resp *kv.GetResponse, err error) {
-	defer s.metrics.observe(mGet, &err)
+	defer s.metrics.observe(mGet, 1, &err)
 	if code, msg := s.checkKey(req.Key); code != kv.ErrorCode_OK {
 		return nil, kvError(code, "%s", msg)
 	}
@@ -29,7 +29,7 @@ func toItem(key string, it store.Item) *kv.Item {
 
 // GetAll reads many keys as of one revision.
 func (s *Service) GetAll(ctx context.Context, req *kv.GetAllRequest) (resp *kv.GetAllResponse, err error) {
-	defer s.metrics.observe(mGetAll, &err)
+	defer s.metrics.observe(mGetAll, len(req.Keys), &err)
 	if err := s.checkBatchSize(len(req.Keys)); err != nil {
 		return nil, err
 	}

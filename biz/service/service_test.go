@@ -328,10 +328,19 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = s.Get(ctx, &kv.GetRequest{Key: "zz"})
+	_, _ = s.GetAll(ctx, &kv.GetAllRequest{Keys: []string{"a", "b", "c"}})
 	if n := testutil.ToFloat64(s.metrics.requests.WithLabelValues("Get", "NOT_FOUND")); n != 1 {
 		t.Errorf("Get NOT_FOUND counter = %v", n)
 	}
-	for name, want := range map[string]int{"putallkv_putall_batch_size": 1, "putallkv_putall_latency_seconds": 1, "putallkv_store_keys": 1, "putallkv_store_revision": 1, "putallkv_kv_requests_total": 2} {
+	for _, c := range []struct {
+		method, code string
+		want         float64
+	}{{"PutAll", "OK", 2}, {"Get", "NOT_FOUND", 1}, {"GetAll", "OK", 3}} {
+		if n := testutil.ToFloat64(s.metrics.keys.WithLabelValues(c.method, c.code)); n != c.want {
+			t.Errorf("putallkv_kv_keys_total{%s,%s} = %v; want %v", c.method, c.code, n, c.want)
+		}
+	}
+	for name, want := range map[string]int{"putallkv_putall_batch_size": 1, "putallkv_putall_latency_seconds": 1, "putallkv_store_keys": 1, "putallkv_store_revision": 1, "putallkv_kv_requests_total": 3, "putallkv_kv_keys_total": 3} {
 		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != want {
 			t.Errorf("%s: %d series, %v; want %d", name, n, err, want)
 		}

@@ -10,7 +10,7 @@ import (
 
 // Put writes one key.
 func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResponse, err error) {
-	defer s.metrics.observe(mPut, &err)
+	defer s.metrics.observe(mPut, 1, &err)
 	w := write{key: req.Key, value: req.Value, expected: req.ExpectedVersion, ttlMs: req.TtlMs}
 	return idempotent(ctx, s, "Put", idempotencyKeyOf(req.RequestId), oneEntry(w),
 		func(key *idemKey) (*kv.PutResponse, error) {
@@ -24,7 +24,7 @@ func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResp
 
 // Delete removes one key; an absent key is NOT_FOUND.
 func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.DeleteResponse, err error) {
-	defer s.metrics.observe(mDelete, &err)
+	defer s.metrics.observe(mDelete, 1, &err)
 	w := write{key: req.Key, del: true, expected: req.ExpectedVersion}
 	return idempotent(ctx, s, "Delete", idempotencyKeyOf(req.RequestId), oneEntry(w),
 		func(key *idemKey) (*kv.DeleteResponse, error) {
@@ -38,7 +38,7 @@ func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.D
 
 // PutAll writes many keys, atomically or key by key.
 func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.PutAllResponse, err error) {
-	defer s.metrics.observe(mPutAll, &err)
+	defer s.metrics.observe(mPutAll, len(req.Entries), &err)
 	defer func(start time.Time) { s.metrics.observePutAll(req, err, start) }(time.Now())
 	return batchCall[kv.PutAllResponse](ctx, s, "PutAll", req.Mode, req.RequestId, len(req.Entries), func(i int) write {
 		e := req.Entries[i]
@@ -48,7 +48,7 @@ func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.P
 
 // DeleteAll deletes many keys, atomically or key by key. An absent key is NOT_FOUND.
 func (s *Service) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (resp *kv.DeleteAllResponse, err error) {
-	defer s.metrics.observe(mDeleteAll, &err)
+	defer s.metrics.observe(mDeleteAll, len(req.Entries), &err)
 	return batchCall[kv.DeleteAllResponse](ctx, s, "DeleteAll", req.Mode, req.RequestId, len(req.Entries), func(i int) write {
 		e := req.Entries[i]
 		return write{key: e.Key, del: true, expected: e.ExpectedVersion}

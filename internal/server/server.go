@@ -149,6 +149,12 @@ func (s *Server) startService(reg *prometheus.Registry) error {
 	if err != nil {
 		return err
 	}
+	conns := limiter.NewConnectionLimiter(cfg.Server.MaxConnections)
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metrics.Namespace, Name: "rpc_connections",
+		Help: "RPC connections open now (at most server.max_connections)."},
+		func() float64 { _, n := conns.Status(context.Background()); return float64(n) })); err != nil {
+		return err
+	}
 	transport := handler.Transport{MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout,
 		Logger: s.log, Refusals: refusals}
 	opts := append(handler.ServerOptions(transport),
@@ -156,7 +162,7 @@ func (s *Server) startService(reg *prometheus.Registry) error {
 		kitexserver.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
 		kitexserver.WithExitWaitTime(cfg.Server.ShutdownTimeout),
 		kitexserver.WithExitSignal(func() <-chan error { return s.rpcStop }),
-		kitexserver.WithConnectionLimiter(limiter.NewConnectionLimiter(cfg.Server.MaxConnections)),
+		kitexserver.WithConnectionLimiter(conns),
 		// The standard series need only each call's start and end: the base level records no more.
 		kitexserver.WithTracer(kitexTracer(reg)), kitexserver.WithStatsLevel(stats.LevelBase),
 	)
@@ -193,8 +199,13 @@ func (s *Server) upstreamReady(ctx context.Context) error {
 func (s *Server) openStore(reg prometheus.Registerer) (*service.Recovery, error) {
 	cfg := s.cfg
 	if cfg.Store.EngineName() == config.EngineRedisCluster {
-		e, err := redisstore.Open(redisstore.Options{Addrs: cfg.Redis.AddrList(), ReplicasAck: cfg.Redis.ReplicasAck,
-			AckTimeout: cfg.Redis.AckTimeout})
+		var e *redisstore.Engine
+		rm, err := metrics.NewRedisCluster(reg, func() int { return e.Nodes() })
+		if err != nil {
+			return nil, err
+		}
+		e, err = redisstore.Open(redisstore.Options{Addrs: cfg.Redis.AddrList(), ReplicasAck: cfg.Redis.ReplicasAck,
+			AckTimeout: cfg.Redis.AckTimeout, Observer: rm})
 		if err != nil {
 			return nil, fmt.Errorf("redis.addrs: %w", err)
 		}

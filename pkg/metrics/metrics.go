@@ -1,9 +1,9 @@
 // Package metrics provides a Prometheus registry preloaded with the Go runtime and process
 // collectors, and the admin HTTP server that exposes it at /metrics next to the pprof handlers
 // at /debug/pprof/. It knows nothing of the service whose metrics it serves: callers register
-// their own collectors on the registry. Durability is the one adapter here, from the
-// write-ahead log's and the durable store's observer events, matched by method set so that
-// neither package is imported.
+// their own collectors on the registry. Durability and RedisCluster are the adapters here, from
+// the observer events of the write-ahead log and the durable store, and of the redis_cluster
+// engine, matched by method set so that none of those packages is imported.
 package metrics
 
 import (

@@ -51,7 +51,32 @@ type Options struct {
 	ReplicasAck int
 	// AckTimeout bounds the wait for the replicas; 0 means DefaultAckTimeout.
 	AckTimeout time.Duration
+	// Observer is told of every round trip to the cluster and every failed command, for
+	// metrics; nil: nobody.
+	Observer Observer
 }
+
+// Observer is told what the engine asks of the cluster, so that an operator sees the Redis
+// side of the calls (pkg/metrics' RedisCluster turns it into Prometheus series; it is an
+// Observer by its methods alone, so neither package imports the other). op is "apply" (a
+// write) or "read". Its methods are called on the calls' goroutines and must not block.
+type Observer interface {
+	// RoundTrip reports one round trip: the script calls for slots hash slots (with their
+	// WAITs, when replicas must confirm), sent together, answered after d, whatever the answers.
+	RoundTrip(op string, slots int, d time.Duration)
+	// Failed reports a script call or a WAIT that failed, by reason: a refusal's first word
+	// in lower case (clusterdown, oom, masterdown, tryagain, loading, readonly, busy);
+	// "noscript" (the node did not know the script: it is sent again with it); "error"
+	// (another Redis error); "connection" (no answer: the connection failed or the call's
+	// context ended); "wait" (fewer replicas than replicas_ack confirmed within ack_timeout).
+	Failed(op, reason string)
+}
+
+// nobody is the Observer of an engine given none.
+type nobody struct{}
+
+func (nobody) RoundTrip(string, int, time.Duration) {}
+func (nobody) Failed(string, string)                {}
 
 // Defaults of the configuration.
 const (
@@ -64,6 +89,7 @@ type Engine struct {
 	client      rueidis.Client
 	replicasAck int
 	ackTimeout  time.Duration
+	observer    Observer
 	revision    atomic.Int64 // the highest revision seen, for Stats
 }
 
@@ -74,7 +100,10 @@ func Open(opts Options) (*Engine, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("redisstore: no cluster addresses")
 	}
-	e := &Engine{replicasAck: opts.ReplicasAck, ackTimeout: opts.AckTimeout}
+	e := &Engine{replicasAck: opts.ReplicasAck, ackTimeout: opts.AckTimeout, observer: opts.Observer}
+	if e.observer == nil {
+		e.observer = nobody{}
+	}
 	if e.replicasAck < 0 {
 		return nil, fmt.Errorf("redisstore: replicas_ack %d is negative", e.replicasAck)
 	}
@@ -136,7 +165,7 @@ func (e *Engine) Apply(ctx context.Context, b store.Batch, results []store.Resul
 	if b.Mode == store.Atomic {
 		mode = "a"
 	}
-	replies, err := e.runRaw(ctx, groups, applyLua, e.replicasAck > 0, func(s script, g group) rueidis.Completed {
+	replies, err := e.runRaw(ctx, "apply", groups, applyLua, e.replicasAck > 0, func(s script, g group) rueidis.Completed {
 		return e.applyCommand(s, g, mode, writes)
 	})
 	if err != nil {
@@ -228,8 +257,8 @@ func fillResults(msg rueidis.RedisMessage, g group, writes []store.Write, result
 // WAIT counts exactly the writes before it). It returns each group's reply. With wait, a
 // group whose WAIT confirms fewer than ReplicasAck replicas fails the call with
 // store.ErrNotDurable: the write was applied on its master, but whether it survives a failover
-// is unknown.
-func (e *Engine) runRaw(ctx context.Context, groups []group, s script, wait bool, call func(script, group) rueidis.Completed) ([]rueidis.RedisMessage, error) {
+// is unknown. op names the call to the Observer.
+func (e *Engine) runRaw(ctx context.Context, op string, groups []group, s script, wait bool, call func(script, group) rueidis.Completed) ([]rueidis.RedisMessage, error) {
 	replies := make([]rueidis.RedisMessage, len(groups))
 	todo := make([]int, len(groups))
 	for i := range todo {
@@ -256,13 +285,17 @@ func (e *Engine) runRaw(ctx context.Context, groups []group, s script, wait bool
 					Timeout(e.ackTimeout.Milliseconds()).Build().SetSlot(revisionKey(groups[gi].slot)))
 			}
 		}
+		start := time.Now()
 		res := e.client.DoMulti(ctx, cmds...)
+		e.observer.RoundTrip(op, len(todo), time.Since(start))
 		var again []int
 		var errs []error
 		for j, gi := range todo {
 			msg, err := res[per*j].ToMessage()
 			if err != nil {
-				if re, ok := rueidis.IsRedisErr(err); ok && re.IsNoScript() {
+				why := reason(err)
+				e.observer.Failed(op, why)
+				if why == "noscript" {
 					again = append(again, gi)
 					continue
 				}
@@ -272,6 +305,7 @@ func (e *Engine) runRaw(ctx context.Context, groups []group, s script, wait bool
 			replies[gi] = msg
 			if wait {
 				if err := e.acked(res[per*j+1]); err != nil {
+					e.observer.Failed(op, "wait")
 					errs = append(errs, fmt.Errorf("slot %d: %w", groups[gi].slot, err))
 				}
 			}
@@ -318,6 +352,21 @@ func refusal(err error) error {
 	return err
 }
 
+// reason names a failed command's error for Observer.Failed.
+func reason(err error) string {
+	re, ok := rueidis.IsRedisErr(err)
+	switch {
+	case !ok:
+		return "connection"
+	case re.IsNoScript():
+		return "noscript"
+	}
+	if word, _, _ := strings.Cut(re.Error(), " "); refusals[word] {
+		return strings.ToLower(word)
+	}
+	return "error"
+}
+
 // failure is the error of a write some of whose script calls failed. A failure of the
 // connection (or of the context) leaves the outcome unknown, and so does any failure of a
 // call spanning slots, some of which may have applied. A one-slot call Redis refused
@@ -355,7 +404,7 @@ func (e *Engine) GetAll(ctx context.Context, keys []string, items []store.Item) 
 		return 0, nil
 	}
 	groups := groupBySlot(len(keys), func(i int) string { return dataKey(keys[i]) })
-	raw, err := e.runRaw(ctx, groups, getLua, false, func(s script, g group) rueidis.Completed {
+	raw, err := e.runRaw(ctx, "read", groups, getLua, false, func(s script, g group) rueidis.Completed {
 		ks := make([]string, 0, len(g.idx)+1)
 		ks = append(ks, revisionKey(g.slot))
 		for _, i := range g.idx {
@@ -420,6 +469,10 @@ func (e *Engine) WaitsForDurability() bool { return e.replicasAck > 0 }
 // Stats implements store.Engine: the highest revision this process has seen; Redis counts the
 // keys and bounds the memory, not this engine.
 func (e *Engine) Stats() store.Stats { return store.Stats{Revision: e.revision.Load()} }
+
+// Nodes is how many Redis nodes the engine's client holds a connection to now: every master,
+// and the replicas the cluster reported healthy at the client's last refresh of its slot map.
+func (e *Engine) Nodes() int { return len(e.client.Nodes()) }
 
 // Close implements store.Engine.
 func (e *Engine) Close() error {

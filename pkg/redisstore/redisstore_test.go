@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/putallkv/putallkv/internal/rediscluster"
 	"github.com/putallkv/putallkv/pkg/store"
 )
 
@@ -351,5 +353,74 @@ func starve(t *testing.T, e *Engine) {
 		if err != nil {
 			t.Fatalf("CONFIG SET on %s: %v", addr, err)
 		}
+	}
+}
+
+// recorder is an Observer that keeps what it is told.
+type recorder struct {
+	mu     sync.Mutex
+	trips  map[string]int // op → round trips
+	slots  map[string]int // op → slots over those round trips
+	failed map[string]int // op/reason → failures
+}
+
+func (r *recorder) RoundTrip(op string, slots int, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.trips[op]++
+	r.slots[op] += slots
+}
+
+func (r *recorder) Failed(op, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed[op+"/"+reason]++
+}
+
+// The Observer hears of every round trip with its slots, and of each failure by its reason:
+// a script the nodes forgot (noscript, then the call succeeds), a WAIT short of replicas, an
+// out-of-memory refusal, a cancelled call.
+func TestObserverHearsRoundTripsAndFailures(t *testing.T) {
+	rec := &recorder{trips: map[string]int{}, slots: map[string]int{}, failed: map[string]int{}}
+	e := openEngine(t, Options{ReplicasAck: 2, AckTimeout: 20 * time.Millisecond, Observer: rec})
+	if n := e.Nodes(); n < rediscluster.Nodes/2 || n > rediscluster.Nodes {
+		t.Errorf("Nodes() = %d; the cluster has %d masters and as many replicas", n, rediscluster.Nodes/2)
+	}
+	ctx := context.Background()
+	for addr, n := range e.client.Nodes() {
+		if err := n.Do(ctx, n.B().ScriptFlush().Build()).Error(); err != nil {
+			t.Fatalf("SCRIPT FLUSH on %s: %v", addr, err)
+		}
+	}
+	keys := keysInSlots(fresh(t), 3)
+	getAll(t, e, keys...) // one round trip of 3 slots refused NOSCRIPT, then one that answers
+	results := make([]store.Result, 1)
+	if _, err := e.Apply(ctx, store.Batch{Mode: store.Atomic, Writes: []store.Write{put(keys[0], "v", 0)}}, results); !errors.Is(err, store.ErrNotDurable) {
+		t.Fatalf("Apply asking 2 replicas of 1: %v; want ErrNotDurable", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := e.GetAll(cancelled, keys[:1], make([]store.Item, 1)); err == nil {
+		t.Fatal("GetAll with a cancelled context succeeded")
+	}
+	starve(t, e)
+	if _, err := e.Apply(ctx, store.Batch{Mode: store.Atomic, Writes: []store.Write{put(keys[1], "v", 0)}}, results); !errors.Is(err, store.ErrRefused) {
+		t.Fatalf("Apply on an out-of-memory master: %v; want ErrRefused", err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.trips["read"] != 3 || rec.slots["read"] != 7 {
+		t.Errorf("reads: %d round trips of %d slots; want 3 of 7 (3 refused NOSCRIPT, 3 answered, 1 cancelled)", rec.trips["read"], rec.slots["read"])
+	}
+	if rec.trips["apply"] < 2 || rec.slots["apply"] < 2 {
+		t.Errorf("writes: %d round trips of %d slots; want at least 2 of 2", rec.trips["apply"], rec.slots["apply"])
+	}
+	for _, want := range []string{"read/noscript", "apply/wait", "read/connection", "apply/oom"} {
+		if rec.failed[want] == 0 {
+			t.Errorf("no failure %s among %v", want, rec.failed)
+		}
+	}
+	if rec.failed["read/noscript"] != 3 {
+		t.Errorf("%d reads refused NOSCRIPT; want 3 (one a slot)", rec.failed["read/noscript"])
 	}
 }
