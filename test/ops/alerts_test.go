@@ -1,6 +1,6 @@
 // Package ops tests what operators are given besides the binaries: the Prometheus alert rules
 // in conf/prometheus, checked and unit-tested by the real promtool (Debian's prometheus
-// package, installed here when missing and the test runs as root), and read against the
+// package, installed by internal/promserver when missing and the test runs as root), and read against the
 // /metrics page of a real server so that no rule watches a series the server does not export.
 package ops
 
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/putallkv/putallkv/internal/promserver"
 	"github.com/putallkv/putallkv/internal/testnet"
 	"github.com/putallkv/putallkv/internal/testserver"
 	"github.com/putallkv/putallkv/kitex_gen/kv"
@@ -32,7 +33,7 @@ var rulesDir = filepath.Join("..", "..", "conf", "prometheus")
 // tests, in which every alert fires on a node crafted to raise it and stays silent on a healthy
 // one.
 func TestAlertRules(t *testing.T) {
-	promtool := needPromtool(t)
+	promtool := promserver.Binary(t, "promtool")
 	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		cmd := exec.CommandContext(ctx, promtool, args...)
@@ -107,31 +108,4 @@ func scrapeBusyServer(t *testing.T) string {
 		t.Fatalf("snapshot: %d %s", code, body)
 	}
 	return testnet.Get(t, "http://"+s.AdminAddr()+"/metrics")
-}
-
-// needPromtool returns the path of promtool, installing Debian's prometheus package first when
-// it is missing and the test runs as root; otherwise the test is skipped, saying how to get it.
-func needPromtool(t *testing.T) string {
-	t.Helper()
-	if path, err := exec.LookPath("promtool"); err == nil {
-		return path
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("promtool is missing and installing it needs root: apt-get install prometheus (Debian's package) and run again")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	// The lock timeout lets an install in another process finish first rather than fail.
-	for _, args := range [][]string{{"update"}, {"install", "-y", "--no-install-recommends", "prometheus"}} {
-		cmd := exec.CommandContext(ctx, "apt-get", append([]string{"-o", "DPkg::Lock::Timeout=300"}, args...)...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatalf("promtool still missing after installing Debian's prometheus package: %v", err)
-	}
-	return path
 }
