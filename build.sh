@@ -11,6 +11,9 @@
 #   ./build.sh bench security   what tokens and TLS cost on the PutAll benchmark
 #                       (script/bench-security.sh)
 #   ./build.sh ab ...   an A/B of two revisions, run alternately (script/ab.sh: server or store)
+#   ./build.sh observe [ADMIN_ADDR]   Prometheus scraping a running node (default
+#                       127.0.0.1:9100) with the alert rules loaded, on 127.0.0.1:9190
+#                       (PROMETHEUS_PORT), until Ctrl-C (script/observe.sh; installs prometheus)
 #   ./build.sh ldflags  the -ldflags the binaries are built with (version and commit stamps)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -79,6 +82,7 @@ case "$cmd" in
     if [ "${1:-}" = security ]; then exec script/bench-security.sh; fi
     script/bench.sh; go test -run '^$' -bench . -benchmem -count 1 ./pkg/store/ ;;
   ab) need_go; script/ab.sh "$@" ;;
+  observe) exec script/observe.sh "$@" ;;
   ldflags) ldflags ;;
-  *) echo "usage: ./build.sh [build|run|test|bench|ab|ldflags]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|run|test|bench|ab|observe|ldflags]" >&2; exit 2 ;;
 esac
