@@ -103,14 +103,17 @@ func OpenDurable(opts DurableOptions) (_ *Durable, err error) {
 			_ = d.log.Close()
 		}
 	}()
-	if d.snapLSN, err = d.loadSnapshot(); err != nil {
+	rs := newRestorer(d.mem)
+	if d.snapLSN, err = d.loadSnapshot(rs); err != nil {
+		rs.finish()
 		return nil, err
 	}
 	var records uint64
 	err = d.log.Replay(d.snapLSN, func(_ uint64, rec []byte) error {
 		records++
-		return d.replay(rec)
+		return d.replay(rec, rs)
 	})
+	rs.finish()
 	if err != nil {
 		return nil, fmt.Errorf("store: replaying %s: %w", opts.Dir, err)
 	}
@@ -213,8 +216,9 @@ func (d *Durable) snapshotInBackground() {
 	}()
 }
 
-// replay re-applies one logged batch: its applied writes at its revision.
-func (d *Durable) replay(rec []byte) error {
+// replay re-applies one logged batch: its applied writes at its revision, through rs (rec stays
+// valid: the log reads each segment into a buffer of its own).
+func (d *Durable) replay(rec []byte, rs *restorer) error {
 	r, err := decodeRecord(rec)
 	if err != nil {
 		return err
@@ -223,7 +227,7 @@ func (d *Durable) replay(rec []byte) error {
 		if r.results[i].Code != OK {
 			continue
 		}
-		d.mem.restore(&r.writes[i], r.rev) // the shard copies the value out of the log's buffer
+		rs.add(r.writes[i], r.rev) // the shard copies the value out of the log's buffer
 	}
 	d.mem.raiseRevision(r.rev)
 	if len(r.tag) > 0 && d.opts.Recovered != nil {
@@ -335,7 +339,7 @@ func (d *Durable) writeSnapshot(w *bufio.Writer, cutRev int64) (int64, error) {
 }
 
 // loadSnapshot restores the newest valid snapshot, if any, and returns its log position.
-func (d *Durable) loadSnapshot() (uint64, error) {
+func (d *Durable) loadSnapshot(rs *restorer) (uint64, error) {
 	lsn, r, err := wal.OpenLatestSnapshot(d.opts.Dir, d.opts.WAL.Logger)
 	if err != nil || r == nil {
 		return 0, err
@@ -362,7 +366,7 @@ func (d *Durable) loadSnapshot() (uint64, error) {
 			version := dec.varint()
 			w.ExpiresAtMs = dec.varint()
 			if dec.err == nil {
-				d.mem.restore(&w, version)
+				rs.add(w, version)
 				d.mem.raiseRevision(version)
 			}
 		case snapTag:

@@ -502,10 +502,9 @@ var _ Engine = (*Memory)(nil)
 // What Durable builds on: recovery restores keys and the revision, a snapshot scans the keys at
 // a cut between commits.
 
-// restore applies w at version unconditionally, as recovery does: a key is restored whatever
+// restoreHashed applies w (whose key hashes to h) at version unconditionally, as recovery does: a key is restored whatever
 // the quota says, since it was acknowledged.
-func (s *Memory) restore(w *Write, version int64) {
-	h := maphash.String(s.seed, w.Key)
+func (s *Memory) restoreHashed(w *Write, version int64, h uint64) {
 	sh := s.shardOf(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

@@ -333,8 +333,9 @@ func (l *Log) Err() error {
 	return l.err
 }
 
-// Replay calls fn, in order, for each record in the log with an LSN greater than after; rec is
-// only valid during the call. It is for recovery: it must be called before the first Append, and
+// Replay calls fn, in order, for each record in the log with an LSN greater than after. Each
+// segment is read into a buffer of its own, so rec stays valid after the call (the caller may
+// hand records to other goroutines) and must not be modified. It is for recovery: it must be called before the first Append, and
 // it fails with a *CorruptionError if records after `after` are missing (the log starts later)
 // or if after is beyond the end of the log (the caller's state is newer than the log: its end is
 // missing, and new LSNs would collide with the caller's). fn's error stops the replay and is
@@ -353,13 +354,12 @@ func (l *Log) Replay(after uint64, fn func(lsn uint64, rec []byte) error) error 
 		return fmt.Errorf("wal: replay after LSN %d: %w", after, &CorruptionError{File: l.dir,
 			Reason: fmt.Sprintf("the log starts at LSN %d: records %d..%d are missing", segs[0].seq, after+1, segs[0].seq-1)})
 	}
-	var buf []byte
 	for i, s := range segs {
 		if i+1 < len(segs) && segs[i+1].seq-1 <= after {
 			continue // every record of s is <= after
 		}
-		var err error
-		if buf, err = readFile(s.path, buf); err != nil {
+		buf, err := readFile(s.path, nil)
+		if err != nil {
 			return fmt.Errorf("wal: replay: %w", err)
 		}
 		sc, err := scanSegment(buf, s.seq, i == len(segs)-1, func(lsn uint64, rec []byte) error {
