@@ -345,7 +345,7 @@ func (d *Durable) loadSnapshot(rs *restorer) (uint64, error) {
 		return 0, err
 	}
 	defer r.Close()
-	body, err := io.ReadAll(r)
+	body, err := readWhole(r)
 	if err != nil {
 		return 0, err
 	}
@@ -379,6 +379,18 @@ func (d *Durable) loadSnapshot(rs *restorer) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("store: snapshot %d: %w", lsn, dec.err)
+}
+
+// readWhole reads r to its end, in one allocation when r knows its size (a snapshot's body
+// does): io.ReadAll would copy a large body several times over as it grows its buffer.
+func readWhole(r io.Reader) ([]byte, error) {
+	sized, ok := r.(interface{ Size() int64 })
+	if !ok {
+		return io.ReadAll(r)
+	}
+	body := make([]byte, sized.Size())
+	_, err := io.ReadFull(r, body)
+	return body, err
 }
 
 // Err reports whether the log is refusing writes (disk full, I/O error), and why.
