@@ -31,6 +31,12 @@ func newBatcherTarget(cfg *config) (*batcherTarget, error) {
 	}
 	t := &batcherTarget{c: c}
 	var opts []kvclient.BatcherOption
+	if cfg.linger >= 0 {
+		opts = append(opts, kvclient.WithLinger(cfg.linger))
+	}
+	if cfg.inFlight > 0 {
+		opts = append(opts, kvclient.WithMaxInFlight(cfg.inFlight))
+	}
 	if cfg.tracePath != "" {
 		if t.trace, err = newTracer(cfg.tracePath, cfg.metricsURL); err != nil {
 			_ = c.Close()
