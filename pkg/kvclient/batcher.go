@@ -23,12 +23,13 @@ var ErrBatcherClosed = errors.New("kvclient: batcher closed")
 //
 // Batching. Put queues its entry. A batch is sent when the entries waiting reach the target
 // size, or when the oldest of them has waited the linger time (WithLinger), whichever comes
-// first, and only while fewer than WithMaxInFlight calls are in flight: while every slot is
-// busy, the next batch keeps growing up to the target size. A batch never holds a key twice
-// (the server refuses such a request whole): a Put of a key already in the batch being formed
-// waits for the next one. Two Puts of one key may then be in flight at once and apply in
-// either order, as concurrent writes of a key always may; each caller gets the version of
-// its own write.
+// first, and only while fewer than WithMaxInFlight round trips are in flight: while every
+// slot is busy, the next batch keeps growing up to the target size. A PutAll never holds a key
+// twice (the server refuses such a request whole), so a hot key's Puts would each wait for a
+// round trip of their own: instead, the n-th Put of a key waiting goes in the n-th PutAll of
+// the round trip, which then is a PutAllMany of those calls (at most maxRoundCalls; one call
+// in fallback). Two Puts of one key may then be in flight at once and apply in either order, as
+// concurrent writes of a key always may; each caller gets the version of its own write.
 //
 // Sizing. The target size is an AIMD controller (after Netflix's concurrency-limits): +1
 // after a call that was answered with no refusal within the target latency
@@ -250,11 +251,20 @@ type result struct {
 // batch is one PutAll call's worth of entries.
 type batch struct {
 	entries  []*entry
-	limit    int       // the target size it was cut to
-	epoch    uint64    // the controller's epoch when it was cut
-	fallback bool      // cut in fallback
+	limit    int    // the target size its round trip was cut to
+	epoch    uint64 // the controller's epoch when it was cut
+	fallback bool   // cut in fallback
+	last     bool   // the last call of its round trip: settling it frees the round trip's slot
+}
+
+// round is one round trip's calls: one PutAll, or a PutAllMany of several when keys repeat.
+type round struct {
+	calls    []*batch
 	deadline time.Time // the latest of its callers' deadlines; zero if one has none
 }
+
+// maxRoundCalls bounds the calls of one round trip, and so how many Puts of one key it carries.
+const maxRoundCalls = 16
 
 // GetKey returns the entry's key (see Statuses).
 func (e *entry) GetKey() string { return e.key }
@@ -363,9 +373,9 @@ func (b *Batcher) dispatch(now time.Time) (wait time.Duration, exit bool) {
 			next = at
 			break
 		}
-		if bt := b.cut(); len(bt.entries) > 0 {
+		if rd := b.cut(); len(rd.calls) > 0 {
 			b.inFlight++
-			b.calls.Go(func() { b.send(bt) })
+			b.calls.Go(func() { b.send(rd) })
 		}
 	}
 	if !b.nextDue.IsZero() && (next.IsZero() || b.nextDue.Before(next)) {
@@ -412,35 +422,56 @@ func (b *Batcher) sendAt() time.Time {
 	return at
 }
 
-// cut takes the next batch from ready: the oldest queued entries, up to the target size, one
-// per key. Entries whose caller's context has ended are dropped instead.
-func (b *Batcher) cut() *batch {
-	bt := &batch{limit: b.ctrl.size(), epoch: b.ctrl.epoch(), fallback: b.ctrl.inFallback()}
-	in := make(map[string]bool, min(bt.limit, b.nReady))
+// cut takes the next round trip from ready: the oldest queued entries, up to the target size,
+// in calls that each name a key once (the n-th entry of a key in the n-th call). Entries whose
+// caller's context has ended are dropped instead.
+func (b *Batcher) cut() round {
+	limit, epoch, fallback := b.ctrl.size(), b.ctrl.epoch(), b.ctrl.inFallback()
+	maxCalls := maxRoundCalls
+	if fallback {
+		maxCalls = 1
+	}
+	var rd round
+	taken := 0
+	seen := make(map[string]int, min(limit, b.nReady)) // a key's entries in the round so far
 	keep := b.ready[:0]
 	for i, e := range b.ready {
-		if len(bt.entries) == bt.limit {
+		if taken == limit {
 			keep = append(keep, b.ready[i:]...)
 			break
 		}
-		switch {
+		switch n := seen[e.key]; {
 		case e.state != queued: // abandoned by its caller
 		case e.ctx.Err() != nil:
 			e.state = abandoned
 			b.nReady--
-		case in[e.key]: // the server refuses a request naming a key twice: next batch
+		case n == maxCalls: // the key is in every call the round may have: next round
 			keep = append(keep, e)
 		default:
-			in[e.key] = true
+			seen[e.key] = n + 1
+			if n == len(rd.calls) {
+				rd.calls = append(rd.calls, &batch{limit: limit, epoch: epoch, fallback: fallback})
+			}
 			e.state = sending
 			b.nReady--
-			bt.entries = append(bt.entries, e)
+			rd.calls[n].entries = append(rd.calls[n].entries, e)
+			taken++
 		}
 	}
 	clear(b.ready[len(keep):])
 	b.ready = keep
-	bt.deadline = latestDeadline(bt.entries)
-	return bt
+	if len(rd.calls) > 0 {
+		rd.calls[len(rd.calls)-1].last = true
+	}
+	for _, bt := range rd.calls {
+		if d := latestDeadline(bt.entries); d.IsZero() {
+			rd.deadline = time.Time{}
+			break
+		} else if d.After(rd.deadline) {
+			rd.deadline = d
+		}
+	}
+	return rd
 }
 
 // latestDeadline is the latest of the entries' deadlines, or zero if one of them has none: a
@@ -459,22 +490,58 @@ func latestDeadline(es []*entry) time.Time {
 	return latest
 }
 
-// send makes bt's PutAll call and settles its outcome.
-func (b *Batcher) send(bt *batch) {
+// send makes rd's round trip, a PutAll or a PutAllMany, and settles each call's outcome. A
+// PutAllMany the server refuses as a whole (a server that predates it, or one configured for
+// smaller requests) is sent again as one PutAll after the other.
+func (b *Batcher) send(rd round) {
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if !rd.deadline.IsZero() {
+		ctx, cancel = context.WithDeadline(ctx, rd.deadline)
+	}
+	defer cancel()
+	if len(rd.calls) == 1 {
+		b.sendOne(ctx, rd.calls[0])
+		return
+	}
+	req := &kv.PutAllManyRequest{Calls: make([]*kv.PutAllRequest, len(rd.calls))}
+	for i, bt := range rd.calls {
+		req.Calls[i] = bt.request()
+		b.c.metrics.batched(sourceBatcher, len(bt.entries))
+	}
+	start := time.Now()
+	resp, err := b.c.PutAllMany(ctx, req)
+	latency := time.Since(start)
+	if err != nil && refusedWhole(err) {
+		for _, bt := range rd.calls {
+			b.sendOne(ctx, bt)
+		}
+		return
+	}
+	for i, bt := range rd.calls {
+		var one *kv.PutAllResponse
+		oneErr := err
+		if err == nil {
+			one, oneErr = callOutcome(resp, i, len(rd.calls))
+		}
+		b.settle(bt, one, oneErr, latency)
+	}
+}
+
+// sendOne makes bt's PutAll call and settles its outcome.
+func (b *Batcher) sendOne(ctx context.Context, bt *batch) {
+	b.c.metrics.batched(sourceBatcher, len(bt.entries))
+	start := time.Now()
+	resp, err := b.c.PutAll(ctx, bt.request())
+	b.settle(bt, resp, err, time.Since(start))
+}
+
+// request is bt's PutAll request.
+func (bt *batch) request() *kv.PutAllRequest {
 	req := &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, Entries: make([]*kv.Entry, len(bt.entries))}
 	for i, e := range bt.entries {
 		req.Entries[i] = &kv.Entry{Key: e.key, Value: e.value}
 	}
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if !bt.deadline.IsZero() {
-		ctx, cancel = context.WithDeadline(ctx, bt.deadline)
-	}
-	b.c.metrics.batched(sourceBatcher, len(req.Entries))
-	start := time.Now()
-	resp, err := b.c.PutAll(ctx, req)
-	latency := time.Since(start)
-	cancel()
-	b.settle(bt, resp, err, latency)
+	return req
 }
 
 // settle hands out the results of bt's call, queues again what is to be sent again, updates
@@ -484,7 +551,9 @@ func (b *Batcher) settle(bt *batch, resp *kv.PutAllResponse, err error, latency 
 	defer b.settleMu.Unlock()
 	ev := BatchEvent{Size: len(bt.entries), Limit: bt.limit, Latency: latency, Fallback: bt.fallback}
 	b.mu.Lock()
-	b.inFlight--
+	if bt.last {
+		b.inFlight--
+	}
 	now := time.Now()
 	var results []*kv.KeyStatus
 	if err == nil {

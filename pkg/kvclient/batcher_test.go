@@ -164,7 +164,7 @@ func TestBatcherCut(t *testing.T) {
 	// noticed yet.
 	a1, a2, bb, gone, dead, c, d := mk(soon, "a"), mk(ctx, "a"), mk(later, "b"), mk(ended, "x"), mk(ended, "y"), mk(soon, "c"), mk(ctx, "d")
 	now := time.Unix(0, 0)
-	b.enqueue([]*entry{a1, a2, bb, gone, dead, c, d}, now, false)
+	b.enqueue([]*entry{a1, bb, gone, dead, c, a2, d}, now, false)
 	if _, err := b.abandon(gone); !errors.Is(err, context.Canceled) || strings.Contains(err.Message, "may or may not") {
 		t.Fatalf("abandoning a queued entry: %v, want context.Canceled, not sent", err)
 	}
@@ -176,9 +176,16 @@ func TestBatcherCut(t *testing.T) {
 		return strings.Join(ks, ",")
 	}
 
+	one := func(rd round) *batch {
+		t.Helper()
+		if len(rd.calls) != 1 || !rd.calls[0].last {
+			t.Fatalf("round of %d calls; want one, the last", len(rd.calls))
+		}
+		return rd.calls[0]
+	}
 	first := b.cut()
-	if got := keys(first.entries); got != "a,b,c" || first.limit != 3 {
-		t.Fatalf("first batch %s (limit %d), want a,b,c (limit 3)", got, first.limit)
+	if got := keys(one(first).entries); got != "a,b,c" || one(first).limit != 3 {
+		t.Fatalf("first batch %s (limit %d), want a,b,c (limit 3)", got, one(first).limit)
 	}
 	if !first.deadline.Equal(latest) {
 		t.Errorf("first batch deadline %v, want the latest of its callers' (%v)", first.deadline, latest)
@@ -188,7 +195,7 @@ func TestBatcherCut(t *testing.T) {
 	}
 
 	// The first batch comes back refused: its entries wait 5ms, then go before the rest.
-	b.refuse(first.entries, &Error{Code: kv.ErrorCode_RESOURCE_EXHAUSTED, RetryAfter: 5 * time.Millisecond}, now)
+	b.refuse(one(first).entries, &Error{Code: kv.ErrorCode_RESOURCE_EXHAUSTED, RetryAfter: 5 * time.Millisecond}, now)
 	b.promote(now.Add(4 * time.Millisecond))
 	if b.nReady != 2 || len(b.delayed) != 3 {
 		t.Fatalf("before the retry time: %d ready, %d delayed; want 2, 3", b.nReady, len(b.delayed))
@@ -198,12 +205,48 @@ func TestBatcherCut(t *testing.T) {
 		t.Fatalf("at the retry time: %d ready (%s), %d delayed; want 5 (a,b,c,a,d), 0", b.nReady, keys(b.ready), len(b.delayed))
 	}
 	second := b.cut()
-	if got := keys(second.entries); got != "a,b,c" || !second.deadline.Equal(latest) {
+	if got := keys(one(second).entries); got != "a,b,c" || !second.deadline.Equal(latest) {
 		t.Fatalf("second batch %s, deadline %v; want a,b,c, %v", got, second.deadline, latest)
 	}
 	third := b.cut()
-	if got := keys(third.entries); got != "a,d" || !third.deadline.IsZero() || b.nReady != 0 {
+	if got := keys(one(third).entries); got != "a,d" || !third.deadline.IsZero() || b.nReady != 0 {
 		t.Fatalf("third batch %s, deadline %v, %d left; want a,d, none, 0", got, third.deadline, b.nReady)
+	}
+}
+
+// TestBatcherCutRepeatedKeys: the n-th waiting Put of a key goes in the n-th call of the round
+// trip, up to maxRoundCalls calls; the target size counts the entries of every call.
+func TestBatcherCutRepeatedKeys(t *testing.T) {
+	mk := func(key string) *entry { return &entry{ctx: context.Background(), key: key, res: make(chan result, 1)} }
+	keysOf := func(rd round) string {
+		var calls []string
+		for i, bt := range rd.calls {
+			var ks []string
+			for _, e := range bt.entries {
+				ks = append(ks, e.key)
+			}
+			if bt.last != (i == len(rd.calls)-1) {
+				t.Errorf("call %d of %d: last %v", i, len(rd.calls), bt.last)
+			}
+			calls = append(calls, strings.Join(ks, ","))
+		}
+		return strings.Join(calls, " | ")
+	}
+	b := &Batcher{ctrl: newAIMD(3, 10, 0)}
+	b.enqueue([]*entry{mk("h"), mk("h"), mk("e"), mk("h")}, time.Unix(0, 0), false)
+	if got := keysOf(b.cut()); got != "h,e | h" {
+		t.Fatalf("first round %q; want \"h,e | h\"", got)
+	}
+	if got := keysOf(b.cut()); got != "h" || b.nReady != 0 {
+		t.Fatalf("second round %q, %d left; want \"h\", 0", got, b.nReady)
+	}
+
+	b = &Batcher{ctrl: newAIMD(100, 100, 0)}
+	for range maxRoundCalls + 4 {
+		b.enqueue([]*entry{mk("h")}, time.Unix(0, 0), false)
+	}
+	if rd := b.cut(); len(rd.calls) != maxRoundCalls || b.nReady != 4 {
+		t.Fatalf("a round of %d calls, %d left; want %d calls, 4 left", len(rd.calls), b.nReady, maxRoundCalls)
 	}
 }
 
@@ -216,10 +259,11 @@ type fakeServer struct {
 	// is thrown as the server's exception); called with mu held.
 	answer func(req *kv.PutAllRequest) (*kv.PutAllResponse, error)
 
-	mu       sync.Mutex
-	calls    [][]string       // the keys of every call, in order
-	versions map[string]int64 // value written -> version given
-	next     int64            // the last version given
+	mu         sync.Mutex
+	calls      [][]string       // the keys of every call, in order
+	roundTrips int              // the PutAllMany round trips among them
+	versions   map[string]int64 // value written -> version given
+	next       int64            // the last version given
 }
 
 // newFakeBatcher returns a Batcher whose calls s answers. It is closed when the test ends.
@@ -245,36 +289,62 @@ func newFakeBatcher(t *testing.T, answer func(s *fakeServer, req *kv.PutAllReque
 
 func (s *fakeServer) middleware(next endpoint.Endpoint) endpoint.Endpoint {
 	return func(ctx context.Context, req, resp any) error {
-		args, ok := req.(*kv.KVServicePutAllArgs)
-		if !ok {
-			return next(ctx, req, resp)
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		keys := make([]string, len(args.Req.Entries))
-		seen := map[string]bool{}
-		for i, e := range args.Req.Entries {
-			if seen[e.Key] {
-				s.t.Errorf("a call names key %q twice", e.Key)
+		switch args := req.(type) {
+		case *kv.KVServicePutAllArgs:
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			r, err := s.call(args.Req)
+			var thrown *kv.KVError
+			switch {
+			case errors.As(err, &thrown):
+				resp.(*kv.KVServicePutAllResult).Err = thrown
+			case err != nil:
+				return err
+			default:
+				resp.(*kv.KVServicePutAllResult).Success = r
 			}
-			seen[e.Key], keys[i] = true, e.Key
+			return nil
+		case *kv.KVServicePutAllManyArgs:
+			// Each call is answered as a PutAll of its own; an error that is not a
+			// *kv.KVError fails the whole round trip.
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.roundTrips++
+			out := &kv.PutAllManyResponse{}
+			for _, call := range args.Req.Calls {
+				r, err := s.call(call)
+				var thrown *kv.KVError
+				switch {
+				case errors.As(err, &thrown):
+					out.Outcomes = append(out.Outcomes, &kv.PutAllOutcome{Error: thrown})
+				case err != nil:
+					return err
+				default:
+					out.Outcomes = append(out.Outcomes, &kv.PutAllOutcome{Response: r})
+				}
+			}
+			resp.(*kv.KVServicePutAllManyResult).Success = out
+			return nil
 		}
-		if args.Req.Mode != kv.WriteMode_BEST_EFFORT {
-			s.t.Errorf("mode %v, want BEST_EFFORT", args.Req.Mode)
-		}
-		s.calls = append(s.calls, keys)
-		r, err := s.answer(args.Req)
-		var thrown *kv.KVError
-		switch {
-		case errors.As(err, &thrown):
-			resp.(*kv.KVServicePutAllResult).Err = thrown
-		case err != nil:
-			return err
-		default:
-			resp.(*kv.KVServicePutAllResult).Success = r
-		}
-		return nil
+		return next(ctx, req, resp)
 	}
+}
+
+// call checks and records one PutAll call and answers it; mu must be held.
+func (s *fakeServer) call(req *kv.PutAllRequest) (*kv.PutAllResponse, error) {
+	keys := make([]string, len(req.Entries))
+	seen := map[string]bool{}
+	for i, e := range req.Entries {
+		if seen[e.Key] {
+			s.t.Errorf("a call names key %q twice", e.Key)
+		}
+		seen[e.Key], keys[i] = true, e.Key
+	}
+	if req.Mode != kv.WriteMode_BEST_EFFORT {
+		s.t.Errorf("mode %v, want BEST_EFFORT", req.Mode)
+	}
+	s.calls = append(s.calls, keys)
+	return s.answer(req)
 }
 
 // respond writes the entries code says are OK, each at a version of its own, and refuses
@@ -370,6 +440,39 @@ func TestBatcherCoalesces(t *testing.T) {
 	}
 	if ev := <-events; ev.Size != 8 || ev.Limit != 8 || ev.Target != 8 || ev.Suggested != 1000 || ev.Refused != 0 || ev.Fallback {
 		t.Fatalf("event %+v", ev)
+	}
+}
+
+// TestBatcherHotKeyShareARoundTrip has eight Puts of one key wait together: they go out in
+// one round trip, a PutAllMany of eight calls (no call names the key twice: the fake checks),
+// and each caller gets the version of its own write.
+func TestBatcherHotKeyShareARoundTrip(t *testing.T) {
+	events := make(chan BatchEvent, 8)
+	b, s := newFakeBatcher(t, acceptAll, WithBatchSize(8, 8), WithLinger(time.Hour),
+		WithBatchObserver(func(ev BatchEvent) { events <- ev }))
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			value := fmt.Sprint("hot/", i)
+			v, err := b.Put(context.Background(), "hot", []byte(value))
+			s.mu.Lock()
+			want, ok := s.versions[value]
+			s.mu.Unlock()
+			if err != nil || !ok || v != want {
+				t.Errorf("Put of %s = %d, %v; want %d", value, v, err, want)
+			}
+		})
+	}
+	wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.roundTrips != 1 || len(s.calls) != 8 {
+		t.Fatalf("%d round trips, %d calls; want the 8 calls in one round trip", s.roundTrips, len(s.calls))
+	}
+	for range 8 {
+		if ev := <-events; ev.Size != 1 || ev.Limit != 8 {
+			t.Fatalf("event %+v; want one entry per call, cut to a target of 8", ev)
+		}
 	}
 }
 

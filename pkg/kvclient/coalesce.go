@@ -172,20 +172,24 @@ func (q *coalescer) send(batch []*queuedCall) {
 		return
 	}
 	for i, c := range batch {
-		switch {
-		case err != nil:
-			c.err = err
-		case i >= len(resp.GetOutcomes()):
-			c.err = fmt.Errorf("kvclient: PutAllMany answered %d outcomes for %d calls", len(resp.GetOutcomes()), len(batch))
-		case resp.Outcomes[i].GetError() != nil:
-			c.err = resp.Outcomes[i].GetError()
-		case resp.Outcomes[i].GetResponse() == nil:
-			c.err = errors.New("kvclient: PutAllMany answered an outcome with neither a response nor an error")
-		default:
-			c.resp = resp.Outcomes[i].GetResponse()
+		if c.err = err; err == nil {
+			c.resp, c.err = callOutcome(resp, i, len(batch))
 		}
 		close(c.done)
 	}
+}
+
+// callOutcome is the i-th call's outcome in resp, the answer to a PutAllMany of calls calls.
+func callOutcome(resp *kv.PutAllManyResponse, i, calls int) (*kv.PutAllResponse, error) {
+	switch {
+	case i >= len(resp.GetOutcomes()):
+		return nil, fmt.Errorf("kvclient: PutAllMany answered %d outcomes for %d calls", len(resp.GetOutcomes()), calls)
+	case resp.Outcomes[i].GetError() != nil:
+		return nil, resp.Outcomes[i].GetError()
+	case resp.Outcomes[i].GetResponse() == nil:
+		return nil, errors.New("kvclient: PutAllMany answered an outcome with neither a response nor an error")
+	}
+	return resp.Outcomes[i].GetResponse(), nil
 }
 
 // refusedWhole reports whether the server refused a PutAllMany as a whole: for its size, or
