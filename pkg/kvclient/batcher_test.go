@@ -267,8 +267,11 @@ type fakeServer struct {
 }
 
 // newFakeBatcher returns a Batcher whose calls s answers. It is closed when the test ends.
+// The fake answers at once, so how long a call takes is only how busy the machine is: the
+// target-latency rule is off unless opts turn it on (TestBatcherAIMD covers it).
 func newFakeBatcher(t *testing.T, answer func(s *fakeServer, req *kv.PutAllRequest) (*kv.PutAllResponse, error), opts ...BatcherOption) (*Batcher, *fakeServer) {
 	t.Helper()
+	opts = append([]BatcherOption{WithTargetLatency(0)}, opts...)
 	s := &fakeServer{t: t, versions: map[string]int64{}}
 	s.answer = func(req *kv.PutAllRequest) (*kv.PutAllResponse, error) { return answer(s, req) }
 	c, err := New([]string{testnet.DeadAddr(t)}, WithKitexOptions(client.WithMiddleware(s.middleware)))
@@ -572,7 +575,7 @@ func TestBatcherRetriesRefusals(t *testing.T) {
 			}
 			return kv.ErrorCode_OK
 		}), nil
-	}, WithBatchSize(16, 16), WithTargetLatency(0), WithBatchObserver(func(ev BatchEvent) {
+	}, WithBatchSize(16, 16), WithBatchObserver(func(ev BatchEvent) {
 		mu.Lock()
 		defer mu.Unlock()
 		events = append(events, ev)
