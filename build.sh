@@ -10,6 +10,8 @@
 #                       Go benchmarks
 #   ./build.sh bench security   what tokens and TLS cost on the PutAll benchmark
 #                       (script/bench-security.sh)
+#   ./build.sh bench cluster    putallkv on Redis Cluster vs rueidis and go-redis straight to it
+#                       (script/bench-cluster.sh)
 #   ./build.sh ab ...   an A/B of two revisions, run alternately (script/ab.sh: server or store)
 #   ./build.sh observe [ADMIN_ADDR]   Prometheus scraping a running node (default
 #                       127.0.0.1:9100) with the alert rules loaded, on 127.0.0.1:9190
@@ -80,6 +82,7 @@ case "$cmd" in
   bench)
     need_go
     if [ "${1:-}" = security ]; then exec script/bench-security.sh; fi
+    if [ "${1:-}" = cluster ]; then exec script/bench-cluster.sh; fi
     script/bench.sh; go test -run '^$' -bench . -benchmem -count 1 ./pkg/store/ ;;
   ab) need_go; script/ab.sh "$@" ;;
   observe) exec script/observe.sh "$@" ;;

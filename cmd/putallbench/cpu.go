@@ -12,6 +12,20 @@ import (
 // every Linux platform Go supports).
 const clockTicks = 100
 
+// processesCPU returns the CPU time the processes pids have used so far, together: a server
+// of several processes (the nodes of a cluster) is measured whole.
+func processesCPU(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, pid := range pids {
+		d, err := processCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
+}
+
 // processCPU returns the CPU time (user + system) the process pid has used so far, from
 // /proc/PID/stat. On a machine whose cores the load generator shares with the server, the
 // server's CPU per operation is a steadier measure of its cost than its throughput.

@@ -48,6 +48,30 @@ func (uniformKeys) choose(rng *rand.Rand, keys []string, buf []string) {
 	}
 }
 
+// oneSlotKeys is a run of consecutive keys that starts at a multiple of the run's length, so
+// that every key of the run carries the same hash tag (see keyNames) and maps to one Redis
+// hash slot.
+type oneSlotKeys struct{}
+
+func (oneSlotKeys) choose(rng *rand.Rand, keys []string, buf []string) {
+	first := rng.IntN(len(keys)/len(buf)) * len(buf)
+	copy(buf, keys[first:first+len(buf)])
+}
+
+// keyNames returns the key space's names: bench-N, or with oneSlot, {gG}bench-N where G is N
+// divided by the keys of one operation, so that each aligned run of them shares a hash tag.
+func keyNames(n, opKeys int, oneSlot bool) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		if oneSlot {
+			keys[i] = fmt.Sprintf("{g%d}bench-%09d", i/opKeys, i)
+		} else {
+			keys[i] = fmt.Sprintf("bench-%09d", i)
+		}
+	}
+	return keys
+}
+
 // zipfKeys draws keys by rank from a Zipf distribution through its cumulative weights.
 type zipfKeys struct{ cdf []float64 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -63,5 +64,31 @@ func TestHotKey(t *testing.T) {
 		if share := float64(counts["k0"]) / ops; math.Abs(share-0.2) > 0.02 {
 			t.Errorf("batch %d: the hot key in %.3f of operations, want 0.2", batch, share)
 		}
+	}
+}
+
+func TestOneSlotKeys(t *testing.T) {
+	cfg, err := parseFlags([]string{"--one-slot", "--batch", "16", "--keys", "1000", "--pid", "1,2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.pids) != 2 {
+		t.Fatalf("--pid 1,2 parsed as %v", cfg.pids)
+	}
+	keys := keyNames(cfg.keySpace, cfg.opKeys(), cfg.oneSlot)
+	rng := rand.New(rand.NewPCG(3, 3))
+	buf := make([]string, cfg.opKeys())
+	for range 200 {
+		cfg.dist.choose(rng, keys, buf)
+		if !oneSlot(buf) {
+			t.Fatalf("one operation's keys %v span slots", buf)
+		}
+	}
+	spread := benchKeys(16)
+	if groups := bySlot(spread); oneSlot(spread) || len(groups) < 2 {
+		t.Fatalf("16 keys without a hash tag: %d slot groups", len(groups))
+	}
+	if _, err := parseFlags([]string{"--one-slot", "--dist", "zipf:1.1"}, io.Discard); err == nil {
+		t.Fatal("--one-slot with --dist zipf accepted")
 	}
 }

@@ -59,7 +59,8 @@ type config struct {
 	description string
 	tracePath   string
 	metricsURL  string
-	pid         int
+	pids        []int
+	oneSlot     bool
 	cpuProfile  string
 	token       string
 	caFile      string
@@ -169,7 +170,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.inFlight, "in-flight", 0, "batcher: PutAll calls in flight at once (kvclient.WithMaxInFlight); 0 = the SDK's default")
 	fs.StringVar(&c.tracePath, "trace", "", "batcher: write a CSV of every batch sent (and of the server's tokens, with --metrics) to this file")
 	fs.StringVar(&c.metricsURL, "metrics", "", "batcher: the server's /metrics URL, scraped for putallkv_limiter_tokens into the trace")
-	fs.IntVar(&c.pid, "pid", 0, "the server's process id (Linux): report its CPU time per operation")
+	pids := fs.String("pid", "", "the server's process id (Linux), or several comma-separated (a cluster's): report their CPU time per operation")
+	fs.BoolVar(&c.oneSlot, "one-slot", false, "the keys of an operation share a Redis hash tag ({gN}), so they map to one hash slot (uniform keys only)")
 	fs.StringVar(&c.token, "token", "", "rpc: bearer token sent with every call (kvclient.WithToken)")
 	fs.StringVar(&c.caFile, "ca", "", "rpc: speak TLS, verifying the server with this CA `FILE` (kvclient.WithTLS)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of putallbench itself (the client side) to this file")
@@ -214,11 +216,23 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	case c.mode != "atomic" && c.mode != "best_effort":
 		return nil, fmt.Errorf("--mode must be atomic or best_effort, got %q", c.mode)
 	}
+	if *pids != "" {
+		if c.pids, err = parseList(*pids, strconv.Atoi); err != nil {
+			return nil, fmt.Errorf("--pid: %v", err)
+		}
+	}
 	if c.dist, err = parseDist(*dist, c.keySpace); err != nil {
 		return nil, err
 	}
-	if _, uniform := c.dist.(uniformKeys); !uniform && c.keySpace < 2*c.opKeys() {
+	_, uniform := c.dist.(uniformKeys)
+	if !uniform && c.keySpace < 2*c.opKeys() {
 		return nil, errors.New("--dist zipf and hot need --keys at least twice the keys of one operation")
+	}
+	if c.oneSlot {
+		if !uniform {
+			return nil, errors.New("--one-slot works with --dist uniform only")
+		}
+		c.dist = oneSlotKeys{}
 	}
 	if c.addr == "" {
 		c.addr = map[string]string{"rpc": "127.0.0.1:8888", "batcher": "127.0.0.1:8888", "http": "127.0.0.1:8080", "redis": "127.0.0.1:6379", "rueidis": "127.0.0.1:6379"}[c.target]

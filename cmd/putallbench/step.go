@@ -75,10 +75,7 @@ type workload struct {
 }
 
 func newWorkload(cfg *config) *workload {
-	w := &workload{cfg: cfg, keys: make([]string, cfg.keySpace), value: make([]byte, cfg.valueSize)}
-	for i := range w.keys {
-		w.keys[i] = fmt.Sprintf("bench-%09d", i)
-	}
+	w := &workload{cfg: cfg, keys: keyNames(cfg.keySpace, cfg.opKeys(), cfg.oneSlot), value: make([]byte, cfg.valueSize)}
 	rng := rand.New(rand.NewPCG(cfg.seed, 0))
 	for i := range w.value {
 		w.value[i] = byte(rng.UintN(256))
@@ -188,16 +185,16 @@ func runStep(ctx context.Context, cfg *config, t target, conc int, rate float64,
 			}
 		}()
 	}
-	serverCPU := startCPUMeter(cfg.pid)
-	clientCPU := startCPUMeter(os.Getpid())
+	serverCPU := startCPUMeter(cfg.pids)
+	clientCPU := startCPUMeter([]int{os.Getpid()})
 	stopProgress := startProgress(progress, conc, rate, &done, began)
 	wg.Wait()
 	stopProgress()
 	r := merge(workers, conc, rate, time.Since(began))
-	if cfg.pid > 0 {
+	if len(cfg.pids) > 0 {
 		perOp, err := serverCPU(r.Ops)
 		if err != nil {
-			return r, fmt.Errorf("--pid %d: %v", cfg.pid, err)
+			return r, fmt.Errorf("--pid %v: %v", cfg.pids, err)
 		}
 		r.ServerCPUPerOpUs = perOp
 	}
@@ -205,12 +202,12 @@ func runStep(ctx context.Context, cfg *config, t target, conc int, rate float64,
 	return r, nil
 }
 
-// startCPUMeter starts measuring the CPU time of process pid; the returned function gives
-// the CPU time since then per operation, in microseconds, for ops operations.
-func startCPUMeter(pid int) func(ops int64) (float64, error) {
-	before, errBefore := processCPU(pid)
+// startCPUMeter starts measuring the CPU time of the processes pids; the returned function
+// gives the CPU time since then per operation, in microseconds, for ops operations.
+func startCPUMeter(pids []int) func(ops int64) (float64, error) {
+	before, errBefore := processesCPU(pids)
 	return func(ops int64) (float64, error) {
-		after, err := processCPU(pid)
+		after, err := processesCPU(pids)
 		if err = errors.Join(errBefore, err); err != nil || ops == 0 {
 			return 0, err
 		}

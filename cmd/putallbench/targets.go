@@ -17,6 +17,7 @@ import (
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/redisstore"
 	"github.com/putallkv/putallkv/pkg/tlsconf"
 )
 
@@ -187,22 +188,32 @@ func (t *httpTarget) close() error {
 	return nil
 }
 
-// redisTarget is a Redis server through go-redis: MSET / MGET for batches (SET / GET for
-// one key). With --pipeline above 1 an operation is that many commands of --batch keys each,
+// redisTarget is Redis through go-redis: MSET / MGET for batches (SET / GET for one key), to
+// one server or, when it answers CLUSTER INFO, to a Redis Cluster (ClusterClient), where a batch
+// whose keys span slots goes as one MSET per slot in a pipeline (Redis refuses MSET across
+// slots). With --pipeline above 1 an operation is that many commands of --batch keys each,
 // sent in one round trip.
 type redisTarget struct {
-	c        *redis.Client
+	c        redis.UniversalClient
+	cluster  bool
 	batch    int
 	pipeline int
 }
 
 func newRedisTarget(cfg *config) *redisTarget {
-	return &redisTarget{
-		c: redis.NewClient(&redis.Options{Addr: cfg.addr, PoolSize: max(10, 2*maxStep(cfg.steps)),
-			ReadTimeout: cfg.timeout, WriteTimeout: cfg.timeout}),
-		batch:    cfg.batch,
-		pipeline: cfg.pipeline,
+	poolSize := max(10, 2*maxStep(cfg.steps))
+	single := redis.NewClient(&redis.Options{Addr: cfg.addrs()[0], PoolSize: poolSize,
+		ReadTimeout: cfg.timeout, WriteTimeout: cfg.timeout})
+	t := &redisTarget{c: single, batch: cfg.batch, pipeline: cfg.pipeline}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+	if single.ClusterInfo(ctx).Err() == nil {
+		_ = single.Close()
+		t.c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: cfg.addrs(), PoolSize: poolSize,
+			ReadTimeout: cfg.timeout, WriteTimeout: cfg.timeout})
+		t.cluster = true
 	}
+	return t
 }
 
 func maxStep(steps []int) int {
@@ -214,12 +225,19 @@ func maxStep(steps []int) int {
 }
 
 func (t *redisTarget) write(ctx context.Context, keys []string, value []byte) error {
-	if t.pipeline == 1 {
+	if t.pipeline == 1 && (!t.cluster || oneSlot(keys)) {
 		return t.writeCmd(ctx, t.c, keys, value).Err()
 	}
 	_, err := t.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := 0; i < len(keys); i += t.batch {
-			t.writeCmd(ctx, p, keys[i:i+t.batch], value)
+			cmd := keys[i : i+t.batch]
+			if !t.cluster {
+				t.writeCmd(ctx, p, cmd, value)
+				continue
+			}
+			for _, group := range bySlot(cmd) {
+				t.writeCmd(ctx, p, group, value)
+			}
 		}
 		return nil
 	})
@@ -237,6 +255,33 @@ func (t *redisTarget) writeCmd(ctx context.Context, c redis.Cmdable, keys []stri
 	return c.MSet(ctx, pairs...)
 }
 
+// oneSlot reports whether keys all map to one Redis Cluster hash slot.
+func oneSlot(keys []string) bool {
+	for _, k := range keys[1:] {
+		if redisstore.Slot(k) != redisstore.Slot(keys[0]) {
+			return false
+		}
+	}
+	return true
+}
+
+// bySlot splits keys by hash slot, in order of first appearance.
+func bySlot(keys []string) [][]string {
+	var groups [][]string
+	index := map[int]int{}
+	for _, k := range keys {
+		s := redisstore.Slot(k)
+		i, ok := index[s]
+		if !ok {
+			i = len(groups)
+			index[s] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], k)
+	}
+	return groups
+}
+
 func (t *redisTarget) read(ctx context.Context, keys []string) error {
 	if len(keys) == 1 {
 		err := t.c.Get(ctx, keys[0]).Err()
@@ -245,7 +290,16 @@ func (t *redisTarget) read(ctx context.Context, keys []string) error {
 		}
 		return err
 	}
-	return t.c.MGet(ctx, keys...).Err()
+	if !t.cluster || oneSlot(keys) {
+		return t.c.MGet(ctx, keys...).Err()
+	}
+	_, err := t.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, group := range bySlot(keys) {
+			p.MGet(ctx, group...)
+		}
+		return nil
+	})
+	return err
 }
 
 func (t *redisTarget) code(err error) string {
