@@ -58,7 +58,7 @@ server)
   for r in $(seq "$rounds"); do
     for t in a b; do
       echo "ab: round $r, $t" >&2
-      "$work/putallbench" --target rpc --addr 127.0.0.1:${port[$t]} --steps 50 --batch 16 \
+      "$work/putallbench" --target rpc --coalesce 0 --addr 127.0.0.1:${port[$t]} --steps 50 --batch 16 \
         --duration "${AB_DURATION:-5s}" --pid "${pid[$t]}" --json >"$work/$t-$r.json"
     done
   done

@@ -45,7 +45,7 @@ for r in $(seq "$rounds"); do
   for name in plain auth tls auth-tls; do
     echo "bench: round $r: ${desc[$name]}" >&2
     # shellcheck disable=SC2086 # args holds flags
-    output/bin/putallbench --target rpc --addr 127.0.0.1:${port[$name]} --steps "$conc" --batch "$batch" \
+    output/bin/putallbench --target rpc --coalesce 0 --addr 127.0.0.1:${port[$name]} --steps "$conc" --batch "$batch" \
       --value-size "$value" --duration "$duration" --json --describe "${desc[$name]} (round $r)" \
       --pid "${pid[$name]}" ${args[$name]} >"$out/$name-$r.json"
     reports+=("$out/$name-$r.json")

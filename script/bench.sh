@@ -5,8 +5,9 @@
 # through rueidis, which pipelines concurrent callers by itself) on loopback ports, drives
 # each with the same putallbench workload one after the other, and prints the figures side by
 # side as ratios to the first. putallkv and the empty handler are driven twice: through the
-# plain SDK (one round trip per PutAll) and through the coalescing SDK (kvclient.WithCoalescing:
-# concurrent callers' PutAll calls share PutAllMany round trips). Redis is installed through
+# plain SDK (--coalesce 0: one round trip per PutAll) and through the coalescing SDK
+# (kvclient.WithCoalescing, the SDK's default: concurrent callers' PutAll calls share
+# PutAllMany round trips). Redis is installed through
 # apt-get when it is missing (as root).
 #
 # Environment: BENCH_DURATION (default 10s per run), BENCH_CONCURRENCY (default 50),
@@ -50,12 +51,12 @@ bench() { # bench NAME SERVER DESCRIPTION ARGS...: the server's CPU per call is 
 }
 bench redis redis "redis MSET, persistence off" --target redis --addr 127.0.0.1:$redis_port
 bench rueidis redis "redis MSET through rueidis (auto-pipelining), persistence off" --target rueidis --addr 127.0.0.1:$redis_port
-bench rpc memory "putallkv PutAll, memory only" --target rpc --addr 127.0.0.1:$rpc_port
-bench empty empty "empty Kitex handler" --target rpc --addr 127.0.0.1:$empty_port
+bench rpc memory "putallkv PutAll, memory only, plain SDK" --target rpc --coalesce 0 --addr 127.0.0.1:$rpc_port
+bench empty empty "empty Kitex handler, plain SDK" --target rpc --coalesce 0 --addr 127.0.0.1:$empty_port
 bench redis-aof redis-aof "redis MSET, appendfsync everysec" --target redis --addr 127.0.0.1:$aof_port
 bench rueidis-aof redis-aof "redis MSET through rueidis, appendfsync everysec" --target rueidis --addr 127.0.0.1:$aof_port
-bench always always "putallkv PutAll, wal.fsync=always" --target rpc --addr 127.0.0.1:$always_port
-bench interval interval "putallkv PutAll, wal.fsync=interval" --target rpc --addr 127.0.0.1:$interval_port
+bench always always "putallkv PutAll, wal.fsync=always, plain SDK" --target rpc --coalesce 0 --addr 127.0.0.1:$always_port
+bench interval interval "putallkv PutAll, wal.fsync=interval, plain SDK" --target rpc --coalesce 0 --addr 127.0.0.1:$interval_port
 bench rpc-co memory "putallkv PutAll, memory only, coalescing SDK" --target rpc --addr 127.0.0.1:$rpc_port --coalesce "$coalesce"
 bench empty-co empty "empty Kitex handler, coalescing SDK" --target rpc --addr 127.0.0.1:$empty_port --coalesce "$coalesce"
 bench always-co always "putallkv PutAll, wal.fsync=always, coalescing SDK" --target rpc --addr 127.0.0.1:$always_port --coalesce "$coalesce_durable"

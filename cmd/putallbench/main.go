@@ -161,7 +161,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "length of a step when --requests is 0")
 	fs.Float64Var(&c.readRatio, "read-ratio", 0, "fraction of operations that read (GetAll / MGET) instead of write")
 	fs.IntVar(&c.pipeline, "pipeline", 1, "redis: commands per pipelined round trip")
-	fs.IntVar(&c.coalesce, "coalesce", 0, "rpc: gather concurrent PutAll calls into PutAllMany round trips, at most this many in flight (kvclient.WithCoalescing); 0 = off")
+	fs.IntVar(&c.coalesce, "coalesce", -1, "rpc: gather concurrent PutAll calls into PutAllMany round trips, at most this many in flight (kvclient.WithCoalescing); 0 = off; negative = the SDK's default")
 	fs.Int64Var(&seed, "seed", 1, "seed of the key choice")
 	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of a table")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "per-operation timeout")
@@ -211,8 +211,6 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("give a positive --requests or --duration")
 	case c.pipeline < 1:
 		return nil, errors.New("--pipeline must be at least 1")
-	case c.coalesce < 0:
-		return nil, errors.New("--coalesce must not be negative")
 	case c.mode != "atomic" && c.mode != "best_effort":
 		return nil, fmt.Errorf("--mode must be atomic or best_effort, got %q", c.mode)
 	}

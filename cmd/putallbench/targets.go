@@ -37,8 +37,11 @@ func newTarget(cfg *config) (target, error) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := kvclient.New(cfg.addrs(), append(opts, kvclient.WithRPCTimeout(cfg.timeout),
-			kvclient.WithPool(1024, 1024, time.Minute), kvclient.WithCoalescing(cfg.coalesce))...)
+		opts = append(opts, kvclient.WithRPCTimeout(cfg.timeout), kvclient.WithPool(1024, 1024, time.Minute))
+		if cfg.coalesce >= 0 {
+			opts = append(opts, kvclient.WithCoalescing(cfg.coalesce))
+		}
+		c, err := kvclient.New(cfg.addrs(), opts...)
 		if err != nil {
 			return nil, err
 		}

@@ -328,3 +328,24 @@ func TestEveryIdempotencyKey(t *testing.T) {
 		}
 	}
 }
+
+// TestCoalescingIsTheDefault makes a Client with no coalescing option: it has
+// DefaultCoalescing round trips, and WithCoalescing(0) turns coalescing off.
+func TestCoalescingIsTheDefault(t *testing.T) {
+	c, err := New([]string{testnet.DeadAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.coalescer == nil || c.coalescer.roundTrips != DefaultCoalescing {
+		t.Fatalf("default client coalescer %+v; want %d round trips", c.coalescer, DefaultCoalescing)
+	}
+	off, err := New([]string{testnet.DeadAddr(t)}, WithCoalescing(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer off.Close()
+	if off.coalescer != nil {
+		t.Fatal("WithCoalescing(0) left coalescing on")
+	}
+}
