@@ -11,6 +11,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/server"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv/kvservice"
 	"github.com/putallkv/putallkv/pkg/rpcguard"
@@ -26,6 +27,9 @@ type Transport struct {
 	Logger *slog.Logger
 	// Refusals counts refused requests (nil: not counted): putallkv_rpc_requests_refused_total.
 	Refusals *rpcguard.Metrics
+	// TracerProvider, when set, makes every call a span of its own (see Tracing); nil traces
+	// nothing, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // handlerOptions are the options of rpcguard's transport handlers on any transport.
@@ -34,7 +38,8 @@ func (t Transport) handlerOptions() rpcguard.HandlerOptions {
 }
 
 // ServerOptions are the Kitex server options of the KVService endpoint: TTHeader metadata
-// (the trace id, the caller's deadline), the caller's deadline on the call's context
+// (the trace id, the W3C trace context, the caller's deadline), a span per call when
+// t.TracerProvider is set (Tracing), the caller's deadline on the call's context
 // (CallerDeadline), and requests read through package rpcguard: framed Thrift only (no
 // HTTP/2 or streaming protocols on the port, whose decoders would bypass it), refused when
 // oversized or malformed, with an answer the SDK maps to TOO_LARGE or INVALID_ARGUMENT. The
@@ -45,12 +50,15 @@ func ServerOptions(t Transport) []server.Option {
 	if err != nil {
 		panic(fmt.Sprintf("handler: the generated service has no schema: %v", err)) // a generator change; tested
 	}
-	return []server.Option{
-		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
+	opts := []server.Option{server.WithMetaHandler(transmeta.ServerTTHeaderHandler)}
+	if t.TracerProvider != nil {
+		opts = append(opts, server.WithMiddleware(Tracing(t.TracerProvider)))
+	}
+	return append(opts,
 		server.WithMiddleware(CallerDeadline),
 		server.WithCodec(codec.CountRefusals(t.Refusals)),
 		server.WithTransHandlerFactory(rpcguard.Handlers(netpoll.NewSvrTransHandlerFactory(), t.handlerOptions())),
-	}
+	)
 }
 
 // CallerDeadline is a Kitex server middleware that bounds a call's context by the time its

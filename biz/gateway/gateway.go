@@ -24,9 +24,11 @@ import (
 	"github.com/cloudwego/hertz/pkg/common/tracer"
 	"github.com/cloudwego/hertz/pkg/protocol"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/auth"
+	"github.com/putallkv/putallkv/pkg/tracing"
 )
 
 // DefaultMaxBodyBytes is the request body bound used when Options.MaxBodyBytes is not positive.
@@ -77,6 +79,9 @@ type Options struct {
 	// Tracer, when set, also sees every request, after the gateway's own instruments (the
 	// standard hertz_server_* series, say).
 	Tracer tracer.Tracer
+	// TracerProvider, when set, makes every request an OpenTelemetry span of its own, joined
+	// to the trace of the request's traceparent header (see startSpan); nil traces nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // Gateway serves the KV API over HTTP. Create it with New, Start it once, and Shutdown to stop
@@ -110,6 +115,7 @@ type Gateway struct {
 	metrics  *metrics
 	ops      map[string]app.HandlerFunc // the batch calls under POST /v1/:op, by op; set by routes
 	tracer   tracer.Tracer
+	spans    trace.Tracer // nil: no spans
 
 	ln       net.Listener
 	h        *server.Hertz
@@ -149,6 +155,9 @@ func New(svc kv.KVService, opts Options) *Gateway {
 		tracer:   opts.Tracer,
 		accepted: make(chan struct{}),
 		done:     make(chan error, 1),
+	}
+	if opts.TracerProvider != nil {
+		g.spans = tracing.Tracer(opts.TracerProvider)
 	}
 	g.conns = conns{limits: limits, metrics: g.metrics, open: make(map[*conn]struct{}),
 		accepted: func() { g.accept.Do(func() { close(g.accepted) }) }, refusal: g.hertzError}

@@ -25,18 +25,27 @@ const (
 const keyPrefix = "/v1/kv/"
 
 // traceID returns the trace id the caller sent in X-Request-ID if it is usable (1 to
-// traceid.MaxLen visible ASCII characters, so it is safe to log), else a fresh one.
-func traceID(h *protocol.RequestHeader) string {
+// traceid.MaxLen visible ASCII characters, so it is safe to log), else fallback (the request
+// span's trace id, so that logs and traces share one id), else a fresh one.
+func traceID(h *protocol.RequestHeader, fallback string) string {
 	id := h.Peek(headerTraceID)
 	if len(id) == 0 || len(id) > traceid.MaxLen {
-		return traceid.New()
+		return orNew(fallback)
 	}
 	for _, b := range id {
 		if b < 0x21 || b > 0x7e {
-			return traceid.New()
+			return orNew(fallback)
 		}
 	}
 	return string(id)
+}
+
+// orNew returns id, or a fresh trace id when id is "".
+func orNew(id string) string {
+	if id == "" {
+		return traceid.New()
+	}
+	return id
 }
 
 // idempotencyKey reads Idempotency-Key, which the IETF draft makes a structured-field string

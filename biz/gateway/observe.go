@@ -13,11 +13,13 @@ import (
 
 	pkgmetrics "github.com/putallkv/putallkv/pkg/metrics"
 	"github.com/putallkv/putallkv/pkg/traceid"
+	"github.com/putallkv/putallkv/pkg/tracing"
 )
 
 // observe is the middleware every request passes through, matched or not. It marks the
-// connection busy until the handlers are done (see conns), settles the trace id
-// (X-Request-ID, echoed, and put in ctx so the SDK sends it on to the RPC server),
+// connection busy until the handlers are done (see conns), makes the request a span when
+// tracing is on (see startSpan), settles the trace id (X-Request-ID, echoed, and put in ctx
+// so the SDK sends it on to the RPC server; without one, the span's trace id),
 // turns a panic into a 500 problem, answers in problem+json what no handler answered (404, 405,
 // and what Hertz refuses before routing), and writes the access-log line and the metrics.
 func (g *Gateway) observe(ctx context.Context, c *app.RequestContext) {
@@ -25,7 +27,11 @@ func (g *Gateway) observe(ctx context.Context, c *app.RequestContext) {
 	handling(ctx)
 	enterStep(ctx, stepBusy)
 	defer enterStep(ctx, stepResponding)
-	id := traceID(&c.Request.Header)
+	span := noSpan
+	if g.spans != nil {
+		ctx, span = g.startSpan(ctx, c)
+	}
+	id := traceID(&c.Request.Header, tracing.TraceID(ctx))
 	c.Response.Header.Set(headerTraceID, id)
 	ctx = traceid.With(ctx, id)
 	g.guard(ctx, c)
@@ -36,6 +42,7 @@ func (g *Gateway) observe(ctx context.Context, c *app.RequestContext) {
 		g.answerUnmatched(ctx, c)
 	}
 	status := c.Response.StatusCode()
+	endSpan(span, c, route, status, id)
 	latency := time.Since(start)
 	g.metrics.observe(route, status, latency)
 	g.log.LogAttrs(ctx, slog.LevelInfo, "http request",

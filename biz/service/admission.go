@@ -7,6 +7,7 @@ import (
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/limiter"
 	"github.com/putallkv/putallkv/pkg/store"
+	"github.com/putallkv/putallkv/pkg/tracing"
 )
 
 // AdmissionSettings configure write admission: a token bucket of Rate keys per second (0 =
@@ -38,8 +39,11 @@ func (s *Service) waitBudget(ctx context.Context, maxWait time.Duration) time.Du
 	return maxWait
 }
 
-// admit takes n tokens for an all-or-nothing write, waiting for them within the budget.
-func (s *Service) admit(ctx context.Context, n int, mode string) error {
+// admit takes n tokens for an all-or-nothing write, waiting for them within the budget (the
+// admission stage).
+func (s *Service) admit(ctx context.Context, n int, mode string) (err error) {
+	_, span := tracing.Start(ctx, tracing.StageAdmission)
+	defer endSpan(span, &err)
 	a := s.admission.Load()
 	g, retry, ok := s.bucket.Reserve(n, s.waitBudget(ctx, a.MaxWait))
 	if !ok {
@@ -83,13 +87,17 @@ func (s *Service) writeChunked(ctx context.Context, writes []store.Write, status
 	var r batchResult
 	done := 0
 	for done < len(writes) {
+		_, span := tracing.Start(ctx, tracing.StageAdmission)
 		g, retry, ok := s.bucket.ReserveUpTo(min(a.MaxChunk, len(writes)-done), max(0, giveUp.Sub(s.now())))
 		if !ok {
 			s.metrics.limiterRejected.WithLabelValues(store.BestEffort.String()).Inc()
 			r.retryAfter = retry
+			span.End()
 			break
 		}
-		if err := s.await(ctx, g); err != nil {
+		err := s.await(ctx, g)
+		endSpan(span, &err)
+		if err != nil {
 			r.retryAfter = g.Delay
 			break
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/tracing"
 )
 
 // MaxIdempotencyKeyBytes bounds an idempotency key (a write's request_id field).
@@ -33,34 +34,46 @@ func (e *writeEntries) key(i int) string { return e.entry(i).key }
 // the same key and payload gets the first outcome back (rebuilt from the record with the
 // retry's keys, marked replayed, with the suggested_batch of now), a different payload is
 // refused, and a retry that arrives while the first call runs waits for it. Without an
-// idempotency key, call just runs.
+// idempotency key, call just runs. The check (and any wait for the first call) is the
+// idempotency stage; replayed marks a span whose call got the first outcome back.
 func idempotent[T any, P writeResponse[T]](ctx context.Context, s *Service, method, idempotencyKey string, es writeEntries,
 	call func(*idemKey) (P, error)) (P, error) {
 	var zero P
 	if idempotencyKey == "" {
 		return call(nil)
 	}
+	_, span := tracing.Start(ctx, tracing.StageIdempotency)
 	if len(idempotencyKey) > MaxIdempotencyKeyBytes {
-		return zero, kvError(kv.ErrorCode_INVALID_ARGUMENT, "request_id of %d bytes is over the limit of %d bytes", len(idempotencyKey), MaxIdempotencyKeyBytes)
+		err := error(kvError(kv.ErrorCode_INVALID_ARGUMENT, "request_id of %d bytes is over the limit of %d bytes", len(idempotencyKey), MaxIdempotencyKeyBytes))
+		endSpan(span, &err)
+		return zero, err
 	}
 	key := &idemKey{method: method, id: idempotencyKey, digest: digestOf(method, es.mode, es.n, es.entry),
 		createdMs: s.now().UnixMilli()}
 	for {
 		rec, done, owner, err := s.idem.begin(key)
 		if err != nil {
+			endSpan(span, &err)
 			return zero, err
 		}
 		if owner {
+			span.End()
 			return runOwned(s.idem, rec, &es, func() (P, error) { return call(key) })
 		}
 		select {
 		case <-done:
 		case <-ctx.Done():
-			return zero, kvError(kv.ErrorCode_UNAVAILABLE, "gave up waiting for the earlier call with request_id %q: %v", idempotencyKey, ctx.Err())
+			err := error(kvError(kv.ErrorCode_UNAVAILABLE, "gave up waiting for the earlier call with request_id %q: %v", idempotencyKey, ctx.Err()))
+			endSpan(span, &err)
+			return zero, err
 		}
 		if !rec.kept {
 			continue // the first call's outcome was transient: run for real
 		}
+		if span.IsRecording() {
+			span.SetAttributes(tracing.Replayed.Bool(true))
+		}
+		span.End()
 		if rec.out.code != kv.ErrorCode_OK {
 			return zero, rec.out.err(method, es.n, es.key)
 		}

@@ -7,7 +7,10 @@ import (
 	"runtime/debug"
 	"sync"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/tracing"
 )
 
 // PutAllMany answers each of req's calls exactly as PutAll would answer it alone. When a call
@@ -20,6 +23,9 @@ import (
 func (s *Service) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (resp *kv.PutAllManyResponse, err error) {
 	defer s.metrics.observe(mPutAllMany, 0, &err) // its calls count as PutAlls
 	n := len(req.Calls)
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(tracing.Calls.Int(n)) // each call is a PutAll span below it
+	}
 	switch {
 	case n == 0:
 		return nil, kvError(kv.ErrorCode_INVALID_ARGUMENT, "the request has no calls")

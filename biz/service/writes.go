@@ -6,6 +6,7 @@ import (
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/store"
+	"github.com/putallkv/putallkv/pkg/tracing"
 )
 
 // Put writes one key.
@@ -36,10 +37,17 @@ func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.D
 		})
 }
 
-// PutAll writes many keys, atomically or key by key.
+// PutAll writes many keys, atomically or key by key. Traced, it is a span of its own (under
+// the call's RPC or HTTP span, or its PutAllMany's) with the batch's size and mode, whose
+// children are the stages: validate, idempotency, admission, store.apply (wal.wait).
 func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.PutAllResponse, err error) {
 	defer s.metrics.observe(mPutAll, len(req.Entries), &err)
 	defer func(start time.Time) { s.metrics.observePutAll(req, err, start) }(time.Now())
+	ctx, span := tracing.Start(ctx, "PutAll")
+	defer endSpan(span, &err)
+	if span.IsRecording() {
+		span.SetAttributes(tracing.BatchSize.Int(len(req.Entries)), tracing.Mode.String(req.Mode.String()))
+	}
 	return batchCall[kv.PutAllResponse](ctx, s, "PutAll", req.Mode, req.RequestId, len(req.Entries), func(i int) write {
 		e := req.Entries[i]
 		return write{key: e.Key, value: e.Value, expected: e.ExpectedVersion, ttlMs: e.TtlMs}
@@ -69,11 +77,13 @@ type batchResponse[T any] interface {
 // a P.
 func batchCall[T any, P batchResponse[T]](ctx context.Context, s *Service, method string, m kv.WriteMode,
 	idempotencyKey *string, n int, entry func(int) write) (P, error) {
+	_, span := tracing.Start(ctx, tracing.StageValidate)
 	mode, err := storeMode(m)
-	if err != nil {
-		return nil, err
+	var writes []store.Write
+	if err == nil {
+		writes, err = s.toStoreWrites(n, entry)
 	}
-	writes, err := s.toStoreWrites(n, entry)
+	endSpan(span, &err)
 	if err != nil {
 		return nil, err
 	}
@@ -113,9 +123,9 @@ func (s *Service) apply(ctx context.Context, b store.Batch, statuses []*kv.KeySt
 	writes := b.Writes
 	results := make([]store.Result, len(writes))
 	s.observe(writes)
-	out, err := s.engine.Apply(ctx, b, results)
+	out, err := s.engineApply(ctx, b, results)
 	if err != nil {
-		return store.Outcome{}, storeError(err)
+		return store.Outcome{}, err
 	}
 	if b.Mode == store.Atomic {
 		if out.Applied == len(writes) {
@@ -202,12 +212,23 @@ func (s *Service) single(ctx context.Context, w write, key *idemKey) (store.Resu
 	results := make([]store.Result, 1)
 	writes := []store.Write{sw}
 	s.observe(writes)
-	out, err := s.engine.Apply(ctx, store.Batch{Mode: store.Atomic, Writes: writes, Tag: key.tag(0, 1)}, results)
+	out, err := s.engineApply(ctx, store.Batch{Mode: store.Atomic, Writes: writes, Tag: key.tag(0, 1)}, results)
 	if err != nil {
-		return store.Result{}, 0, storeError(err)
+		return store.Result{}, 0, err
 	}
 	if r := results[0]; r.Code != store.OK {
 		return store.Result{}, 0, preconditionFailure(&kv.KeyStatus{Key: w.key, Code: storeCode(r.Code), Version: r.Version})
 	}
 	return results[0], out.Revision, nil
+}
+
+// engineApply runs b on the engine (the store.apply stage), its failure in API terms.
+func (s *Service) engineApply(ctx context.Context, b store.Batch, results []store.Result) (store.Outcome, error) {
+	ctx, span := tracing.Start(ctx, tracing.StageApply)
+	out, err := s.engine.Apply(ctx, b, results)
+	if err != nil {
+		err = storeError(err)
+	}
+	endSpan(span, &err)
+	return out, err
 }

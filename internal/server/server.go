@@ -20,6 +20,7 @@ import (
 	"github.com/cloudwego/kitex/pkg/stats"
 	kitexserver "github.com/cloudwego/kitex/server"
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/putallkv/putallkv/biz/gateway"
 	"github.com/putallkv/putallkv/biz/service"
@@ -55,13 +56,15 @@ type Server struct {
 	upstream *kvclient.Client // the gateway tier's client
 	admin    *metrics.AdminServer
 	sec      security
+	// tracerProvider makes the spans (tracing.enabled); nil when tracing is off.
+	tracerProvider *sdktrace.TracerProvider
 }
 
 // Start builds and starts every part from cfg, which must be valid (config.Load validates); on
 // error, whatever started is stopped. With gateway.upstream set it starts a gateway tier;
 // otherwise a server with its own store. It logs "putallkv serving" with the addresses once
-// every listener is open.
-func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
+// every listener is open. opts are test hooks (WithSpanExporter).
+func Start(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *Server, err error) {
 	s := &Server{cfg: cfg, log: log, rpcStop: make(chan error, 1), rpcDone: make(chan error, 1)}
 	defer func() {
 		if err != nil {
@@ -69,6 +72,13 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 		}
 	}()
 	if err := s.loadSecurity(); err != nil {
+		return nil, err
+	}
+	var o startOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := s.startTracing(o); err != nil {
 		return nil, err
 	}
 	if err := checkFDLimit(cfg, log); err != nil {
@@ -82,6 +92,9 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 		upstreamOpts, err := s.upstreamOptions()
 		if err != nil {
 			return nil, err
+		}
+		if tp := s.tracer(); tp != nil {
+			upstreamOpts = append(upstreamOpts, kvclient.WithTracerProvider(tp))
 		}
 		if s.upstream, err = kvclient.New(upstreams, upstreamOpts...); err != nil {
 			return nil, fmt.Errorf("gateway.upstream: %w", err)
@@ -97,7 +110,7 @@ func Start(cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 		s.gw = gateway.New(api, gateway.Options{MaxBodyBytes: cfg.Gateway.MaxBodyBytes, Registerer: reg, Logger: log, Ready: ready,
 			Auth: s.sec.auth, TLS: s.tlsFor(cfg.TLS.Gateway),
 			Limits: gatewayLimits(cfg.Gateway), AllowedHosts: cfg.Gateway.Hosts(), AllowedOrigins: cfg.Gateway.Origins(),
-			Tracer: hertzTracer(reg)})
+			Tracer: hertzTracer(reg), TracerProvider: s.tracer()})
 		if err := s.gw.Start(cfg.Gateway.Addr); err != nil {
 			s.gw = nil
 			return nil, fmt.Errorf("gateway.addr: %w", err)
@@ -156,7 +169,7 @@ func (s *Server) startService(reg *prometheus.Registry) error {
 		return err
 	}
 	transport := handler.Transport{MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout,
-		Logger: s.log, Refusals: refusals}
+		Logger: s.log, Refusals: refusals, TracerProvider: s.tracer()}
 	opts := append(handler.ServerOptions(transport),
 		kitexserver.WithListener(s.rpcLn),
 		kitexserver.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
@@ -373,5 +386,6 @@ func (s *Server) close() error {
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close())
 	}
+	s.stopTracing()
 	return errors.Join(errs...)
 }

@@ -40,6 +40,7 @@ type Config struct {
 	Log         LogConfig         `yaml:"log"`
 	Auth        AuthConfig        `yaml:"auth"`
 	TLS         TLSConfig         `yaml:"tls"`
+	Tracing     TracingConfig     `yaml:"tracing"`
 }
 
 // ServerConfig configures the Kitex RPC server.
@@ -238,6 +239,21 @@ type LogConfig struct {
 	Format string `yaml:"format"`
 }
 
+// TracingConfig configures OpenTelemetry traces: a span per RPC call and HTTP request, a
+// PutAll's stages below it, exported over OTLP/HTTP (see docs/operations.md, Tracing).
+type TracingConfig struct {
+	// Enabled turns tracing on; off, the server makes no spans at all.
+	Enabled bool `yaml:"enabled"`
+	// Endpoint is the OTLP/HTTP URL spans are posted to as protobuf (an OpenTelemetry
+	// Collector's, or a tracing backend's, /v1/traces; https for TLS).
+	Endpoint string `yaml:"endpoint"`
+	// SampleRatio is the fraction of traces begun here that are recorded, 0 to 1; a call that
+	// arrives in a trace (traceparent) follows its caller's decision.
+	SampleRatio float64 `yaml:"sample_ratio"`
+	// ServiceName is the service.name of the spans.
+	ServiceName string `yaml:"service_name"`
+}
+
 // minIdempotencyBytes is the least idempotency.max_bytes: room for a few thousand records.
 const minIdempotencyBytes = 1 << 20
 
@@ -350,6 +366,12 @@ func setFromString(v reflect.Value, s string) error {
 			return fmt.Errorf("%s, got %q", wantForm(v.Type()), s)
 		}
 		v.SetInt(n)
+	case v.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("%s, got %q", wantForm(v.Type()), s)
+		}
+		v.SetFloat(f)
 	default:
 		return fmt.Errorf("fields of type %s cannot be set from the environment", v.Type())
 	}
@@ -480,7 +502,26 @@ func (c *Config) Validate() error {
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
 	errs = append(errs, c.validateSecurity()...)
+	errs = append(errs, c.Tracing.validate()...)
 	return errors.Join(errs...)
+}
+
+// validate checks the tracing section: the endpoint only when tracing is on.
+func (t TracingConfig) validate() []error {
+	var errs []error
+	if t.Enabled {
+		if u, err := url.Parse(t.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			errs = append(errs, fmt.Errorf("config: tracing.endpoint: must be the OTLP/HTTP URL spans are sent to, "+
+				"such as http://127.0.0.1:4318/v1/traces (http or https, a host, the path), got %q", t.Endpoint))
+		}
+	}
+	if !(t.SampleRatio >= 0 && t.SampleRatio <= 1) { // NaN fails too
+		errs = append(errs, fmt.Errorf("config: tracing.sample_ratio: must be from 0 to 1 (the fraction of traces recorded), got %v", t.SampleRatio))
+	}
+	if strings.TrimSpace(t.ServiceName) == "" {
+		errs = append(errs, fmt.Errorf("config: tracing.service_name: must name the service in its spans, got %q", t.ServiceName))
+	}
+	return errs
 }
 
 // checkOrigin reports whether o is an origin as browsers send it (scheme://host[:port], no

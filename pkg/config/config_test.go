@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,10 +50,11 @@ func TestDefaults(t *testing.T) {
 		Limiter:     LimiterConfig{Rate: 0, Burst: 10000, MaxWait: 100 * time.Millisecond, MaxChunk: 1000},
 		Gateway: GatewayConfig{Addr: "127.0.0.1:8080", MaxBodyBytes: 8 << 20, MaxConnections: 1024, IdleTimeout: time.Minute,
 			HeaderTimeout: 10 * time.Second, BodyTimeout: time.Minute, RequestTimeout: 10 * time.Second},
-		WAL:   WALConfig{Fsync: "always", FsyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, SnapshotBytes: 256 << 20},
-		Redis: RedisConfig{ReplicasAck: 1, AckTimeout: time.Second},
-		Log:   LogConfig{Level: "info", Format: "text"},
-		TLS:   TLSConfig{Gateway: true, Admin: true},
+		WAL:     WALConfig{Fsync: "always", FsyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, SnapshotBytes: 256 << 20},
+		Redis:   RedisConfig{ReplicasAck: 1, AckTimeout: time.Second},
+		Log:     LogConfig{Level: "info", Format: "text"},
+		TLS:     TLSConfig{Gateway: true, Admin: true},
+		Tracing: TracingConfig{Endpoint: "http://127.0.0.1:4318/v1/traces", SampleRatio: 1, ServiceName: "putallkv"},
 	}
 	if *c != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
@@ -137,6 +139,7 @@ func TestFileErrors(t *testing.T) {
 		{"bad duration", "store:\n  sweep_interval: soon\n", []string{`store.sweep_interval: want a duration`, `"soon"`}},
 		{"list for an int", "limits:\n  max_key_bytes: [1, 2]\n", []string{"line 2: limits.max_key_bytes: want an integer, got a list"}},
 		{"word for a bool", "auth:\n  disabled: sure\n", []string{`line 2: auth.disabled: want true or false, got "sure"`}},
+		{"word for a number", "tracing:\n  sample_ratio: all\n", []string{`line 2: tracing.sample_ratio: want a number such as 0.25, got "all"`}},
 		{"section not a mapping", "server: 5\n", []string{`line 1: server: want a section of key: value lines, got "5"`}},
 		{"top level not a mapping", "- server\n", []string{"line 1: want sections"}},
 		{"key set twice", "store:\n  shards: 4\n  shards: 8\n", []string{"line 3: store.shards is set twice (first on line 2)"}},
@@ -181,6 +184,11 @@ func TestEnv(t *testing.T) {
 		{"bool", []string{"PUTALLKV_AUTH_METRICS_OPEN=true"}, func(c *Config) { c.Auth.MetricsOpen = true }},
 		{"int", []string{"PUTALLKV_LIMITS_MAX_KEY_BYTES=2048"}, func(c *Config) { c.Limits.MaxKeyBytes = 2048 }},
 		{"duration", []string{"PUTALLKV_IDEMPOTENCY_WINDOW=1h"}, func(c *Config) { c.Idempotency.Window = time.Hour }},
+		{"number", []string{"PUTALLKV_TRACING_SAMPLE_RATIO=0.05"}, func(c *Config) { c.Tracing.SampleRatio = 0.05 }},
+		{"tracing", []string{"PUTALLKV_TRACING_ENABLED=true", "PUTALLKV_TRACING_ENDPOINT=https://otel.internal:4318/v1/traces",
+			"PUTALLKV_TRACING_SERVICE_NAME=kv-eu"}, func(c *Config) {
+			c.Tracing.Enabled, c.Tracing.Endpoint, c.Tracing.ServiceName = true, "https://otel.internal:4318/v1/traces", "kv-eu"
+		}},
 		{"later duplicate wins", []string{"PUTALLKV_STORE_SHARDS=8", "PUTALLKV_STORE_SHARDS=16"}, func(c *Config) { c.Store.Shards = 16 }},
 	}
 	for _, tt := range tests {
@@ -229,6 +237,7 @@ func TestEnvErrors(t *testing.T) {
 		{"not an int", []string{"PUTALLKV_STORE_SHARDS=many"}, []string{"store.shards", "PUTALLKV_STORE_SHARDS", "many"}},
 		{"not a duration", []string{"PUTALLKV_STORE_SWEEP_INTERVAL=5"}, []string{"store.sweep_interval", `"5"`}},
 		{"not a bool", []string{"PUTALLKV_AUTH_DISABLED=sure"}, []string{"auth.disabled", `want true or false, got "sure"`}},
+		{"not a number", []string{"PUTALLKV_TRACING_SAMPLE_RATIO=half"}, []string{"tracing.sample_ratio", `want a number such as 0.25, got "half"`}},
 		{"int overflow", []string{"PUTALLKV_LIMITS_MAX_VALUE_BYTES=99999999999999999999"}, []string{"limits.max_value_bytes"}},
 		{"all reported", []string{"PUTALLKV_A_B=1", "PUTALLKV_C_D=2"}, []string{"PUTALLKV_A_B", "PUTALLKV_C_D"}},
 		{"value split at the first =", []string{"PUTALLKV_LOG_LEVEL=de=bug"}, []string{"log.level", `"de=bug"`}},
@@ -326,6 +335,18 @@ func TestValidate(t *testing.T) {
 		{"origin any", func(c *Config) { c.Gateway.CORSAllowedOrigins = "*" }, ""},
 		{"origin with path", func(c *Config) { c.Gateway.CORSAllowedOrigins = "https://app.example/" }, "config: gateway.cors_allowed_origins: must list origins"},
 		{"origin without scheme", func(c *Config) { c.Gateway.CORSAllowedOrigins = "app.example" }, "config: gateway.cors_allowed_origins:"},
+		{"tracing on", func(c *Config) { c.Tracing.Enabled = true }, ""},
+		{"tracing off ignores the endpoint", func(c *Config) { c.Tracing.Endpoint = "" }, ""},
+		{"tracing endpoint https", func(c *Config) { c.Tracing.Enabled, c.Tracing.Endpoint = true, "https://otel.example/v1/traces" }, ""},
+		{"tracing endpoint empty", func(c *Config) { c.Tracing.Enabled, c.Tracing.Endpoint = true, "" },
+			`config: tracing.endpoint: must be the OTLP/HTTP URL spans are sent to, such as http://127.0.0.1:4318/v1/traces (http or https, a host, the path), got ""`},
+		{"tracing endpoint host:port", func(c *Config) { c.Tracing.Enabled, c.Tracing.Endpoint = true, "127.0.0.1:4318" }, "config: tracing.endpoint:"},
+		{"tracing endpoint grpc", func(c *Config) { c.Tracing.Enabled, c.Tracing.Endpoint = true, "grpc://127.0.0.1:4317" }, "config: tracing.endpoint:"},
+		{"tracing sample_ratio 0", func(c *Config) { c.Tracing.SampleRatio = 0 }, ""},
+		{"tracing sample_ratio over 1", func(c *Config) { c.Tracing.SampleRatio = 1.5 }, "config: tracing.sample_ratio: must be from 0 to 1 (the fraction of traces recorded), got 1.5"},
+		{"tracing sample_ratio negative", func(c *Config) { c.Tracing.SampleRatio = -0.1 }, "config: tracing.sample_ratio:"},
+		{"tracing sample_ratio NaN", func(c *Config) { c.Tracing.SampleRatio = math.NaN() }, "config: tracing.sample_ratio:"},
+		{"tracing service_name", func(c *Config) { c.Tracing.ServiceName = " " }, `config: tracing.service_name: must name the service in its spans, got " "`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -118,6 +118,8 @@ func wantForm(t reflect.Type) string {
 		return "want a string"
 	case t.Kind() == reflect.Bool:
 		return "want true or false"
+	case t.Kind() == reflect.Float64:
+		return "want a number such as 0.25"
 	}
 	return "want a " + t.String()
 }

@@ -49,6 +49,8 @@ func TestChangedEveryKey(t *testing.T) {
 			v.SetInt(v.Int() + 1)
 		case reflect.Bool:
 			v.SetBool(!v.Bool())
+		case reflect.Float64:
+			v.SetFloat(v.Float()/2 + 0.25)
 		default:
 			t.Fatalf("%s: no way to change a %s", f.key, v.Type())
 		}

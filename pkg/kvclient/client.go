@@ -21,11 +21,11 @@ import (
 	remoteconnpool "github.com/cloudwego/kitex/pkg/remote/connpool"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/transport"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/kitex_gen/kv/kvservice"
 	"github.com/putallkv/putallkv/pkg/auth"
-	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
 // serviceName is the destination service name the server registers under.
@@ -55,6 +55,7 @@ type Client struct {
 	// coalescer gathers concurrent PutAll calls into PutAllMany round trips; nil sends each
 	// by itself (see WithCoalescing).
 	coalescer *coalescer
+	tracer    trace.Tracer // nil: no spans (see WithTracerProvider)
 }
 
 // The gateway is handed a *Client where it expects the service itself.
@@ -77,6 +78,7 @@ type options struct {
 	token             string
 	tls               *tls.Config
 	kitex             []client.Option
+	tracer            trace.Tracer
 }
 
 // WithRPCTimeout bounds each attempt of a call, from sending the request to reading the
@@ -204,9 +206,11 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 		}
 		return nil, fmt.Errorf("kvclient: %w", err)
 	}
-	c := &Client{raw: raw, pool: pool, retries: o.retries, budget: budget, rpcTimeout: o.rpcTimeout, breaker: breaker, metrics: o.metrics}
+	c := &Client{raw: raw, pool: pool, retries: o.retries, budget: budget, rpcTimeout: o.rpcTimeout, breaker: breaker, metrics: o.metrics,
+		tracer: o.tracer}
 	if o.coalesce > 0 {
-		c.coalescer = &coalescer{many: raw.PutAllMany, single: raw.PutAll, timeout: o.rpcTimeout, roundTrips: o.coalesce, metrics: o.metrics}
+		c.coalescer = &coalescer{many: raw.PutAllMany, single: raw.PutAll, timeout: o.rpcTimeout, roundTrips: o.coalesce, metrics: o.metrics,
+			tracer: o.tracer}
 	}
 	return c, nil
 }
@@ -281,12 +285,13 @@ func (c *Client) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (*kv.D
 }
 
 // call sends req with send, tagging ctx with a trace id if it has none (the same id on every
-// attempt, so the server's logs tie them together), retrying as the request's policy allows,
-// and returning any failure as an *Error. idempotencyKey returns a write's idempotency key
-// (its request_id); it is nil for reads.
+// attempt, so the server's logs tie them together) and with the call's trace context (see
+// WithTracerProvider), retrying as the request's policy allows, and returning any failure as
+// an *Error. idempotencyKey returns a write's idempotency key (its request_id); it is nil for
+// reads.
 func call[Req comparable, Resp any](ctx context.Context, c *Client, method string,
 	send func(context.Context, Req, ...callopt.Option) (Resp, error), req Req, idempotencyKey func(Req) string,
-) (Resp, error) {
+) (_ Resp, err error) {
 	var zero Resp
 	var none Req
 	if req == none {
@@ -296,9 +301,8 @@ func call[Req comparable, Resp any](ctx context.Context, c *Client, method strin
 	if idempotencyKey != nil {
 		p = writePolicy(idempotencyKey(req))
 	}
-	if _, ok := traceid.From(ctx); !ok {
-		ctx = traceid.With(ctx, traceid.New())
-	}
+	ctx, span := c.startSpan(ctx, method)
+	defer endSpan(span, &err)
 	start := time.Now()
 	c.budget.called()
 	for n := 0; ; n++ {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cloudwego/kitex/client/callopt"
 	"github.com/cloudwego/kitex/pkg/remote"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/traceid"
@@ -41,6 +42,7 @@ type coalescer struct {
 	single  func(context.Context, *kv.PutAllRequest, ...callopt.Option) (*kv.PutAllResponse, error)
 	timeout time.Duration // the client's RPC timeout; 0 for none
 	metrics *Metrics      // records each round trip's size; nil for none
+	tracer  trace.Tracer  // makes each round trip a span linked to its calls'; nil for none
 
 	mu         sync.Mutex
 	roundTrips int // the most in flight at once
@@ -153,10 +155,12 @@ func requestBytes(req *kv.PutAllRequest) int {
 func (q *coalescer) send(batch []*queuedCall) {
 	ctx, cancel := q.roundTripContext(batch)
 	defer cancel()
+	ctx, span := q.startRoundTrip(ctx, batch)
 	q.metrics.batched(sourceCoalescing, len(batch))
 	if len(batch) == 1 {
 		c := batch[0]
 		c.resp, c.err = q.single(kitexContext(ctx), c.req)
+		endRoundTrip(span, c.err)
 		close(c.done)
 		return
 	}
@@ -165,6 +169,7 @@ func (q *coalescer) send(batch []*queuedCall) {
 		req.Calls[i] = c.req
 	}
 	resp, err := q.many(kitexContext(ctx), req)
+	endRoundTrip(span, err)
 	if err != nil && len(batch) > 1 && refusedWhole(err) {
 		for _, c := range batch {
 			q.send([]*queuedCall{c})

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/putallkv/putallkv/pkg/tracing"
 	"github.com/putallkv/putallkv/pkg/wal"
 )
 
@@ -150,7 +151,13 @@ func (d *Durable) Apply(ctx context.Context, b Batch, results []Result) (Outcome
 	if err != nil || lsn == 0 {
 		return out, err
 	}
-	if err := d.journal.Wait(ctx, lsn); err != nil {
+	ctx, span := tracing.Start(ctx, tracing.StageDurability) // the group commit's wait
+	err = d.journal.Wait(ctx, lsn)
+	if err != nil {
+		tracing.Fail(span, "", err.Error())
+	}
+	span.End()
+	if err != nil {
 		return out, fmt.Errorf("%w: %w", ErrNotDurable, err)
 	}
 	return out, nil
