@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"strings"
 
 	"github.com/cloudwego/hertz/pkg/app"
 	"go.opentelemetry.io/otel/attribute"
@@ -25,14 +26,17 @@ func (g *Gateway) startSpan(ctx context.Context, c *app.RequestContext) (context
 	return g.spans.Start(ctx, "HTTP "+string(c.Request.Method()), trace.WithSpanKind(trace.SpanKindServer))
 }
 
-// endSpan names span for its route ("POST /v1/kv:putAll", OpenTelemetry's HTTP convention),
+// endSpan names span for its route ("POST /v1/kv:putAll": the method and the route's
+// template, OpenTelemetry's HTTP convention; a request no route took keeps its first name),
 // sets its attributes and status (an error for a 5xx answer), and ends it.
 func endSpan(span trace.Span, c *app.RequestContext, route string, status int, id string) {
 	if span.IsRecording() {
-		method := string(c.Request.Method())
-		span.SetName(method + " " + route)
-		span.SetAttributes(attribute.String("http.request.method", method), attribute.String("http.route", route),
+		span.SetAttributes(attribute.String("http.request.method", string(c.Request.Method())),
 			attribute.Int("http.response.status_code", status), tracing.RequestID.String(id))
+		if _, template, ok := strings.Cut(route, " "); ok {
+			span.SetName(route)
+			span.SetAttributes(attribute.String("http.route", template))
+		}
 		if status >= 500 {
 			span.SetStatus(codes.Error, "")
 		}

@@ -26,6 +26,12 @@ func Do(t testing.TB, method, url, body string) (int, http.Header, []byte) {
 	if method == "POST" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return DoRequest(t, req)
+}
+
+// DoRequest sends req as Do sends its request, for a test that sets headers of its own.
+func DoRequest(t testing.TB, req *http.Request) (int, http.Header, []byte) {
+	t.Helper()
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)

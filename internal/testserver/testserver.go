@@ -33,14 +33,14 @@ func Config(t testing.TB, edit func(*config.Config)) *config.Config {
 	return cfg
 }
 
-// Start runs the real server (or gateway tier) from cfg in-process, logging to log (nil:
-// nowhere); it shuts down gracefully when t ends, failing t if that fails.
-func Start(t testing.TB, cfg *config.Config, log *slog.Logger) *server.Server {
+// Start runs the real server (or gateway tier) from cfg in-process, with the test hooks opts,
+// logging to log (nil: nowhere); it shuts down gracefully when t ends, failing t if that fails.
+func Start(t testing.TB, cfg *config.Config, log *slog.Logger, opts ...server.Option) *server.Server {
 	t.Helper()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s, err := server.Start(cfg, log)
+	s, err := server.Start(cfg, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
