@@ -24,8 +24,11 @@ func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 var toolModules = []string{"gonum.org/", "github.com/redis/go-redis"}
 
 // serverModules are required by the server, which shares the SDK's module: they are in a user's
-// module graph (go.mod files only, never downloaded as code) but no SDK program links them.
-var serverModules = []string{"github.com/redis/rueidis", "github.com/cloudwego/hertz", "github.com/anishathalye/porcupine"}
+// module graph (go.mod files only, never downloaded as code) but no SDK program links them. The
+// SDK links the OpenTelemetry API (go.opentelemetry.io/otel, .../otel/trace) and takes a
+// TracerProvider from its user; the SDK of OpenTelemetry and the OTLP exporter are the server's.
+var serverModules = []string{"github.com/redis/rueidis", "github.com/cloudwego/hertz", "github.com/anishathalye/porcupine",
+	"go.opentelemetry.io/otel/sdk", "go.opentelemetry.io/otel/exporters/", "go.opentelemetry.io/proto/otlp", "google.golang.org/grpc"}
 
 // linkedOnlyByKitex is the one code-generation module a Kitex client links: kitex/client imports
 // kitex/pkg/generic, which parses IDL with thriftgo. It comes with Kitex, not with putallkv.
