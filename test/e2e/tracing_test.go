@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/putallkv/putallkv/internal/server"
@@ -190,17 +191,7 @@ func TestE2ETracePutAllThroughTheSDK(t *testing.T) {
 func TestE2ETraceHTTPPutAllJoinsTheCallersTrace(t *testing.T) {
 	srv, spans := tracedServer(t)
 	const traceID, parentID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-	req, err := http.NewRequest("POST", "http://"+srv.GatewayAddr()+"/v1/kv:putAll",
-		strings.NewReader(`{"mode":"best_effort","entries":[{"key":"h/a","value":"1"},{"key":"h/b","value":"2"}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("traceparent", "00-"+traceID+"-"+parentID+"-01")
-	status, header, body := testnet.DoRequest(t, req)
-	if status != http.StatusOK {
-		t.Fatalf("putAll: %d %s", status, body)
-	}
+	header := postPutAll(t, srv.GatewayAddr(), "00-"+traceID+"-"+parentID+"-01")
 	want := `POST /v1/kv:putAll
   PutAll
     validate
@@ -228,24 +219,73 @@ func TestE2ETraceHTTPPutAllJoinsTheCallersTrace(t *testing.T) {
 	}
 }
 
+// postPutAll posts an HTTP putAll of two keys to the gateway at addr with the W3C traceparent
+// header tp, and fails t unless it is answered 200; it returns the response's headers.
+func postPutAll(t *testing.T, addr, tp string) http.Header {
+	t.Helper()
+	req, err := http.NewRequest("POST", "http://"+addr+"/v1/kv:putAll",
+		strings.NewReader(`{"mode":"best_effort","entries":[{"key":"h/a","value":"1"},{"key":"h/b","value":"2"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", tp)
+	status, header, body := testnet.DoRequest(t, req)
+	if status != http.StatusOK {
+		t.Fatalf("putAll: %d %s", status, body)
+	}
+	return header
+}
+
+func TestE2ETraceThroughAGatewayTier(t *testing.T) {
+	srv, serverSpans := tracedServer(t)
+	cfg := testConfig(t)
+	cfg.Gateway.Upstream = srv.RPCAddr()
+	cfg.Tracing = config.TracingConfig{Enabled: true, Endpoint: "http://127.0.0.1:1/v1/traces", SampleRatio: 1, ServiceName: "putallkv-tier"}
+	tierSpans := tracetest.NewInMemoryExporter()
+	tier := testserver.Start(t, cfg, quiet, server.WithSpanExporter(tierSpans))
+	const traceID = "0af7651916cd43dd8448eb211c80319c"
+	postPutAll(t, tier.GatewayAddr(), "00-"+traceID+"-b7ad6b7169203331-01")
+	got := append(tierSpans.GetSpans(), serverSpans.GetSpans()...)
+	want := `POST /v1/kv:putAll
+  kv.KVService/PutAll
+    kv.KVService/PutAll
+      PutAll
+        validate
+        admission
+        store.apply
+          wal.wait
+`
+	if tree := spanTree(got); tree != want {
+		t.Fatalf("span tree across the tier and the server:\n%s\nwant:\n%s", tree, want)
+	}
+	for _, s := range got {
+		if s.SpanContext.TraceID().String() != traceID {
+			t.Errorf("span %q is in trace %s, not the caller's %s", s.Name, s.SpanContext.TraceID(), traceID)
+		}
+	}
+}
+
 // otlpReceiver is an OTLP/HTTP trace receiver on a loopback port: it decodes each export's
-// protobuf and keeps the names of the spans and of their services.
+// protobuf, counts the spans and, unless countOnly, keeps their names and their services'.
 type otlpReceiver struct {
-	srv *http.Server
-	ln  net.Listener
+	srv       *http.Server
+	ln        net.Listener
+	countOnly bool
 
 	mu       sync.Mutex
+	count    int
 	spans    []string
 	services []string
 }
 
-func startOTLPReceiver(t *testing.T) *otlpReceiver {
+func startOTLPReceiver(t testing.TB, countOnly bool) *otlpReceiver {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &otlpReceiver{ln: ln}
+	r := &otlpReceiver{ln: ln, countOnly: countOnly}
 	r.srv = &http.Server{Handler: http.HandlerFunc(r.export), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = r.srv.Serve(ln) }()
 	t.Cleanup(func() { _ = r.srv.Close() })
@@ -255,17 +295,26 @@ func startOTLPReceiver(t *testing.T) *otlpReceiver {
 func (r *otlpReceiver) export(w http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(req.Body)
 	var msg coltracepb.ExportTraceServiceRequest
-	if err == nil && req.URL.Path == "/v1/traces" && req.Header.Get("Content-Type") == "application/x-protobuf" {
-		err = proto.Unmarshal(body, &msg)
-	} else if err == nil {
+	n := 0
+	switch {
+	case err != nil:
+	case req.URL.Path != "/v1/traces" || req.Header.Get("Content-Type") != "application/x-protobuf":
 		err = io.ErrUnexpectedEOF
+	case r.countOnly:
+		n, err = countSpans(body)
+	default:
+		err = proto.Unmarshal(body, &msg)
 	}
 	if err != nil {
 		http.Error(w, "not an OTLP/HTTP protobuf export", http.StatusBadRequest)
 		return
 	}
 	r.mu.Lock()
+	r.count += n
 	for _, rs := range msg.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			r.count += len(ss.Spans)
+		}
 		for _, a := range rs.GetResource().GetAttributes() {
 			if a.Key == "service.name" {
 				r.services = append(r.services, a.GetValue().GetStringValue())
@@ -284,7 +333,7 @@ func (r *otlpReceiver) export(w http.ResponseWriter, req *http.Request) {
 }
 
 func TestE2ETracesAreExportedOverOTLP(t *testing.T) {
-	recv := startOTLPReceiver(t)
+	recv := startOTLPReceiver(t, false)
 	cfg := testConfig(t)
 	cfg.Tracing = config.TracingConfig{Enabled: true, Endpoint: "http://" + recv.ln.Addr().String() + "/v1/traces",
 		SampleRatio: 1, ServiceName: "putallkv-otlp"}
@@ -311,4 +360,44 @@ func TestE2ETracesAreExportedOverOTLP(t *testing.T) {
 	if len(recv.services) == 0 || recv.services[0] != "putallkv-otlp" {
 		t.Errorf("service.name of the exported spans = %q, want putallkv-otlp", recv.services)
 	}
+}
+
+// countSpans counts the spans of an encoded ExportTraceServiceRequest without decoding them
+// (resource_spans = 1, its scope_spans = 2, their spans = 2), so that a benchmark's receiver
+// costs little beside the server it measures.
+func countSpans(b []byte) (int, error) {
+	n := 0
+	err := eachField(b, 1, func(rs []byte) error {
+		return eachField(rs, 2, func(ss []byte) error {
+			return eachField(ss, 2, func([]byte) error { n++; return nil })
+		})
+	})
+	return n, err
+}
+
+// eachField calls f with the bytes of every length-delimited field num of the message b.
+func eachField(b []byte, num protowire.Number, f func([]byte) error) error {
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		b = b[l:]
+		if n == num && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(b)
+			if l < 0 {
+				return protowire.ParseError(l)
+			}
+			if err := f(v); err != nil {
+				return err
+			}
+			b = b[l:]
+			continue
+		}
+		if l = protowire.ConsumeFieldValue(n, typ, b); l < 0 {
+			return protowire.ParseError(l)
+		}
+		b = b[l:]
+	}
+	return nil
 }
