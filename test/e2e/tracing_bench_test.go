@@ -22,10 +22,12 @@ import (
 // concurrent callers through the plain SDK against the real server (memory only), client and
 // server in this process: tracing off; on but sampling nothing (sample_ratio 0); on at
 // sample_ratio 1, every span posted over OTLP/HTTP to a receiver on loopback (which counts
-// them); and on with the SDK's client spans too, posted to the same receiver. -count alternates the variants, so they are measured side
-// by side on a shared machine (docs/performance.md, Tracing):
+// them); and on with the SDK's client spans too, posted to the same receiver. One run measures
+// the four in turn; repeat it (go test's -count repeats each variant before the next) so that
+// they alternate on a shared machine (docs/performance.md, Tracing):
 //
-//	go test -run '^$' -bench PutAllTracing -benchtime 3s -count 5 ./test/e2e
+//	go test -c -o /tmp/e2e.test ./test/e2e
+//	for i in 1 2 3 4 5; do /tmp/e2e.test -test.run '^$' -test.bench PutAllTracing -test.benchtime 3s; done
 //
 // cpu-µs/op is the CPU time of the whole process (client, server and receiver) per call;
 // spans/op is what reached the receiver (the batcher drops spans when its queue is full).
