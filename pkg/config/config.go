@@ -510,7 +510,8 @@ func (c *Config) Validate() error {
 func (t TracingConfig) validate() []error {
 	var errs []error
 	if t.Enabled {
-		if u, err := url.Parse(t.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		if u, err := url.Parse(t.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			u.Path == "" {
 			errs = append(errs, fmt.Errorf("config: tracing.endpoint: must be the OTLP/HTTP URL spans are sent to, "+
 				"such as http://127.0.0.1:4318/v1/traces (http or https, a host, the path), got %q", t.Endpoint))
 		}

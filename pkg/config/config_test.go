@@ -340,6 +340,7 @@ func TestValidate(t *testing.T) {
 		{"tracing endpoint https", func(c *Config) { c.Tracing.Enabled, c.Tracing.Endpoint = true, "https://otel.example/v1/traces" }, ""},
 		{"tracing endpoint empty", func(c *Config) { c.Tracing.Enabled, c.Tracing.Endpoint = true, "" },
 			`config: tracing.endpoint: must be the OTLP/HTTP URL spans are sent to, such as http://127.0.0.1:4318/v1/traces (http or https, a host, the path), got ""`},
+		{"tracing endpoint without path", func(c *Config) { c.Tracing.Enabled, c.Tracing.Endpoint = true, "http://127.0.0.1:4318" }, "config: tracing.endpoint:"},
 		{"tracing endpoint host:port", func(c *Config) { c.Tracing.Enabled, c.Tracing.Endpoint = true, "127.0.0.1:4318" }, "config: tracing.endpoint:"},
 		{"tracing endpoint grpc", func(c *Config) { c.Tracing.Enabled, c.Tracing.Endpoint = true, "grpc://127.0.0.1:4317" }, "config: tracing.endpoint:"},
 		{"tracing sample_ratio 0", func(c *Config) { c.Tracing.SampleRatio = 0 }, ""},

@@ -19,9 +19,14 @@ import (
 // id of its own (package traceid) takes its trace's id, so logs and traces share one id.
 //
 // The provider, its sampler and its exporter are the caller's: this package links the
-// OpenTelemetry API only.
+// OpenTelemetry API only. A nil tp makes no spans.
 func WithTracerProvider(tp trace.TracerProvider) Option {
-	return func(o *options) { o.tracer = tracing.Tracer(tp) }
+	return func(o *options) {
+		o.tracer = nil
+		if tp != nil {
+			o.tracer = tracing.Tracer(tp)
+		}
+	}
 }
 
 // noSpan is the span of a call when the client makes none: its methods do nothing.
