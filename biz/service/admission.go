@@ -84,7 +84,7 @@ func (s *Service) refuse(n int, retry time.Duration, mode string) error {
 func (s *Service) writeChunked(ctx context.Context, writes []store.Write, statuses []*kv.KeyStatus, key *idemKey) (batchResult, error) {
 	a := s.admission.Load()
 	giveUp := s.now().Add(s.waitBudget(ctx, a.MaxWait))
-	var r batchResult
+	r := batchResult{replayed: true}
 	done := 0
 	for done < len(writes) {
 		_, span := tracing.Start(ctx, tracing.StageAdmission)
@@ -101,7 +101,8 @@ func (s *Service) writeChunked(ctx context.Context, writes []store.Write, status
 			r.retryAfter = g.Delay
 			break
 		}
-		chunk := store.Batch{Mode: store.BestEffort, Writes: writes[done : done+g.N], Tag: key.tag(done, len(writes))}
+		chunk := store.Batch{Mode: store.BestEffort, Writes: writes[done : done+g.N], Tag: key.tag(done, len(writes)),
+			Call: key.call(done, s.idem.window)}
 		out, err := s.apply(ctx, chunk, statuses[done:done+g.N])
 		if err != nil && done > 0 && codeOf(err) == kv.ErrorCode_RESOURCE_EXHAUSTED {
 			break // the memory quota refused this chunk: earlier ones applied, report the rest
@@ -114,8 +115,10 @@ func (s *Service) writeChunked(ctx context.Context, writes []store.Write, status
 			r.revision = out.Revision
 		}
 		r.applied += out.Applied
+		r.replayed = r.replayed && out.Replayed
 		done += g.N
 	}
+	r.replayed = r.replayed && done == len(writes)
 	for i := done; i < len(writes); i++ {
 		statuses[i] = &kv.KeyStatus{Key: writes[i].Key, Code: kv.ErrorCode_RESOURCE_EXHAUSTED}
 	}

@@ -66,6 +66,8 @@ func storeError(err error) *kv.KVError {
 	switch {
 	case errors.Is(err, store.ErrJournal):
 		return kvError(kv.ErrorCode_UNAVAILABLE, "the write-ahead log is refusing writes, nothing was written: %v", err)
+	case errors.Is(err, store.ErrRequestConflict):
+		return kvError(kv.ErrorCode_IDEMPOTENCY_CONFLICT, "request_id was already used for a different request: %v", err)
 	case errors.Is(err, store.ErrRefused):
 		return kvError(kv.ErrorCode_UNAVAILABLE, "the store refused the call for now, nothing was written; retry later: %v", err)
 	case errors.Is(err, store.ErrNotDurable):

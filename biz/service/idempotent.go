@@ -2,8 +2,10 @@ package service
 
 import (
 	"context"
+	"time"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/store"
 	"github.com/putallkv/putallkv/pkg/tracing"
 )
 
@@ -96,6 +98,16 @@ func runOwned[R any](m *idempotency, rec *idemRecord, es *writeEntries, call fun
 	finished = true
 	m.finish(rec, resp, err, es.n, es.key)
 	return resp, err
+}
+
+// call names k's call, for the batch of its entries from offset on, to an engine that records
+// calls itself (store.Batch.Call), so that a retry reaching another process is replayed too;
+// nil k, nil call.
+func (k *idemKey) call(offset int, window time.Duration) *store.Call {
+	if k == nil {
+		return nil
+	}
+	return &store.Call{ID: k.id, Digest: k.digest, Offset: offset, ExpiresAtMs: k.createdMs + window.Milliseconds()}
 }
 
 // idempotencyKeyOf reads an optional request_id field: a write's idempotency key, or "".

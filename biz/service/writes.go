@@ -15,11 +15,11 @@ func (s *Service) Put(ctx context.Context, req *kv.PutRequest) (resp *kv.PutResp
 	w := write{key: req.Key, value: req.Value, expected: req.ExpectedVersion, ttlMs: req.TtlMs}
 	return idempotent(ctx, s, "Put", idempotencyKeyOf(req.RequestId), oneEntry(w),
 		func(key *idemKey) (*kv.PutResponse, error) {
-			r, _, err := s.single(ctx, w, key)
+			r, out, err := s.single(ctx, w, key)
 			if err != nil {
 				return nil, err
 			}
-			return &kv.PutResponse{Version: r.Version, Created: r.Created, SuggestedBatch: s.suggest()}, nil
+			return &kv.PutResponse{Version: r.Version, Created: r.Created, SuggestedBatch: s.suggest(), Replayed: out.Replayed}, nil
 		})
 }
 
@@ -29,11 +29,11 @@ func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.D
 	w := write{key: req.Key, del: true, expected: req.ExpectedVersion}
 	return idempotent(ctx, s, "Delete", idempotencyKeyOf(req.RequestId), oneEntry(w),
 		func(key *idemKey) (*kv.DeleteResponse, error) {
-			_, rev, err := s.single(ctx, w, key)
+			_, out, err := s.single(ctx, w, key)
 			if err != nil {
 				return nil, err
 			}
-			return &kv.DeleteResponse{Revision: rev, SuggestedBatch: s.suggest()}, nil
+			return &kv.DeleteResponse{Revision: out.Revision, SuggestedBatch: s.suggest(), Replayed: out.Replayed}, nil
 		})
 }
 
@@ -99,6 +99,7 @@ func batchCall[T any, P batchResponse[T]](ctx context.Context, s *Service, metho
 			resp.SetApplied(int32(r.applied))
 			resp.SetRetryAfterMs(retryAfterMs(r.retryAfter))
 			resp.SetSuggestedBatch(s.suggest())
+			resp.SetReplayed(r.replayed)
 			return resp, nil
 		})
 }
@@ -112,6 +113,9 @@ type batchResult struct {
 	applied  int
 	// retryAfter is set when BEST_EFFORT entries were not admitted in time.
 	retryAfter time.Duration
+	// replayed is set when the engine answered every entry from its records of the call
+	// (store.Outcome.Replayed).
+	replayed bool
 }
 
 // apply runs validated writes against the engine. An ATOMIC batch with a failing
@@ -193,33 +197,35 @@ func (s *Service) writeBatch(ctx context.Context, mode store.Mode, writes []stor
 	if mode == store.BestEffort {
 		statuses = make([]*kv.KeyStatus, len(writes))
 	}
-	out, err := s.apply(ctx, store.Batch{Mode: mode, Writes: writes, Tag: key.tag(0, len(writes))}, statuses)
+	out, err := s.apply(ctx, store.Batch{Mode: mode, Writes: writes, Tag: key.tag(0, len(writes)),
+		Call: key.call(0, s.idem.window)}, statuses)
 	if err != nil {
 		return batchResult{}, err
 	}
-	return batchResult{statuses: statuses, revision: out.Revision, applied: out.Applied}, nil
+	return batchResult{statuses: statuses, revision: out.Revision, applied: out.Applied, replayed: out.Replayed}, nil
 }
 
 // single admits and runs one write, and turns a failed precondition into an error.
-func (s *Service) single(ctx context.Context, w write, key *idemKey) (store.Result, int64, error) {
+func (s *Service) single(ctx context.Context, w write, key *idemKey) (store.Result, store.Outcome, error) {
 	sw, code, msg := s.toStoreWrite(w, s.now().UnixMilli())
 	if code != kv.ErrorCode_OK {
-		return store.Result{}, 0, kvError(code, "%s", msg)
+		return store.Result{}, store.Outcome{}, kvError(code, "%s", msg)
 	}
 	if err := s.admit(ctx, 1, "single"); err != nil {
-		return store.Result{}, 0, err
+		return store.Result{}, store.Outcome{}, err
 	}
 	results := make([]store.Result, 1)
 	writes := []store.Write{sw}
 	s.observe(writes)
-	out, err := s.engineApply(ctx, store.Batch{Mode: store.Atomic, Writes: writes, Tag: key.tag(0, 1)}, results)
+	out, err := s.engineApply(ctx, store.Batch{Mode: store.Atomic, Writes: writes, Tag: key.tag(0, 1),
+		Call: key.call(0, s.idem.window)}, results)
 	if err != nil {
-		return store.Result{}, 0, err
+		return store.Result{}, store.Outcome{}, err
 	}
 	if r := results[0]; r.Code != store.OK {
-		return store.Result{}, 0, preconditionFailure(&kv.KeyStatus{Key: w.key, Code: storeCode(r.Code), Version: r.Version})
+		return store.Result{}, store.Outcome{}, preconditionFailure(&kv.KeyStatus{Key: w.key, Code: storeCode(r.Code), Version: r.Version})
 	}
-	return results[0], out.Revision, nil
+	return results[0], out, nil
 }
 
 // engineApply runs b on the engine (the store.apply stage), its failure in API terms.

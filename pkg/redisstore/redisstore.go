@@ -20,6 +20,14 @@
 //   - Stats.Revision is the highest revision this process has seen; Stats.Keys is not counted
 //     (0), and there is no quota: Redis's maxmemory bounds the data.
 //
+// A batch of an idempotent call (store.Batch.Call) is recorded in Redis, so that a retry
+// reaching any process is replayed: each slot's script appends its writes' outcomes to the
+// call's record in that slot (recordKey), in the same step as the writes, and answers the
+// writes its record already holds from it. A call that spans slots is thus applied at most
+// once per write: a process that dies between slots leaves the earlier slots' writes applied
+// and recorded, and the retry replays those and applies the rest. A record lives for the
+// idempotency window (Call.ExpiresAtMs) and holds at most Options.MaxRecordBytes.
+//
 // After a batch's writes, Apply sends WAIT for Options.ReplicasAck replicas (at most
 // Options.AckTimeout) on the connection that wrote them, and returns store.ErrNotDurable
 // (outcome unknown) when fewer confirm. WAIT does not make Redis strongly consistent: a
@@ -54,6 +62,10 @@ type Options struct {
 	// Observer is told of every round trip to the cluster and every failed command, for
 	// metrics; nil: nobody.
 	Observer Observer
+	// MaxRecordBytes bounds an idempotency record in one slot (the payload digest and 21
+	// bytes per write); 0 means DefaultMaxRecordBytes. Writes that would grow a record past
+	// it apply without being recorded, and a retry runs them again.
+	MaxRecordBytes int
 }
 
 // Observer is told what the engine asks of the cluster, so that an operator sees the Redis
@@ -82,6 +94,8 @@ func (nobody) Failed(string, string)                {}
 const (
 	DefaultReplicasAck = 1
 	DefaultAckTimeout  = time.Second
+	// DefaultMaxRecordBytes holds the outcomes of about 50 000 writes of one call in a slot.
+	DefaultMaxRecordBytes = 1 << 20
 )
 
 // Engine is the redis_cluster engine. It is safe for concurrent use.
@@ -90,7 +104,10 @@ type Engine struct {
 	replicasAck int
 	ackTimeout  time.Duration
 	observer    Observer
-	revision    atomic.Int64 // the highest revision seen, for Stats
+	// maxRecordBytes is Options.MaxRecordBytes as the script's argument.
+	maxRecordBytes string
+	revision       atomic.Int64  // the highest revision seen, for Stats
+	unrecorded     atomic.Uint64 // writes of idempotent calls left out of their record
 }
 
 var _ store.Engine = (*Engine)(nil)
@@ -110,6 +127,10 @@ func Open(opts Options) (*Engine, error) {
 	if e.ackTimeout <= 0 {
 		e.ackTimeout = DefaultAckTimeout
 	}
+	if opts.MaxRecordBytes <= 0 {
+		opts.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	e.maxRecordBytes = strconv.Itoa(opts.MaxRecordBytes)
 	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: opts.Addrs, DisableCache: true, ShuffleInit: true})
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: connecting to %v: %w", opts.Addrs, err)
@@ -161,50 +182,100 @@ func (e *Engine) Apply(ctx context.Context, b store.Batch, results []store.Resul
 		a, z := writes[groups[0].idx[0]].Key, writes[groups[1].idx[0]].Key
 		return store.Outcome{}, &store.CrossSlotError{First: a, FirstSlot: groups[0].slot, Second: z, SecondSlot: groups[1].slot}
 	}
+	return e.apply(ctx, b, results, groups, nil)
+}
+
+// apply runs groups' scripts, all of them or, in tests, those keep admits (a process that
+// died between slots), and fills results.
+func (e *Engine) apply(ctx context.Context, b store.Batch, results []store.Result, groups []group, keep func(group) bool) (store.Outcome, error) {
+	writes := b.Writes
+	if keep != nil {
+		var kept []group
+		for _, g := range groups {
+			if keep(g) {
+				kept = append(kept, g)
+			}
+		}
+		groups = kept
+	}
 	mode := "b"
 	if b.Mode == store.Atomic {
 		mode = "a"
 	}
+	rec := e.recordArgs(b.Call)
 	replies, err := e.runRaw(ctx, "apply", groups, applyLua, e.replicasAck > 0, func(s script, g group) rueidis.Completed {
-		return e.applyCommand(s, g, mode, writes)
+		return e.applyCommand(s, g, mode, rec, writes)
 	})
 	if err != nil {
 		return store.Outcome{}, e.failure(err, len(groups) > 1)
 	}
 	var out store.Outcome
-	revisions := 0
+	// The batch has one revision when every applied write has the same one in the same slot.
+	var firstRev int64
+	firstSlot := -1
+	replayed, sameRev := int64(0), true
+	applied := make([]bool, len(writes))
 	for gi, g := range groups {
-		rev, err := fillResults(replies[gi], g, writes, results)
+		r, err := fillResults(replies[gi], g, writes, results, applied)
+		if errors.Is(err, store.ErrRequestConflict) && len(groups) > 1 {
+			err = fmt.Errorf("%w (in slot %d; the call's writes in other slots may have applied under it)", err, g.slot)
+		}
 		if err != nil {
 			return store.Outcome{}, err
 		}
-		if rev == 0 {
-			continue
+		if r.unrecorded > 0 {
+			e.unrecorded.Add(uint64(r.unrecorded))
 		}
-		e.seen(rev)
+		e.seen(r.rev)
+		replayed += r.replayed
 		for _, i := range g.idx {
-			if results[i].Code == store.OK {
-				out.Applied++
+			if !applied[i] {
+				continue
+			}
+			out.Applied++
+			if firstRev == 0 {
+				firstRev, firstSlot = results[i].Version, g.slot
+			} else if results[i].Version != firstRev || g.slot != firstSlot {
+				sameRev = false
 			}
 		}
-		revisions++
-		out.Revision = rev
 	}
 	if b.Mode == store.Atomic && out.Applied < len(writes) {
 		return store.Outcome{}, nil
 	}
-	if revisions > 1 {
-		out.Revision = 0
+	if sameRev {
+		out.Revision = firstRev
 	}
+	out.Replayed = replayed == int64(len(writes))
 	return out, nil
 }
 
+// recordArgs are the script's record arguments for call: its digest, the record's expiry and
+// byte bound, or none.
+type recordArgs struct {
+	id, digest, expiresAt string
+	offset                int
+}
+
+func (e *Engine) recordArgs(call *store.Call) recordArgs {
+	if call == nil {
+		return recordArgs{}
+	}
+	return recordArgs{id: call.ID, digest: string(call.Digest[:]), expiresAt: strconv.FormatInt(call.ExpiresAtMs, 10),
+		offset: call.Offset}
+}
+
 // applyCommand is the script call applying group g's writes.
-func (e *Engine) applyCommand(s script, g group, mode string, writes []store.Write) rueidis.Completed {
-	keys := make([]string, 0, len(g.idx)+1)
-	args := make([]string, 0, 1+4*len(g.idx))
+func (e *Engine) applyCommand(s script, g group, mode string, rec recordArgs, writes []store.Write) rueidis.Completed {
+	keys := make([]string, 0, len(g.idx)+2)
+	args := make([]string, 0, 4+5*len(g.idx))
 	keys = append(keys, revisionKey(g.slot))
-	args = append(args, mode)
+	if rec.digest != "" {
+		keys = append(keys, recordKey(g.slot, rec.id))
+	} else {
+		keys = append(keys, revisionKey(g.slot))
+	}
+	args = append(args, mode, rec.digest, rec.expiresAt, e.maxRecordBytes)
 	for _, i := range g.idx {
 		w := &writes[i]
 		keys = append(keys, dataKey(w.Key))
@@ -216,7 +287,8 @@ func (e *Engine) applyCommand(s script, g group, mode string, writes []store.Wri
 		if w.Delete {
 			at = 0
 		}
-		args = append(args, op, strconv.FormatInt(w.ExpectedVersion, 10), strconv.FormatInt(at, 10), value)
+		args = append(args, op, strconv.FormatInt(w.ExpectedVersion, 10), strconv.FormatInt(at, 10),
+			strconv.Itoa(rec.offset+i), value)
 	}
 	return scriptCommand(e.client, s, keys, args)
 }
@@ -229,26 +301,34 @@ func scriptCommand(c rueidis.Client, s script, keys, args []string) rueidis.Comp
 	return c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 }
 
-// fillResults turns group g's script reply into results and returns the group's revision (0
-// when nothing applied).
-func fillResults(msg rueidis.RedisMessage, g group, writes []store.Write, results []store.Result) (int64, error) {
+// groupReply is what a group's apply script reported besides the results.
+type groupReply struct {
+	rev, replayed, unrecorded int64
+}
+
+// fillResults turns group g's script reply into results, marking in applied the writes that
+// applied (now or, replayed, earlier).
+func fillResults(msg rueidis.RedisMessage, g group, writes []store.Write, results []store.Result, applied []bool) (groupReply, error) {
 	reply, err := msg.AsIntSlice()
-	if err != nil || len(reply) != 1+2*len(g.idx) {
-		return 0, fmt.Errorf("redisstore: the apply script answered %d numbers for %d writes (%v)", len(reply), len(g.idx), err)
+	if err == nil && len(reply) == 1 && reply[0] == -1 {
+		return groupReply{}, fmt.Errorf("redisstore: %w", store.ErrRequestConflict)
 	}
-	rev := reply[0]
+	if err != nil || len(reply) != 3+3*len(g.idx) {
+		return groupReply{}, fmt.Errorf("redisstore: the apply script answered %d numbers for %d writes (%v)", len(reply), len(g.idx), err)
+	}
 	for j, i := range g.idx {
-		code, version := store.Code(reply[1+2*j]), reply[2+2*j]
-		r := store.Result{Code: code, Version: version}
+		code, before, rev := store.Code(reply[3+3*j]), reply[4+3*j], reply[5+3*j]
+		r := store.Result{Code: code, Version: before}
 		if code == store.OK {
-			r.Created = version == 0 && !writes[i].Delete
+			r.Created = before == 0 && !writes[i].Delete
 			if rev != 0 {
 				r.Version = rev
+				applied[i] = true
 			}
 		}
 		results[i] = r
 	}
-	return rev, nil
+	return groupReply{rev: reply[0], replayed: reply[1], unrecorded: reply[2]}, nil
 }
 
 // runRaw sends one script call per group (EVALSHA, then EVAL for the groups whose node did not
@@ -462,6 +542,10 @@ func fillItems(reply rueidis.RedisMessage, g group, items []store.Item) (int64, 
 	}
 	return rev, nil
 }
+
+// Unrecorded counts the writes of idempotent calls that applied without being recorded, their
+// record having reached Options.MaxRecordBytes: a retry of those runs them again.
+func (e *Engine) Unrecorded() uint64 { return e.unrecorded.Load() }
 
 // WaitsForDurability implements store.Engine: Apply waits for replicas when ReplicasAck > 0.
 func (e *Engine) WaitsForDurability() bool { return e.replicasAck > 0 }

@@ -56,8 +56,12 @@ var slotTags = sync.OnceValue(func() []string {
 // revisionKey is the key of slot's revision counter.
 func revisionKey(slot int) string { return "rev{" + slotTags()[slot] + "}" }
 
+// recordKey is the key of the idempotency record of request_id id in slot: a call that spans
+// slots keeps one record in each, written with that slot's writes.
+func recordKey(slot int, id string) string { return "idem{" + slotTags()[slot] + "}" + id }
+
 // dataPrefix is put before every user key: the engine's keys never collide with its counters
-// (which start "rev{"), and a prefix without braces keeps a key's hash tag.
+// (which start "rev{") or records ("idem{"), and a prefix without braces keeps a key's hash tag.
 const dataPrefix = "k:"
 
 func dataKey(key string) string { return dataPrefix + key }

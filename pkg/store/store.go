@@ -101,6 +101,9 @@ type Outcome struct {
 	Revision int64
 	// Applied counts the writes that took effect. An Atomic batch applies all or none.
 	Applied int
+	// Replayed is set when every write was answered from the records of Batch.Call (an
+	// earlier batch of the same call wrote them): the batch wrote nothing.
+	Replayed bool
 }
 
 // String renders the outcome as the semantics scripts show it: "rev=3 applied=2".
@@ -197,7 +200,34 @@ type Batch struct {
 	// with the batch's results (see Options.Recovered): the service tags writes that carry a
 	// request_id, so their responses survive a restart.
 	Tag []byte
+	// Call, when set, names the idempotent call the batch belongs to. An engine that several
+	// processes share (the Redis Cluster engine) records each write's outcome under it, with
+	// the write, and answers a later batch of the same call from the record instead of
+	// writing again (Outcome.Replayed), whichever process it reaches; a record of the same
+	// request_id with another payload fails Apply with ErrRequestConflict. Engines of one
+	// process (Memory, Durable) ignore it: the service's own records cover them.
+	Call *Call
 }
+
+// Call names an idempotent write call for Batch.Call.
+type Call struct {
+	// ID is the call's request_id.
+	ID string
+	// Digest identifies the call's method and payload: a record of ID made by a call with
+	// another digest is a conflict.
+	Digest [32]byte
+	// Offset is the index in the call of the batch's first write (a call that admission
+	// splits into several batches): a record remembers each write by its index in the call.
+	Offset int
+	// ExpiresAtMs (Unix ms) is the end of the idempotency window, after which the record may
+	// be forgotten.
+	ExpiresAtMs int64
+}
+
+// ErrRequestConflict is returned (wrapped) by Apply when Batch.Call's request_id was recorded
+// for a call with another payload: nothing of the batch was written in the slot that holds
+// the record.
+var ErrRequestConflict = errors.New("store: the request_id was already used for a different request")
 
 // Engine is what the service needs of a key-value engine, and all it may assume: multi-key
 // writes and consistent multi-key reads, under the semantics of Apply and GetAll. Memory and

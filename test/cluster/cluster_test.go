@@ -94,3 +94,43 @@ func TestTwoNodesShareOneCluster(t *testing.T) {
 		t.Fatalf("b reads %+v, %v; want both written", got, err)
 	}
 }
+
+// A request_id's record lives in the cluster, shared by the nodes: a retry through the other
+// node is replayed (marked so, nothing written again), across slots too; a reuse of the
+// request_id for another payload in the same slot is refused with IDEMPOTENCY_CONFLICT.
+func TestRetryReplayedByTheOtherNode(t *testing.T) {
+	a, b := node(t), node(t)
+	ctx := context.Background()
+	tag := fmt.Sprintf("{retry-%d}", time.Now().UnixNano())
+	id := func(s string) *string { return &s }
+
+	put := &kv.PutRequest{Key: tag + "k", Value: []byte("v"), RequestId: id(tag + "put")}
+	first, err := a.Put(ctx, put)
+	if err != nil || first.Replayed {
+		t.Fatalf("Put through a: %+v, %v", first, err)
+	}
+	again, err := b.Put(ctx, put)
+	if err != nil || !again.Replayed || again.Version != first.Version || again.Created != first.Created {
+		t.Fatalf("the retry through b: %+v, %v; want a replay of %+v", again, err, first)
+	}
+
+	spread := &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, RequestId: id(tag + "putall"), Entries: []*kv.Entry{
+		{Key: tag + "x", Value: []byte("1")}, {Key: fmt.Sprintf("plain-%d", time.Now().UnixNano()), Value: []byte("2")}}}
+	p1, err := b.PutAll(ctx, spread)
+	if err != nil || p1.Replayed || p1.Applied != 2 {
+		t.Fatalf("PutAll across slots through b: %+v, %v", p1, err)
+	}
+	p2, err := a.PutAll(ctx, spread)
+	if err != nil || !p2.Replayed || p2.Applied != 2 || fmt.Sprint(p2.Results) != fmt.Sprint(p1.Results) {
+		t.Fatalf("the retry through a: %+v, %v; want a replay of %+v", p2, err, p1)
+	}
+
+	reuse := &kv.PutRequest{Key: tag + "k", Value: []byte("other"), RequestId: put.RequestId}
+	if _, err := b.Put(ctx, reuse); !errors.Is(err, kvclient.ErrIdempotencyConflict) {
+		t.Fatalf("request_id reused for another payload through b: %v; want IDEMPOTENCY_CONFLICT", err)
+	}
+	got, err := a.Get(ctx, &kv.GetRequest{Key: tag + "k"})
+	if err != nil || string(got.Item.Value) != "v" || got.Item.Version != first.Version {
+		t.Fatalf("after the retries a reads %+v, %v; want \"v\" at version %d", got, err, first.Version)
+	}
+}
