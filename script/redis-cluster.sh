@@ -3,6 +3,7 @@
 #
 #   script/redis-cluster.sh up   [BASE_PORT] [DIR]
 #   script/redis-cluster.sh down [BASE_PORT] [DIR]
+#   script/redis-cluster.sh restart BASE_PORT PORT
 #
 # up starts six redis-server processes in cluster mode on 127.0.0.1:BASE_PORT..BASE_PORT+5
 # (BASE_PORT defaults to 7000), each with its data in DIR/PORT (DIR defaults to a new temporary
@@ -13,9 +14,13 @@
 # that down finds it without DIR. When redis-server is missing, up installs it with apt-get (as
 # root; otherwise it says so and stops).
 #
-# Every node runs with cluster-node-timeout 5000 (a dead master is replaced by its replica in
-# about that) and cluster-require-full-coverage no (while one master's slots fail over, the other
+# Every node runs with cluster-node-timeout REDIS_CLUSTER_NODE_TIMEOUT (ms, default 5000: a dead
+# master is replaced by its replica in about that) and cluster-require-full-coverage no (while one master's slots fail over, the other
 # masters' slots keep serving instead of the whole cluster answering CLUSTERDOWN).
+#
+# restart starts the node of PORT again (after it died: a failover test's kill -9), with its
+# data directory and cluster configuration, and records its new pid in place of the old one: it
+# rejoins the cluster as a replica of the master that replaced it.
 #
 # down stops exactly the processes up recorded, after checking that each pid is still a
 # redis-server, then removes DIR if up created it; it never touches other processes.
@@ -24,13 +29,17 @@ set -euo pipefail
 cmd=${1:-}
 base=${2:-7000}
 dir=${3:-}
+[ "$cmd" = restart ] && dir=''
+node_port=${3:-}
 wait_s=${REDIS_CLUSTER_WAIT:-60}
+node_timeout=${REDIS_CLUSTER_NODE_TIMEOUT:-5000}
 nodes=6
 marker=/tmp/putallkv-redis-cluster-$base
 
 die() { echo "redis-cluster: $*" >&2; exit 1; }
 
 case "$base" in ''|*[!0-9]*) die "BASE_PORT must be a number, got '$base'" ;; esac
+case "$node_timeout" in ''|*[!0-9]*) die "REDIS_CLUSTER_NODE_TIMEOUT must be a number of ms, got '$node_timeout'" ;; esac
 [ "$base" -ge 1 ] && [ $((base + nodes - 1)) -le 65535 ] || die "ports $base..$((base + nodes - 1)) are out of range"
 
 ensure_redis() {
@@ -93,11 +102,7 @@ up() {
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       down_recorded; die "127.0.0.1:$port is already in use"
     fi
-    mkdir -p "$dir/$port"
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/$port" --daemonize no \
-      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
-      --cluster-require-full-coverage no --appendonly no --save '' \
-      --logfile "$dir/$port/redis.log" --pidfile "$dir/$port/redis.pid" </dev/null >/dev/null 2>&1 &
+    start_node "$port"
     echo "$!" >>"$dir/pids"
     addrs+=("127.0.0.1:$port")
   done
@@ -135,6 +140,35 @@ up() {
   echo "addrs=$(IFS=,; echo "${addrs[*]}")"
 }
 
+# start_node PORT starts the node of PORT in the background ($! is its pid).
+start_node() {
+  mkdir -p "$dir/$1"
+  redis-server --port "$1" --bind 127.0.0.1 --dir "$dir/$1" --daemonize no \
+    --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout "$node_timeout" \
+    --cluster-require-full-coverage no --appendonly no --save '' \
+    --logfile "$dir/$1/redis.log" --pidfile "$dir/$1/redis.pid" </dev/null >/dev/null 2>&1 &
+}
+
+restart() {
+  [ -f "$marker" ] || die "no cluster recorded for base port $base ($marker is missing)"
+  dir=$(cat "$marker")
+  case "$node_port" in ''|*[!0-9]*) die "restart needs the node's PORT, got '$node_port'" ;; esac
+  local i=$((node_port - base))
+  [ "$i" -ge 0 ] && [ "$i" -lt "$nodes" ] || die "port $node_port is not a node of the cluster on $base"
+  local old
+  old=$(sed -n "$((i + 1))p" "$dir/pids")
+  if [ -n "$old" ] && is_ours "$old"; then die "the node on port $node_port (pid $old) is still running"; fi
+  start_node "$node_port"
+  sed -i "$((i + 1))s/.*/$!/" "$dir/pids"
+  local n=0
+  until redis-cli -h 127.0.0.1 -p "$node_port" ping 2>/dev/null | grep -q PONG; do
+    n=$((n + 1))
+    if [ "$n" -gt $((wait_s * 10)) ]; then die "node $node_port did not answer PING within ${wait_s}s"; fi
+    sleep 0.1
+  done
+  echo "redis-cluster: restarted 127.0.0.1:$node_port"
+}
+
 # down_recorded stops the processes recorded in $dir/pids and forgets the cluster.
 down_recorded() {
   local pids=() p
@@ -165,5 +199,6 @@ down() {
 case "$cmd" in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down [BASE_PORT] [DIR]" >&2; exit 2 ;;
+  restart) restart ;;
+  *) echo "usage: $0 up|down [BASE_PORT] [DIR] | restart BASE_PORT PORT" >&2; exit 2 ;;
 esac

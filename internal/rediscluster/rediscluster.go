@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +42,15 @@ type Cluster struct {
 	// seed for a cluster client).
 	Addrs []string
 	base  int
+	env   []string
+}
+
+// Options change how Start brings a cluster up.
+type Options struct {
+	// NodeTimeout is the nodes' cluster-node-timeout (how long a master may stop answering
+	// before its replica replaces it); 0 keeps the script's default, 5 s. Failover tests set
+	// it low, so that they spend little time waiting for one.
+	NodeTimeout time.Duration
 }
 
 // script is the path of script/redis-cluster.sh in this checkout.
@@ -52,7 +62,11 @@ func script() string {
 // Start brings a cluster up and returns once every node reports cluster_state:ok and every
 // replica is linked to its master. A range of ports can be taken between the probe and the
 // start (another test binary, an outgoing connection's port): Start then tries the next range.
-func Start() (*Cluster, error) {
+func Start(opts Options) (*Cluster, error) {
+	var env []string
+	if opts.NodeTimeout > 0 {
+		env = append(env, "REDIS_CLUSTER_NODE_TIMEOUT="+strconv.FormatInt(opts.NodeTimeout.Milliseconds(), 10))
+	}
 	next := func(int) (int, error) { return freeBase() }
 	if p := os.Getenv("REDIS_CLUSTER_BASE_PORT"); p != "" {
 		first, err := strconv.Atoi(p)
@@ -71,7 +85,7 @@ func Start() (*Cluster, error) {
 			errs = append(errs, fmt.Errorf("rediscluster: ports %d..%d (or their bus ports) are taken", base, base+Nodes-1))
 			continue
 		}
-		c, err := startAt(base)
+		c, err := startAt(base, env)
 		if err == nil {
 			return c, nil
 		}
@@ -80,12 +94,12 @@ func Start() (*Cluster, error) {
 	return nil, errors.Join(errs...)
 }
 
-func startAt(base int) (*Cluster, error) {
-	out, err := run("up", base)
+func startAt(base int, env []string) (*Cluster, error) {
+	out, err := run("up", base, env)
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{base: base}
+	c := &Cluster{base: base, env: env}
 	for i := range Nodes {
 		c.Addrs = append(c.Addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
 	}
@@ -98,14 +112,67 @@ func startAt(base int) (*Cluster, error) {
 
 // Stop stops exactly the processes Start started, and removes their data.
 func (c *Cluster) Stop() error {
-	_, err := run("down", c.base)
+	_, err := run("down", c.base, c.env)
 	return err
 }
 
+// Restart starts the node serving addr (one of Addrs) again after it died, with its data
+// directory and cluster configuration: it rejoins as a replica of the master that replaced it.
+func (c *Cluster) Restart(addr string) error {
+	i, err := c.index(addr)
+	if err != nil {
+		return err
+	}
+	_, err = run("restart", c.base, c.env, strconv.Itoa(c.base+i))
+	return err
+}
+
+// index is the index of the node serving addr: its port less the base port. (Not its index in
+// Addrs, which a client given Addrs may have shuffled.)
+func (c *Cluster) index(addr string) (int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	p, err2 := strconv.Atoi(port)
+	if err != nil || err2 != nil || host != "127.0.0.1" || p < c.base || p >= c.base+Nodes {
+		return 0, fmt.Errorf("rediscluster: %s is not a node of this cluster", addr)
+	}
+	return p - c.base, nil
+}
+
+// Signal sends sig to the redis-server serving addr (one of Addrs), as recorded by the script
+// that started it: SIGKILL kills a node as a crash would, SIGSTOP and SIGCONT stall and resume
+// it. It refuses a process that is no longer a redis-server.
+func (c *Cluster) Signal(addr string, sig syscall.Signal) error {
+	i, err := c.index(addr)
+	if err != nil {
+		return err
+	}
+	dir, err := os.ReadFile(fmt.Sprintf("/tmp/putallkv-redis-cluster-%d", c.base))
+	if err != nil {
+		return fmt.Errorf("rediscluster: the cluster's directory: %w", err)
+	}
+	pids, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(dir)), "pids"))
+	if err != nil {
+		return fmt.Errorf("rediscluster: the cluster's pids: %w", err)
+	}
+	lines := strings.Fields(string(pids))
+	if len(lines) != Nodes {
+		return fmt.Errorf("rediscluster: %d pids recorded, want %d", len(lines), Nodes)
+	}
+	pid, err := strconv.Atoi(lines[i])
+	if err != nil {
+		return fmt.Errorf("rediscluster: pid %q: %w", lines[i], err)
+	}
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || strings.TrimSpace(string(comm)) != "redis-server" {
+		return fmt.Errorf("rediscluster: pid %d of %s is no longer a redis-server", pid, addr)
+	}
+	return syscall.Kill(pid, sig)
+}
+
 // run runs the script with a bounded time and returns its combined output.
-func run(cmd string, base int) (string, error) {
+func run(cmd string, base int, env []string, args ...string) (string, error) {
 	var out bytes.Buffer
-	x := exec.Command(script(), cmd, strconv.Itoa(base))
+	x := exec.Command(script(), append([]string{cmd, strconv.Itoa(base)}, args...)...)
+	x.Env = append(os.Environ(), env...)
 	x.Stdout, x.Stderr = &out, &out
 	x.WaitDelay = time.Second
 	if err := x.Start(); err != nil {
@@ -163,19 +230,13 @@ var shared *Cluster
 // Main starts the binary's cluster, runs its tests under the module's goroutine-leak check
 // (which knows rueidis's delayed closing of replaced connections), stops the cluster and exits. Call it from TestMain.
 func Main(m *testing.M) {
-	c, err := Start()
+	c, err := Start(Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	shared = c
-	// A rueidis cluster client that refreshed its slot map closes the connections it replaced
-	// five seconds later, in a goroutine that outlives the client's Close; and a lazy refresh
-	// (after a MOVED or a failed connection) sleeps out its start delay in a goroutine of its
-	// own, which Close does not stop either. Both end by themselves.
-	leakcheck.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
-		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"),
+	leakcheck.VerifyTestMain(m, append(LeakOptions(),
 		goleak.Cleanup(func(code int) {
 			if err := c.Stop(); err != nil {
 				fmt.Fprintln(os.Stderr, err)
@@ -184,7 +245,20 @@ func Main(m *testing.M) {
 				}
 			}
 			os.Exit(code)
-		}))
+		}))...)
+}
+
+// LeakOptions are the goroutines of rueidis that outlive a closed client, for the leak check
+// of a test binary that starts clusters of its own. A rueidis cluster client that refreshed
+// its slot map closes the connections it replaced five seconds later, in a goroutine that
+// outlives the client's Close; and a lazy refresh (after a MOVED or a failed connection)
+// sleeps out its start delay in a goroutine of its own, which Close does not stop either.
+// Both end by themselves.
+func LeakOptions() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"),
+	}
 }
 
 // Addrs returns the addresses of the cluster Main started.

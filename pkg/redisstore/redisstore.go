@@ -39,6 +39,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -131,7 +132,8 @@ func Open(opts Options) (*Engine, error) {
 		opts.MaxRecordBytes = DefaultMaxRecordBytes
 	}
 	e.maxRecordBytes = strconv.Itoa(opts.MaxRecordBytes)
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: opts.Addrs, DisableCache: true, ShuffleInit: true})
+	// rueidis shuffles InitAddress in place: give it a copy, not the caller's slice.
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: slices.Clone(opts.Addrs), DisableCache: true, ShuffleInit: true})
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: connecting to %v: %w", opts.Addrs, err)
 	}
