@@ -86,6 +86,9 @@ type crashRound struct {
 	mu      sync.Mutex
 	history []porcupine.Operation
 	acked   map[string]ack // key -> the latest acknowledged write (by version)
+	// prefix goes before every key the round writes (a hash tag keeps them in one slot of a
+	// Redis Cluster).
+	prefix string
 }
 
 type ack struct {
@@ -122,7 +125,7 @@ func (r *crashRound) readLin(ctx context.Context, c *kvclient.Client, client int
 	in := linInput{keys: []int{0, 1, 2, 3, 4, 5}, client: client}
 	keys := make([]string, linKeys)
 	for i := range keys {
-		keys[i] = linKey(i)
+		keys[i] = r.prefix + linKey(i)
 	}
 	call := r.now()
 	resp, err := c.GetAll(ctx, &kv.GetAllRequest{Keys: keys})
@@ -153,7 +156,7 @@ func (r *crashRound) drive(ctx context.Context, c *kvclient.Client, client int, 
 			value := fmt.Sprintf("r%d-c%d-o%d", round, client, op)
 			req := &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC}
 			for _, k := range keys {
-				req.Entries = append(req.Entries, &kv.Entry{Key: linKey(k), Value: []byte(value)})
+				req.Entries = append(req.Entries, &kv.Entry{Key: r.prefix + linKey(k), Value: []byte(value)})
 			}
 			call := r.now()
 			resp, err := c.PutAll(ctx, req)
@@ -170,7 +173,7 @@ func (r *crashRound) drive(ctx context.Context, c *kvclient.Client, client int, 
 			value := fmt.Sprintf("be-r%d-c%d-o%d", round, client, op)
 			req := &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT}
 			for i := range 1 + rng.IntN(8) {
-				req.Entries = append(req.Entries, &kv.Entry{Key: fmt.Sprintf("own/c%d/%d", client, rng.IntN(50)+i*50), Value: []byte(value)})
+				req.Entries = append(req.Entries, &kv.Entry{Key: fmt.Sprintf("%sown/c%d/%d", r.prefix, client, rng.IntN(50)+i*50), Value: []byte(value)})
 			}
 			if resp, err := c.PutAll(ctx, req); err == nil {
 				r.acknowledgeAll(req.Entries, resp, value)

@@ -1,7 +1,8 @@
 // Package binary holds the tests of the built binaries, putallkv and putallctl, run as an
 // operator runs them: flags, configuration files, signals, exit codes, logs, data directories
-// across restarts, and the SIGKILL crash test. TestMain builds both binaries once; every
-// helper the tests share is in this file.
+// across restarts, the SIGKILL crash test, and two nodes on one Redis Cluster. TestMain builds
+// both binaries once (and the first test that needs a Redis Cluster starts one, stopped at
+// the end); every helper the tests share is in this file.
 package binary
 
 import (
@@ -17,11 +18,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
 	"go.uber.org/goleak"
 
+	"github.com/putallkv/putallkv/internal/rediscluster"
 	"github.com/putallkv/putallkv/pkg/leakcheck"
 )
 
@@ -48,6 +51,10 @@ func TestMain(m *testing.M) {
 	}
 	leakcheck.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		_ = os.RemoveAll(dir)
+		if err := stopCluster(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = max(code, 1)
+		}
 		os.Exit(code)
 	}))
 }
@@ -68,6 +75,32 @@ func build(dir string) error {
 	}
 	built.server, built.ctl = filepath.Join(dir, "putallkv"), filepath.Join(dir, "putallctl")
 	return nil
+}
+
+// cluster is the Redis Cluster of this test binary, started by the first test that needs one.
+var cluster struct {
+	once sync.Once
+	c    *rediscluster.Cluster
+	err  error
+}
+
+// redisCluster returns the seed addresses of this binary's Redis Cluster (script/redis-cluster.sh
+// through internal/rediscluster, which honours REDIS_CLUSTER_BASE_PORT), starting it on first use.
+func redisCluster(t *testing.T) string {
+	t.Helper()
+	cluster.once.Do(func() { cluster.c, cluster.err = rediscluster.Start(rediscluster.Options{}) })
+	if cluster.err != nil {
+		t.Fatal(cluster.err)
+	}
+	return strings.Join(cluster.c.Addrs, ",")
+}
+
+// stopCluster stops the Redis Cluster if a test started one.
+func stopCluster() error {
+	if cluster.c == nil {
+		return nil
+	}
+	return cluster.c.Stop()
 }
 
 // binaries returns the paths of the server and putallctl binaries; under -short, which builds
