@@ -16,6 +16,8 @@
 #   ./build.sh observe [ADMIN_ADDR]   Prometheus scraping a running node (default
 #                       127.0.0.1:9100) with the alert rules loaded, on 127.0.0.1:9190
 #                       (PROMETHEUS_PORT), until Ctrl-C (script/observe.sh; installs prometheus)
+#   ./build.sh cluster  a Redis Cluster and two putallkv nodes on it, ports printed, until
+#                       Ctrl-C (script/cluster.sh; installs redis-server)
 #   ./build.sh ldflags  the -ldflags the binaries are built with (version and commit stamps)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -86,6 +88,7 @@ case "$cmd" in
     script/bench.sh; go test -run '^$' -bench . -benchmem -count 1 ./pkg/store/ ;;
   ab) need_go; script/ab.sh "$@" ;;
   observe) exec script/observe.sh "$@" ;;
+  cluster) exec script/cluster.sh ;;
   ldflags) ldflags ;;
-  *) echo "usage: ./build.sh [build|run|test|bench|ab|observe|ldflags]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|run|test|bench|ab|observe|cluster|ldflags]" >&2; exit 2 ;;
 esac

@@ -193,6 +193,26 @@ func run(cmd string, base int, env []string, args ...string) (string, error) {
 	}
 }
 
+// FreeBase returns a base port for a cluster started by other means than Start (a script a
+// test runs, say): the first from REDIS_CLUSTER_BASE_PORT on, in steps of Nodes, whose ports
+// and bus ports are free now, or without it one found as Start finds one.
+func FreeBase() (int, error) {
+	p := os.Getenv("REDIS_CLUSTER_BASE_PORT")
+	if p == "" {
+		return freeBase()
+	}
+	first, err := strconv.Atoi(p)
+	if err != nil {
+		return 0, fmt.Errorf("rediscluster: REDIS_CLUSTER_BASE_PORT=%q is not a port", p)
+	}
+	for base := first; base+Nodes-1+busOffset <= 65535 && base < first+50*Nodes; base += Nodes {
+		if portsFree(base) {
+			return base, nil
+		}
+	}
+	return 0, fmt.Errorf("rediscluster: no free range of ports from REDIS_CLUSTER_BASE_PORT=%d on", first)
+}
+
 // freeBase finds a base port whose Nodes ports and their bus ports are free now, all below the
 // range Linux hands out to outgoing connections (32768 and up).
 func freeBase() (int, error) {

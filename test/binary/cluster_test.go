@@ -1,20 +1,27 @@
 package binary
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/putallkv/putallkv/internal/rediscluster"
 	"github.com/putallkv/putallkv/internal/testnet"
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/kvclient"
@@ -215,4 +222,120 @@ func TestBinariesLinearizableOnRedisCluster(t *testing.T) {
 	if acked == 0 {
 		t.Fatalf("seed %d: the history holds no acknowledged write: it proves nothing", seed)
 	}
+}
+
+// ./build.sh cluster (script/cluster.sh) brings up a Redis Cluster and two nodes on it, prints
+// their addresses, serves one data set through both, and Ctrl-C (SIGINT to its process group,
+// as a terminal sends it) stops everything it started and exits 0.
+func TestClusterScript(t *testing.T) {
+	server, _ := binaries(t)
+	redisBase, err := rediscluster.FreeBase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpc, web, admin := freePair(t), freePair(t), freePair(t)
+	cmd := exec.Command(filepath.Join(root, "script", "cluster.sh"))
+	cmd.Env = append(os.Environ(), "CLUSTER_BIN="+server, fmt.Sprintf("CLUSTER_REDIS_PORT=%d", redisBase),
+		fmt.Sprintf("CLUSTER_RPC_PORT=%d", rpc), fmt.Sprintf("CLUSTER_HTTP_PORT=%d", web), fmt.Sprintf("CLUSTER_ADMIN_PORT=%d", admin))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		done <- cmd.Wait()
+	}()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+			<-done
+		}
+	})
+
+	var printed []string
+	timeout := time.After(3 * time.Minute)
+wait:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("cluster.sh exited before serving:\n%s\n%s", strings.Join(printed, "\n"), stderr.String())
+			}
+			printed = append(printed, l)
+			if strings.Contains(l, "Ctrl-C stops") {
+				break wait
+			}
+		case <-timeout:
+			t.Fatalf("cluster.sh did not start within 3 minutes:\n%s\n%s", strings.Join(printed, "\n"), stderr.String())
+		}
+	}
+	text := strings.Join(printed, "\n")
+	for _, want := range []string{fmt.Sprintf("127.0.0.1:%d..%d", redisBase, redisBase+5), fmt.Sprintf("http 127.0.0.1:%d", web),
+		fmt.Sprintf("rpc 127.0.0.1:%d", rpc+1)} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("cluster.sh printed no %q:\n%s", want, text)
+		}
+	}
+	key := fmt.Sprintf("script-%d", time.Now().UnixNano())
+	if code, _, body := testnet.Do(t, http.MethodPut, fmt.Sprintf("http://127.0.0.1:%d/v1/kv/%s", web, key), "hello"); code != http.StatusCreated {
+		t.Fatalf("PUT through node 1: %d %s", code, body)
+	}
+	if code, _, body := testnet.Do(t, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/v1/kv/%s", web+1, key), ""); code != http.StatusOK || string(body) != "hello" {
+		t.Fatalf("GET through node 2: %d %q", code, body)
+	}
+
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = true
+	for range lines {
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("cluster.sh after Ctrl-C: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("cluster.sh did not stop within a minute of Ctrl-C")
+	}
+	for _, port := range []int{redisBase, redisBase + 5, rpc, web + 1, admin} {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			t.Fatalf("127.0.0.1:%d still answers after cluster.sh stopped", port)
+		}
+	}
+}
+
+// freePair returns a port p such that p and p+1 are free on 127.0.0.1 now.
+func freePair(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
+		l.Close()
+		if err == nil {
+			l2.Close()
+			return p
+		}
+	}
+	t.Fatal("found no two free consecutive ports")
+	return 0
 }
