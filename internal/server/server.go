@@ -218,7 +218,8 @@ func (s *Server) openStore(reg prometheus.Registerer) (*service.Recovery, error)
 			return nil, err
 		}
 		e, err = redisstore.Open(redisstore.Options{Addrs: cfg.Redis.AddrList(), ReplicasAck: cfg.Redis.ReplicasAck,
-			AckTimeout: cfg.Redis.AckTimeout, Observer: rm})
+			AckTimeout: cfg.Redis.AckTimeout, Username: cfg.Redis.Username, Password: cfg.Redis.Password,
+			DialTimeout: cfg.Redis.DialTimeout, BlockingPoolSize: cfg.Redis.BlockingPoolSize, Observer: rm})
 		if err != nil {
 			return nil, fmt.Errorf("redis.addrs: %w", err)
 		}

@@ -116,6 +116,17 @@ type RedisConfig struct {
 	// AckTimeout bounds the wait for the replicas; a write they do not confirm in time fails
 	// with UNAVAILABLE, its outcome unknown.
 	AckTimeout time.Duration `yaml:"ack_timeout"`
+	// Username and Password authenticate to every node (Redis ACL, AUTH username password);
+	// an empty Username with a Password is the default user. Set the password through
+	// PUTALLKV_REDIS_PASSWORD rather than in a file others read.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// DialTimeout bounds connecting to a node.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// BlockingPoolSize is how many connections to each node the writes that wait for replicas
+	// may hold at once (a WAIT holds its connection until it is answered); writes over it wait
+	// for one.
+	BlockingPoolSize int `yaml:"blocking_pool_size"`
 }
 
 // AddrList returns the seed addresses, or nil.
@@ -441,6 +452,11 @@ func (c *Config) Validate() error {
 		bad("redis.replicas_ack", "must be 0 (no wait) or positive, got %d", c.Redis.ReplicasAck)
 	}
 	positiveDuration("redis.ack_timeout", c.Redis.AckTimeout)
+	positiveDuration("redis.dial_timeout", c.Redis.DialTimeout)
+	positive("redis.blocking_pool_size", c.Redis.BlockingPoolSize)
+	if c.Redis.Username != "" && c.Redis.Password == "" {
+		bad("redis.username", "is set but redis.password is empty (set PUTALLKV_REDIS_PASSWORD)")
+	}
 	if _, err := wal.ParseSyncPolicy(c.WAL.Fsync); err != nil {
 		bad("wal.fsync", "%v", err)
 	}

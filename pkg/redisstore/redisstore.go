@@ -39,6 +39,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,6 +64,13 @@ type Options struct {
 	// Observer is told of every round trip to the cluster and every failed command, for
 	// metrics; nil: nobody.
 	Observer Observer
+	// Username and Password authenticate to every node (Redis ACL); both empty: no AUTH.
+	Username, Password string
+	// DialTimeout bounds connecting to a node; 0 means rueidis's 5 s.
+	DialTimeout time.Duration
+	// BlockingPoolSize is how many connections per node writes that WAIT may hold at once; 0
+	// means rueidis's 1024.
+	BlockingPoolSize int
 	// MaxRecordBytes bounds an idempotency record in one slot (the payload digest and 21
 	// bytes per write); 0 means DefaultMaxRecordBytes. Writes that would grow a record past
 	// it apply without being recorded, and a retry runs them again.
@@ -133,7 +141,9 @@ func Open(opts Options) (*Engine, error) {
 	}
 	e.maxRecordBytes = strconv.Itoa(opts.MaxRecordBytes)
 	// rueidis shuffles InitAddress in place: give it a copy, not the caller's slice.
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: slices.Clone(opts.Addrs), DisableCache: true, ShuffleInit: true})
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: slices.Clone(opts.Addrs), DisableCache: true, ShuffleInit: true,
+		Username: opts.Username, Password: opts.Password, Dialer: net.Dialer{Timeout: opts.DialTimeout},
+		BlockingPoolSize: opts.BlockingPoolSize})
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: connecting to %v: %w", opts.Addrs, err)
 	}

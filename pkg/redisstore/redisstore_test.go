@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/putallkv/putallkv/internal/rediscluster"
 	"github.com/putallkv/putallkv/pkg/store"
 )
@@ -422,5 +424,39 @@ func TestObserverHearsRoundTripsAndFailures(t *testing.T) {
 	}
 	if rec.failed["read/noscript"] != 3 {
 		t.Errorf("%d reads refused NOSCRIPT; want 3 (one a slot)", rec.failed["read/noscript"])
+	}
+}
+
+// An engine given a Redis ACL user authenticates as it on every node and works; a wrong
+// password fails Open, saying so.
+func TestACLUser(t *testing.T) {
+	ctx := context.Background()
+	user, password := fmt.Sprintf("putallkv-%d", time.Now().UnixNano()), "s3cret-pass"
+	for _, addr := range rediscluster.Addrs(t) {
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, ForceSingleClient: true, DisableCache: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = c.Do(context.Background(), c.B().AclDeluser().Username(user).Build()).Error()
+			c.Close()
+		})
+		if err := c.Do(ctx, c.B().AclSetuser().Username(user).Rule("on", ">"+password, "~*", "&*", "+@all").Build()).Error(); err != nil {
+			t.Fatalf("ACL SETUSER on %s: %v", addr, err)
+		}
+	}
+	e := openEngine(t, Options{ReplicasAck: 1, Username: user, Password: password})
+	k := fresh(t) + "k"
+	out, _ := apply(t, e, store.Atomic, put(k, "v", 0))
+	if _, items := getAll(t, e, k); !items[0].Found || items[0].Version != out.Revision {
+		t.Fatalf("as ACL user %s: %v", user, items[0])
+	}
+	bad, err := Open(Options{Addrs: rediscluster.Addrs(t), Username: user, Password: "wrong", DialTimeout: 5 * time.Second})
+	if err == nil {
+		bad.Close()
+		t.Fatal("Open with a wrong password succeeded")
+	}
+	if !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("Open with a wrong password: %v; want WRONGPASS", err)
 	}
 }
