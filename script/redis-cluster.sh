@@ -14,6 +14,8 @@
 # that down finds it without DIR. When redis-server is missing, up installs it with apt-get (as
 # root; otherwise it says so and stops).
 #
+# With REDIS_CLUSTER_TLS_DIR set, the nodes speak only TLS (see below).
+#
 # Every node runs with cluster-node-timeout REDIS_CLUSTER_NODE_TIMEOUT (ms, default 5000: a dead
 # master is replaced by its replica in about that) and cluster-require-full-coverage no (while one master's slots fail over, the other
 # masters' slots keep serving instead of the whole cluster answering CLUSTERDOWN).
@@ -33,10 +35,32 @@ dir=${3:-}
 node_port=${3:-}
 wait_s=${REDIS_CLUSTER_WAIT:-60}
 node_timeout=${REDIS_CLUSTER_NODE_TIMEOUT:-5000}
+tls_dir=${REDIS_CLUSTER_TLS_DIR:-}
+
+die() { echo "redis-cluster: $*" >&2; exit 1; }
+
+# With REDIS_CLUSTER_TLS_DIR the nodes speak TLS only (clients, replication and the cluster
+# bus), with the certificates of that directory: ca.pem (verifies every peer), server.pem and
+# server-key.pem (what a node serves), client.pem and client-key.pem (what it and redis-cli
+# present: clients must have a certificate).
+node_tls=()
+cli_tls=()
+if [ -n "$tls_dir" ]; then
+  for f in ca.pem server.pem server-key.pem client.pem client-key.pem; do
+    [ -r "$tls_dir/$f" ] || die "REDIS_CLUSTER_TLS_DIR has no readable $f"
+  done
+  node_tls=(--tls-cluster yes --tls-replication yes --tls-ca-cert-file "$tls_dir/ca.pem"
+    --tls-cert-file "$tls_dir/server.pem" --tls-key-file "$tls_dir/server-key.pem"
+    --tls-client-cert-file "$tls_dir/client.pem" --tls-client-key-file "$tls_dir/client-key.pem")
+  cli_tls=(--tls --cacert "$tls_dir/ca.pem" --cert "$tls_dir/client.pem" --key "$tls_dir/client-key.pem")
+fi
+
+# cli runs redis-cli, over TLS when the nodes speak it.
+cli() { redis-cli "${cli_tls[@]}" "$@"; }
+
 nodes=6
 marker=/tmp/putallkv-redis-cluster-$base
 
-die() { echo "redis-cluster: $*" >&2; exit 1; }
 
 case "$base" in ''|*[!0-9]*) die "BASE_PORT must be a number, got '$base'" ;; esac
 case "$node_timeout" in ''|*[!0-9]*) die "REDIS_CLUSTER_NODE_TIMEOUT must be a number of ms, got '$node_timeout'" ;; esac
@@ -72,7 +96,7 @@ linked_replicas() {
   local n=0 port
   for ((j = 0; j < nodes; j++)); do
     port=$((base + j))
-    if redis-cli -h 127.0.0.1 -p "$port" info replication 2>/dev/null | tr -d '\r' | grep -qx 'master_link_status:up'; then
+    if cli -h 127.0.0.1 -p "$port" info replication 2>/dev/null | tr -d '\r' | grep -qx 'master_link_status:up'; then
       n=$((n + 1))
     fi
   done
@@ -81,7 +105,7 @@ linked_replicas() {
 
 # node_ok PORT: the node answers cluster_state:ok.
 node_ok() {
-  redis-cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | tr -d '\r' | grep -qx 'cluster_state:ok'
+  cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | tr -d '\r' | grep -qx 'cluster_state:ok'
 }
 
 up() {
@@ -111,7 +135,7 @@ up() {
   for ((i = 0; i < nodes; i++)); do
     port=$((base + i))
     local n=0
-    until redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; do
+    until cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; do
       if ! is_ours "${started[$i]}"; then
         tail -n 5 "$dir/$port/redis.log" >&2 || true
         down_recorded; die "the node on port $port exited (its log's end is above)"
@@ -121,7 +145,7 @@ up() {
       sleep 0.1
     done
   done
-  if ! redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1; then
+  if ! cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1; then
     cat "$dir/create.log" >&2; down_recorded; die "redis-cli --cluster create failed"
   fi
   local deadline=$((SECONDS + wait_s))
@@ -143,7 +167,9 @@ up() {
 # start_node PORT starts the node of PORT in the background ($! is its pid).
 start_node() {
   mkdir -p "$dir/$1"
-  redis-server --port "$1" --bind 127.0.0.1 --dir "$dir/$1" --daemonize no \
+  local ports=(--port "$1")
+  [ -n "$tls_dir" ] && ports=(--port 0 --tls-port "$1")
+  redis-server "${ports[@]}" "${node_tls[@]}" --bind 127.0.0.1 --dir "$dir/$1" --daemonize no \
     --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout "$node_timeout" \
     --cluster-require-full-coverage no --appendonly no --save '' \
     --logfile "$dir/$1/redis.log" --pidfile "$dir/$1/redis.pid" </dev/null >/dev/null 2>&1 &
@@ -161,7 +187,7 @@ restart() {
   start_node "$node_port"
   sed -i "$((i + 1))s/.*/$!/" "$dir/pids"
   local n=0
-  until redis-cli -h 127.0.0.1 -p "$node_port" ping 2>/dev/null | grep -q PONG; do
+  until cli -h 127.0.0.1 -p "$node_port" ping 2>/dev/null | grep -q PONG; do
     n=$((n + 1))
     if [ "$n" -gt $((wait_s * 10)) ]; then die "node $node_port did not answer PING within ${wait_s}s"; fi
     sleep 0.1

@@ -51,6 +51,10 @@ type Options struct {
 	// before its replica replaces it); 0 keeps the script's default, 5 s. Failover tests set
 	// it low, so that they spend little time waiting for one.
 	NodeTimeout time.Duration
+	// TLSDir, when set, makes the nodes speak only TLS, with the certificates of that directory
+	// (as pkg/tlsconf/tlstest writes them: ca.pem, server.pem, server-key.pem, client.pem,
+	// client-key.pem); a client must present one the CA signed.
+	TLSDir string
 }
 
 // script is the path of script/redis-cluster.sh in this checkout.
@@ -66,6 +70,9 @@ func Start(opts Options) (*Cluster, error) {
 	var env []string
 	if opts.NodeTimeout > 0 {
 		env = append(env, "REDIS_CLUSTER_NODE_TIMEOUT="+strconv.FormatInt(opts.NodeTimeout.Milliseconds(), 10))
+	}
+	if opts.TLSDir != "" {
+		env = append(env, "REDIS_CLUSTER_TLS_DIR="+opts.TLSDir)
 	}
 	next := func(int) (int, error) { return freeBase() }
 	if p := os.Getenv("REDIS_CLUSTER_BASE_PORT"); p != "" {

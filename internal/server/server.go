@@ -8,6 +8,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,7 @@ import (
 	"github.com/putallkv/putallkv/pkg/redisstore"
 	"github.com/putallkv/putallkv/pkg/rpcguard"
 	"github.com/putallkv/putallkv/pkg/store"
+	"github.com/putallkv/putallkv/pkg/tlsconf"
 	"github.com/putallkv/putallkv/pkg/wal"
 )
 
@@ -217,8 +219,14 @@ func (s *Server) openStore(reg prometheus.Registerer) (*service.Recovery, error)
 		if err != nil {
 			return nil, err
 		}
+		var tlsCfg *tls.Config
+		if cfg.Redis.TLS {
+			if tlsCfg, err = tlsconf.Client(tlsconf.Files{Cert: cfg.Redis.CertFile, Key: cfg.Redis.KeyFile, CA: cfg.Redis.CAFile}); err != nil {
+				return nil, fmt.Errorf("redis.tls: %w", err)
+			}
+		}
 		e, err = redisstore.Open(redisstore.Options{Addrs: cfg.Redis.AddrList(), ReplicasAck: cfg.Redis.ReplicasAck,
-			AckTimeout: cfg.Redis.AckTimeout, Username: cfg.Redis.Username, Password: cfg.Redis.Password,
+			AckTimeout: cfg.Redis.AckTimeout, Username: cfg.Redis.Username, Password: cfg.Redis.Password, TLS: tlsCfg,
 			DialTimeout: cfg.Redis.DialTimeout, BlockingPoolSize: cfg.Redis.BlockingPoolSize, Observer: rm})
 		if err != nil {
 			return nil, fmt.Errorf("redis.addrs: %w", err)

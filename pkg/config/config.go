@@ -121,6 +121,13 @@ type RedisConfig struct {
 	// PUTALLKV_REDIS_PASSWORD rather than in a file others read.
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
+	// TLS makes the engine speak TLS to the nodes; CAFile (empty: the system's roots) verifies
+	// their certificates, CertFile and KeyFile are the client certificate it presents (for
+	// nodes with tls-auth-clients), both or neither.
+	TLS      bool   `yaml:"tls"`
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 	// DialTimeout bounds connecting to a node.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// BlockingPoolSize is how many connections to each node the writes that wait for replicas
@@ -453,6 +460,12 @@ func (c *Config) Validate() error {
 	}
 	positiveDuration("redis.ack_timeout", c.Redis.AckTimeout)
 	positiveDuration("redis.dial_timeout", c.Redis.DialTimeout)
+	if (c.Redis.CertFile == "") != (c.Redis.KeyFile == "") {
+		bad("redis.cert_file", "and redis.key_file go together: set both or neither")
+	}
+	if !c.Redis.TLS && c.Redis.CAFile+c.Redis.CertFile+c.Redis.KeyFile != "" {
+		bad("redis.tls", "is off, but redis.ca_file, cert_file or key_file is set: turn it on or empty them")
+	}
 	positive("redis.blocking_pool_size", c.Redis.BlockingPoolSize)
 	if c.Redis.Username != "" && c.Redis.Password == "" {
 		bad("redis.username", "is set but redis.password is empty (set PUTALLKV_REDIS_PASSWORD)")

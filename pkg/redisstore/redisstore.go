@@ -37,6 +37,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -66,6 +67,8 @@ type Options struct {
 	Observer Observer
 	// Username and Password authenticate to every node (Redis ACL); both empty: no AUTH.
 	Username, Password string
+	// TLS, when set, is how to speak TLS to the nodes (nil: plain TCP).
+	TLS *tls.Config
 	// DialTimeout bounds connecting to a node; 0 means rueidis's 5 s.
 	DialTimeout time.Duration
 	// BlockingPoolSize is how many connections per node writes that WAIT may hold at once; 0
@@ -143,7 +146,7 @@ func Open(opts Options) (*Engine, error) {
 	// rueidis shuffles InitAddress in place: give it a copy, not the caller's slice.
 	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: slices.Clone(opts.Addrs), DisableCache: true, ShuffleInit: true,
 		Username: opts.Username, Password: opts.Password, Dialer: net.Dialer{Timeout: opts.DialTimeout},
-		BlockingPoolSize: opts.BlockingPoolSize})
+		BlockingPoolSize: opts.BlockingPoolSize, TLSConfig: opts.TLS})
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: connecting to %v: %w", opts.Addrs, err)
 	}

@@ -7,15 +7,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/putallkv/putallkv/internal/rediscluster"
+	"github.com/putallkv/putallkv/internal/server"
+	"github.com/putallkv/putallkv/internal/testnet"
 	"github.com/putallkv/putallkv/internal/testserver"
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/config"
 	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/tlsconf/tlstest"
 )
 
 func TestMain(m *testing.M) { rediscluster.Main(m) }
@@ -132,5 +137,46 @@ func TestRetryReplayedByTheOtherNode(t *testing.T) {
 	got, err := a.Get(ctx, &kv.GetRequest{Key: tag + "k"})
 	if err != nil || string(got.Item.Value) != "v" || got.Item.Version != first.Version {
 		t.Fatalf("after the retries a reads %+v, %v; want \"v\" at version %d", got, err, first.Version)
+	}
+}
+
+// A node configured with redis.tls (a CA, and the client certificate the nodes require) serves
+// from a cluster that speaks only TLS; the same node without TLS does not start.
+func TestNodeOverTLS(t *testing.T) {
+	pki := tlstest.New(t, "redis")
+	cl, err := rediscluster.Start(rediscluster.Options{TLSDir: filepath.Dir(pki.CA)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cl.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	cfg := testserver.Config(t, func(cfg *config.Config) {
+		cfg.Store.Engine = "redis_cluster"
+		cfg.Redis.Addrs = strings.Join(cl.Addrs, ",")
+		cfg.Redis.DialTimeout = 2 * time.Second
+		cfg.Gateway.Addr = ""
+	})
+	if s, err := server.Start(cfg, slog.New(slog.DiscardHandler)); err == nil {
+		testnet.Stop(t, s)
+		t.Fatal("a node without redis.tls started on a cluster that speaks only TLS")
+	}
+	cfg.Redis.TLS, cfg.Redis.CAFile, cfg.Redis.CertFile, cfg.Redis.KeyFile = true, pki.CA, pki.Client.Cert, pki.Client.Key
+	s := testserver.Start(t, cfg, nil)
+	c, err := kvclient.New([]string{s.RPCAddr()}, kvclient.WithRPCTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	put, err := c.Put(ctx, &kv.PutRequest{Key: "over-tls", Value: []byte("v")})
+	if err != nil {
+		t.Fatalf("Put over TLS: %v", err)
+	}
+	got, err := c.Get(ctx, &kv.GetRequest{Key: "over-tls"})
+	if err != nil || string(got.Item.Value) != "v" || got.Item.Version != put.Version {
+		t.Fatalf("Get over TLS: %+v, %v", got, err)
 	}
 }
