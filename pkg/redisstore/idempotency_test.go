@@ -208,3 +208,24 @@ func TestRecordBounds(t *testing.T) {
 		t.Fatalf("retry of an unrecorded call: %v %v; want it applied again after %v", out, r2, r1)
 	}
 }
+
+// A write applied but not confirmed (outcome unknown) is recorded with it: its retry, through
+// another process, is replayed rather than applied again, and acknowledged once a replica
+// confirms it (the replay's own write carries the WAIT past the record).
+func TestUnconfirmedWriteReplayedOnRetry(t *testing.T) {
+	unconfirmed := openEngine(t, Options{ReplicasAck: 2, AckTimeout: 50 * time.Millisecond})
+	k := fresh(t) + "k"
+	call := newCall(t, "unconfirmed")
+	results := make([]store.Result, 1)
+	_, err := unconfirmed.Apply(context.Background(), store.Batch{Mode: store.Atomic,
+		Writes: []store.Write{put(k, "v", 0)}, Call: call}, results)
+	if !errors.Is(err, store.ErrNotDurable) {
+		t.Fatalf("Apply waiting for 2 replicas of 1: %v; want ErrNotDurable", err)
+	}
+	_, items := getAll(t, unconfirmed, k)
+	out, res := applyCall(t, openEngine(t, Options{ReplicasAck: 1}), store.Atomic, call, put(k, "v", 0))
+	if !out.Replayed || res[0].Code != store.OK || res[0].Version != items[0].Version {
+		t.Fatalf("retry: %v %v; want a replay of the write at version %d (a create-only write applied twice would fail)",
+			out, res, items[0].Version)
+	}
+}

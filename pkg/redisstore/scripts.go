@@ -28,8 +28,8 @@ import (
 // is drawn and they are written, and their outcomes appended to the record in the same
 // script: the record and the writes are one step, so two processes running the same call
 // apply it once. (A record that would grow past ARGV[4] is left as it is: those writes are
-// not remembered.) A script that only replays rewrites the record's expiry, a write that
-// replicates after the record, so that the WAIT after it confirms the replayed writes too.
+// not remembered.) A script that replays and appends nothing rewrites the record's expiry, a
+// write that replicates after the record, so that the WAIT after it confirms the replayed writes too.
 //
 // It returns the revision it drew (0 when it applied nothing), how many writes it replayed,
 // how many it could not record, then per write its code (store.Code), the key's version
@@ -91,7 +91,7 @@ if ok > 0 and (ok == fresh or not atomic) then
     end
   end
 end
-local unrecorded = 0
+local unrecorded, appended = 0, false
 if digest ~= '' and fresh > 0 then
   local parts = {}
   for i = 1, n do
@@ -106,10 +106,13 @@ if digest ~= '' and fresh > 0 then
     unrecorded = fresh
   elseif record then
     redis.call('APPEND', KEYS[2], add)
+    appended = true
   else
     redis.call('SET', KEYS[2], digest .. add, 'PXAT', ARGV[3])
+    appended = true
   end
-elseif replayed > 0 then
+end
+if replayed > 0 and not appended then
   redis.call('PEXPIREAT', KEYS[2], redis.call('PEXPIRETIME', KEYS[2]))
 end
 local out = {rev, replayed, unrecorded}
