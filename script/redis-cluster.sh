@@ -46,9 +46,11 @@ die() { echo "redis-cluster: $*" >&2; exit 1; }
 node_tls=()
 cli_tls=()
 if [ -n "$tls_dir" ]; then
-  for f in ca.pem server.pem server-key.pem client.pem client-key.pem; do
-    [ -r "$tls_dir/$f" ] || die "REDIS_CLUSTER_TLS_DIR has no readable $f"
-  done
+  if [ "$cmd" != down ]; then # down needs no certificate: their directory may be gone already
+    for f in ca.pem server.pem server-key.pem client.pem client-key.pem; do
+      [ -r "$tls_dir/$f" ] || die "REDIS_CLUSTER_TLS_DIR has no readable $f"
+    done
+  fi
   node_tls=(--tls-cluster yes --tls-replication yes --tls-ca-cert-file "$tls_dir/ca.pem"
     --tls-cert-file "$tls_dir/server.pem" --tls-key-file "$tls_dir/server-key.pem"
     --tls-client-cert-file "$tls_dir/client.pem" --tls-client-key-file "$tls_dir/client-key.pem")
