@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/putallkv/putallkv/conf"
@@ -36,6 +37,10 @@ func run(args []string) int {
 	}
 	load := func() (*config.Config, error) { return config.FromArgs(conf.Default, args, os.Environ()) }
 	cfg, err := load()
+	check := errors.Is(err, config.ErrCheckConfig)
+	if check {
+		err = nil
+	}
 	if err == nil && tier && cfg.Gateway.Upstream == "" {
 		err = errors.New("config: gateway.upstream: `putallkv gateway` needs the RPC servers to front (-upstream HOST:PORT[,...])")
 	}
@@ -49,11 +54,38 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "putallkv: %v\n", err)
 		return 2
 	}
+	if check {
+		return checkConfig(cfg, tier)
+	}
 	log := cfg.Logger(os.Stderr)
 	logbridge.Install(log)
 	if server.Run(cfg, log, load) != nil {
 		return 1
 	}
+	return 0
+}
+
+// checkConfig finishes -check-config: it runs the checks start-up makes before opening a port
+// or the store (internal/server.Check) and prints one line, the error on stderr (exit 2) or,
+// on stdout, OK with what the node would serve, for scripts to read (exit 0):
+//
+//	putallkv: configuration OK: role=server rpc=127.0.0.1:8888 gateway=127.0.0.1:8080 admin=http://127.0.0.1:9100 store=durable data_dir=data
+func checkConfig(cfg *config.Config, tier bool) int {
+	if err := server.Check(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		fmt.Fprintf(os.Stderr, "putallkv: configuration refused: %v\n", err)
+		return 2
+	}
+	scheme := "http"
+	if cfg.TLS.Serves(cfg.TLS.Admin) {
+		scheme = "https"
+	}
+	admin := scheme + "://" + cfg.Admin.Addr
+	if tier {
+		fmt.Printf("putallkv: configuration OK: role=gateway gateway=%s admin=%s upstream=%s\n", cfg.Gateway.Addr, admin, cfg.Gateway.Upstream)
+		return 0
+	}
+	fmt.Printf("putallkv: configuration OK: role=server rpc=%s gateway=%s admin=%s store=%s data_dir=%s\n",
+		cfg.Server.Addr, cfg.Gateway.Addr, admin, cfg.Store.EngineName(), cfg.Store.DataDir)
 	return 0
 }
 

@@ -73,7 +73,7 @@ func Start(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *Server, err
 			_ = s.close()
 		}
 	}()
-	if err := s.loadSecurity(); err != nil {
+	if err := s.preflight(); err != nil {
 		return nil, err
 	}
 	var o startOptions
@@ -81,9 +81,6 @@ func Start(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *Server, err
 		opt(&o)
 	}
 	if err := s.startTracing(o); err != nil {
-		return nil, err
-	}
-	if err := checkFDLimit(cfg, log); err != nil {
 		return nil, err
 	}
 	reg := metrics.NewRegistry()
@@ -129,6 +126,32 @@ func Start(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *Server, err
 	log.Info("putallkv serving", "rpc", s.RPCAddr(), "admin", s.AdminAddr(), "gateway", s.GatewayAddr(),
 		"upstream", cfg.Gateway.Upstream)
 	return s, nil
+}
+
+// Check runs the checks Start makes before it opens a port or the store, for -check-config:
+// the token file and the certificates load, the connection caps fit the open-file limit, and a
+// gateway tier's upstream CA loads. cfg must be valid (config.Load validates); log receives
+// what Start would log of these checks.
+func Check(cfg *config.Config, log *slog.Logger) error {
+	s := &Server{cfg: cfg, log: log}
+	if err := s.preflight(); err != nil {
+		return err
+	}
+	if len(cfg.Gateway.Upstreams()) > 0 {
+		if _, err := s.upstreamOptions(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// preflight loads the security files and checks the open-file limit: what start-up checks
+// before it opens anything.
+func (s *Server) preflight() error {
+	if err := s.loadSecurity(); err != nil {
+		return err
+	}
+	return checkFDLimit(s.cfg, s.log)
 }
 
 // startService opens the store, builds the service over it and starts its Kitex server.

@@ -68,13 +68,26 @@ func TestFromArgsVersion(t *testing.T) {
 	}
 }
 
+func TestFromArgsCheckConfig(t *testing.T) {
+	// -check-config loads and validates as a run does: flags and the environment apply, and
+	// a configuration that fails reports its own error, not ErrCheckConfig.
+	c, err := FromArgs(conf.Default, []string{"-check-config", "-addr", "127.0.0.1:1"}, []string{"PUTALLKV_ADMIN_ADDR=127.0.0.1:2"})
+	if !errors.Is(err, ErrCheckConfig) || c == nil || c.Server.Addr != "127.0.0.1:1" || c.Admin.Addr != "127.0.0.1:2" {
+		t.Errorf("FromArgs(-check-config) = %+v, %v; want the configuration and ErrCheckConfig", c, err)
+	}
+	_, err = FromArgs(conf.Default, []string{"-check-config"}, []string{"PUTALLKV_NOPE=1"})
+	if err == nil || errors.Is(err, ErrCheckConfig) || !strings.Contains(err.Error(), "PUTALLKV_NOPE") {
+		t.Errorf("FromArgs(-check-config) with a bad variable = %v; want the variable's error", err)
+	}
+}
+
 func TestPrintUsage(t *testing.T) {
 	var b strings.Builder
 	if err := PrintUsage(&b, conf.Default); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"-conf file", "-version", "-upstream"} {
+	for _, want := range []string{"-conf file", "-version", "-check-config", "-upstream"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("usage lacks %q:\n%s", want, out)
 		}

@@ -11,9 +11,15 @@ import (
 // its version and exits.
 var ErrVersion = errors.New("config: -version asked for the version")
 
+// ErrCheckConfig is what FromArgs returns for -check-config, together with the configuration,
+// loaded and validated as for a run: the caller checks what else start-up would check, reports
+// the outcome and exits instead of serving. (A configuration that fails returns its own error.)
+var ErrCheckConfig = errors.New("config: -check-config asked to check the configuration only")
+
 // Flags are the server's command-line flags: -conf names the configuration file, and -addr,
 // -admin-addr and -upstream override the settings operators change most. A flag given on the command line
-// wins over the environment, the file and the defaults. -version asks for the build instead.
+// wins over the environment, the file and the defaults. -version asks for the build instead;
+// -check-config for a check of the configuration without serving.
 type Flags struct {
 	fs        *flag.FlagSet
 	file      string
@@ -21,10 +27,11 @@ type Flags struct {
 	adminAddr string
 	upstream  string
 	version   bool
+	check     bool
 }
 
-// RegisterFlags defines -conf, -addr, -admin-addr and -upstream on fs and returns them; read them after
-// fs.Parse.
+// RegisterFlags defines -conf, -addr, -admin-addr, -upstream, -version and -check-config on fs
+// and returns them; read them after fs.Parse.
 func RegisterFlags(fs *flag.FlagSet) *Flags {
 	f := &Flags{fs: fs}
 	fs.StringVar(&f.file, "conf", "", "YAML configuration `file` overriding the embedded defaults")
@@ -32,6 +39,8 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.adminAddr, "admin-addr", "", "admin HTTP listen `address` for /metrics, /healthz, /readyz and /debug/pprof/ (admin.addr)")
 	fs.StringVar(&f.upstream, "upstream", "", "RPC servers `HOST:PORT[,HOST:PORT...]` of a separate gateway tier (gateway.upstream)")
 	fs.BoolVar(&f.version, "version", false, "print the version, commit and Go version, and exit")
+	fs.BoolVar(&f.check, "check-config", false, "load and check the configuration as for a run, print one line (OK or the error), "+
+		"and exit 0 or 2, without opening a port or the data directory")
 	return f
 }
 
@@ -56,7 +65,8 @@ func (f *Flags) Apply(c *Config) {
 // FromArgs is the whole start-up path in one call: it parses args (the command line without
 // the program name) as the flags of RegisterFlags, loads defaults, the -conf file and environ
 // as Load does, applies the flags, and validates the result. It prints nothing: with -h or
-// -help it returns flag.ErrHelp (PrintUsage writes the help), with -version ErrVersion.
+// -help it returns flag.ErrHelp (PrintUsage writes the help), with -version ErrVersion, and
+// with -check-config the valid configuration together with ErrCheckConfig.
 func FromArgs(defaults []byte, args, environ []string) (*Config, error) {
 	fs := flag.NewFlagSet("putallkv", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -78,6 +88,9 @@ func FromArgs(defaults []byte, args, environ []string) (*Config, error) {
 	f.Apply(c)
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	if f.check {
+		return c, ErrCheckConfig
 	}
 	return c, nil
 }
