@@ -19,6 +19,13 @@
 #   ./build.sh cluster  a Redis Cluster and two putallkv nodes on it, ports printed, until
 #                       Ctrl-C (script/cluster.sh; installs redis-server)
 #   ./build.sh ldflags  the -ldflags the binaries are built with (version and commit stamps)
+#   ./build.sh package [DIR]   a release archive, putallkv-<version>-<os>-<arch>.tar.gz, in DIR
+#                       (default output/): binaries, default configuration, bootstrap.sh, the
+#                       systemd unit and SHA256SUMS; prints its path (RELEASE_VERSION=v overrides
+#                       the version)
+#   ./build.sh deploy [--release FILE] [--rollback] [--systemd UNIT] [--stop] DIR...
+#                       install a release into node directories one at a time, health-gated,
+#                       rolled back when the node does not become ready (script/deploy.sh)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -26,11 +33,18 @@ need_go() {
   command -v go >/dev/null 2>&1 || { echo "build.sh: Go is required (see go.mod for the version)" >&2; exit 1; }
 }
 
-# ldflags stamps the version (git describe) and the commit into pkg/buildinfo; outside a git
-# checkout both stay empty and the binaries fall back to what the go command recorded.
+# version is the release version: $RELEASE_VERSION when set, else git describe (empty outside a
+# git checkout).
+version() {
+  if [ -n "${RELEASE_VERSION:-}" ]; then echo "$RELEASE_VERSION"; return; fi
+  git describe --always --dirty 2>/dev/null || true
+}
+
+# ldflags stamps the version and the commit into pkg/buildinfo; outside a git checkout both
+# stay empty and the binaries fall back to what the go command recorded.
 ldflags() {
   local version commit
-  version=$(git describe --always --dirty 2>/dev/null || true)
+  version=$(version)
   commit=$(git rev-parse HEAD 2>/dev/null || true)
   if [ -n "$commit" ] && ! git diff --quiet HEAD 2>/dev/null; then commit="$commit-dirty"; fi
   echo "-X github.com/putallkv/putallkv/pkg/buildinfo.version=$version -X github.com/putallkv/putallkv/pkg/buildinfo.commit=$commit"
@@ -46,6 +60,38 @@ build() {
   cp conf/putallkv.yaml output/conf/
   cp script/bootstrap.sh output/
   chmod +x output/bootstrap.sh
+}
+
+# package builds a release archive into $1 (default output/) and prints its path. The archive
+# holds one directory, putallkv-<version>/: VERSION, bin/putallkv, bin/putallctl,
+# conf/putallkv.yaml, conf/systemd/putallkv.service, bootstrap.sh, and SHA256SUMS listing every
+# other file (sha256sum -c reads it), which script/deploy.sh verifies before installing.
+package() {
+  need_go
+  local dest=${1:-output} v
+  v=$(version)
+  if ! [[ "$v" =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ ]]; then
+    echo "build.sh package: the version \"$v\" cannot name a release (set RELEASE_VERSION, or build in a git checkout)" >&2
+    exit 1
+  fi
+  local name="putallkv-$v" stage archive
+  archive="$dest/$name-$(go env GOOS)-$(go env GOARCH).tar.gz"
+  stage=$(mktemp -d)
+  trap "rm -rf '$stage'" EXIT
+  local d="$stage/$name" flags
+  mkdir -p "$d/bin" "$d/conf/systemd" "$dest"
+  flags=$(ldflags)
+  go build -ldflags "$flags" -o "$d/bin/putallkv" .
+  go build -ldflags "$flags" -o "$d/bin/putallctl" ./cmd/putallctl
+  cp conf/putallkv.yaml "$d/conf/"
+  cp conf/systemd/putallkv.service "$d/conf/systemd/"
+  cp script/bootstrap.sh "$d/"
+  chmod +x "$d/bootstrap.sh"
+  echo "$v" >"$d/VERSION"
+  (cd "$d" && find . -type f | LC_ALL=C sort | sed 's|^\./||' | xargs sha256sum >"$stage/SHA256SUMS" && mv "$stage/SHA256SUMS" .)
+  tar -C "$stage" -czf "$archive.tmp" "$name"
+  mv "$archive.tmp" "$archive"
+  echo "$archive"
 }
 
 # modules are the Go modules of the repository: the service and SDK at the root, and the load
@@ -90,5 +136,7 @@ case "$cmd" in
   observe) exec script/observe.sh "$@" ;;
   cluster) exec script/cluster.sh ;;
   ldflags) ldflags ;;
-  *) echo "usage: ./build.sh [build|run|test|bench|ab|observe|cluster|ldflags]" >&2; exit 2 ;;
+  package) package "$@" ;;
+  deploy) exec script/deploy.sh "$@" ;;
+  *) echo "usage: ./build.sh [build|run|test|bench|ab|observe|cluster|ldflags|package|deploy]" >&2; exit 2 ;;
 esac
