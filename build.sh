@@ -81,8 +81,7 @@ package() {
   local d="$stage/$name" flags
   mkdir -p "$d/bin" "$d/conf/systemd" "$dest"
   flags=$(ldflags)
-  go build -ldflags "$flags" -o "$d/bin/putallkv" .
-  go build -ldflags "$flags" -o "$d/bin/putallctl" ./cmd/putallctl
+  go build -ldflags "$flags" -o "$d/bin/" . ./cmd/putallctl
   cp conf/putallkv.yaml "$d/conf/"
   cp conf/systemd/putallkv.service "$d/conf/systemd/"
   cp script/bootstrap.sh "$d/"
