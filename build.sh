@@ -23,7 +23,7 @@
 #                       (default output/): binaries, default configuration, bootstrap.sh, the
 #                       systemd unit and SHA256SUMS; prints its path (RELEASE_VERSION=v overrides
 #                       the version)
-#   ./build.sh deploy [--release FILE] [--rollback] [--systemd UNIT] [--stop] DIR...
+#   ./build.sh deploy [--release FILE] [--rollback|--restart|--stop] [--systemd UNIT] DIR...
 #                       install a release into node directories one at a time, health-gated,
 #                       rolled back when the node does not become ready (script/deploy.sh)
 set -euo pipefail

@@ -4,6 +4,7 @@
 #
 #   script/deploy.sh [--release FILE] [--systemd UNIT] DIR...   install and switch to a release
 #   script/deploy.sh --rollback [--systemd UNIT] DIR...         go back one release
+#   script/deploy.sh --restart [--systemd UNIT] DIR...          restart the current release
 #   script/deploy.sh --stop [--systemd UNIT] DIR...             stop the node
 #
 # Without --release it packages this tree first (./build.sh package). For each DIR in turn it
@@ -35,7 +36,7 @@ ready_timeout=${DEPLOY_READY_TIMEOUT:-30}
 stop_timeout=${DEPLOY_STOP_TIMEOUT:-30}
 
 usage() {
-  echo "usage: ./build.sh deploy [--release FILE] [--rollback | --stop] [--systemd UNIT] DIR..." >&2
+  echo "usage: ./build.sh deploy [--release FILE] [--rollback | --restart | --stop] [--systemd UNIT] DIR..." >&2
   exit 2
 }
 
@@ -54,6 +55,7 @@ while [ $# -gt 0 ]; do
     --release) [ $# -ge 2 ] || usage; release=$2; shift 2 ;;
     --systemd) [ $# -ge 2 ] || usage; unit=$2; shift 2 ;;
     --rollback) action=rollback; shift ;;
+    --restart) action=restart; shift ;;
     --stop) action=stop; shift ;;
     -h | --help) usage ;;
     -*) echo "deploy: unknown option $1" >&2; usage ;;
@@ -79,7 +81,8 @@ if [ ${#dirs[@]} -gt 1 ]; then
   [ -z "$unit" ] || args+=(--systemd "$unit")
   for i in "${!dirs[@]}"; do
     if ! "$0" "${args[@]}" "${dirs[$i]}"; then
-      echo "deploy: stopped at ${dirs[$i]}; not touched: ${dirs[*]:$((i + 1))}" >&2
+      rest=("${dirs[@]:$((i + 1))}")
+      echo "deploy: stopped at ${dirs[$i]}${rest[*]:+; not touched: ${rest[*]}}" >&2
       exit 1
     fi
   done
@@ -104,6 +107,7 @@ while IFS= read -r name; do node_env+=(-u "$name"); done < <(compgen -e | grep '
 if [ -f "$dir/conf/putallkv.env" ]; then
   while IFS= read -r line || [ -n "$line" ]; do
     case "$line" in '' | '#'*) continue ;; esac
+    [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "conf/putallkv.env: not a KEY=VALUE line: $line"
     node_env+=("$line")
   done <"$dir/conf/putallkv.env"
 fi
@@ -118,7 +122,8 @@ putallkv() {
 # alive PID reports whether PID is a running process (a zombie is not).
 alive() {
   local state
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  state=${state%% *}
   [ -n "$state" ] && [ "$state" != Z ]
 }
 
@@ -333,6 +338,15 @@ case "$action" in
   stop)
     stop_node
     say "stopped"
+    ;;
+  restart) # after a change of the node's configuration, say
+    v=$(current)
+    [ -n "$v" ] || die "no release is current; deploy one first"
+    check_config "$v" || exit 1
+    stop_node
+    start_node
+    wait_ready || exit 1
+    say "release $v is serving ($admin_url)"
     ;;
   deploy)
     top=$(tar -tzf "$release" 2>/dev/null | sed -n 1p) || die "$release: not a release archive"

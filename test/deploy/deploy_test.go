@@ -1,9 +1,10 @@
 // Package deploy tests ./build.sh package and ./build.sh deploy end to end, as an operator runs
 // them: release archives built from this tree under two versions, node directories on
 // loopback ports 21100-21121, a durable node written to through the SDK while it is
-// redeployed, a configuration the new binary refuses, a release whose binary exits at once,
-// several nodes rolled one at a time, a redeploy that changes nothing, --rollback, and the
-// systemd unit checked by systemd-analyze. Every node the test starts is stopped at its end.
+// redeployed, a configuration the new binary refuses (on a deploy and on --restart), a release
+// whose binary exits at once, several nodes rolled one at a time, a redeploy that changes
+// nothing, --rollback, and the systemd unit checked by systemd-analyze. Every node the test
+// starts is stopped at its end.
 package deploy
 
 import (
@@ -474,13 +475,18 @@ func TestDeploy(t *testing.T) {
 	t.Run("configuration refused", func(t *testing.T) {
 		pid := a.pid(t)
 		a.writeConf(t, "store:\n  shards: 3\n")
-		out, err := deploy(t, "--release", rel1, a.dir)
-		a.writeConf(t, "")
-		if err == nil || !strings.Contains(out, "refuses the node's configuration") || !strings.Contains(out, "store.shards") {
-			t.Errorf("deploy with a configuration the binary refuses: %v, want a refusal naming store.shards", err)
+		for _, args := range [][]string{{"--release", rel1}, {"--restart"}} {
+			out, err := deploy(t, append(args, a.dir)...)
+			if err == nil || !strings.Contains(out, "refuses the node's configuration") || !strings.Contains(out, "store.shards") {
+				t.Errorf("%s with a configuration the binary refuses: %v, want a refusal naming store.shards", args[0], err)
+			}
+			if a.pid(t) != pid || !running(pid) || a.current(t) != v2 {
+				t.Errorf("a refused %s touched the node: pid %d (was %d), current %s", args[0], a.pid(t), pid, a.current(t))
+			}
 		}
-		if a.pid(t) != pid || !running(pid) || a.current(t) != v2 {
-			t.Errorf("a refused deploy touched the node: pid %d (was %d), current %s", a.pid(t), pid, a.current(t))
+		a.writeConf(t, "")
+		if out, err := deploy(t, "--restart", a.dir); err != nil || a.pid(t) == pid || running(pid) || a.version(t) != v2 {
+			t.Errorf("--restart: %v, pid %d (was %d), serving %s\n%s", err, a.pid(t), pid, a.version(t), out)
 		}
 	})
 
