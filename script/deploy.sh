@@ -219,12 +219,23 @@ check_config() {
   admin_url="$scheme://$host:$port"
 }
 
-# ready reports whether /readyz answers 200.
+# ready reports whether /readyz answers 200: through curl, or, where there is none and the
+# admin address speaks plain HTTP, through bash's /dev/tcp.
 ready() {
-  local opts=(-fsS -o /dev/null --max-time 2)
-  [[ "$admin_url" != https://* ]] || opts+=(-k)
-  # shellcheck disable=SC2086 # DEPLOY_CURL_OPTS is a list of options
-  curl "${opts[@]}" ${DEPLOY_CURL_OPTS:-} "$admin_url/readyz" 2>/dev/null
+  if command -v curl >/dev/null; then
+    local opts=(-fsS -o /dev/null --max-time 2)
+    [[ "$admin_url" != https://* ]] || opts+=(-k)
+    # shellcheck disable=SC2086 # DEPLOY_CURL_OPTS is a list of options
+    curl "${opts[@]}" ${DEPLOY_CURL_OPTS:-} "$admin_url/readyz" 2>/dev/null
+    return
+  fi
+  [[ "$admin_url" == http://* ]] || die "probing $admin_url/readyz over TLS needs curl"
+  local hostport=${admin_url#http://} host
+  host=${hostport%:*}
+  host=${host#[}
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "GET /readyz HTTP/1.0\r\nHost: %s\r\n\r\n" "$1" >&3 &&
+    head -n 1 <&3 | grep -q "^HTTP/1\.[01] 200 "' _ "${host%]}" "${hostport##*:}" 2>/dev/null
 }
 
 # wait_ready waits up to DEPLOY_READY_TIMEOUT seconds for /readyz; it fails early when the
