@@ -314,6 +314,7 @@ type writer struct {
 	mu      sync.Mutex
 	failed  int
 	firstEr error
+	slowest time.Duration // the longest call, retries included
 }
 
 func startWriter(c *kvclient.Client) *writer {
@@ -330,13 +331,18 @@ func (w *writer) run() {
 			return
 		default:
 		}
-		if err := w.call(i); err != nil {
-			w.mu.Lock()
+		start := time.Now()
+		err := w.call(i)
+		w.mu.Lock()
+		w.slowest = max(w.slowest, time.Since(start))
+		if err != nil {
 			w.failed++
 			if w.firstEr == nil {
 				w.firstEr = fmt.Errorf("call %d: %w", i, err)
 			}
-			w.mu.Unlock()
+		}
+		w.mu.Unlock()
+		if err != nil {
 			continue
 		}
 		w.acked.Add(1)
@@ -397,13 +403,14 @@ func (w *writer) waitAcked(t *testing.T, n int64) {
 	}
 }
 
-// finish stops the writer and returns how many calls it had acknowledged and its failures.
-func (w *writer) finish() (int64, int, error) {
+// finish stops the writer and returns how many calls it had acknowledged, its failures and
+// its longest call.
+func (w *writer) finish() (acked int64, failed int, firstErr error, slowest time.Duration) {
 	close(w.stop)
 	<-w.done
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.acked.Load(), w.failed, w.firstEr
+	return w.acked.Load(), w.failed, w.firstEr, w.slowest
 }
 
 func TestDeploy(t *testing.T) {
@@ -446,7 +453,7 @@ func TestDeploy(t *testing.T) {
 		out, err := deploy(t, "--release", rel2, a.dir)
 		atDeploy := w.acked.Load()
 		w.waitAcked(t, atDeploy+20)
-		acked, failed, firstErr := w.finish()
+		acked, failed, firstErr, slowest := w.finish()
 		if err != nil {
 			t.Fatalf("deploy %s: %v\n%s", v2, err, out)
 		}
@@ -469,7 +476,8 @@ func TestDeploy(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		t.Logf("%d calls acknowledged, %d of them between the first 20 and the deploy's end", acked, atDeploy-20)
+		t.Logf("%d calls acknowledged, %d of them between the first 20 and the deploy's end; the longest call (PutAll and GetAll, retries included) took %v",
+			acked, atDeploy-20, slowest)
 	})
 
 	t.Run("configuration refused", func(t *testing.T) {
