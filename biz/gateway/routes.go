@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/url"
 	"time"
 
@@ -145,7 +144,7 @@ func (g *Gateway) readBody(ctx context.Context, c *app.RequestContext) ([]byte, 
 		return nil, tooLarge("the body of %d bytes is over the limit of %d bytes", n, g.maxBody)
 	}
 	enterStep(ctx, stepBody)
-	b, err := io.ReadAll(io.LimitReader(c.Request.BodyStream(), int64(g.maxBody)+1))
+	b, err := readUpTo(c.Request.BodyStream(), c.Request.Header.ContentLength(), g.maxBody+1)
 	enterStep(ctx, stepBusy)
 	if err != nil {
 		c.SetConnectionClose()
@@ -311,7 +310,7 @@ func writeBatch[E interface{ GetKey() string }](c *app.RequestContext, res batch
 		c.Response.Header.Set("Retry-After", fmt.Sprint(retryAfterSeconds(time.Duration(res.RetryAfterMs)*time.Millisecond)))
 	}
 	res.Results = keyStatuses(results)
-	writeJSON(c, 200, "application/json", res)
+	writeAppended(c, 200, &res, appendBatchResult)
 	return nil
 }
 
@@ -367,7 +366,7 @@ func (g *Gateway) getAll(ctx context.Context, c *app.RequestContext) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(c, 200, "application/json", getAllResult{Revision: resp.Revision, Items: items(resp.Items)})
+	writeAppended(c, 200, resp, appendGetAll)
 	return nil
 }
 

@@ -100,6 +100,8 @@ type item struct {
 
 // decodeJSON decodes body, which must hold exactly one JSON value, into v, refusing unknown
 // fields. Every failure is INVALID_ARGUMENT with a sentence naming what is wrong and where.
+// The batch calls come here only for what their fast path (jsonfast.go) does not take: every
+// refusal, and bodies spelled unusually.
 func decodeJSON(body []byte, v any) error {
 	if err := checkText(body); err != nil {
 		return err
@@ -236,6 +238,14 @@ func (e entryBody) value(i int) ([]byte, error) {
 // decodePutAll decodes a putAll body into the API request (without its request_id, which comes
 // from Idempotency-Key). Limits (sizes, counts, empty keys) are the service's to check.
 func decodePutAll(body []byte) (*kv.PutAllRequest, error) {
+	if req, ok := fastPutAll(body); ok {
+		return req, nil
+	}
+	return decodePutAllJSON(body)
+}
+
+// decodePutAllJSON is decodePutAll through encoding/json: the authority on what is refused and why.
+func decodePutAllJSON(body []byte) (*kv.PutAllRequest, error) {
 	var b putAllBody
 	if err := decodeJSON(body, &b); err != nil {
 		return nil, err
@@ -257,6 +267,14 @@ func decodePutAll(body []byte) (*kv.PutAllRequest, error) {
 
 // decodeGetAll decodes a getAll body into the API request.
 func decodeGetAll(body []byte) (*kv.GetAllRequest, error) {
+	if req, ok := fastGetAll(body); ok {
+		return req, nil
+	}
+	return decodeGetAllJSON(body)
+}
+
+// decodeGetAllJSON is decodeGetAll through encoding/json: the authority on what is refused and why.
+func decodeGetAllJSON(body []byte) (*kv.GetAllRequest, error) {
 	var b getAllBody
 	if err := decodeJSON(body, &b); err != nil {
 		return nil, err
@@ -266,6 +284,14 @@ func decodeGetAll(body []byte) (*kv.GetAllRequest, error) {
 
 // decodeDeleteAll decodes a deleteAll body into the API request (without its request_id).
 func decodeDeleteAll(body []byte) (*kv.DeleteAllRequest, error) {
+	if req, ok := fastDeleteAll(body); ok {
+		return req, nil
+	}
+	return decodeDeleteAllJSON(body)
+}
+
+// decodeDeleteAllJSON is decodeDeleteAll through encoding/json: the authority on what is refused and why.
+func decodeDeleteAllJSON(body []byte) (*kv.DeleteAllRequest, error) {
 	var b deleteAllBody
 	if err := decodeJSON(body, &b); err != nil {
 		return nil, err
@@ -286,24 +312,6 @@ func keyStatuses(in []*kv.KeyStatus) []keyStatus {
 	out := make([]keyStatus, 0, len(in))
 	for _, s := range in {
 		out = append(out, keyStatus{Key: s.GetKey(), Code: s.GetCode().String(), Version: s.GetVersion()})
-	}
-	return out
-}
-
-// items converts GetAll's items; never nil.
-func items(in []*kv.Item) []item {
-	out := make([]item, 0, len(in))
-	for _, it := range in {
-		o := item{Key: it.GetKey(), Found: it.GetFound(), Version: it.GetVersion(), ExpiresAtMs: it.GetExpiresAtMs()}
-		if o.Found {
-			b64 := base64.StdEncoding.EncodeToString(it.Value)
-			o.ValueBase64 = &b64
-			if utf8.Valid(it.Value) {
-				s := string(it.Value)
-				o.Value = &s
-			}
-		}
-		out = append(out, o)
 	}
 	return out
 }
