@@ -70,8 +70,10 @@ func (g *Gateway) hertzError(status int) []byte {
 	p := newProblem(e, id)
 	body, _ := json.Marshal(p) // a problem always encodes
 	g.metrics.observe(routeUnmatched, p.Status, 0)
-	g.log.LogAttrs(context.Background(), slog.LevelInfo, "http request refused before routing",
-		slog.Int("status", p.Status), slog.String("code", e.code), slog.String("request_id", id))
+	if g.access.logs(p.Status) {
+		g.log.LogAttrs(context.Background(), slog.LevelInfo, "http request refused before routing",
+			slog.Int("status", p.Status), slog.String("code", e.code), slog.String("request_id", id))
+	}
 	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\n%s: %s\r\n"+
 		"Connection: close\r\nContent-Length: %d\r\n\r\n%s", p.Status, http.StatusText(p.Status), headerTraceID, id, len(body), body)
 }

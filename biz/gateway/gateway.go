@@ -54,9 +54,11 @@ type Options struct {
 	// Registerer receives the gateway's metrics (requests by route and status, latency by
 	// route) when Start runs; nil registers them nowhere.
 	Registerer prometheus.Registerer
-	// Logger gets one access-log line per request (method, route, status, bytes, latency,
-	// trace id) and any handler panic; nil means slog.Default().
+	// Logger gets the access-log lines (method, route, status, bytes, latency, trace id) and
+	// any handler panic; nil means slog.Default().
 	Logger *slog.Logger
+	// AccessLog says which requests get an access-log line; empty means AccessLogErrors.
+	AccessLog AccessLog
 	// Ready reports whether the gateway can serve (store ready, upstream reachable); /readyz
 	// answers 503 while it returns an error. nil means always ready.
 	Ready func(ctx context.Context) error
@@ -102,6 +104,7 @@ type Gateway struct {
 	maxBody  int
 	reg      prometheus.Registerer
 	log      *slog.Logger
+	access   AccessLog
 	ready    func(ctx context.Context) error
 	auth     *auth.Authenticator
 	tls      *tls.Config
@@ -141,6 +144,7 @@ func New(svc kv.KVService, opts Options) *Gateway {
 		maxBody:  opts.MaxBodyBytes,
 		reg:      opts.Registerer,
 		log:      opts.Logger,
+		access:   opts.AccessLog,
 		ready:    opts.Ready,
 		auth:     opts.Auth,
 		tls:      opts.TLS,

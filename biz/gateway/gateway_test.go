@@ -131,6 +131,7 @@ func start(t *testing.T, w wiring, ready func(context.Context) error) *env {
 		MaxBodyBytes: testMaxBody,
 		Registerer:   e.reg,
 		Logger:       slog.New(slog.NewJSONHandler(e.logs, nil)),
+		AccessLog:    AccessLogAll,
 		Ready:        ready,
 	})
 	if err := g.Start("127.0.0.1:0"); err != nil {

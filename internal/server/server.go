@@ -107,7 +107,7 @@ func Start(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *Server, err
 	}
 	if cfg.Gateway.Addr != "" {
 		s.gw = gateway.New(api, gateway.Options{MaxBodyBytes: cfg.Gateway.MaxBodyBytes, Registerer: reg, Logger: log, Ready: ready,
-			Auth: s.sec.auth, TLS: s.tlsFor(cfg.TLS.Gateway),
+			AccessLog: gateway.AccessLog(cfg.Gateway.AccessLog), Auth: s.sec.auth, TLS: s.tlsFor(cfg.TLS.Gateway),
 			Limits: gatewayLimits(cfg.Gateway), AllowedHosts: cfg.Gateway.Hosts(), AllowedOrigins: cfg.Gateway.Origins(),
 			Tracer: hertzTracer(reg), TracerProvider: s.tracer()})
 		if err := s.gw.Start(cfg.Gateway.Addr); err != nil {

@@ -165,6 +165,9 @@ type GatewayConfig struct {
 	// CORSAllowedOrigins (comma-separated, e.g. https://app.example:8443) are the origins whose
 	// browser pages may call the gateway; "*" any; empty none.
 	CORSAllowedOrigins string `yaml:"cors_allowed_origins"`
+	// AccessLog is which requests get an access-log line: "errors" (status 400 and up),
+	// "all" or "off".
+	AccessLog string `yaml:"access_log"`
 }
 
 // Upstreams returns the upstream addresses, or nil.
@@ -490,6 +493,9 @@ func (c *Config) Validate() error {
 	positiveDuration("gateway.header_timeout", c.Gateway.HeaderTimeout)
 	positiveDuration("gateway.body_timeout", c.Gateway.BodyTimeout)
 	positiveDuration("gateway.request_timeout", c.Gateway.RequestTimeout)
+	if a := c.Gateway.AccessLog; a != "errors" && a != "all" && a != "off" {
+		bad("gateway.access_log", "must be errors, all or off, got %q", a)
+	}
 	for _, h := range c.Gateway.Hosts() {
 		if strings.ContainsAny(h, "/@ ") || h != "*" && strings.Count(h, ":") == 1 {
 			bad("gateway.allowed_hosts", "must list host names or addresses without ports or schemes, got %q", h)

@@ -49,7 +49,7 @@ func TestDefaults(t *testing.T) {
 		HotKeys:     HotKeysConfig{SampleEvery: 100, Threshold: 500, Window: time.Minute, KeepAlive: time.Minute, MaxKeys: 64},
 		Limiter:     LimiterConfig{Rate: 0, Burst: 10000, MaxWait: 100 * time.Millisecond, MaxChunk: 1000},
 		Gateway: GatewayConfig{Addr: "127.0.0.1:8080", MaxBodyBytes: 8 << 20, MaxConnections: 1024, IdleTimeout: time.Minute,
-			HeaderTimeout: 10 * time.Second, BodyTimeout: time.Minute, RequestTimeout: 10 * time.Second},
+			HeaderTimeout: 10 * time.Second, BodyTimeout: time.Minute, RequestTimeout: 10 * time.Second, AccessLog: "errors"},
 		WAL:     WALConfig{Fsync: "always", FsyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, SnapshotBytes: 256 << 20},
 		Redis:   RedisConfig{ReplicasAck: 1, AckTimeout: time.Second, DialTimeout: 5 * time.Second, BlockingPoolSize: 1024},
 		Log:     LogConfig{Level: "info", Format: "text"},
