@@ -123,13 +123,13 @@ func bounded[Req, Resp any](ctx context.Context, g *Gateway, call func(context.C
 // await runs call, which holds a place of g.calls (see start), and waits for it until ctx
 // ends, so a service that does not return (a stuck disk, a lost upstream) cannot hold the
 // request, its handler or its connection past the request's deadline: the caller then gets
-// context.Cause(ctx). The call runs on a goroutine of its own, which goes on after the
-// deadline until the service returns, and then frees the place; it must not touch the
+// context.Cause(ctx). The call runs on a goroutine of its own (one of g.workers), which goes
+// on after the deadline until the service returns, and then frees the place; it must not touch the
 // request's *app.RequestContext, which Hertz reuses once the handler returns. A panic in it
 // is answered as INTERNAL, as guard answers one in the handler.
 func await[Resp any](ctx context.Context, g *Gateway, call func() (Resp, error)) (Resp, error) {
 	done := make(chan outcome[Resp], 1)
-	go func() {
+	g.workers.run(func() {
 		defer func() { <-g.calls }()
 		defer func() {
 			if p := recover(); p != nil {
@@ -140,7 +140,7 @@ func await[Resp any](ctx context.Context, g *Gateway, call func() (Resp, error))
 		}()
 		resp, err := call()
 		done <- outcome[Resp]{resp: resp, err: err}
-	}()
+	})
 	select {
 	case o := <-done:
 		return o.resp, o.err

@@ -112,6 +112,7 @@ type Gateway struct {
 	conns    conns
 	limits   Limits
 	calls    calls // service calls running, those past their callers' deadlines included
+	workers  *workers
 	hosts    hosts // set by Start, from AllowedHosts and the bound address
 	names    []string
 	origins  origins
@@ -154,6 +155,7 @@ func New(svc kv.KVService, opts Options) *Gateway {
 		// Each connection runs one call at a time; as many again may still run past their
 		// callers' deadlines.
 		calls:    make(calls, 2*limits.MaxConnections),
+		workers:  newWorkers(),
 		names:    opts.AllowedHosts,
 		origins:  opts.AllowedOrigins,
 		tracer:   opts.Tracer,
@@ -273,6 +275,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 }
 
 func (g *Gateway) shutdown(ctx context.Context) error {
+	defer g.workers.stop()
 	err := g.h.Shutdown(ctx)
 	if err == nil && ctx.Err() != nil {
 		// Hertz reports a graceful wait that ran out of time as success.

@@ -1,0 +1,44 @@
+package gateway
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// waitIdle waits until n workers of w wait for work.
+func waitIdle(t *testing.T, w *workers, n int32) {
+	t.Helper()
+	for deadline := time.Now().Add(waitBound); w.idle.Load() != n; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers wait, want %d", w.idle.Load(), n)
+		}
+	}
+}
+
+// TestWorkers checks that a call goes to a waiting worker when there is one, that no more
+// than maxIdleWorkers wait, and that stop ends them (leakcheck, at the end, checks that no
+// goroutine is left).
+func TestWorkers(t *testing.T) {
+	w := newWorkers()
+	release, ran := make(chan struct{}), make(chan struct{})
+	const busy = maxIdleWorkers + 5
+	for range busy {
+		w.run(func() { <-release; ran <- struct{}{} })
+	}
+	close(release)
+	for range busy {
+		<-ran
+	}
+	waitIdle(t, w, maxIdleWorkers)
+	block := make(chan struct{})
+	w.run(func() { <-block; ran <- struct{}{} })
+	waitIdle(t, w, maxIdleWorkers-1) // a waiting worker took it
+	close(block)
+	<-ran
+	waitIdle(t, w, maxIdleWorkers)
+	w.stop()
+	waitIdle(t, w, 0)
+	w.run(func() { ran <- struct{}{} }) // still runs after stop
+	<-ran
+}
