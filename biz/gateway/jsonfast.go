@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -84,6 +85,12 @@ func (r *jsonReader) str() (jsonString, bool) {
 	}
 	start, escaped, ascii := r.i+1, false, true
 	for j := start; j < len(r.b); j++ {
+		for j+8 <= len(r.b) && plain8(binary.LittleEndian.Uint64(r.b[j:])) {
+			j += 8
+		}
+		if j == len(r.b) {
+			break
+		}
 		switch c := r.b[j]; {
 		case c == '"':
 			raw := r.b[start:j]
@@ -100,6 +107,16 @@ func (r *jsonReader) str() (jsonString, bool) {
 		}
 	}
 	return jsonString{}, false
+}
+
+// plain8 reports whether none of the 8 bytes in w is '"', '\\', a control character or
+// outside ASCII: those str must look at one by one. It may say false for plain bytes too.
+func plain8(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	control := w - 0x20*ones // a byte under 0x20 borrows, setting its high bit
+	quote := (w ^ '"'*ones) - ones
+	backslash := (w ^ '\\'*ones) - ones
+	return (control|quote|backslash|w)&highs == 0
 }
 
 // name reads an object member's name and its colon. Names with escapes are not ok: the

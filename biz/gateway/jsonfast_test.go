@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -169,5 +172,29 @@ func BenchmarkDecodePutAll(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestPlain8 checks that plain8 never calls a word plain when one of its bytes is one str must
+// look at, wherever the byte is and whatever the others are.
+func TestPlain8(t *testing.T) {
+	special := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 || c >= 0x80 }
+	seed := rand.Uint64()
+	rng := rand.New(rand.NewPCG(seed, 0))
+	for range 200_000 {
+		var w [8]byte
+		for i := range w {
+			w[i] = byte(rng.IntN(256))
+			if rng.IntN(4) > 0 {
+				w[i] = byte(0x20 + rng.IntN(0x60)) // mostly plain, so a lone special byte is common
+			}
+		}
+		want := !slices.ContainsFunc(w[:], special)
+		if got := plain8(binary.LittleEndian.Uint64(w[:])); got && !want {
+			t.Fatalf("seed %d: plain8(%q) = true", seed, w)
+		}
+	}
+	if !plain8(binary.LittleEndian.Uint64([]byte("abc-_/ ~"))) {
+		t.Fatal("plain8 refuses plain ASCII")
 	}
 }

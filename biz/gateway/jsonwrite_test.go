@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"unicode/utf8"
@@ -77,4 +78,28 @@ func items(in []*kv.Item) []item {
 		out = append(out, o)
 	}
 	return out
+}
+
+// BenchmarkEncodePutAllResult encodes the answer to putallbench's putAll (16 keys, each OK)
+// with json.Marshal, as the gateway did, and by appending.
+func BenchmarkEncodePutAllResult(b *testing.B) {
+	res := batchResult{Revision: 1 << 40, Applied: 16, SuggestedBatch: 1000}
+	for i := range 16 {
+		res.Results = append(res.Results, keyStatus{Key: fmt.Sprintf("bench-%08d", i*7919), Code: "OK", Version: 1 << 40})
+	}
+	b.Run("encoding_json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(res); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("append", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf []byte
+		for b.Loop() {
+			buf = appendBatchResult(buf[:0], &res) // as into Hertz's pooled buffer
+		}
+	})
 }
