@@ -129,8 +129,15 @@ func TestE2EGarbagePayloads(t *testing.T) {
 // the SDK: each is refused as TOO_LARGE. Before, one of 1 M entries (27 MB) reached the
 // caller as UNAVAILABLE "connection closed": the server answered and closed the connection
 // while the caller was still writing, and the reset discarded the answer.
+//
+// Writing 27 MB takes the client a while on a loaded machine under -race, so the server drains
+// for up to a minute and the client waits as long: the test is about the answer arriving, not
+// about how fast.
 func TestE2EOversizedPutAllThroughSDK(t *testing.T) {
-	a, c := startTestServer(t, testConfig(t))
+	cfg := testConfig(t)
+	cfg.Server.DrainTimeout = time.Minute
+	a, _ := startTestServer(t, cfg)
+	c := newClient(t, a.RPCAddr(), kvclient.WithRPCTimeout(time.Minute))
 	req := &kv.PutAllRequest{Entries: make([]*kv.Entry, 1_000_000)}
 	for i := range req.Entries {
 		req.Entries[i] = &kv.Entry{Key: fmt.Sprintf("key/%07d", i), Value: []byte("v")}
