@@ -48,10 +48,15 @@ func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.P
 	if span.IsRecording() {
 		span.SetAttributes(tracing.BatchSize.Int(len(req.Entries)), tracing.Mode.String(req.Mode.String()))
 	}
-	return batchCall[kv.PutAllResponse](ctx, s, "PutAll", req.Mode, req.RequestId, len(req.Entries), func(i int) write {
+	return batchCall[kv.PutAllResponse](ctx, s, "PutAll", req.Mode, req.RequestId, len(req.Entries), putAllEntry(req))
+}
+
+// putAllEntry returns a PutAll's entries as writes, for batchCall.
+func putAllEntry(req *kv.PutAllRequest) func(int) write {
+	return func(i int) write {
 		e := req.Entries[i]
 		return write{key: e.Key, value: e.Value, expected: e.ExpectedVersion, ttlMs: e.TtlMs}
-	})
+	}
 }
 
 // DeleteAll deletes many keys, atomically or key by key. An absent key is NOT_FOUND.
@@ -77,6 +82,20 @@ type batchResponse[T any] interface {
 // a P.
 func batchCall[T any, P batchResponse[T]](ctx context.Context, s *Service, method string, m kv.WriteMode,
 	idempotencyKey *string, n int, entry func(int) write) (P, error) {
+	mode, writes, err := s.batchWrites(ctx, m, n, entry)
+	if err != nil {
+		return nil, err
+	}
+	return idempotent(ctx, s, method, idempotencyKeyOf(idempotencyKey), writeEntries{mode: m, n: n, entry: entry},
+		func(key *idemKey) (P, error) {
+			r, err := s.writeBatch(ctx, mode, writes, key)
+			return batchResponseOf[T, P](s, r, err)
+		})
+}
+
+// batchWrites validates a multi-key write's mode and its n entries (entry(i) gives each): the
+// validate stage.
+func (s *Service) batchWrites(ctx context.Context, m kv.WriteMode, n int, entry func(int) write) (store.Mode, []store.Write, error) {
 	_, span := tracing.Start(ctx, tracing.StageValidate)
 	mode, err := storeMode(m)
 	var writes []store.Write
@@ -84,24 +103,22 @@ func batchCall[T any, P batchResponse[T]](ctx context.Context, s *Service, metho
 		writes, err = s.toStoreWrites(n, entry)
 	}
 	endSpan(span, &err)
+	return mode, writes, err
+}
+
+// batchResponseOf answers a multi-key write with a P, from its result or its error.
+func batchResponseOf[T any, P batchResponse[T]](s *Service, r batchResult, err error) (P, error) {
 	if err != nil {
 		return nil, err
 	}
-	return idempotent(ctx, s, method, idempotencyKeyOf(idempotencyKey), writeEntries{mode: m, n: n, entry: entry},
-		func(key *idemKey) (P, error) {
-			r, err := s.writeBatch(ctx, mode, writes, key)
-			if err != nil {
-				return nil, err
-			}
-			resp := P(new(T))
-			resp.SetResults(resultsToSend(r.statuses, r.revision))
-			resp.SetRevision(r.revision)
-			resp.SetApplied(int32(r.applied))
-			resp.SetRetryAfterMs(retryAfterMs(r.retryAfter))
-			resp.SetSuggestedBatch(s.suggest())
-			resp.SetReplayed(r.replayed)
-			return resp, nil
-		})
+	resp := P(new(T))
+	resp.SetResults(resultsToSend(r.statuses, r.revision))
+	resp.SetRevision(r.revision)
+	resp.SetApplied(int32(r.applied))
+	resp.SetRetryAfterMs(retryAfterMs(r.retryAfter))
+	resp.SetSuggestedBatch(s.suggest())
+	resp.SetReplayed(r.replayed)
+	return resp, nil
 }
 
 // batchResult is the outcome of a multi-key write in API terms.
@@ -124,10 +141,15 @@ type batchResult struct {
 // BEST_EFFORT batch is never an error for its preconditions, and fills statuses, one per
 // write.
 func (s *Service) apply(ctx context.Context, b store.Batch, statuses []*kv.KeyStatus) (store.Outcome, error) {
-	writes := b.Writes
-	results := make([]store.Result, len(writes))
-	s.observe(writes)
+	results := make([]store.Result, len(b.Writes))
+	s.observe(b.Writes)
 	out, err := s.engineApply(ctx, b, results)
+	return s.settle(b, results, out, err, statuses)
+}
+
+// settle turns the engine's answer to b (results, out, err) into apply's.
+func (s *Service) settle(b store.Batch, results []store.Result, out store.Outcome, err error, statuses []*kv.KeyStatus) (store.Outcome, error) {
+	writes := b.Writes
 	if err != nil {
 		return store.Outcome{}, err
 	}
@@ -193,12 +215,23 @@ func (s *Service) writeBatch(ctx context.Context, mode store.Mode, writes []stor
 	if err := s.admit(ctx, len(writes), mode.String()); err != nil {
 		return batchResult{}, err
 	}
-	var statuses []*kv.KeyStatus // ATOMIC: none needed; see apply
-	if mode == store.BestEffort {
-		statuses = make([]*kv.KeyStatus, len(writes))
-	}
+	statuses := statusesFor(mode, len(writes))
 	out, err := s.apply(ctx, store.Batch{Mode: mode, Writes: writes, Tag: key.tag(0, len(writes)),
 		Call: key.call(0, s.idem.window)}, statuses)
+	return batchResultOf(statuses, out, err)
+}
+
+// statusesFor returns what apply fills for a write of n keys: none for ATOMIC (see apply), one
+// per key for BEST_EFFORT.
+func statusesFor(mode store.Mode, n int) []*kv.KeyStatus {
+	if mode == store.BestEffort {
+		return make([]*kv.KeyStatus, n)
+	}
+	return nil
+}
+
+// batchResultOf is the result of a multi-key write applied at once, from apply's answer.
+func batchResultOf(statuses []*kv.KeyStatus, out store.Outcome, err error) (batchResult, error) {
 	if err != nil {
 		return batchResult{}, err
 	}
@@ -237,4 +270,19 @@ func (s *Service) engineApply(ctx context.Context, b store.Batch, results []stor
 	}
 	endSpan(span, &err)
 	return out, err
+}
+
+// engineApplyAll runs batches on the engine at once (store.ApplyAll; one store.apply stage for
+// them all), each failure in API terms.
+func (s *Service) engineApplyAll(ctx context.Context, batches []store.Batch, results [][]store.Result, outs []store.Outcome, errs []error) {
+	ctx, span := tracing.Start(ctx, tracing.StageApply)
+	store.ApplyAll(ctx, s.engine, batches, results, outs, errs)
+	var failed error
+	for i, err := range errs {
+		if err != nil {
+			errs[i] = storeError(err)
+			failed = errs[i]
+		}
+	}
+	endSpan(span, &failed)
 }

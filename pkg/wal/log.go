@@ -106,18 +106,23 @@ type Log struct {
 	lock *dirLock // the directory's lock, held until Close
 
 	mu       sync.Mutex
-	space    sync.Cond     // broadcast when pending is taken, and on failure and Close
-	pending  []byte        // framed records the writer has not taken yet
-	pendingN int           // records in pending
-	next     uint64        // LSN of the next Append
-	written  uint64        // every LSN up to this one is written to the OS
-	synced   uint64        // every LSN up to this one is fsynced
-	err      error         // non-nil (wrapping ErrFailed) while the writer is failing
-	closed   bool          // Close was called
-	stopped  bool          // the writer goroutine has finished
-	appended bool          // Append was called, so Replay may no longer be
-	progress chan struct{} // closed and replaced when the durable LSN advances or the writer stops
-	segs     []seqFile     // the segment files, oldest first; the last one is being written
+	space    sync.Cond // broadcast when pending is taken, and on failure and Close
+	pending  []byte    // framed records the writer has not taken yet
+	pendingN int       // records in pending
+	next     uint64    // LSN of the next Append
+	written  uint64    // every LSN up to this one is written to the OS
+	synced   uint64    // every LSN up to this one is fsynced
+	err      error     // non-nil (wrapping ErrFailed) while the writer is failing
+	closed   bool      // Close was called
+	stopped  bool      // the writer goroutine has finished
+	appended bool      // Append was called, so Replay may no longer be
+	segs     []seqFile // the segment files, oldest first; the last one is being written
+	// groups are the batches of records the writer took and that are not durable yet, oldest
+	// first; queued (nil until a Wait needs it) is closed once the records still queued are
+	// durable. Each Wait parks on the channel of the batch that holds its record, so a batch
+	// becoming durable wakes its own waiters and no others, in LSN order.
+	groups []group
+	queued chan struct{}
 
 	removeMu sync.Mutex // serialises RemoveBefore
 
@@ -174,18 +179,17 @@ func Open(dir string, opts Options) (_ *Log, err error) {
 			"file", t.File, "offset", t.Offset, "bytes", t.Bytes, "reason", t.Reason)
 	}
 	l := &Log{
-		dir:      dir,
-		opts:     opts,
-		lock:     lock,
-		next:     d.report.LastLSN + 1,
-		written:  d.report.LastLSN,
-		synced:   d.report.LastLSN,
-		progress: make(chan struct{}),
-		segs:     d.segs,
-		kick:     make(chan struct{}, 1),
-		rotate:   make(chan chan rotation),
-		closing:  make(chan struct{}),
-		done:     make(chan struct{}),
+		dir:     dir,
+		opts:    opts,
+		lock:    lock,
+		next:    d.report.LastLSN + 1,
+		written: d.report.LastLSN,
+		synced:  d.report.LastLSN,
+		segs:    d.segs,
+		kick:    make(chan struct{}, 1),
+		rotate:  make(chan chan rotation),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	l.space.L = &l.mu
 	l.w.last, l.w.written, l.w.synced = d.report.LastLSN, d.report.LastLSN, d.report.LastLSN
@@ -283,10 +287,16 @@ func (l *Log) Append(rec []byte) (uint64, error) {
 // Wait blocks until record lsn, and every record before it, is durable under the sync policy, or
 // ctx ends (the error then wraps ctx.Err()). While the writer is failing, Wait keeps waiting: the
 // record is kept and retried. After Close, a record that did not become durable returns ErrClosed.
+// It parks on the channel of the batch of records its record went to disk with, so it wakes once,
+// when that batch is durable.
 func (l *Log) Wait(ctx context.Context, lsn uint64) error {
 	for {
 		l.mu.Lock()
-		durable, next, stopped, ch := l.durableLocked(), l.next, l.stopped, l.progress
+		durable, next, stopped := l.durableLocked(), l.next, l.stopped
+		var ch chan struct{}
+		if lsn > durable && lsn < next && !stopped {
+			ch = l.waitChanLocked(lsn)
+		}
 		l.mu.Unlock()
 		switch {
 		case lsn <= durable:
@@ -302,6 +312,31 @@ func (l *Log) Wait(ctx context.Context, lsn uint64) error {
 			return fmt.Errorf("wal: wait for LSN %d: %w", lsn, ctx.Err())
 		}
 	}
+}
+
+// group is a batch of records the writer took at once: the last one's LSN, and the channel
+// closed once it is durable (nil until a Wait asks for it).
+type group struct {
+	last uint64
+	done chan struct{}
+}
+
+// waitChanLocked returns the channel closed once record lsn (appended, not durable) is durable,
+// or, when the writer took only part of the records queued with it (a segment filled up),
+// earlier: the caller then checks again.
+func (l *Log) waitChanLocked(lsn uint64) chan struct{} {
+	for i := range l.groups {
+		if g := &l.groups[i]; lsn <= g.last {
+			if g.done == nil {
+				g.done = make(chan struct{})
+			}
+			return g.done
+		}
+	}
+	if l.queued == nil {
+		l.queued = make(chan struct{})
+	}
+	return l.queued
 }
 
 // Durable returns the highest LSN such that it and every LSN before it are durable under the sync

@@ -147,7 +147,11 @@ func (l *Log) finish(w *writer) {
 	}
 	l.mu.Lock()
 	l.stopped = true
-	close(l.progress) // wake every Wait: what is not durable now never will be
+	for _, g := range l.groups { // wake every Wait: what is not durable now never will be
+		closeIfSet(g.done)
+	}
+	closeIfSet(l.queued)
+	l.groups, l.queued = nil, nil
 	l.mu.Unlock()
 }
 
@@ -179,6 +183,8 @@ func (l *Log) take(w *writer) bool {
 		l.pending = l.pending[:0]
 	}
 	w.last = l.next - uint64(l.pendingN) + uint64(count) - 1
+	l.groups = append(l.groups, group{last: w.last, done: l.queued})
+	l.queued = nil
 	w.heldN += count
 	l.pendingN -= count
 	l.space.Broadcast()
@@ -313,11 +319,20 @@ func (l *Log) advance(w *writer) {
 }
 
 func (l *Log) advanceLocked(w *writer) {
-	before := l.durableLocked()
 	l.written, l.synced = w.written, w.synced
-	if l.durableLocked() != before {
-		close(l.progress)
-		l.progress = make(chan struct{})
+	durable, n := l.durableLocked(), 0
+	for ; n < len(l.groups) && l.groups[n].last <= durable; n++ {
+		closeIfSet(l.groups[n].done)
+	}
+	if n > 0 {
+		l.groups = append(l.groups[:0], l.groups[n:]...)
+	}
+}
+
+// closeIfSet closes ch unless it is nil.
+func closeIfSet(ch chan struct{}) {
+	if ch != nil {
+		close(ch)
 	}
 }
 
