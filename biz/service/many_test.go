@@ -561,3 +561,68 @@ func TestPutAllManyMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// manyEngine is a memory engine that applies several batches at once (a store.ManyApplier) and
+// records how: the number of batches of each ApplyAll, and the keys each Apply wrote.
+type manyEngine struct {
+	*store.Memory
+	mu     sync.Mutex
+	groups []int
+	alone  []string
+}
+
+func (e *manyEngine) Apply(ctx context.Context, b store.Batch, results []store.Result) (store.Outcome, error) {
+	e.mu.Lock()
+	e.alone = append(e.alone, b.Writes[0].Key)
+	e.mu.Unlock()
+	return e.Memory.Apply(ctx, b, results)
+}
+
+func (e *manyEngine) ApplyAll(ctx context.Context, batches []store.Batch, results [][]store.Result, outs []store.Outcome, errs []error) {
+	e.mu.Lock()
+	e.groups = append(e.groups, len(batches))
+	e.mu.Unlock()
+	for i, b := range batches {
+		outs[i], errs[i] = e.Memory.Apply(ctx, b, results[i])
+	}
+}
+
+// TestPutAllManyAppliesTogether checks that the calls of a PutAllMany that need nothing but the
+// engine reach it in one ApplyAll, that a call with a request_id runs as a PutAll of its own,
+// and that a call refused by validation is refused before the engine, with its outcome in place.
+func TestPutAllManyAppliesTogether(t *testing.T) {
+	mem, err := store.NewMemory(store.Options{Shards: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	e := &manyEngine{Memory: mem}
+	s, err := New(e, Options{
+		Limits:            Limits{MaxKeyBytes: 16, MaxValueBytes: 32, MaxBatchEntries: manyLimit},
+		IdempotencyWindow: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "req-c"
+	resp, err := s.PutAllMany(context.Background(), &kv.PutAllManyRequest{Calls: []*kv.PutAllRequest{
+		{Entries: []*kv.Entry{entry("a", "1")}},
+		{Entries: []*kv.Entry{entry("b", "1"), entry("b2", "1")}, Mode: kv.WriteMode_BEST_EFFORT},
+		{Entries: []*kv.Entry{entry("c", "1")}, RequestId: &id},
+		{Entries: []*kv.Entry{entry("this key is far too long", "1")}},
+		{Entries: []*kv.Entry{entry("d", "1")}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 1, 2, 4} {
+		outcomeResponse(t, resp, i)
+	}
+	outcomeError(t, resp, 3, kv.ErrorCode_TOO_LARGE)
+	if !slices.Equal(e.groups, []int{3}) || !slices.Equal(e.alone, []string{"c"}) {
+		t.Errorf("ApplyAll of %v batches and Apply of %v; want one ApplyAll of 3 and an Apply of c", e.groups, e.alone)
+	}
+	if got := readKeys(t, s, "a", "b", "b2", "c", "d"); len(got) != 5 {
+		t.Errorf("store holds %v; want a, b, b2, c and d", got)
+	}
+}

@@ -378,3 +378,49 @@ func TestReplayRecordsOutliveTheCall(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitReturnsOnlyWhenDurable checks that Wait returns once its record is durable and not
+// before, with segments so small that the writer often takes only part of the queued records
+// (whose waiters then wake early and wait again), and that a Wait given up on does not disturb
+// the others.
+func TestWaitReturnsOnlyWhenDurable(t *testing.T) {
+	const goroutines, perGoroutine = 16, 50
+	l := mustOpen(t, t.TempDir(), Options{SegmentBytes: 256})
+	defer mustClose(t, l)
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			for k := range perGoroutine {
+				lsn, err := l.Append(make([]byte, 8+(g*k)%64))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if k%10 == 0 { // give up at once on some: the record still becomes durable
+					ctx, cancel := context.WithCancel(context.Background())
+					cancel()
+					if err := l.Wait(ctx, lsn); err != nil && !errors.Is(err, context.Canceled) {
+						errs <- fmt.Errorf("cancelled Wait(%d) = %v", lsn, err)
+					}
+				}
+				if err := l.Wait(context.Background(), lsn); err != nil {
+					errs <- err
+					return
+				}
+				if d := l.Durable(); d < lsn {
+					errs <- fmt.Errorf("Wait(%d) returned while the log is durable up to %d", lsn, d)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got, want := l.Durable(), uint64(goroutines*perGoroutine); got != want {
+		t.Errorf("durable up to %d; want %d", got, want)
+	}
+}
