@@ -67,11 +67,13 @@ type Durable struct {
 
 // journal is what the write path needs of the log (wal.Log is one): Append keeps records in call
 // order and never loses one it accepted; Wait blocks until the record at lsn is durable; Err is
-// non-nil while the log refuses records.
+// non-nil while the log refuses records; Hold keeps the records appended from then on from the
+// writer until released or waited for.
 type journal interface {
 	Append(rec []byte) (lsn uint64, err error)
 	Wait(ctx context.Context, lsn uint64) error
 	Err() error
+	Hold() (release func())
 }
 
 var (

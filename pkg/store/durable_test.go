@@ -256,6 +256,7 @@ type failingJournal struct{ err error }
 func (j failingJournal) Append([]byte) (uint64, error)      { return 0, j.err }
 func (j failingJournal) Wait(context.Context, uint64) error { return j.err }
 func (j failingJournal) Err() error                         { return j.err }
+func (j failingJournal) Hold() func()                       { return func() {} }
 
 func TestJournalFailureRefusesWritesKeepsReads(t *testing.T) {
 	s := openDurable(t, t.TempDir(), nil, nil)

@@ -56,17 +56,22 @@ func ApplyAll(ctx context.Context, e Engine, batches []Batch, results [][]Result
 	}
 }
 
-// ApplyAll implements ManyApplier: it applies the batches in turn, each logged as it commits, and
-// then waits once, for the last one logged: the log makes records durable in order, so the
-// batches share one fsync (or the few that a full segment takes) instead of waiting one by one.
-// A batch is acknowledged (errs[i] nil) only once durable, as with Apply.
+// ApplyAll implements ManyApplier: it applies the batches in turn, each logged as it commits,
+// holding the log's writer back meanwhile (wal.Log.Hold), and then waits once, for the last one
+// logged: the log makes records durable in order, so the batches share one fsync (or the few
+// that a full segment takes) instead of waiting one by one, and a writer that wakes while they
+// are being logged does not split them between two fsyncs. A batch is acknowledged (errs[i]
+// nil) only once durable, as with Apply.
 func (d *Durable) ApplyAll(ctx context.Context, batches []Batch, results [][]Result, outs []Outcome, errs []error) {
+	release := d.journal.Hold()
+	defer release()
 	var last uint64
 	for i, b := range batches {
 		var lsn uint64
 		outs[i], lsn, errs[i] = d.mem.apply(b, results[i])
 		last = max(last, lsn)
 	}
+	release()
 	if last == 0 {
 		return
 	}

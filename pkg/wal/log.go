@@ -110,6 +110,9 @@ type Log struct {
 	pending  []byte    // framed records the writer has not taken yet
 	pendingN int       // records in pending
 	next     uint64    // LSN of the next Append
+	taken    uint64    // every LSN up to this one was taken by the writer
+	wanted   uint64    // the highest LSN a Wait asked for, taken even when held back (see Hold)
+	holds    []uint64  // the first LSN of each Hold not released, ascending: later records wait
 	written  uint64    // every LSN up to this one is written to the OS
 	synced   uint64    // every LSN up to this one is fsynced
 	err      error     // non-nil (wrapping ErrFailed) while the writer is failing
@@ -126,7 +129,7 @@ type Log struct {
 
 	removeMu sync.Mutex // serialises RemoveBefore
 
-	kick      chan struct{}      // (capacity 1) there are pending records
+	kick      chan struct{}      // (capacity 1) there are queued records to take
 	rotate    chan chan rotation // Rotate's requests to the writer
 	closing   chan struct{}      // closed by Close
 	done      chan struct{}      // closed when the writer goroutine has finished
@@ -183,6 +186,8 @@ func Open(dir string, opts Options) (_ *Log, err error) {
 		opts:    opts,
 		lock:    lock,
 		next:    d.report.LastLSN + 1,
+		taken:   d.report.LastLSN,
+		wanted:  d.report.LastLSN,
 		written: d.report.LastLSN,
 		synced:  d.report.LastLSN,
 		segs:    d.segs,
@@ -248,9 +253,10 @@ func (nopObserver) Synced(time.Duration) {}
 
 // Append queues rec as the next record and returns its LSN; Wait(lsn) tells when it is durable.
 // It does no I/O: it copies rec (the caller may reuse it at once) into the queue the writer
-// goroutine drains, so records appear in the log in the order of Append calls. It blocks only while
-// MaxPendingBytes are queued. It fails at once, with an error wrapping ErrFailed, while the writer
-// is failing, and with ErrClosed after Close.
+// goroutine drains (see Hold for when the writer leaves a record queued), so records appear in
+// the log in the order of Append calls. It blocks only while MaxPendingBytes are queued. It
+// fails at once, with an error wrapping ErrFailed, while the writer is failing, and with
+// ErrClosed after Close.
 func (l *Log) Append(rec []byte) (uint64, error) {
 	if len(rec) > MaxRecordBytes {
 		return 0, fmt.Errorf("wal: record of %d bytes exceeds the maximum of %d", len(rec), MaxRecordBytes)
@@ -269,6 +275,7 @@ func (l *Log) Append(rec []byte) (uint64, error) {
 		if len(l.pending) == 0 || len(l.pending)+frameHeaderSize+len(rec) <= l.opts.MaxPendingBytes {
 			break
 		}
+		l.wantAllLocked() // whether or not a Wait asked for them: there is no room
 		l.space.Wait()
 	}
 	lsn := l.next
@@ -277,15 +284,57 @@ func (l *Log) Append(rec []byte) (uint64, error) {
 	l.pending = appendFrame(l.pending, lsn, sum, rec)
 	l.pendingN++
 	l.mu.Unlock()
+	l.kickWriter()
+	return lsn, nil
+}
+
+// Hold keeps the records appended from now on queued until release is called (or until a Wait
+// asks for one of them, Rotate, Close, or a full queue): a caller that appends several records
+// and then waits for the last one holds the log meanwhile, so that they are written and fsynced
+// together rather than split between two fsyncs by a writer that woke after the first. Records
+// appended before the Hold are not held back. release is idempotent; call it before waiting.
+func (l *Log) Hold() (release func()) {
+	l.mu.Lock()
+	start := l.next
+	l.holds = append(l.holds, start)
+	l.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			l.holds = slices.Delete(l.holds, slices.Index(l.holds, start), slices.Index(l.holds, start)+1)
+			l.mu.Unlock()
+			l.kickWriter()
+		})
+	}
+}
+
+// takeUpToLocked returns the highest LSN the writer may take now.
+func (l *Log) takeUpToLocked() uint64 {
+	if len(l.holds) == 0 {
+		return l.next - 1
+	}
+	return max(l.holds[0]-1, l.wanted)
+}
+
+// wantAllLocked has the writer take every queued record.
+func (l *Log) wantAllLocked() {
+	if l.wanted < l.next-1 {
+		l.wanted = l.next - 1
+		l.kickWriter()
+	}
+}
+
+// kickWriter wakes the writer, or leaves it a kick if it is busy.
+func (l *Log) kickWriter() {
 	select {
 	case l.kick <- struct{}{}:
 	default:
 	}
-	return lsn, nil
 }
 
-// Wait blocks until record lsn, and every record before it, is durable under the sync policy, or
-// ctx ends (the error then wraps ctx.Err()). While the writer is failing, Wait keeps waiting: the
+// Wait has the writer take record lsn (and every record before it) and blocks until they are
+// durable under the sync policy, or ctx ends (the error then wraps ctx.Err()). While the writer is failing, Wait keeps waiting: the
 // record is kept and retried. After Close, a record that did not become durable returns ErrClosed.
 // It parks on the channel of the batch of records its record went to disk with, so it wakes once,
 // when that batch is durable.
@@ -296,6 +345,12 @@ func (l *Log) Wait(ctx context.Context, lsn uint64) error {
 		var ch chan struct{}
 		if lsn > durable && lsn < next && !stopped {
 			ch = l.waitChanLocked(lsn)
+			if lsn > l.wanted {
+				l.wanted = lsn
+				if lsn > l.taken {
+					l.kickWriter()
+				}
+			}
 		}
 		l.mu.Unlock()
 		switch {
@@ -421,6 +476,9 @@ func (l *Log) Replay(after uint64, fn func(lsn uint64, rec []byte) error) error 
 // of the last record in the closed segments: every record up to it can be removed by
 // RemoveBefore once a snapshot covers it.
 func (l *Log) Rotate() (uint64, error) {
+	l.mu.Lock()
+	l.wantAllLocked()
+	l.mu.Unlock()
 	reply := make(chan rotation, 1)
 	select {
 	case l.rotate <- reply:

@@ -424,3 +424,49 @@ func TestWaitReturnsOnlyWhenDurable(t *testing.T) {
 		t.Errorf("durable up to %d; want %d", got, want)
 	}
 }
+
+// TestHoldKeepsRecordsTogether checks that records appended under a Hold reach the file in one
+// write with the records after them, once released, and that a Wait for a held record does not
+// wait for the release.
+func TestHoldKeepsRecordsTogether(t *testing.T) {
+	obs := &countingObserver{}
+	l := mustOpen(t, t.TempDir(), Options{Observer: obs})
+	defer mustClose(t, l)
+	ctx := context.Background()
+	for round := range 20 {
+		release := l.Hold()
+		writesBefore, recordsBefore := obs.writes.Load(), obs.records.Load()
+		var last uint64
+		for range 5 {
+			lsn, err := l.Append([]byte("held"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = lsn
+		}
+		upTo := func() uint64 {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return l.takeUpToLocked()
+		}
+		if got, want := upTo(), last-5; got != want {
+			t.Fatalf("round %d: under the Hold the writer may take up to LSN %d; want %d, the last before it", round, got, want)
+		}
+		if round%2 == 1 { // a Wait asks for the held records: the writer takes them
+			if err := l.Wait(ctx, last-2); err != nil {
+				t.Fatal(err)
+			}
+			if got := upTo(); got != last-2 {
+				t.Fatalf("round %d: after a Wait for %d the writer may take up to %d", round, last-2, got)
+			}
+		}
+		release()
+		release() // idempotent
+		if err := l.Wait(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+		if w, r := obs.writes.Load()-writesBefore, obs.records.Load()-recordsBefore; round%2 == 0 && (w != 1 || r != 5) {
+			t.Fatalf("round %d: the 5 held records took %d writes (%d records); want 1", round, w, r)
+		}
+	}
+}

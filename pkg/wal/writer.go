@@ -136,6 +136,9 @@ func (w *writer) size() int64 { return w.syncedOff + int64(len(w.held)) }
 
 // finish is the writer's last round, on Close: write and fsync everything, close the segment.
 func (l *Log) finish(w *writer) {
+	l.mu.Lock()
+	l.wantAllLocked()
+	l.mu.Unlock()
 	w.syncOwed = true
 	err := l.step(w, false)
 	l.publish(w, err)
@@ -155,16 +158,25 @@ func (l *Log) finish(w *writer) {
 	l.mu.Unlock()
 }
 
-// take moves queued records to the writer: all of them, or, when they do not all fit in the
-// current segment, the records up to and including the one that reaches its size limit. It reports
-// whether records remain queued, for the next segment.
+// take moves queued records to the writer: all of them but those a Hold keeps back, or, when
+// they do not all fit in the current segment, the records up to and including the one that
+// reaches its size limit. It reports whether records it should take remain queued, for the next
+// segment.
 func (l *Log) take(w *writer) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.pendingN == 0 {
+	first, upTo := l.next-uint64(l.pendingN), l.takeUpToLocked() // first: the first queued record
+	if l.pendingN == 0 || upTo < first {
 		return false
 	}
 	n, count := len(l.pending), l.pendingN
+	if want := int(min(upTo-first+1, uint64(l.pendingN))); want < count {
+		n, count = 0, 0
+		for count < want {
+			n += frameHeaderSize + int(binary.LittleEndian.Uint32(l.pending[n:]))
+			count++
+		}
+	}
 	if room := l.opts.SegmentBytes - w.size(); int64(n) > room {
 		n, count = 0, 0
 		for count == 0 || int64(n) < room {
@@ -182,13 +194,14 @@ func (l *Log) take(w *writer) bool {
 		w.held = append(w.held, l.pending...)
 		l.pending = l.pending[:0]
 	}
-	w.last = l.next - uint64(l.pendingN) + uint64(count) - 1
+	w.last = first + uint64(count) - 1
+	l.taken = w.last
 	l.groups = append(l.groups, group{last: w.last, done: l.queued})
 	l.queued = nil
 	w.heldN += count
 	l.pendingN -= count
 	l.space.Broadcast()
-	return l.pendingN > 0
+	return upTo > w.last && l.pendingN > 0
 }
 
 // write writes the held bytes not yet written, at their offset. On failure it truncates the file
