@@ -110,8 +110,7 @@ type Log struct {
 	pending  []byte    // framed records the writer has not taken yet
 	pendingN int       // records in pending
 	next     uint64    // LSN of the next Append
-	taken    uint64    // every LSN up to this one was taken by the writer
-	wanted   uint64    // the highest LSN a Wait asked for, taken even when held back (see Hold)
+	forced   uint64    // every LSN up to this one is taken whatever the holds (Rotate, Close, a full queue)
 	holds    []uint64  // the first LSN of each Hold not released, ascending: later records wait
 	written  uint64    // every LSN up to this one is written to the OS
 	synced   uint64    // every LSN up to this one is fsynced
@@ -186,8 +185,7 @@ func Open(dir string, opts Options) (_ *Log, err error) {
 		opts:    opts,
 		lock:    lock,
 		next:    d.report.LastLSN + 1,
-		taken:   d.report.LastLSN,
-		wanted:  d.report.LastLSN,
+		forced:  d.report.LastLSN,
 		written: d.report.LastLSN,
 		synced:  d.report.LastLSN,
 		segs:    d.segs,
@@ -288,11 +286,13 @@ func (l *Log) Append(rec []byte) (uint64, error) {
 	return lsn, nil
 }
 
-// Hold keeps the records appended from now on queued until release is called (or until a Wait
-// asks for one of them, Rotate, Close, or a full queue): a caller that appends several records
+// Hold keeps the records appended from now on (by anyone) queued until release is called, or
+// Rotate, Close, or a full queue has the writer take them: a caller that appends several records
 // and then waits for the last one holds the log meanwhile, so that they are written and fsynced
 // together rather than split between two fsyncs by a writer that woke after the first. Records
-// appended before the Hold are not held back. release is idempotent; call it before waiting.
+// appended before the Hold are not held back. A hold must be short (the appends of one round
+// trip): every record after its start waits for it. release is idempotent; call it before
+// waiting.
 func (l *Log) Hold() (release func()) {
 	l.mu.Lock()
 	start := l.next
@@ -314,13 +314,13 @@ func (l *Log) takeUpToLocked() uint64 {
 	if len(l.holds) == 0 {
 		return l.next - 1
 	}
-	return max(l.holds[0]-1, l.wanted)
+	return max(l.holds[0]-1, l.forced)
 }
 
-// wantAllLocked has the writer take every queued record.
+// wantAllLocked has the writer take every queued record, whatever the holds.
 func (l *Log) wantAllLocked() {
-	if l.wanted < l.next-1 {
-		l.wanted = l.next - 1
+	if l.forced < l.next-1 {
+		l.forced = l.next - 1
 		l.kickWriter()
 	}
 }
@@ -333,8 +333,8 @@ func (l *Log) kickWriter() {
 	}
 }
 
-// Wait has the writer take record lsn (and every record before it) and blocks until they are
-// durable under the sync policy, or ctx ends (the error then wraps ctx.Err()). While the writer is failing, Wait keeps waiting: the
+// Wait blocks until record lsn, and every record before it, is durable under the sync policy, or
+// ctx ends (the error then wraps ctx.Err()). While the writer is failing, Wait keeps waiting: the
 // record is kept and retried. After Close, a record that did not become durable returns ErrClosed.
 // It parks on the channel of the batch of records its record went to disk with, so it wakes once,
 // when that batch is durable.
@@ -345,12 +345,6 @@ func (l *Log) Wait(ctx context.Context, lsn uint64) error {
 		var ch chan struct{}
 		if lsn > durable && lsn < next && !stopped {
 			ch = l.waitChanLocked(lsn)
-			if lsn > l.wanted {
-				l.wanted = lsn
-				if lsn > l.taken {
-					l.kickWriter()
-				}
-			}
 		}
 		l.mu.Unlock()
 		switch {

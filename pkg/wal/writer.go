@@ -195,7 +195,6 @@ func (l *Log) take(w *writer) bool {
 		l.pending = l.pending[:0]
 	}
 	w.last = first + uint64(count) - 1
-	l.taken = w.last
 	l.groups = append(l.groups, group{last: w.last, done: l.queued})
 	l.queued = nil
 	w.heldN += count
