@@ -153,16 +153,22 @@ func (d *Durable) Apply(ctx context.Context, b Batch, results []Result) (Outcome
 	if err != nil || lsn == 0 {
 		return out, err
 	}
+	return out, d.waitDurable(ctx, lsn)
+}
+
+// waitDurable waits for the log to be durable up to lsn (the durability stage); its failure
+// wraps ErrNotDurable.
+func (d *Durable) waitDurable(ctx context.Context, lsn uint64) error {
 	ctx, span := tracing.Start(ctx, tracing.StageDurability) // the group commit's wait
-	err = d.journal.Wait(ctx, lsn)
+	err := d.journal.Wait(ctx, lsn)
 	if err != nil {
 		tracing.Fail(span, "", err.Error())
 	}
 	span.End()
 	if err != nil {
-		return out, fmt.Errorf("%w: %w", ErrNotDurable, err)
+		return fmt.Errorf("%w: %w", ErrNotDurable, err)
 	}
-	return out, nil
+	return nil
 }
 
 // GetAll implements Engine. With a healthy log it shows nothing a crash could take back: it

@@ -75,8 +75,7 @@ func (d *Durable) ApplyAll(ctx context.Context, batches []Batch, results [][]Res
 	if last == 0 {
 		return
 	}
-	if err := d.journal.Wait(ctx, last); err != nil {
-		err = fmt.Errorf("%w: %w", ErrNotDurable, err)
+	if err := d.waitDurable(ctx, last); err != nil {
 		for i := range batches {
 			if errs[i] == nil && outs[i].Revision != 0 { // committed, so not confirmed durable
 				errs[i] = err
