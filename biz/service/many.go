@@ -27,8 +27,8 @@ func (s *Service) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (re
 	defer s.metrics.observe(mPutAllMany, 0, &err) // its calls count as PutAlls
 	n := len(req.Calls)
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		// A call run as a PutAll is a PutAll span below it; the calls applied together have
-		// their validate stages and one store.apply stage below it.
+		// Each call is a PutAll span below it; the calls applied together share one
+		// store.apply stage, beside their PutAll spans.
 		span.SetAttributes(tracing.Calls.Int(n))
 	}
 	switch {
@@ -97,8 +97,11 @@ func (g *callGroup) run(ctx context.Context, s *Service) {
 	results := make([][]store.Result, 0, n)
 	at := make([]int, 0, n) // the call of each batch
 	errs := make([]error, n)
+	spans := make([]trace.Span, n)
 	for i, call := range g.calls {
-		mode, writes, err := s.batchWrites(ctx, call.Mode, len(call.Entries), putAllEntry(call))
+		var callCtx context.Context
+		callCtx, spans[i] = startPutAll(ctx, call)
+		mode, writes, err := s.batchWrites(callCtx, call.Mode, len(call.Entries), putAllEntry(call))
 		if err == nil {
 			err = s.admit(ctx, len(writes), mode.String())
 		}
@@ -125,6 +128,7 @@ func (g *callGroup) run(ctx context.Context, s *Service) {
 		err := errs[i]
 		s.metrics.observe(mPutAll, len(call.Entries), &err)
 		s.metrics.observePutAll(call, err, start)
+		endSpan(spans[i], &err)
 		*g.faults[i] = setOutcome(g.outs[i], resps[i], err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/store"
 	"github.com/putallkv/putallkv/pkg/tracing"
@@ -43,12 +45,18 @@ func (s *Service) Delete(ctx context.Context, req *kv.DeleteRequest) (resp *kv.D
 func (s *Service) PutAll(ctx context.Context, req *kv.PutAllRequest) (resp *kv.PutAllResponse, err error) {
 	defer s.metrics.observe(mPutAll, len(req.Entries), &err)
 	defer func(start time.Time) { s.metrics.observePutAll(req, err, start) }(time.Now())
-	ctx, span := tracing.Start(ctx, "PutAll")
+	ctx, span := startPutAll(ctx, req)
 	defer endSpan(span, &err)
+	return batchCall[kv.PutAllResponse](ctx, s, "PutAll", req.Mode, req.RequestId, len(req.Entries), putAllEntry(req))
+}
+
+// startPutAll starts a PutAll's span, with the batch's size and mode.
+func startPutAll(ctx context.Context, req *kv.PutAllRequest) (context.Context, trace.Span) {
+	ctx, span := tracing.Start(ctx, "PutAll")
 	if span.IsRecording() {
 		span.SetAttributes(tracing.BatchSize.Int(len(req.Entries)), tracing.Mode.String(req.Mode.String()))
 	}
-	return batchCall[kv.PutAllResponse](ctx, s, "PutAll", req.Mode, req.RequestId, len(req.Entries), putAllEntry(req))
+	return ctx, span
 }
 
 // putAllEntry returns a PutAll's entries as writes, for batchCall.
