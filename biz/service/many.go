@@ -103,7 +103,7 @@ func (g *callGroup) run(ctx context.Context, s *Service) {
 		callCtx, spans[i] = startPutAll(ctx, call)
 		mode, writes, err := s.batchWrites(callCtx, call.Mode, len(call.Entries), putAllEntry(call))
 		if err == nil {
-			err = s.admit(ctx, len(writes), mode.String())
+			err = s.admit(callCtx, len(writes), mode.String())
 		}
 		if err != nil {
 			errs[i] = err
