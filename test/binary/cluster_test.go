@@ -186,10 +186,10 @@ func TestBinariesLinearizableOnRedisCluster(t *testing.T) {
 	_, a := clusterNode(t, server)
 	_, b := clusterNode(t, server)
 	seed := rand.Uint64()
-	if s := os.Getenv("PUTALLKV_CRASH_SEED"); s != "" {
+	if s := os.Getenv("CRASH_TEST_SEED"); s != "" {
 		fmt.Sscan(s, &seed)
 	}
-	t.Logf("seed %d (set PUTALLKV_CRASH_SEED to replay)", seed)
+	t.Logf("seed %d (set CRASH_TEST_SEED to replay)", seed)
 	r := &crashRound{t: t, seed: seed, began: time.Now(), acked: map[string]ack{},
 		prefix: fmt.Sprintf("{lin-%d}", time.Now().UnixNano())}
 	ctx, stop := context.WithTimeout(context.Background(), 2*time.Second)

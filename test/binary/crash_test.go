@@ -185,10 +185,10 @@ func (r *crashRound) drive(ctx context.Context, c *kvclient.Client, client int, 
 func TestCrashRecoveryLosesNoAcknowledgedWrite(t *testing.T) {
 	server, _ := binaries(t)
 	seed := rand.Uint64()
-	if s := os.Getenv("PUTALLKV_CRASH_SEED"); s != "" {
+	if s := os.Getenv("CRASH_TEST_SEED"); s != "" {
 		fmt.Sscan(s, &seed)
 	}
-	t.Logf("seed %d (set PUTALLKV_CRASH_SEED to replay)", seed)
+	t.Logf("seed %d (set CRASH_TEST_SEED to replay)", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	dir := t.TempDir()
 	confFile := filepath.Join(t.TempDir(), "putallkv.yaml")
