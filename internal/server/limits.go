@@ -30,12 +30,12 @@ func checkFDLimit(cfg *config.Config, log *slog.Logger) error {
 		n   int
 	}
 	var parts []part
-	if len(cfg.Gateway.Upstreams()) == 0 {
+	if cfg.Gateway.Upstream == "" {
 		parts = append(parts, part{"server.max_connections", cfg.Server.MaxConnections})
 	}
 	if cfg.Gateway.Addr != "" {
 		parts = append(parts, part{"gateway.max_connections", cfg.Gateway.MaxConnections})
-		if len(cfg.Gateway.Upstreams()) > 0 { // each call it serves may hold an upstream connection
+		if cfg.Gateway.Upstream != "" { // each call it serves may hold an upstream connection
 			parts = append(parts, part{"gateway.max_connections (upstream)", cfg.Gateway.MaxConnections})
 		}
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/putallkv/putallkv/pkg/config"
 	"github.com/putallkv/putallkv/pkg/hotkey"
 	"github.com/putallkv/putallkv/pkg/kvclient"
+	"github.com/putallkv/putallkv/pkg/kvclient/etcdresolver"
 	"github.com/putallkv/putallkv/pkg/metrics"
 	"github.com/putallkv/putallkv/pkg/redisstore"
 	"github.com/putallkv/putallkv/pkg/rpcguard"
@@ -56,8 +57,12 @@ type Server struct {
 	rpcDone  chan error // receives Run's result
 	gw       *gateway.Gateway
 	upstream *kvclient.Client // the gateway tier's client
-	admin    *metrics.AdminServer
-	sec      security
+	// upstreamEtcd finds the gateway tier's servers when gateway.upstream is etcd://.
+	upstreamEtcd *etcdresolver.Resolver
+	// registration is the server's key in etcd (discovery.etcd_endpoints), nil once deregistered.
+	registration *etcdresolver.Registration
+	admin        *metrics.AdminServer
+	sec          security
 	// tracerProvider makes the spans (tracing.enabled); nil when tracing is off.
 	tracerProvider *sdktrace.TracerProvider
 }
@@ -87,16 +92,9 @@ func Start(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *Server, err
 	reg.MustRegister(buildinfo.Get().Collector(metrics.Namespace))
 	var api kv.KVService
 	var ready func(context.Context) error
-	if upstreams := cfg.Gateway.Upstreams(); len(upstreams) > 0 {
-		upstreamOpts, err := s.upstreamOptions()
-		if err != nil {
+	if cfg.Gateway.Upstream != "" {
+		if err := s.dialUpstream(); err != nil {
 			return nil, err
-		}
-		if tp := s.tracer(); tp != nil {
-			upstreamOpts = append(upstreamOpts, kvclient.WithTracerProvider(tp))
-		}
-		if s.upstream, err = kvclient.New(upstreams, upstreamOpts...); err != nil {
-			return nil, fmt.Errorf("gateway.upstream: %w", err)
 		}
 		api, ready = s.upstream, s.upstreamReady
 	} else {
@@ -123,6 +121,9 @@ func Start(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *Server, err
 	if s.admin, err = metrics.StartAdmin(cfg.Admin.Addr, reg, log, s.adminSecurity(), adminLimits(cfg.Admin), metrics.Routes(routes)); err != nil {
 		return nil, fmt.Errorf("admin.addr: %w", err)
 	}
+	if err := s.register(); err != nil {
+		return nil, err
+	}
 	log.Info("putallkv serving", "rpc", s.RPCAddr(), "admin", s.AdminAddr(), "gateway", s.GatewayAddr(),
 		"upstream", cfg.Gateway.Upstream)
 	return s, nil
@@ -137,7 +138,7 @@ func Check(cfg *config.Config, log *slog.Logger) error {
 	if err := s.preflight(); err != nil {
 		return err
 	}
-	if len(cfg.Gateway.Upstreams()) > 0 {
+	if cfg.Gateway.Upstream != "" {
 		if _, err := s.upstreamOptions(); err != nil {
 			return err
 		}
@@ -152,6 +153,83 @@ func (s *Server) preflight() error {
 		return err
 	}
 	return checkFDLimit(s.cfg, s.log)
+}
+
+// dialUpstream makes the gateway tier's client of gateway.upstream: a fixed list of servers,
+// every address of a DNS name, or the servers registered in etcd, the last two looked up
+// again every discovery.refresh_interval.
+func (s *Server) dialUpstream() (err error) {
+	cfg := s.cfg
+	opts, err := s.upstreamOptions()
+	if err != nil {
+		return err
+	}
+	opts = append(opts, kvclient.WithRefreshInterval(cfg.Discovery.RefreshInterval))
+	if tp := s.tracer(); tp != nil {
+		opts = append(opts, kvclient.WithTracerProvider(tp))
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("gateway.upstream: %w", err)
+		}
+	}()
+	if hostPort, ok := cfg.Gateway.UpstreamDNS(); ok {
+		r, err := kvclient.NewDNSResolver(hostPort, nil)
+		if err != nil {
+			return err
+		}
+		s.upstream, err = kvclient.NewWithResolver(r, opts...)
+		return err
+	}
+	if service, ok := cfg.Gateway.UpstreamEtcd(); ok {
+		if s.upstreamEtcd, err = etcdresolver.New(s.etcdConfig(service)); err != nil {
+			return err
+		}
+		s.upstream, err = kvclient.NewWithResolver(s.upstreamEtcd, opts...)
+		return err
+	}
+	s.upstream, err = kvclient.New(cfg.Gateway.Upstreams(), opts...)
+	return err
+}
+
+// etcdConfig is where discovery.etcd_endpoints' registry is, for service.
+func (s *Server) etcdConfig(service string) etcdresolver.Config {
+	return etcdresolver.Config{Endpoints: s.cfg.Discovery.EtcdEndpointList(), Service: service, Logger: s.log}
+}
+
+// register registers a server in etcd when discovery.etcd_endpoints is set: its
+// discovery.advertise_addr, else the address its RPC server listens on.
+func (s *Server) register() error {
+	d := s.cfg.Discovery
+	if s.rpcLn == nil || len(d.EtcdEndpointList()) == 0 {
+		return nil
+	}
+	addr := d.AdvertiseAddr
+	if addr == "" {
+		addr = s.RPCAddr()
+	}
+	reg, err := etcdresolver.Register(s.etcdConfig(d.Service), addr, d.TTL)
+	if err != nil {
+		return fmt.Errorf("discovery: %w", err)
+	}
+	s.registration = reg
+	s.log.Info("registered in etcd", "key", reg.Key(), "ttl", d.TTL.String())
+	return nil
+}
+
+// deregister removes the server's key from etcd, if it has one, so that clients stop
+// sending it calls.
+func (s *Server) deregister(ctx context.Context) error {
+	if s.registration == nil {
+		return nil
+	}
+	err := s.registration.Close(ctx)
+	s.registration = nil
+	if err != nil {
+		return fmt.Errorf("discovery: %w", err)
+	}
+	s.log.Info("deregistered from etcd")
+	return nil
 }
 
 // startService opens the store, builds the service over it and starts its Kitex server.
@@ -379,7 +457,8 @@ func (s *Server) Service() *service.Service { return s.svc }
 // Shutdown stops taking calls, lets in-flight calls finish (up to server.shutdown_timeout),
 // then stops the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
-	var errs []error
+	// First out of the registry, so that clients stop choosing this server while it drains.
+	errs := []error{s.deregister(ctx)}
 	if s.gw != nil {
 		errs = append(errs, s.gw.Shutdown(ctx))
 	}
@@ -398,7 +477,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // close stops the parts that have no in-flight work to wait for.
 func (s *Server) close() error {
-	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	errs := []error{s.deregister(ctx)}
 	if s.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -414,6 +495,9 @@ func (s *Server) close() error {
 	}
 	if s.upstream != nil {
 		errs = append(errs, s.upstream.Close())
+	}
+	if s.upstreamEtcd != nil {
+		errs = append(errs, s.upstreamEtcd.Close())
 	}
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close())

@@ -37,6 +37,7 @@ type Config struct {
 	WAL         WALConfig         `yaml:"wal"`
 	Redis       RedisConfig       `yaml:"redis"`
 	Gateway     GatewayConfig     `yaml:"gateway"`
+	Discovery   DiscoveryConfig   `yaml:"discovery"`
 	Log         LogConfig         `yaml:"log"`
 	Auth        AuthConfig        `yaml:"auth"`
 	TLS         TLSConfig         `yaml:"tls"`
@@ -143,8 +144,11 @@ func (r RedisConfig) AddrList() []string { return list(r.Addrs) }
 type GatewayConfig struct {
 	// Addr is the host:port of the HTTP gateway; empty runs no gateway beside the RPC server.
 	Addr string `yaml:"addr"`
-	// Upstream, when set (comma-separated host:port list), makes the process a separate gateway
-	// tier in front of those RPC servers instead of a server with its own store.
+	// Upstream, when set, makes the process a separate gateway tier in front of RPC servers
+	// instead of a server with its own store: a comma-separated host:port list, or
+	// "dns://host:port" (every address of the name, looked up again every
+	// discovery.refresh_interval), or "etcd://service" (the servers registered under that
+	// name in the etcd of discovery.etcd_endpoints).
 	Upstream string `yaml:"upstream"`
 	// MaxBodyBytes bounds a request body; larger ones are refused (413) before they are read.
 	MaxBodyBytes int `yaml:"max_body_bytes"`
@@ -170,8 +174,62 @@ type GatewayConfig struct {
 	AccessLog string `yaml:"access_log"`
 }
 
-// Upstreams returns the upstream addresses, or nil.
-func (g GatewayConfig) Upstreams() []string { return list(g.Upstream) }
+// Upstreams returns the upstream addresses, or nil (nil too when the upstream is found by
+// DNS or in etcd: see UpstreamDNS and UpstreamEtcd).
+func (g GatewayConfig) Upstreams() []string {
+	if _, ok := g.UpstreamDNS(); ok {
+		return nil
+	}
+	if _, ok := g.UpstreamEtcd(); ok {
+		return nil
+	}
+	return list(g.Upstream)
+}
+
+// Schemes of a gateway.upstream found rather than listed.
+const (
+	upstreamDNS  = "dns://"
+	upstreamEtcd = "etcd://"
+)
+
+// UpstreamDNS returns the host:port of a "dns://host:port" upstream, and whether it is one.
+func (g GatewayConfig) UpstreamDNS() (string, bool) { return cutScheme(g.Upstream, upstreamDNS) }
+
+// UpstreamEtcd returns the service of an "etcd://service" upstream, and whether it is one.
+func (g GatewayConfig) UpstreamEtcd() (string, bool) { return cutScheme(g.Upstream, upstreamEtcd) }
+
+// cutScheme returns s after scheme (matched ignoring case and surrounding spaces), and
+// whether s begins with it.
+func cutScheme(s, scheme string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if len(s) < len(scheme) || !strings.EqualFold(s[:len(scheme)], scheme) {
+		return "", false
+	}
+	return s[len(scheme):], true
+}
+
+// DiscoveryConfig configures how nodes are found: a server registers itself in etcd when
+// EtcdEndpoints is set, and a gateway tier whose gateway.upstream is "dns://" or "etcd://"
+// looks its servers up again every RefreshInterval.
+type DiscoveryConfig struct {
+	// EtcdEndpoints (comma-separated host:port) are the etcd a server registers in, and a
+	// gateway tier with an "etcd://" upstream reads; empty: no etcd.
+	EtcdEndpoints string `yaml:"etcd_endpoints"`
+	// Service is the name a server registers under (the key
+	// kitex/registry-etcd/<service>/<advertise_addr>).
+	Service string `yaml:"service"`
+	// AdvertiseAddr is the host:port registered, the address clients are to dial; empty
+	// registers the address the RPC server listens on, which must then name a host.
+	AdvertiseAddr string `yaml:"advertise_addr"`
+	// TTL is the registration's lease: a server that dies without deregistering is removed
+	// this long after its last keep-alive. Whole seconds, at least 2s.
+	TTL time.Duration `yaml:"ttl"`
+	// RefreshInterval is how often a gateway tier looks its upstream up again (DNS or etcd).
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
+}
+
+// EtcdEndpointList returns the etcd endpoints, or nil.
+func (d DiscoveryConfig) EtcdEndpointList() []string { return list(d.EtcdEndpoints) }
 
 // Hosts returns the allowed Host names, or nil.
 func (g GatewayConfig) Hosts() []string { return list(g.AllowedHosts) }
@@ -487,6 +545,20 @@ func (c *Config) Validate() error {
 	for _, u := range c.Gateway.Upstreams() {
 		addr("gateway.upstream", u)
 	}
+	if hp, ok := c.Gateway.UpstreamDNS(); ok {
+		if host, port, err := net.SplitHostPort(hp); err != nil || host == "" || port == "" {
+			bad("gateway.upstream", "must be dns://host:port, got %q", c.Gateway.Upstream)
+		}
+	}
+	if svc, ok := c.Gateway.UpstreamEtcd(); ok {
+		if svc == "" || strings.Contains(svc, "/") {
+			bad("gateway.upstream", "must be etcd://service (a name without '/'), got %q", c.Gateway.Upstream)
+		}
+		if len(c.Discovery.EtcdEndpointList()) == 0 {
+			bad("discovery.etcd_endpoints", "must list etcd's endpoints when gateway.upstream is %q", c.Gateway.Upstream)
+		}
+	}
+	c.validateDiscovery(bad)
 	positive("gateway.max_body_bytes", c.Gateway.MaxBodyBytes)
 	positive("gateway.max_connections", c.Gateway.MaxConnections)
 	positiveDuration("gateway.idle_timeout", c.Gateway.IdleTimeout)
@@ -558,6 +630,48 @@ func (t TracingConfig) validate() []error {
 		errs = append(errs, fmt.Errorf("config: tracing.service_name: must name the service in its spans, got %q", t.ServiceName))
 	}
 	return errs
+}
+
+// validateDiscovery checks the discovery section, reporting each problem to bad.
+func (c *Config) validateDiscovery(bad func(key, format string, args ...any)) {
+	d := c.Discovery
+	for _, e := range d.EtcdEndpointList() {
+		if err := checkAddr(e); err != nil {
+			bad("discovery.etcd_endpoints", "%v", err)
+		}
+	}
+	if d.Service == "" || strings.Contains(d.Service, "/") {
+		bad("discovery.service", "must be a name without '/', got %q", d.Service)
+	}
+	if d.TTL < 2*time.Second || d.TTL%time.Second != 0 {
+		bad("discovery.ttl", "must be whole seconds, at least 2s, got %s", d.TTL)
+	}
+	if d.RefreshInterval <= 0 {
+		bad("discovery.refresh_interval", "must be positive, got %s", d.RefreshInterval)
+	}
+	registers := len(d.EtcdEndpointList()) > 0 && c.Gateway.Upstream == ""
+	advertised, key := c.Server.Addr, "server.addr"
+	if d.AdvertiseAddr != "" {
+		advertised, key = d.AdvertiseAddr, "discovery.advertise_addr"
+		if err := checkAddr(d.AdvertiseAddr); err != nil {
+			bad(key, "%v", err)
+			return
+		}
+	}
+	if !registers {
+		return
+	}
+	host, port, err := net.SplitHostPort(advertised)
+	if err != nil {
+		return // server.addr's own check reports it
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		bad(key, "is registered in etcd (discovery.etcd_endpoints is set), so it must name a host clients can reach; "+
+			"set discovery.advertise_addr, got %q", advertised)
+	}
+	if key == "discovery.advertise_addr" && port == "0" {
+		bad(key, "must have a port other than 0, got %q", advertised)
+	}
 }
 
 // checkOrigin reports whether o is an origin as browsers send it (scheme://host[:port], no

@@ -50,11 +50,12 @@ func TestDefaults(t *testing.T) {
 		Limiter:     LimiterConfig{Rate: 0, Burst: 10000, MaxWait: 100 * time.Millisecond, MaxChunk: 1000},
 		Gateway: GatewayConfig{Addr: "127.0.0.1:8080", MaxBodyBytes: 8 << 20, MaxConnections: 1024, IdleTimeout: time.Minute,
 			HeaderTimeout: 10 * time.Second, BodyTimeout: time.Minute, RequestTimeout: 10 * time.Second, AccessLog: "errors"},
-		WAL:     WALConfig{Fsync: "always", FsyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, SnapshotBytes: 256 << 20},
-		Redis:   RedisConfig{ReplicasAck: 1, AckTimeout: time.Second, DialTimeout: 5 * time.Second, BlockingPoolSize: 1024},
-		Log:     LogConfig{Level: "info", Format: "text"},
-		TLS:     TLSConfig{Gateway: true, Admin: true},
-		Tracing: TracingConfig{Endpoint: "http://127.0.0.1:4318/v1/traces", SampleRatio: 1, ServiceName: "putallkv"},
+		WAL:       WALConfig{Fsync: "always", FsyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, SnapshotBytes: 256 << 20},
+		Redis:     RedisConfig{ReplicasAck: 1, AckTimeout: time.Second, DialTimeout: 5 * time.Second, BlockingPoolSize: 1024},
+		Discovery: DiscoveryConfig{Service: "putallkv", TTL: 10 * time.Second, RefreshInterval: 5 * time.Second},
+		Log:       LogConfig{Level: "info", Format: "text"},
+		TLS:       TLSConfig{Gateway: true, Admin: true},
+		Tracing:   TracingConfig{Endpoint: "http://127.0.0.1:4318/v1/traces", SampleRatio: 1, ServiceName: "putallkv"},
 	}
 	if *c != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
@@ -322,6 +323,23 @@ func TestValidate(t *testing.T) {
 		{"negative max_wait", func(c *Config) { c.Limiter.MaxWait = -time.Second }, "config: limiter.max_wait: must not be negative"},
 		{"zero max_chunk", func(c *Config) { c.Limiter.MaxChunk = 0 }, "config: limiter.max_chunk: must be positive"},
 		{"bad upstream", func(c *Config) { c.Gateway.Upstream = "a:1,nonsense" }, "config: gateway.upstream:"},
+		{"dns upstream", func(c *Config) { c.Gateway.Upstream = "DNS://kv.internal:8888" }, ""},
+		{"dns upstream without port", func(c *Config) { c.Gateway.Upstream = "dns://kv.internal" }, `config: gateway.upstream: must be dns://host:port, got "dns://kv.internal"`},
+		{"etcd upstream", func(c *Config) { c.Gateway.Upstream = "etcd://putallkv"; c.Discovery.EtcdEndpoints = "10.0.0.9:2379" }, ""},
+		{"etcd upstream without endpoints", func(c *Config) { c.Gateway.Upstream = "etcd://putallkv" }, "config: discovery.etcd_endpoints: must list etcd's endpoints"},
+		{"etcd upstream without service", func(c *Config) { c.Gateway.Upstream = "etcd://"; c.Discovery.EtcdEndpoints = "e:2379" }, `config: gateway.upstream: must be etcd://service`},
+		{"registers", func(c *Config) { c.Discovery.EtcdEndpoints = "e1:2379, e2:2379" }, ""},
+		{"registers every interface", func(c *Config) { c.Discovery.EtcdEndpoints = "e:2379"; c.Server.Addr = ":8888" }, `config: server.addr: is registered in etcd`},
+		{"registers advertised", func(c *Config) {
+			c.Discovery.EtcdEndpoints, c.Server.Addr, c.Discovery.AdvertiseAddr = "e:2379", "0.0.0.0:8888", "10.0.0.5:8888"
+			c.Auth.Disabled = true
+		}, ""},
+		{"advertise port 0", func(c *Config) { c.Discovery.EtcdEndpoints, c.Discovery.AdvertiseAddr = "e:2379", "10.0.0.5:0" }, "config: discovery.advertise_addr: must have a port other than 0"},
+		{"bad etcd endpoint", func(c *Config) { c.Discovery.EtcdEndpoints = "e" }, "config: discovery.etcd_endpoints: must be host:port"},
+		{"ttl fraction", func(c *Config) { c.Discovery.TTL = 2500 * time.Millisecond }, "config: discovery.ttl: must be whole seconds, at least 2s, got 2.5s"},
+		{"ttl short", func(c *Config) { c.Discovery.TTL = time.Second }, "config: discovery.ttl:"},
+		{"service with slash", func(c *Config) { c.Discovery.Service = "a/b" }, "config: discovery.service: must be a name without '/'"},
+		{"refresh zero", func(c *Config) { c.Discovery.RefreshInterval = 0 }, "config: discovery.refresh_interval: must be positive"},
 		{"bad fsync", func(c *Config) { c.WAL.Fsync = "sometimes" }, "config: wal.fsync: must be always, interval or none"},
 		{"small segment", func(c *Config) { c.WAL.SegmentBytes = 10 }, "config: wal.segment_bytes: must be at least 65536"},
 		{"log level", func(c *Config) { c.Log.Level = "trace" }, `config: log.level: must be one of debug, info, warn, error, got "trace"`},

@@ -37,7 +37,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.file, "conf", "", "YAML configuration `file` overriding the embedded defaults")
 	fs.StringVar(&f.addr, "addr", "", "Kitex RPC listen `address` (server.addr)")
 	fs.StringVar(&f.adminAddr, "admin-addr", "", "admin HTTP listen `address` for /metrics, /healthz, /readyz and /debug/pprof/ (admin.addr)")
-	fs.StringVar(&f.upstream, "upstream", "", "RPC servers `HOST:PORT[,HOST:PORT...]` of a separate gateway tier (gateway.upstream)")
+	fs.StringVar(&f.upstream, "upstream", "", "RPC servers `HOST:PORT[,HOST:PORT...]` (or dns://HOST:PORT, etcd://SERVICE) of a separate gateway tier (gateway.upstream)")
 	fs.BoolVar(&f.version, "version", false, "print the version, commit and Go version, and exit")
 	fs.BoolVar(&f.check, "check-config", false, "load and check the configuration as for a run, print one line (OK or the error), "+
 		"and exit 0 or 2, without opening a port or the data directory")

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/cloudwego/kitex/pkg/circuitbreak"
+	"github.com/cloudwego/kitex/pkg/discovery"
 	"github.com/cloudwego/kitex/pkg/endpoint"
+	"github.com/cloudwego/kitex/pkg/event"
 	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 
@@ -30,8 +33,8 @@ const (
 // call goes to another one at once, and after 5 seconds a few calls probe it again; two
 // answered probes close the breaker. The breaker is on by default (errRate 0.5,
 // minSamples 10) so that one dead node among several stops costing each call a failed dial;
-// errRate 0 turns it off. A client of a single server has none: it has nowhere else to send
-// a call.
+// errRate 0 turns it off. A client of a single fixed server (New with one address) has none:
+// it has nowhere else to send a call; a client whose resolver finds its servers has them.
 func WithCircuitBreaker(errRate float64, minSamples int64) Option {
 	return func(o *options) { o.breakerRate, o.breakerMinSamples = errRate, minSamples }
 }
@@ -52,8 +55,11 @@ func (o *options) checkBreaker() error {
 // "forbidden by circuitbreaker".
 type breakers struct {
 	suite *circuitbreak.CBSuite
-	// last maps each server address to its last failure (an error); it holds one entry per
-	// address the client was given.
+	// bus carries the servers a resolver no longer lists to suite, which then drops their
+	// breakers (see forget).
+	bus event.Bus
+	// last maps each server address to its last failure (an error); it holds at most one
+	// entry per address the client was given or its resolver lists.
 	last sync.Map
 }
 
@@ -69,7 +75,20 @@ func (o *options) newBreakers(servers int) *breakers {
 	cb := circuitbreak.NewCBSuite(func(rpcinfo.RPCInfo) string { return serviceName },
 		circuitbreak.WithInstanceGetErrorType(nodeFailure))
 	cb.UpdateInstanceCBConfig(circuitbreak.CBConfig{Enable: true, ErrRate: o.breakerRate, MinSample: o.breakerMinSamples})
-	return &breakers{suite: cb}
+	bus := event.NewEventBus()
+	cb.SetEventBusAndQueue(bus, nil)
+	return &breakers{suite: cb, bus: bus}
+}
+
+// forget drops the breakers and last failures of the servers ch removes, once a resolver no
+// longer lists them: should one come back, it starts with a closed breaker.
+func (b *breakers) forget(ch discovery.Change) {
+	for _, inst := range ch.Removed {
+		if addr := inst.Address(); addr != nil {
+			b.last.Delete(addr.String())
+		}
+	}
+	b.bus.DispatchAndWait(&event.Event{Name: discovery.ChangeEventName, Time: time.Now(), Extra: &ch})
 }
 
 // middleware is the Kitex instance middleware (it runs once the load balancer has picked a

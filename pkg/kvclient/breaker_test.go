@@ -3,16 +3,14 @@ package kvclient_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cloudwego/kitex/client"
-	"github.com/cloudwego/kitex/pkg/endpoint"
 	"github.com/cloudwego/kitex/pkg/kerrors"
-	"github.com/cloudwego/kitex/pkg/rpcinfo"
 
+	"github.com/putallkv/putallkv/internal/testdiscovery"
 	"github.com/putallkv/putallkv/internal/testnet"
 	"github.com/putallkv/putallkv/internal/testserver"
 	"github.com/putallkv/putallkv/kitex_gen/kv"
@@ -24,30 +22,6 @@ import (
 func startServer(t *testing.T) string {
 	t.Helper()
 	return testserver.Start(t, testserver.Config(t, nil), nil).RPCAddr()
-}
-
-// sends counts the attempts that reach each server address, through a Kitex instance
-// middleware: it runs after the load balancer picked the server and after the breaker let
-// the attempt through, so it counts exactly what is dialled or sent.
-type sends struct {
-	mu     sync.Mutex
-	byAddr map[string]int
-}
-
-func (s *sends) middleware(next endpoint.Endpoint) endpoint.Endpoint {
-	return func(ctx context.Context, req, resp any) error {
-		addr := rpcinfo.GetRPCInfo(ctx).To().Address().String()
-		s.mu.Lock()
-		s.byAddr[addr]++
-		s.mu.Unlock()
-		return next(ctx, req, resp)
-	}
-}
-
-func (s *sends) to(addr string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.byAddr[addr]
 }
 
 // getMissing reads a key no server holds n times through c, failing t unless every call
@@ -75,10 +49,10 @@ func TestBreakerSkipsDeadNode(t *testing.T) {
 		{"off", []kvclient.Option{kvclient.WithCircuitBreaker(0, 0)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &sends{byAddr: map[string]int{}}
+			s := testdiscovery.NewSends()
 			c, err := kvclient.New([]string{live1, live2, dead}, append(tc.opts,
 				kvclient.WithConnectTimeout(time.Second),
-				kvclient.WithKitexOptions(client.WithInstanceMW(s.middleware)))...)
+				kvclient.WithKitexOptions(client.WithInstanceMW(s.Middleware)))...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,16 +60,16 @@ func TestBreakerSkipsDeadNode(t *testing.T) {
 
 			// Calls until the dead node has been picked as often as the breaker's minimum
 			// samples (10), each of those a failed dial; the load balancer picks at random.
-			for i := 0; s.to(dead) < 10; i++ {
+			for i := 0; s.To(dead) < 10; i++ {
 				if i == 2000 {
-					t.Fatalf("dead node tried %d times in %d calls", s.to(dead), i)
+					t.Fatalf("dead node tried %d times in %d calls", s.To(dead), i)
 				}
 				getMissing(t, c, 1)
 			}
-			before := s.to(dead)
+			before := s.To(dead)
 			// The breaker stays open for 5s before it probes; 300 calls take far less.
 			getMissing(t, c, 300)
-			after := s.to(dead) - before
+			after := s.To(dead) - before
 			if tc.skipped && after != 0 {
 				t.Errorf("dead node tried %d times after its breaker opened", after)
 			}
@@ -103,7 +77,7 @@ func TestBreakerSkipsDeadNode(t *testing.T) {
 				t.Errorf("dead node never tried again without a breaker")
 			}
 			t.Logf("attempts to the dead node: %d, then %d in 300 calls; live nodes: %d and %d",
-				before, after, s.to(live1), s.to(live2))
+				before, after, s.To(live1), s.To(live2))
 		})
 	}
 }

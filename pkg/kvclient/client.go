@@ -18,6 +18,7 @@ import (
 	"github.com/cloudwego/kitex/client"
 	"github.com/cloudwego/kitex/client/callopt"
 	"github.com/cloudwego/kitex/pkg/connpool"
+	"github.com/cloudwego/kitex/pkg/discovery"
 	remoteconnpool "github.com/cloudwego/kitex/pkg/remote/connpool"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/transport"
@@ -51,7 +52,9 @@ type Client struct {
 	rpcTimeout time.Duration
 	// breaker is the circuit breaker of each server; nil when WithCircuitBreaker turned it off.
 	breaker *breakers
-	metrics *Metrics // nil records nothing
+	// resolver finds the servers of a client made by NewWithResolver; nil for a fixed list.
+	resolver *clientResolver
+	metrics  *Metrics // nil records nothing
 	// coalescer gathers concurrent PutAll calls into PutAllMany round trips; nil sends each
 	// by itself (see WithCoalescing).
 	coalescer *coalescer
@@ -77,6 +80,8 @@ type options struct {
 	coalesce          int
 	token             string
 	tls               *tls.Config
+	refresh           time.Duration
+	resolver          discovery.Resolver // set by NewWithResolver only
 	kitex             []client.Option
 	tracer            trace.Tracer
 }
@@ -140,8 +145,23 @@ func WithKitexOptions(opts ...client.Option) Option {
 }
 
 // New returns a Client that spreads calls over the servers at addrs (each "host:port").
-// It does not connect: connections are made on first use.
+// It does not connect: connections are made on first use. NewWithResolver finds the servers
+// instead, by DNS or in etcd.
 func New(addrs []string, opts ...Option) (*Client, error) {
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("kvclient: no server address")
+	}
+	for _, a := range addrs {
+		// Kitex would take anything that is not host:port for a unix socket path.
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("kvclient: server address %q: %w", a, err)
+		}
+	}
+	return newClient(newOptions(opts), len(addrs), client.WithHostPorts(addrs...))
+}
+
+// newOptions applies opts over the defaults.
+func newOptions(opts []Option) options {
 	o := options{
 		rpcTimeout:        3 * time.Second,
 		connectTimeout:    500 * time.Millisecond,
@@ -152,19 +172,17 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 		budgetReserve:     defaultBudgetReserve,
 		breakerRate:       defaultBreakerRate,
 		breakerMinSamples: defaultBreakerMinSamples,
+		refresh:           defaultRefreshInterval,
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if len(addrs) == 0 {
-		return nil, fmt.Errorf("kvclient: no server address")
-	}
-	for _, a := range addrs {
-		// Kitex would take anything that is not host:port for a unix socket path.
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return nil, fmt.Errorf("kvclient: server address %q: %w", a, err)
-		}
-	}
+	return o
+}
+
+// newClient builds the Client o configures over servers (how many the client knows of at
+// start; manyServers when a resolver finds them) that the Kitex options in target name.
+func newClient(o options, servers int, target ...client.Option) (*Client, error) {
 	if o.retries < 0 {
 		return nil, fmt.Errorf("kvclient: retries must not be negative, got %d", o.retries)
 	}
@@ -178,13 +196,22 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 	if o.coalesce < 0 {
 		return nil, fmt.Errorf("kvclient: coalescing round trips must not be negative, got %d", o.coalesce)
 	}
+	if o.refresh <= 0 {
+		return nil, fmt.Errorf("kvclient: refresh interval must be positive, got %s", o.refresh)
+	}
+	breaker := o.newBreakers(servers)
+	var resolver *clientResolver
+	if o.resolver != nil {
+		var ropts []client.Option
+		resolver, ropts = o.resolverOptions(breaker)
+		target = append(target, ropts...)
+	}
 
 	// The pool is made here rather than by client.WithLongConnection because the generated
 	// kvservice.Client has no Close: owning the pool is how Close releases the connections
 	// and the pool's idle-sweep goroutine instead of leaving them to a finalizer.
 	pool := cancellingPool{remoteconnpool.NewLongPool(serviceName, *connpool.CheckPoolConfig(o.pool))}
-	kopts := append([]client.Option{
-		client.WithHostPorts(addrs...),
+	kopts := append(append(target,
 		client.WithConnPool(pool),
 		// Metadata (the trace id) travels only in TTHeader.
 		client.WithTransportProtocol(transport.TTHeader),
@@ -193,8 +220,7 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 		client.WithMiddleware(sendDeadline),
 		client.WithConnectTimeout(o.connectTimeout),
 		client.WithDialer(o.dialer()),
-	}, o.secureOptions()...)
-	breaker := o.newBreakers(len(addrs))
+	), o.secureOptions()...)
 	if breaker != nil {
 		kopts = append(kopts, client.WithInstanceMW(breaker.middleware))
 	}
@@ -206,8 +232,8 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 		}
 		return nil, fmt.Errorf("kvclient: %w", err)
 	}
-	c := &Client{raw: raw, pool: pool, retries: o.retries, budget: budget, rpcTimeout: o.rpcTimeout, breaker: breaker, metrics: o.metrics,
-		tracer: o.tracer}
+	c := &Client{raw: raw, pool: pool, retries: o.retries, budget: budget, rpcTimeout: o.rpcTimeout, breaker: breaker,
+		resolver: resolver, metrics: o.metrics, tracer: o.tracer}
 	if o.coalesce > 0 {
 		c.coalescer = &coalescer{many: raw.PutAllMany, single: raw.PutAll, timeout: o.rpcTimeout, roundTrips: o.coalesce, metrics: o.metrics,
 			tracer: o.tracer}
@@ -215,9 +241,12 @@ func New(addrs []string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// Close closes the pooled connections and stops the circuit breaker. Calls made after Close
-// fail.
+// Close closes the pooled connections, stops the circuit breaker and stops asking the
+// resolver (it does not close the resolver). Calls made after Close fail.
 func (c *Client) Close() error {
+	if c.resolver != nil {
+		c.resolver.close()
+	}
 	if c.breaker != nil {
 		_ = c.breaker.Close() // it always returns nil
 	}

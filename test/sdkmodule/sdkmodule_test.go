@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,6 +30,10 @@ var toolModules = []string{"gonum.org/", "github.com/redis/go-redis"}
 // TracerProvider from its user; the SDK of OpenTelemetry and the OTLP exporter are the server's.
 var serverModules = []string{"github.com/redis/rueidis", "github.com/cloudwego/hertz", "github.com/anishathalye/porcupine",
 	"go.opentelemetry.io/otel/sdk", "go.opentelemetry.io/otel/exporters/", "go.opentelemetry.io/proto/otlp", "google.golang.org/grpc"}
+
+// etcdModules are linked only by programs that import pkg/kvclient/etcdresolver (etcd's client
+// and gRPC beneath it): one that finds its servers statically or by DNS links none of them.
+var etcdModules = []string{"go.etcd.io/", "google.golang.org/grpc"}
 
 // linkedOnlyByKitex is the one code-generation module a Kitex client links: kitex/client imports
 // kitex/pkg/generic, which parses IDL with thriftgo. It comes with Kitex, not with putallkv.
@@ -70,7 +75,8 @@ func TestExampleModuleIsLight(t *testing.T) {
 		}
 	}
 	pkgs := goCmd(t, dir, "list", "-mod=readonly", "-deps", ".")
-	linkedNever := append(append([]string{"github.com/putallkv/putallkv/cmd/", "github.com/putallkv/putallkv/internal/"}, toolModules...), serverModules...)
+	linkedNever := slices.Concat([]string{"github.com/putallkv/putallkv/cmd/", "github.com/putallkv/putallkv/internal/"},
+		toolModules, serverModules, etcdModules)
 	for _, m := range linkedNever {
 		if strings.Contains(pkgs, "\n"+m) {
 			t.Errorf("the example links a package of %s", m)
