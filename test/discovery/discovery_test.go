@@ -7,12 +7,14 @@ package discovery
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cloudwego/kitex/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/putallkv/putallkv/internal/testdiscovery"
 	"github.com/putallkv/putallkv/internal/testnet"
 	"github.com/putallkv/putallkv/internal/testserver"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/config"
 	"github.com/putallkv/putallkv/pkg/kvclient"
 	"github.com/putallkv/putallkv/pkg/kvclient/etcdresolver"
@@ -252,4 +255,50 @@ func TestRegisterRefusesWhatClientsCannotDial(t *testing.T) {
 	if _, err := etcdresolver.New(bad); err == nil {
 		t.Error("a service name with '/' was accepted")
 	}
+}
+
+// TestRegisteredDeadNodeIsSkipped checks the case of a node that died without deregistering,
+// whose key lives on until its lease expires: calls do not fail (a failed dial is tried on
+// another node), and once its breaker opens the dead address is not dialled any more.
+func TestRegisteredDeadNodeIsSkipped(t *testing.T) {
+	c := newEtcdCluster(t)
+	live := c.Add(t)
+	dead := testnet.DeadAddr(t)
+	g, err := etcdresolver.Register(c.resolverConfig(), dead, c.ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = g.Close(context.Background()) }()
+	r, err := etcdresolver.New(c.resolverConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	sent := testdiscovery.NewSends()
+	cl, err := kvclient.NewWithResolver(r, kvclient.WithKitexOptions(client.WithInstanceMW(sent.Middleware)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cl.Close() }()
+	get := func() {
+		t.Helper()
+		if _, err := cl.Get(bounded(t), &kv.GetRequest{Key: "absent"}); !errors.Is(err, kvclient.ErrNotFound) {
+			t.Fatalf("got %v, want NOT_FOUND", err)
+		}
+	}
+	// Until the dead node has been picked as often as its breaker needs (10 samples).
+	for i := 0; sent.To(dead) < 10; i++ {
+		if i == 2000 {
+			t.Fatalf("dead node tried %d times in %d calls", sent.To(dead), i)
+		}
+		get()
+	}
+	before := sent.To(dead)
+	for range 300 { // the breaker stays open 5s before it probes; 300 calls take far less
+		get()
+	}
+	if n := sent.To(dead) - before; n != 0 {
+		t.Errorf("the dead node was dialled %d times after its breaker opened", n)
+	}
+	t.Logf("dead node: %d attempts, then none; live node %s: %d", before, live.RPCAddr(), sent.To(live.RPCAddr()))
 }
