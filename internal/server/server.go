@@ -45,18 +45,20 @@ import (
 // and the admin endpoint; or, as a separate gateway tier, the gateway over a pooled client of
 // upstream RPC servers.
 type Server struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	engine   store.Engine
-	durable  *store.Durable // the engine, when store.data_dir is set
-	svc      *service.Service
-	hot      *hotkey.Detector // nil: hot-key detection off, or a gateway tier
-	rpcLn    net.Listener
-	rpc      kitexserver.Server
-	rpcStop  chan error // a value here makes the Kitex server stop gracefully
-	rpcDone  chan error // receives Run's result
-	gw       *gateway.Gateway
-	upstream *kvclient.Client // the gateway tier's client
+	cfg     *config.Config
+	log     *slog.Logger
+	engine  store.Engine
+	durable *store.Durable // the engine, when store.data_dir is set
+	svc     *service.Service
+	hot     *hotkey.Detector // nil: hot-key detection off, or a gateway tier
+	rpcLn   net.Listener
+	rpc     kitexserver.Server
+	rpcStop chan error // a value here makes the Kitex server stop gracefully
+	// rpcStopped is set once the Kitex server was told to stop.
+	rpcStopped bool
+	rpcDone    chan error // receives Run's result
+	gw         *gateway.Gateway
+	upstream   *kvclient.Client // the gateway tier's client
 	// upstreamEtcd finds the gateway tier's servers when gateway.upstream is etcd://.
 	upstreamEtcd *etcdresolver.Resolver
 	// registration is the server's key in etcd (discovery.etcd_endpoints), nil once deregistered.
@@ -74,7 +76,10 @@ type Server struct {
 func Start(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *Server, err error) {
 	s := &Server{cfg: cfg, log: log, rpcStop: make(chan error, 1), rpcDone: make(chan error, 1)}
 	defer func() {
-		if err != nil {
+		if err != nil { // a part that failed after the RPC server started (registration, say)
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+			defer cancel()
+			_ = s.stopRPC(ctx)
 			_ = s.close()
 		}
 	}()
@@ -462,17 +467,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.gw != nil {
 		errs = append(errs, s.gw.Shutdown(ctx))
 	}
-	if s.rpc != nil {
-		s.drainRPC()
-		s.rpcStop <- nil
-		select {
-		case err := <-s.rpcDone:
-			errs = append(errs, err)
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("rpc server: %w", ctx.Err()))
-		}
-	}
+	errs = append(errs, s.stopRPC(ctx))
 	return errors.Join(append(errs, s.close())...)
+}
+
+// stopRPC stops the Kitex server gracefully, if it runs, and waits for it within ctx.
+func (s *Server) stopRPC(ctx context.Context) error {
+	if s.rpc == nil || s.rpcStopped {
+		return nil
+	}
+	s.rpcStopped = true
+	s.drainRPC()
+	s.rpcStop <- nil
+	select {
+	case err := <-s.rpcDone:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("rpc server: %w", ctx.Err())
+	}
 }
 
 // close stops the parts that have no in-flight work to wait for.

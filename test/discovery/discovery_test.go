@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -301,4 +302,37 @@ func TestRegisteredDeadNodeIsSkipped(t *testing.T) {
 		t.Errorf("the dead node was dialled %d times after its breaker opened", n)
 	}
 	t.Logf("dead node: %d attempts, then none; live node %s: %d", before, live.RPCAddr(), sent.To(live.RPCAddr()))
+}
+
+// TestNoNodeRegisteredIsUnavailable checks that a client of a service with no node registered
+// fails its calls with UNAVAILABLE, a stable code.
+func TestNoNodeRegisteredIsUnavailable(t *testing.T) {
+	r, err := etcdresolver.New(newEtcdCluster(t).resolverConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	cl, err := kvclient.NewWithResolver(r, kvclient.WithRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cl.Close() }()
+	if _, err := cl.Get(bounded(t), &kv.GetRequest{Key: "k"}); !errors.Is(err, kvclient.ErrUnavailable) {
+		t.Fatalf("got %v, want UNAVAILABLE", err)
+	}
+}
+
+// TestUnreachableEtcdStopsStartUp checks that a server told to register in an etcd it cannot
+// reach does not start, and says why.
+func TestUnreachableEtcdStopsStartUp(t *testing.T) {
+	cfg := testserver.Config(t, func(cfg *config.Config) { cfg.Discovery.EtcdEndpoints = testnet.DeadAddr(t) })
+	s, err := server.Start(cfg, slog.New(slog.DiscardHandler))
+	if err == nil {
+		testnet.Stop(t, s)
+		t.Fatal("the server started without registering")
+	}
+	if !strings.Contains(err.Error(), "discovery: etcdresolver: granting a lease") {
+		t.Fatalf("start-up failed with %v; want it to name the registration", err)
+	}
+	t.Logf("start-up refused: %v", err)
 }
