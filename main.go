@@ -42,7 +42,7 @@ func run(args []string) int {
 		err = nil
 	}
 	if err == nil && tier && cfg.Gateway.Upstream == "" {
-		err = errors.New("config: gateway.upstream: `putallkv gateway` needs the RPC servers to front (-upstream HOST:PORT[,...])")
+		err = errors.New("config: gateway.upstream: `putallkv gateway` needs the RPC servers to front (-upstream HOST:PORT[,...], dns://HOST:PORT or etcd://SERVICE)")
 	}
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -93,7 +93,7 @@ func checkConfig(cfg *config.Config, tier bool) int {
 const usage = `usage: putallkv [flags]
        serve the KVService over RPC (server.addr), the HTTP gateway (gateway.addr), and
        /metrics, /healthz, /readyz, /debug/pprof/ and admin commands (admin.addr)
-   or: putallkv gateway -upstream HOST:PORT[,HOST:PORT...] [flags]
+   or: putallkv gateway -upstream HOST:PORT[,HOST:PORT...]|dns://HOST:PORT|etcd://SERVICE [flags]
        run the HTTP gateway alone, a tier in front of those RPC servers
 
 `
