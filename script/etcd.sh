@@ -37,8 +37,9 @@ ensure_etcd() {
   if ! command -v etcd >/dev/null 2>&1; then
     echo "etcd: installing etcd-server with apt-get" >&2
     apt-get update -qq >&2
-    # The package would start etcd as a system service where an init system runs: it is not ours.
-    DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq -o DPkg::Lock::Timeout=300 etcd-server >&2
+    # Where an init system runs, the package also starts etcd as a system service on 2379: that
+    # one is not ours, and nothing here touches it.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 etcd-server >&2
   fi
   flock -u 8
   exec 8>&-
