@@ -139,7 +139,8 @@ func WithCoalescing(roundTrips int) Option {
 const DefaultCoalescing = 2
 
 // WithKitexOptions passes options straight to the Kitex client, after the ones this package
-// sets, for what it does not cover (tracing suites, middlewares, resolvers).
+// sets, for what it does not cover (tracing suites, middlewares); a resolver goes to
+// NewWithResolver.
 func WithKitexOptions(opts ...client.Option) Option {
 	return func(o *options) { o.kitex = append(o.kitex, opts...) }
 }
