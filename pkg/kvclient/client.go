@@ -1,6 +1,8 @@
 // Package kvclient is the Go SDK of putallkv: a Kitex client over pooled long connections
 // that tags every call with a trace id, retries only where a retry cannot write
-// twice, and turns every failure into an *Error with a stable code.
+// twice, and turns every failure into an *Error with a stable code. Its servers are a fixed
+// list (New), or whatever a resolver finds (NewWithResolver): every address of a DNS name
+// (NewDNSResolver), or the servers registered in etcd (package etcdresolver).
 //
 // Its methods take and return the generated kitex_gen/kv types, so nothing of the API is
 // hidden, and *Client satisfies the generated kv.KVService interface, so it can stand in for
