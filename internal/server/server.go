@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/cloudwego/kitex/pkg/limiter"
@@ -187,7 +189,11 @@ func (s *Server) dialUpstream() (err error) {
 		return err
 	}
 	if service, ok := cfg.Gateway.UpstreamEtcd(); ok {
-		if s.upstreamEtcd, err = etcdresolver.New(s.etcdConfig(service)); err != nil {
+		ecfg, err := s.etcdConfig(service)
+		if err != nil {
+			return err
+		}
+		if s.upstreamEtcd, err = etcdresolver.New(ecfg); err != nil {
 			return err
 		}
 		s.upstream, err = kvclient.NewWithResolver(s.upstreamEtcd, opts...)
@@ -197,9 +203,18 @@ func (s *Server) dialUpstream() (err error) {
 	return err
 }
 
-// etcdConfig is where discovery.etcd_endpoints' registry is, for service.
-func (s *Server) etcdConfig(service string) etcdresolver.Config {
-	return etcdresolver.Config{Endpoints: s.cfg.Discovery.EtcdEndpointList(), Service: service, Logger: s.log}
+// etcdConfig is where discovery.etcd_endpoints' registry is, for service, and who to be there.
+func (s *Server) etcdConfig(service string) (etcdresolver.Config, error) {
+	d := s.cfg.Discovery
+	cfg := etcdresolver.Config{Endpoints: d.EtcdEndpointList(), Service: service, Logger: s.log, Username: d.EtcdUsername}
+	if d.EtcdPasswordFile != "" {
+		b, err := os.ReadFile(d.EtcdPasswordFile)
+		if err != nil {
+			return cfg, fmt.Errorf("discovery.etcd_password_file: %w", err)
+		}
+		cfg.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	return cfg, nil
 }
 
 // register registers a server in etcd when discovery.etcd_endpoints is set: its
@@ -213,7 +228,11 @@ func (s *Server) register() error {
 	if addr == "" {
 		addr = s.RPCAddr()
 	}
-	reg, err := etcdresolver.Register(s.etcdConfig(d.Service), addr, d.TTL)
+	ecfg, err := s.etcdConfig(d.Service)
+	if err != nil {
+		return err
+	}
+	reg, err := etcdresolver.Register(ecfg, addr, d.TTL)
 	if err != nil {
 		return fmt.Errorf("discovery: %w", err)
 	}

@@ -215,6 +215,11 @@ type DiscoveryConfig struct {
 	// EtcdEndpoints (comma-separated host:port) are the etcd a server registers in, and a
 	// gateway tier with an "etcd://" upstream reads; empty: no etcd.
 	EtcdEndpoints string `yaml:"etcd_endpoints"`
+	// EtcdUsername, when set, authenticates to etcd (which has authentication on) as this user,
+	// with the password in EtcdPasswordFile.
+	EtcdUsername string `yaml:"etcd_username"`
+	// EtcdPasswordFile is the file holding EtcdUsername's password (one line), read at start.
+	EtcdPasswordFile string `yaml:"etcd_password_file"`
 	// Service is the name a server registers under (the key
 	// kitex/registry-etcd/<service>/<advertise_addr>).
 	Service string `yaml:"service"`
@@ -639,6 +644,10 @@ func (c *Config) validateDiscovery(bad func(key, format string, args ...any)) {
 		if err := checkAddr(e); err != nil {
 			bad("discovery.etcd_endpoints", "%v", err)
 		}
+	}
+	if (d.EtcdUsername == "") != (d.EtcdPasswordFile == "") {
+		bad("discovery.etcd_password_file", "discovery.etcd_username and discovery.etcd_password_file go together, got username %q and file %q",
+			d.EtcdUsername, d.EtcdPasswordFile)
 	}
 	if d.Service == "" || strings.Contains(d.Service, "/") {
 		bad("discovery.service", "must be a name without '/', got %q", d.Service)

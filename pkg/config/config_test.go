@@ -340,6 +340,10 @@ func TestValidate(t *testing.T) {
 		{"ttl short", func(c *Config) { c.Discovery.TTL = time.Second }, "config: discovery.ttl:"},
 		{"service with slash", func(c *Config) { c.Discovery.Service = "a/b" }, "config: discovery.service: must be a name without '/'"},
 		{"refresh zero", func(c *Config) { c.Discovery.RefreshInterval = 0 }, "config: discovery.refresh_interval: must be positive"},
+		{"etcd credentials", func(c *Config) {
+			c.Discovery.EtcdUsername, c.Discovery.EtcdPasswordFile = "node", "/etc/putallkv/etcd.pass"
+		}, ""},
+		{"etcd user without password", func(c *Config) { c.Discovery.EtcdUsername = "node" }, "config: discovery.etcd_password_file: discovery.etcd_username and discovery.etcd_password_file go together"},
 		{"bad fsync", func(c *Config) { c.WAL.Fsync = "sometimes" }, "config: wal.fsync: must be always, interval or none"},
 		{"small segment", func(c *Config) { c.WAL.SegmentBytes = 10 }, "config: wal.segment_bytes: must be at least 65536"},
 		{"log level", func(c *Config) { c.Log.Level = "trace" }, `config: log.level: must be one of debug, info, warn, error, got "trace"`},

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -335,4 +337,75 @@ func TestUnreachableEtcdStopsStartUp(t *testing.T) {
 		t.Fatalf("start-up failed with %v; want it to name the registration", err)
 	}
 	t.Logf("start-up refused: %v", err)
+}
+
+// TestEtcdWithAuthentication turns etcd's authentication on (and off again at the end) and
+// checks that a node with discovery.etcd_username and etcd_password_file registers, that a gateway
+// tier with them finds it, and that a node without them does not start.
+func TestEtcdWithAuthentication(t *testing.T) {
+	cli := etcd(t)
+	ctx := bounded(t)
+	const rootPassword, nodePassword = "root-secret", "node-secret"
+	for _, step := range []func() error{
+		func() error { _, err := cli.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := cli.UserAdd(ctx, "root", rootPassword); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.RoleAdd(ctx, "putallkv-node"); return err },
+		func() error {
+			_, err := cli.RoleGrantPermission(ctx, "putallkv-node", "kitex/registry-etcd/",
+				clientv3.GetPrefixRangeEnd("kitex/registry-etcd/"), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := cli.UserAdd(ctx, "node", nodePassword); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "node", "putallkv-node"); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		root, err := clientv3.New(clientv3.Config{Endpoints: etcdtest.Endpoints(t), DialTimeout: 5 * time.Second,
+			Username: "root", Password: rootPassword, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer root.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := root.AuthDisable(ctx); err != nil {
+			t.Fatalf("turning etcd's authentication off again: %v", err)
+		}
+		for _, u := range []string{"root", "node"} {
+			_, _ = root.UserDelete(ctx, u)
+		}
+		for _, r := range []string{"root", "putallkv-node"} {
+			_, _ = root.RoleDelete(ctx, r)
+		}
+	})
+
+	passwordFile := filepath.Join(t.TempDir(), "etcd.pass")
+	if err := os.WriteFile(passwordFile, []byte(nodePassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := newEtcdCluster(t)
+	withCredentials := func(cfg *config.Config) {
+		cfg.Discovery.EtcdUsername, cfg.Discovery.EtcdPasswordFile = "node", passwordFile
+	}
+	node := c.nodes.Start(t, c.config(t, withCredentials))
+	tier := testserver.Start(t, testserver.Config(t, func(cfg *config.Config) {
+		cfg.Gateway.Upstream = "etcd://" + c.service
+		cfg.Discovery.EtcdEndpoints = strings.Join(c.endpoints, ",")
+		withCredentials(cfg)
+	}), nil)
+	if code, _, body := testnet.Do(t, "PUT", "http://"+tier.GatewayAddr()+"/v1/kv/auth", "1"); code != 201 {
+		t.Fatalf("PUT through the tier to %s: %d %s", node.RPCAddr(), code, body)
+	}
+
+	s, err := server.Start(c.config(t, nil), slog.New(slog.DiscardHandler))
+	if err == nil {
+		testnet.Stop(t, s)
+		t.Fatal("a node without etcd credentials registered")
+	}
+	t.Logf("without credentials: %v", err)
 }
