@@ -18,6 +18,7 @@ import (
 var methodRoles = map[string]auth.Role{
 	"Get":        auth.Read,
 	"GetAll":     auth.Read,
+	"Scan":       auth.Read,
 	"Put":        auth.Write,
 	"PutAll":     auth.Write,
 	"PutAllMany": auth.Write,

@@ -33,6 +33,7 @@ func sampleArgs() map[string]thrift.FastCodec {
 		"DeleteAll": &kv.KVServiceDeleteAllArgs{Req: &kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "a"},
 			{Key: "b", ExpectedVersion: new(int64(4))}}, Mode: kv.WriteMode_ATOMIC}},
 		"PutAllMany": &kv.KVServicePutAllManyArgs{Req: &kv.PutAllManyRequest{Calls: []*kv.PutAllRequest{put, {Entries: entries(1, 0)}}}},
+		"Scan":       &kv.KVServiceScanArgs{Req: &kv.ScanRequest{Prefix: "user/", Cursor: "AQIDBA", Limit: 100, KeysOnly: true}},
 	}
 }
 
@@ -75,7 +76,7 @@ func TestCheckAcceptsWhatTheSDKSends(t *testing.T) {
 }
 
 // methodNames are the service's methods, in a fixed order for the fuzz input's method byte.
-var methodNames = []string{"Put", "Get", "Delete", "PutAll", "GetAll", "DeleteAll", "PutAllMany"}
+var methodNames = []string{"Put", "Get", "Delete", "PutAll", "GetAll", "DeleteAll", "PutAllMany", "Scan"}
 
 // FuzzDecode drives raw bytes into the RPC port's decoder as the server runs it: the codec's
 // check, then, for what the check accepts, the generated decoder of the method. The decoder

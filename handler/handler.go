@@ -90,6 +90,11 @@ func (h *KVService) GetAll(ctx context.Context, req *kv.GetAllRequest) (*kv.GetA
 	return guard(ctx, h, "GetAll", req, h.next.GetAll)
 }
 
+// Scan implements kv.KVService.
+func (h *KVService) Scan(ctx context.Context, req *kv.ScanRequest) (*kv.ScanResponse, error) {
+	return guard(ctx, h, "Scan", req, h.next.Scan)
+}
+
 // DeleteAll implements kv.KVService.
 func (h *KVService) DeleteAll(ctx context.Context, req *kv.DeleteAllRequest) (*kv.DeleteAllResponse, error) {
 	return guard(ctx, h, "DeleteAll", req, h.next.DeleteAll)

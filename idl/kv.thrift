@@ -193,6 +193,33 @@ struct PutAllManyResponse {
     1: list<PutAllOutcome> outcomes,
 }
 
+// ScanRequest asks for one page of the keys that start with prefix (empty: every key). cursor
+// is empty for the first page, else the next_cursor of the page before, unchanged: it is opaque,
+// valid for this prefix only, and refused (INVALID_ARGUMENT) when the server did not make it or
+// restarted since (on the memory and durable engines). limit is the most items of the page:
+// 0 means the server's limits.max_scan_entries, more than it is refused. keys_only leaves the
+// values out.
+struct ScanRequest {
+    1: string prefix,
+    2: string cursor,
+    3: i32 limit,
+    4: bool keys_only,
+}
+
+// ScanResponse is one page: items (found is true in each; value empty with keys_only) are in
+// the engine's order, which is not the keys' order; a page holds at most limit items and at most
+// limits.max_scan_bytes of keys and values (but always its first item), and may hold fewer, even
+// none, before the end. next_cursor continues the scan; it is empty when the scan is over. Every
+// key present for the whole scan is returned exactly once; keys written or deleted meanwhile
+// may or may not be; an expired key never is. Items are not one snapshot: each is its key's
+// state at some moment of the call. revision is a revision every item's version is at or below
+// (0 on the redis_cluster engine when the page read more than one hash slot).
+struct ScanResponse {
+    1: list<Item> items,
+    2: string next_cursor,
+    3: i64 revision,
+}
+
 service KVService {
     PutResponse Put(1: PutRequest req) throws (1: KVError err),
     GetResponse Get(1: GetRequest req) throws (1: KVError err),
@@ -204,4 +231,6 @@ service KVService {
     // throws only when the request as a whole is refused; each call's own failure is in its
     // outcome.
     PutAllManyResponse PutAllMany(1: PutAllManyRequest req) throws (1: KVError err),
+    // Scan lists the keys that start with a prefix, a page at a time (see ScanRequest).
+    ScanResponse Scan(1: ScanRequest req) throws (1: KVError err),
 }

@@ -24,10 +24,11 @@ const (
 	mGetAll
 	mDeleteAll
 	mPutAllMany
+	mScan
 	nMethods
 )
 
-var methodNames = [nMethods]string{"Put", "Get", "Delete", "PutAll", "GetAll", "DeleteAll", "PutAllMany"}
+var methodNames = [nMethods]string{"Put", "Get", "Delete", "PutAll", "GetAll", "DeleteAll", "PutAllMany", "Scan"}
 
 // nCodes bounds kv.ErrorCode values (INTERNAL is the last).
 const nCodes = int(kv.ErrorCode_INTERNAL) + 1

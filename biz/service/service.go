@@ -22,6 +22,10 @@ type Limits struct {
 	MaxKeyBytes     int
 	MaxValueBytes   int
 	MaxBatchEntries int
+	// MaxScanEntries and MaxScanBytes bound a Scan page's items and its keys' and values'
+	// bytes; 0 means DefaultMaxScanEntries and DefaultMaxScanBytes.
+	MaxScanEntries int
+	MaxScanBytes   int
 }
 
 // Options configure a Service.

@@ -1149,6 +1149,109 @@ var fieldIDToName_PutAllManyResponse = map[int16]string{
 	1: "outcomes",
 }
 
+type ScanRequest struct {
+	Prefix   string `thrift:"prefix,1" frugal:"1,default,string" json:"prefix"`
+	Cursor   string `thrift:"cursor,2" frugal:"2,default,string" json:"cursor"`
+	Limit    int32  `thrift:"limit,3" frugal:"3,default,i32" json:"limit"`
+	KeysOnly bool   `thrift:"keys_only,4" frugal:"4,default,bool" json:"keys_only"`
+}
+
+func NewScanRequest() *ScanRequest {
+	return &ScanRequest{}
+}
+
+func (p *ScanRequest) InitDefault() {
+}
+
+func (p *ScanRequest) GetPrefix() (v string) {
+	return p.Prefix
+}
+
+func (p *ScanRequest) GetCursor() (v string) {
+	return p.Cursor
+}
+
+func (p *ScanRequest) GetLimit() (v int32) {
+	return p.Limit
+}
+
+func (p *ScanRequest) GetKeysOnly() (v bool) {
+	return p.KeysOnly
+}
+func (p *ScanRequest) SetPrefix(val string) {
+	p.Prefix = val
+}
+func (p *ScanRequest) SetCursor(val string) {
+	p.Cursor = val
+}
+func (p *ScanRequest) SetLimit(val int32) {
+	p.Limit = val
+}
+func (p *ScanRequest) SetKeysOnly(val bool) {
+	p.KeysOnly = val
+}
+
+func (p *ScanRequest) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ScanRequest(%+v)", *p)
+}
+
+var fieldIDToName_ScanRequest = map[int16]string{
+	1: "prefix",
+	2: "cursor",
+	3: "limit",
+	4: "keys_only",
+}
+
+type ScanResponse struct {
+	Items      []*Item `thrift:"items,1" frugal:"1,default,list<Item>" json:"items"`
+	NextCursor string  `thrift:"next_cursor,2" frugal:"2,default,string" json:"next_cursor"`
+	Revision   int64   `thrift:"revision,3" frugal:"3,default,i64" json:"revision"`
+}
+
+func NewScanResponse() *ScanResponse {
+	return &ScanResponse{}
+}
+
+func (p *ScanResponse) InitDefault() {
+}
+
+func (p *ScanResponse) GetItems() (v []*Item) {
+	return p.Items
+}
+
+func (p *ScanResponse) GetNextCursor() (v string) {
+	return p.NextCursor
+}
+
+func (p *ScanResponse) GetRevision() (v int64) {
+	return p.Revision
+}
+func (p *ScanResponse) SetItems(val []*Item) {
+	p.Items = val
+}
+func (p *ScanResponse) SetNextCursor(val string) {
+	p.NextCursor = val
+}
+func (p *ScanResponse) SetRevision(val int64) {
+	p.Revision = val
+}
+
+func (p *ScanResponse) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("ScanResponse(%+v)", *p)
+}
+
+var fieldIDToName_ScanResponse = map[int16]string{
+	1: "items",
+	2: "next_cursor",
+	3: "revision",
+}
+
 type KVError struct {
 	Code         ErrorCode    `thrift:"code,1" frugal:"1,default,ErrorCode" json:"code"`
 	Message      string       `thrift:"message,2" frugal:"2,default,string" json:"message"`
@@ -1222,6 +1325,8 @@ type KVService interface {
 	DeleteAll(ctx context.Context, req *DeleteAllRequest) (r *DeleteAllResponse, err error)
 
 	PutAllMany(ctx context.Context, req *PutAllManyRequest) (r *PutAllManyResponse, err error)
+
+	Scan(ctx context.Context, req *ScanRequest) (r *ScanResponse, err error)
 }
 
 type KVServicePutArgs struct {
@@ -1878,6 +1983,100 @@ func (p *KVServicePutAllManyResult) String() string {
 }
 
 var fieldIDToName_KVServicePutAllManyResult = map[int16]string{
+	0: "success",
+	1: "err",
+}
+
+type KVServiceScanArgs struct {
+	Req *ScanRequest `thrift:"req,1" frugal:"1,default,ScanRequest" json:"req"`
+}
+
+func NewKVServiceScanArgs() *KVServiceScanArgs {
+	return &KVServiceScanArgs{}
+}
+
+func (p *KVServiceScanArgs) InitDefault() {
+}
+
+var KVServiceScanArgs_Req_DEFAULT *ScanRequest
+
+func (p *KVServiceScanArgs) GetReq() (v *ScanRequest) {
+	if !p.IsSetReq() {
+		return KVServiceScanArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVServiceScanArgs) SetReq(val *ScanRequest) {
+	p.Req = val
+}
+
+func (p *KVServiceScanArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVServiceScanArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVServiceScanArgs(%+v)", *p)
+}
+
+var fieldIDToName_KVServiceScanArgs = map[int16]string{
+	1: "req",
+}
+
+type KVServiceScanResult struct {
+	Success *ScanResponse `thrift:"success,0,optional" frugal:"0,optional,ScanResponse" json:"success,omitempty"`
+	Err     *KVError      `thrift:"err,1,optional" frugal:"1,optional,KVError" json:"err,omitempty"`
+}
+
+func NewKVServiceScanResult() *KVServiceScanResult {
+	return &KVServiceScanResult{}
+}
+
+func (p *KVServiceScanResult) InitDefault() {
+}
+
+var KVServiceScanResult_Success_DEFAULT *ScanResponse
+
+func (p *KVServiceScanResult) GetSuccess() (v *ScanResponse) {
+	if !p.IsSetSuccess() {
+		return KVServiceScanResult_Success_DEFAULT
+	}
+	return p.Success
+}
+
+var KVServiceScanResult_Err_DEFAULT *KVError
+
+func (p *KVServiceScanResult) GetErr() (v *KVError) {
+	if !p.IsSetErr() {
+		return KVServiceScanResult_Err_DEFAULT
+	}
+	return p.Err
+}
+func (p *KVServiceScanResult) SetSuccess(x interface{}) {
+	p.Success = x.(*ScanResponse)
+}
+func (p *KVServiceScanResult) SetErr(val *KVError) {
+	p.Err = val
+}
+
+func (p *KVServiceScanResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVServiceScanResult) IsSetErr() bool {
+	return p.Err != nil
+}
+
+func (p *KVServiceScanResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVServiceScanResult(%+v)", *p)
+}
+
+var fieldIDToName_KVServiceScanResult = map[int16]string{
 	0: "success",
 	1: "err",
 }

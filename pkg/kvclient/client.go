@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"time"
 
@@ -309,6 +310,37 @@ func everyIdempotencyKey(req *kv.PutAllManyRequest) string {
 // GetAll reads many keys as of one revision; retried as Get is.
 func (c *Client) GetAll(ctx context.Context, req *kv.GetAllRequest) (*kv.GetAllResponse, error) {
 	return call(ctx, c, "GetAll", c.raw.GetAll, req, nil)
+}
+
+// Scan reads one page of the keys that start with req.Prefix (see kv.ScanRequest); retried as
+// Get is. ScanAll follows the pages for the caller.
+func (c *Client) Scan(ctx context.Context, req *kv.ScanRequest) (*kv.ScanResponse, error) {
+	return call(ctx, c, "Scan", c.raw.Scan, req, nil)
+}
+
+// ScanAll yields every item of a scan from req (its Cursor, when set, resumes one), page after
+// page, until the scan is over, the loop breaks or a call fails: the error is then yielded
+// with a nil item, last. Each page is one call under ctx; req is not modified.
+func (c *Client) ScanAll(ctx context.Context, req *kv.ScanRequest) iter.Seq2[*kv.Item, error] {
+	return func(yield func(*kv.Item, error) bool) {
+		page := *req
+		for {
+			resp, err := c.Scan(ctx, &page)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, it := range resp.Items {
+				if !yield(it, nil) {
+					return
+				}
+			}
+			if resp.NextCursor == "" {
+				return
+			}
+			page.Cursor = resp.NextCursor
+		}
+	}
 }
 
 // DeleteAll deletes many keys in one call; retried as Put is.

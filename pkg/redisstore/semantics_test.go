@@ -107,6 +107,8 @@ func (r *scriptRunner) run(c *datadriven.Case) string {
 			text += fmt.Sprintf("\n%s: %s", c.Args[i], it)
 		}
 		return text
+	case "scan":
+		return describeScan(c, r.e)
 	case "reopen":
 		e := openEngine(r.t, Options{ReplicasAck: 1})
 		r.close()

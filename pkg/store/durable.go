@@ -179,14 +179,34 @@ func (d *Durable) GetAll(ctx context.Context, keys []string, items []Item) (int6
 	if err != nil {
 		return 0, err
 	}
-	// Loaded after the revision: commit stores a batch's position before Memory publishes the
-	// batch's revision, so this position covers rev.
-	if lsn := d.lastLSN.Load(); lsn != 0 && d.journal.Err() == nil {
-		if err := d.journal.Wait(ctx, lsn); err != nil {
-			return 0, fmt.Errorf("%w: %w", ErrNotDurable, err)
-		}
+	if err := d.readDurable(ctx); err != nil {
+		return 0, err
 	}
 	return rev, nil
+}
+
+// Scan implements Engine: the Memory's page, returned once every write it may show is durable.
+func (d *Durable) Scan(ctx context.Context, req ScanRequest) (ScanPage, error) {
+	page, err := d.mem.Scan(ctx, req)
+	if err != nil {
+		return ScanPage{}, err
+	}
+	if err := d.readDurable(ctx); err != nil {
+		return ScanPage{}, err
+	}
+	return page, nil
+}
+
+// readDurable waits, while the journal is healthy, until every write a read that just ended may
+// have seen is durable. The position is loaded after the read's revision: commit stores a
+// batch's position before Memory publishes the batch's revision, so it covers the read.
+func (d *Durable) readDurable(ctx context.Context) error {
+	if lsn := d.lastLSN.Load(); lsn != 0 && d.journal.Err() == nil {
+		if err := d.journal.Wait(ctx, lsn); err != nil {
+			return fmt.Errorf("%w: %w", ErrNotDurable, err)
+		}
+	}
+	return nil
 }
 
 // WaitsForDurability implements Engine: Apply returns once the log has the write durable.

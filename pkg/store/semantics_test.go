@@ -23,6 +23,7 @@ import (
 //	delete KEY [expect=N]
 //	batch atomic|best_effort        a batch of the put and delete lines that follow
 //	get KEY...                      GetAll: the revision, then each key's value, version, expiry
+//	scan [PREFIX] [limit=N] [bytes=N] [keys_only]   every page of a Scan: the items by key
 //	advance MS                      move the fake clock (it starts at 0) forward
 //	sweep                           free the expired keys; how many
 //	stats                           the engine's gauges: keys (resident, expired ones too), revision, bytes
@@ -98,6 +99,8 @@ func (r *scriptRunner) run(c *datadriven.Case) string {
 		items := make([]Item, len(args))
 		rev, err := r.sub.engine().GetAll(context.Background(), args, items)
 		return describeGet(args, rev, items, err)
+	case "scan":
+		return describeScan(c, r.sub.engine())
 	case "advance":
 		c.NeedArgs(args, 1)
 		r.clock.Advance(time.Duration(c.Int(args[0])) * time.Millisecond)

@@ -247,6 +247,12 @@ type Engine interface {
 	// every write up to that revision is durable (while it is healthy), so nothing it shows can
 	// be lost.
 	GetAll(ctx context.Context, keys []string, items []Item) (revision int64, err error)
+	// Scan returns one page of the keys that start with req.Prefix, from req.Cursor on, in an
+	// order of the engine's that writes do not change: every key present for the whole scan is
+	// returned exactly once, keys written or deleted meanwhile may or may not be, and an expired
+	// key never is. Items are not one snapshot: each is its key's state at some moment of the
+	// call. A durable engine returns only once the items are durable, as GetAll does.
+	Scan(ctx context.Context, req ScanRequest) (ScanPage, error)
 	// WaitsForDurability reports whether Apply waits for durability (an fsync, a replica's
 	// acknowledgement) before it returns. A caller with many independent batches at once does
 	// better to apply them side by side then, so that they share the wait.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/putallkv/putallkv/internal/datadriven"
 	"github.com/putallkv/putallkv/pkg/wal"
 )
 
@@ -148,4 +151,50 @@ func describeGet(keys []string, rev int64, items []Item, err error) string {
 		text += fmt.Sprintf("\n%s: %s", keys[i], it)
 	}
 	return text
+}
+
+// describeScan runs "scan [PREFIX] [limit=N] [bytes=N] [keys_only]" against e, following every
+// page, and renders the items sorted by key (the order is the engine's). It fails the case when
+// a page is over its bounds or a key comes twice.
+func describeScan(c *datadriven.Case, e Engine) string {
+	req := ScanRequest{Limit: 1000, MaxBytes: 1 << 20}
+	for _, a := range c.Args {
+		k, v, isOption := strings.Cut(a, "=")
+		switch {
+		case a == "keys_only":
+			req.KeysOnly = true
+		case !isOption:
+			req.Prefix = a
+		case k == "limit":
+			req.Limit = int(c.Int(v))
+		case k == "bytes":
+			req.MaxBytes = int(c.Int(v))
+		default:
+			c.Fatalf("scan: unknown option %q", k)
+		}
+	}
+	seen := make(map[string]bool)
+	var lines []string
+	err := ScanAll(context.Background(), e, req, func(page ScanPage) error {
+		size := 0
+		for _, it := range page.Items {
+			size += len(it.Key) + len(it.Value)
+		}
+		if len(page.Items) > req.Limit || len(page.Items) > 1 && size > req.MaxBytes {
+			c.Fatalf("a page of %d items and %d bytes, over limit=%d bytes=%d", len(page.Items), size, req.Limit, req.MaxBytes)
+		}
+		for _, it := range page.Items {
+			if seen[it.Key] {
+				c.Fatalf("key %q returned twice", it.Key)
+			}
+			seen[it.Key] = true
+			lines = append(lines, fmt.Sprintf("%s: %s", it.Key, Item{Value: it.Value, Version: it.Version, ExpiresAtMs: it.ExpiresAtMs, Found: true}))
+		}
+		return nil
+	})
+	if err != nil {
+		return describeError(err)
+	}
+	slices.Sort(lines)
+	return strings.Join(append([]string{fmt.Sprintf("keys=%d", len(lines))}, lines...), "\n")
 }

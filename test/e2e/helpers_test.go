@@ -211,6 +211,7 @@ var methods = []method{
 	{name: "Delete", item: inRequest},
 	{name: "PutAll", item: inEntry, hasValue: true, list: listField, elem: thrift.STRUCT, closeList: 2},
 	{name: "GetAll", item: inRequest, list: listField, elem: thrift.STRING, closeList: 2},
+	{name: "Scan", item: inRequest},
 	{name: "DeleteAll", item: inEntry, list: listField, elem: thrift.STRUCT, closeList: 2},
 	{name: "PutAllMany", hasValue: true, list: listField, elem: thrift.STRUCT, closeList: 2,
 		item: func(fields args) args {

@@ -18,6 +18,7 @@ type Client interface {
 	GetAll(ctx context.Context, req *kv.GetAllRequest, callOptions ...callopt.Option) (r *kv.GetAllResponse, err error)
 	DeleteAll(ctx context.Context, req *kv.DeleteAllRequest, callOptions ...callopt.Option) (r *kv.DeleteAllResponse, err error)
 	PutAllMany(ctx context.Context, req *kv.PutAllManyRequest, callOptions ...callopt.Option) (r *kv.PutAllManyResponse, err error)
+	Scan(ctx context.Context, req *kv.ScanRequest, callOptions ...callopt.Option) (r *kv.ScanResponse, err error)
 }
 
 // NewClient creates a client for the service defined in IDL.
@@ -82,4 +83,9 @@ func (p *kKVServiceClient) DeleteAll(ctx context.Context, req *kv.DeleteAllReque
 func (p *kKVServiceClient) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest, callOptions ...callopt.Option) (r *kv.PutAllManyResponse, err error) {
 	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
 	return p.kClient.PutAllMany(ctx, req)
+}
+
+func (p *kKVServiceClient) Scan(ctx context.Context, req *kv.ScanRequest, callOptions ...callopt.Option) (r *kv.ScanResponse, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.Scan(ctx, req)
 }

@@ -62,6 +62,13 @@ var serviceMethods = map[string]kitex.MethodInfo{
 		false,
 		kitex.WithStreamingMode(kitex.StreamingNone),
 	),
+	"Scan": kitex.NewMethodInfo(
+		scanHandler,
+		newKVServiceScanArgs,
+		newKVServiceScanResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
 }
 
 var (
@@ -296,6 +303,30 @@ func newKVServicePutAllManyResult() interface{} {
 	return kv.NewKVServicePutAllManyResult()
 }
 
+func scanHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*kv.KVServiceScanArgs)
+	realResult := result.(*kv.KVServiceScanResult)
+	success, err := handler.(kv.KVService).Scan(ctx, realArg.Req)
+	if err != nil {
+		switch v := err.(type) {
+		case *kv.KVError:
+			realResult.Err = v
+		default:
+			return err
+		}
+	} else {
+		realResult.Success = success
+	}
+	return nil
+}
+func newKVServiceScanArgs() interface{} {
+	return kv.NewKVServiceScanArgs()
+}
+
+func newKVServiceScanResult() interface{} {
+	return kv.NewKVServiceScanResult()
+}
+
 type kClient struct {
 	c client.Client
 }
@@ -395,6 +426,20 @@ func (p *kClient) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (r 
 	_args.Req = req
 	var _result kv.KVServicePutAllManyResult
 	if err = p.c.Call(ctx, "PutAllMany", &_args, &_result); err != nil {
+		return
+	}
+	switch {
+	case _result.Err != nil:
+		return r, _result.Err
+	}
+	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) Scan(ctx context.Context, req *kv.ScanRequest) (r *kv.ScanResponse, err error) {
+	var _args kv.KVServiceScanArgs
+	_args.Req = req
+	var _result kv.KVServiceScanResult
+	if err = p.c.Call(ctx, "Scan", &_args, &_result); err != nil {
 		return
 	}
 	switch {

@@ -1,0 +1,214 @@
+package store
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+)
+
+// ScanRequest asks an engine for one page of the keys that start with Prefix.
+type ScanRequest struct {
+	// Prefix selects the keys; empty selects every key.
+	Prefix string
+	// Cursor is where the page starts: nil for the first page, else the Next of the page before,
+	// unchanged. It is the engine's own encoding of a position; an engine refuses one it cannot
+	// read with an error matching ErrBadCursor.
+	Cursor []byte
+	// Limit is the most items the page holds (positive).
+	Limit int
+	// MaxBytes bounds the page's keys plus values (positive): an item that would cross it ends
+	// the page, unless it is the page's first.
+	MaxBytes int
+	// KeysOnly leaves the items' values out (and out of MaxBytes).
+	KeysOnly bool
+}
+
+// ScanItem is one key of a scan page, as of the moment the engine read it.
+type ScanItem struct {
+	Key string
+	// Value is shared with the engine: the caller must not modify it. Nil with KeysOnly.
+	Value       []byte
+	Version     int64
+	ExpiresAtMs int64
+}
+
+// ScanPage is one page of a scan.
+type ScanPage struct {
+	Items []ScanItem
+	// Next continues the scan; nil when the scan is over. A page may hold fewer items than the
+	// limit, even none, and still have a Next.
+	Next []byte
+	// Revision is a revision every item's version is at or below: the store's revision once the
+	// page was read (on an engine with per-slot revisions, the slot's when the page read one
+	// slot, else 0).
+	Revision int64
+}
+
+// ErrBadCursor is what an engine's Scan returns (wrapped with a sentence) for a cursor it did not
+// make, or made before it restarted.
+var ErrBadCursor = errors.New("store: invalid scan cursor")
+
+// CheckScan reports whether req's bounds are usable; engines call it first.
+func CheckScan(req ScanRequest) error {
+	if req.Limit <= 0 || req.MaxBytes <= 0 {
+		return fmt.Errorf("store: scan limit %d and max bytes %d must be positive", req.Limit, req.MaxBytes)
+	}
+	return nil
+}
+
+// scanVisitBudget bounds the resident keys one page of a Memory scan looks at: past it, once a
+// shard is done, the page ends (maybe short, or empty) with a cursor at the next shard, so that a
+// prefix few keys match does not make one call walk the whole store.
+const scanVisitBudget = 1 << 20
+
+// A Memory scan walks the keys in the order of their 64-bit hash (then of the key's bytes, for
+// the rare keys sharing a hash): the shard is the hash's top bits, so the walk goes shard by
+// shard, and a page reads each shard it takes keys from under that shard's read lock alone,
+// never holding two. The position, and so the cursor, is the last key returned: every key
+// present for the whole scan is returned exactly once whatever is written meanwhile, since
+// writes do not move a key in this order. The hash is seeded per process, so a cursor is valid
+// only in the process that made it: it carries a tag of the seed.
+//
+// A Memory cursor is: version byte (1), seed tag (8 bytes), hash (8 bytes, big-endian), a kind
+// byte (0: every key from this hash on; 1: the keys after key at this hash), then the key.
+const (
+	memCursorVersion = 1
+	memCursorHeader  = 1 + 8 + 8 + 1
+	fromHash         = 0
+	afterKey         = 1
+)
+
+// scanPosition is where a Memory scan resumes.
+type scanPosition struct {
+	hash  uint64
+	key   []byte
+	after bool // resume after (hash, key); else at hash, every key
+	start bool // from the very beginning
+}
+
+// admits reports whether the key at (h, key) comes after the position.
+func (p scanPosition) admits(h uint64, key []byte) bool {
+	switch {
+	case p.start:
+		return true
+	case h != p.hash:
+		return h > p.hash
+	case !p.after:
+		return true
+	}
+	return bytes.Compare(key, p.key) > 0
+}
+
+func (s *Memory) seedTag() uint64 { return maphash.String(s.seed, "putallkv scan cursor") }
+
+func (s *Memory) encodeCursor(h uint64, key []byte, kind byte) []byte {
+	c := make([]byte, memCursorHeader, memCursorHeader+len(key))
+	c[0] = memCursorVersion
+	binary.BigEndian.PutUint64(c[1:], s.seedTag())
+	binary.BigEndian.PutUint64(c[9:], h)
+	c[17] = kind
+	return append(c, key...)
+}
+
+func (s *Memory) decodeCursor(c []byte) (scanPosition, error) {
+	if c == nil {
+		return scanPosition{start: true}, nil
+	}
+	switch {
+	case len(c) < memCursorHeader || c[0] != memCursorVersion || c[17] > afterKey:
+		return scanPosition{}, fmt.Errorf("%w: not a cursor of this engine", ErrBadCursor)
+	case binary.BigEndian.Uint64(c[1:]) != s.seedTag():
+		return scanPosition{}, fmt.Errorf("%w: the cursor was made before the server restarted; start the scan again", ErrBadCursor)
+	case c[17] == fromHash && len(c) > memCursorHeader:
+		return scanPosition{}, fmt.Errorf("%w: not a cursor of this engine", ErrBadCursor)
+	}
+	return scanPosition{hash: binary.BigEndian.Uint64(c[9:]), key: c[memCursorHeader:], after: c[17] == afterKey}, nil
+}
+
+// Scan implements Engine. Each item is the key's state when its shard was read; expired keys
+// are left out.
+func (s *Memory) Scan(ctx context.Context, req ScanRequest) (ScanPage, error) {
+	if err := CheckScan(req); err != nil {
+		return ScanPage{}, err
+	}
+	pos, err := s.decodeCursor(req.Cursor)
+	if err != nil {
+		return ScanPage{}, err
+	}
+	prefix := []byte(req.Prefix)
+	var page ScanPage
+	var cands []residentKey
+	size, visited := 0, 0
+	for i := int(pos.hash >> s.shift); i < len(s.shards); i++ {
+		if err := ctx.Err(); err != nil {
+			return ScanPage{}, err
+		}
+		sh := &s.shards[i]
+		cands = cands[:0]
+		nowMs := s.now().UnixMilli()
+		sh.mu.RLock()
+		sh.each(func(rk residentKey) {
+			if pos.admits(rk.hash, rk.key) && !rk.header.expired(nowMs) && bytes.HasPrefix(rk.key, prefix) {
+				cands = append(cands, rk)
+			}
+		})
+		visited += sh.len()
+		sh.mu.RUnlock()
+		// Arena bytes never change, so the candidates stay valid with the lock released.
+		slices.SortFunc(cands, func(a, b residentKey) int {
+			return cmp.Or(cmp.Compare(a.hash, b.hash), bytes.Compare(a.key, b.key))
+		})
+		for _, rk := range cands {
+			n := len(rk.key)
+			if !req.KeysOnly {
+				n += len(rk.value)
+			}
+			if len(page.Items) == req.Limit || len(page.Items) > 0 && size+n > req.MaxBytes {
+				last := page.Items[len(page.Items)-1].Key
+				page.Next = s.encodeCursor(maphash.String(s.seed, last), []byte(last), afterKey)
+				return s.finishScan(page), nil
+			}
+			it := ScanItem{Key: string(rk.key), Version: rk.header.version, ExpiresAtMs: rk.header.expiresAtMs}
+			if !req.KeysOnly {
+				it.Value = rk.value
+			}
+			page.Items = append(page.Items, it)
+			size += n
+		}
+		if visited >= scanVisitBudget && i+1 < len(s.shards) {
+			page.Next = s.encodeCursor(uint64(i+1)<<s.shift, nil, fromHash)
+			return s.finishScan(page), nil
+		}
+	}
+	return s.finishScan(page), nil
+}
+
+// finishScan sets the page's revision: loaded after every read, it is at or above every item's
+// version.
+func (s *Memory) finishScan(page ScanPage) ScanPage {
+	page.Revision = s.rev.Load()
+	return page
+}
+
+// ScanAll follows a scan from req.Cursor to its end, calling fn with each page, and stops at the
+// first error of the engine or of fn.
+func ScanAll(ctx context.Context, e Engine, req ScanRequest, fn func(ScanPage) error) error {
+	for {
+		page, err := e.Scan(ctx, req)
+		if err != nil {
+			return err
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		if page.Next == nil {
+			return nil
+		}
+		req.Cursor = page.Next
+	}
+}
