@@ -69,30 +69,35 @@ func appendGetAll(dst []byte, resp *kv.GetAllResponse) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, `{"key":`...)
-		dst = appendJSONString(dst, it.GetKey())
-		dst = append(dst, `,"found":`...)
-		found := it.GetFound()
-		dst = strconv.AppendBool(dst, found)
-		dst = append(dst, `,"version":`...)
-		dst = strconv.AppendInt(dst, it.GetVersion(), 10)
-		if found {
-			v := it.GetValue()
-			if utf8.Valid(v) {
-				dst = append(dst, `,"value":`...)
-				dst = appendJSONString(dst, v)
-			}
-			dst = append(dst, `,"value_base64":"`...)
-			dst = base64.StdEncoding.AppendEncode(dst, v) // its alphabet needs no escaping
-			dst = append(dst, '"')
-		}
-		if ms := it.GetExpiresAtMs(); ms != 0 {
-			dst = append(dst, `,"expires_at_ms":`...)
-			dst = strconv.AppendInt(dst, ms, 10)
-		}
-		dst = append(dst, '}')
+		dst = appendItem(dst, it, true)
 	}
 	return append(dst, "]}"...)
+}
+
+// appendItem appends one item of getAll or scan (item): its value only when withValue.
+func appendItem(dst []byte, it *kv.Item, withValue bool) []byte {
+	dst = append(dst, `{"key":`...)
+	dst = appendJSONString(dst, it.GetKey())
+	dst = append(dst, `,"found":`...)
+	found := it.GetFound()
+	dst = strconv.AppendBool(dst, found)
+	dst = append(dst, `,"version":`...)
+	dst = strconv.AppendInt(dst, it.GetVersion(), 10)
+	if found && withValue {
+		v := it.GetValue()
+		if utf8.Valid(v) {
+			dst = append(dst, `,"value":`...)
+			dst = appendJSONString(dst, v)
+		}
+		dst = append(dst, `,"value_base64":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, v) // its alphabet needs no escaping
+		dst = append(dst, '"')
+	}
+	if ms := it.GetExpiresAtMs(); ms != 0 {
+		dst = append(dst, `,"expires_at_ms":`...)
+		dst = strconv.AppendInt(dst, ms, 10)
+	}
+	return append(dst, '}')
 }
 
 // hexDigits are the digits of \u escapes.

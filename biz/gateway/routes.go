@@ -44,6 +44,7 @@ func (g *Gateway) routes() {
 	g.h.GET(keyPrefix+"*key", g.handle(routeGet, noBody, g.get))
 	g.h.HEAD(keyPrefix+"*key", g.handle(routeHead, noBody, g.get))
 	g.h.DELETE(keyPrefix+"*key", g.handle(routeDelete, noBody, g.delete))
+	g.h.GET("/v1/kv", g.handle(routeScan, noBody, g.scan))
 	g.ops = map[string]app.HandlerFunc{
 		"kv:putAll":    g.handle(routePutAll, jsonBody, g.putAll),
 		"kv:getAll":    g.handle(routeGetAll, jsonBody, g.getAll),

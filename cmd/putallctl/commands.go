@@ -75,6 +75,23 @@ func (c getAllCmd) do(ctx context.Context, api kv.KVService, out printer) error 
 	return nil
 }
 
+type scanCmd struct{ req *kv.ScanRequest }
+
+// do prints every key of the scan, following every page; with keys_only, no values.
+func (c scanCmd) do(ctx context.Context, api kv.KVService, out printer) error {
+	for it, err := range kvclient.ScanAll(ctx, api, c.req) {
+		if err != nil {
+			return err
+		}
+		r := itemRecord(it)
+		if c.req.KeysOnly {
+			r.Value = nil
+		}
+		out.print(r)
+	}
+	return nil
+}
+
 type delAllCmd struct{ req *kv.DeleteAllRequest }
 
 func (c delAllCmd) do(ctx context.Context, api kv.KVService, out printer) error {

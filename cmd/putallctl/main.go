@@ -34,6 +34,9 @@ commands:
       optionally with "expected_version":N and "ttl_ms":N
   getall KEY...
   delall KEY... [--atomic] [--request-id ID]
+  scan [PREFIX] [--keys-only] [--limit N]
+      every key starting with PREFIX (all keys without one), page by page, in the
+      server's order (not sorted); --limit sets the keys per page; --timeout bounds the whole scan
   wal check DIR      verify a data directory's log and snapshots (read-only; exit 1 when damaged)
   wal repair DIR     move the damage aside (into DIR/repair-<time>/, undoable); server stopped
   hotkeys [--admin HOST:PORT] [--interval D] [--count N] [--json]

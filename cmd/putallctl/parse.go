@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -42,6 +43,7 @@ var builders = map[string]func(fs *flag.FlagSet, args []string, stdin io.Reader)
 	"putall": parsePutAll,
 	"getall": parseGetAll,
 	"delall": parseDelAll,
+	"scan":   parseScan,
 }
 
 // parse parses a whole command line; stdin is read only by putall without FILE. Every error
@@ -300,4 +302,24 @@ func parseDelAll(fs *flag.FlagSet, args []string, _ io.Reader) (command, error) 
 		entries[i] = &kv.DeleteEntry{Key: k}
 	}
 	return delAllCmd{&kv.DeleteAllRequest{Entries: entries, Mode: w.mode(), RequestId: w.requestIDField()}}, nil
+}
+
+func parseScan(fs *flag.FlagSet, args []string, _ io.Reader) (command, error) {
+	req := &kv.ScanRequest{}
+	fs.BoolVar(&req.KeysOnly, "keys-only", false, "print keys and versions, no values")
+	limit := fs.Int("limit", 0, "keys per page (`N`; default: the server's limits.max_scan_entries)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(pos) > 1:
+		return nil, errors.New("want at most one PREFIX")
+	case *limit < 0 || *limit > math.MaxInt32:
+		return nil, fmt.Errorf("--limit %d: want a positive number of keys per page", *limit)
+	case len(pos) == 1:
+		req.Prefix = pos[0]
+	}
+	req.Limit = int32(*limit)
+	return scanCmd{req}, nil
 }

@@ -52,6 +52,8 @@ func TestParse(t *testing.T) {
 		{[]string{"get", "k", "--tls"}, with(func(i *invocation) { i.tls.on = true }), getCmd{&kv.GetRequest{Key: "k"}}},
 		{[]string{"del", "k", "--expect", "4"}, def, delCmd{&kv.DeleteRequest{Key: "k", ExpectedVersion: new(int64(4))}}},
 		{[]string{"getall", "a", "b", "c"}, def, getAllCmd{&kv.GetAllRequest{Keys: []string{"a", "b", "c"}}}},
+		{[]string{"scan"}, def, scanCmd{&kv.ScanRequest{}}},
+		{[]string{"scan", "user/", "--keys-only", "--limit", "10"}, def, scanCmd{&kv.ScanRequest{Prefix: "user/", KeysOnly: true, Limit: 10}}},
 		{
 			[]string{"delall", "a", "--atomic", "b", "--request-id", "x"}, def,
 			delAllCmd{&kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "a"}, {Key: "b"}}, Mode: kv.WriteMode_ATOMIC, RequestId: new("x")}},
@@ -121,6 +123,9 @@ func TestParseUsageErrors(t *testing.T) {
 		{[]string{"get"}, "get: want KEY, got 0"},
 		{[]string{"del", "a", "b"}, "del: want KEY, got 2"},
 		{[]string{"getall"}, "getall: want at least one KEY"},
+		{[]string{"scan", "a", "b"}, "scan: want at most one PREFIX"},
+		{[]string{"scan", "a", "--limit", "-1"}, "scan: --limit -1: want a positive number"},
+		{[]string{"scan", "a", "--limit", "4294967296"}, "scan: --limit 4294967296"},
 		{[]string{"delall", "--atomic"}, "delall: want at least one KEY"},
 		{[]string{"putall", "a", "b"}, "putall: want at most one FILE"},
 		{[]string{"putall", filepath.Join(t.TempDir(), "missing")}, "no such file"},

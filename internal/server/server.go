@@ -271,6 +271,8 @@ func (s *Server) startService(reg *prometheus.Registry) error {
 			MaxKeyBytes:     cfg.Limits.MaxKeyBytes,
 			MaxValueBytes:   cfg.Limits.MaxValueBytes,
 			MaxBatchEntries: cfg.Limits.MaxBatchEntries,
+			MaxScanEntries:  cfg.Limits.MaxScanEntries,
+			MaxScanBytes:    cfg.Limits.MaxScanBytes,
 		},
 		IdempotencyWindow:   cfg.Idempotency.Window,
 		IdempotencyMaxBytes: int64(cfg.Idempotency.MaxBytes),

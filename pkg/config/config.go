@@ -275,6 +275,10 @@ type LimitsConfig struct {
 	MaxValueBytes int `yaml:"max_value_bytes"`
 	// MaxBatchEntries is the most entries accepted in one batch.
 	MaxBatchEntries int `yaml:"max_batch_entries"`
+	// MaxScanEntries is the most items of one Scan page (and a Scan's default limit).
+	MaxScanEntries int `yaml:"max_scan_entries"`
+	// MaxScanBytes bounds one Scan page's keys and values; a page always holds its first item.
+	MaxScanBytes int `yaml:"max_scan_bytes"`
 }
 
 // LimiterConfig configures write admission: a token bucket in keys per second whose tokens
@@ -586,6 +590,8 @@ func (c *Config) Validate() error {
 	positive("limits.max_key_bytes", c.Limits.MaxKeyBytes)
 	positive("limits.max_value_bytes", c.Limits.MaxValueBytes)
 	positive("limits.max_batch_entries", c.Limits.MaxBatchEntries)
+	positive("limits.max_scan_entries", c.Limits.MaxScanEntries)
+	positive("limits.max_scan_bytes", c.Limits.MaxScanBytes)
 	positiveDuration("idempotency.window", c.Idempotency.Window)
 	if h := c.HotKeys; h.SampleEvery != 0 {
 		positive("hot_keys.sample_every", h.SampleEvery)

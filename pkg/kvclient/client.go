@@ -313,19 +313,20 @@ func (c *Client) GetAll(ctx context.Context, req *kv.GetAllRequest) (*kv.GetAllR
 }
 
 // Scan reads one page of the keys that start with req.Prefix (see kv.ScanRequest); retried as
-// Get is. ScanAll follows the pages for the caller.
+// Get is. ScanAll follows the pages.
 func (c *Client) Scan(ctx context.Context, req *kv.ScanRequest) (*kv.ScanResponse, error) {
 	return call(ctx, c, "Scan", c.raw.Scan, req, nil)
 }
 
-// ScanAll yields every item of a scan from req (its Cursor, when set, resumes one), page after
-// page, until the scan is over, the loop breaks or a call fails: the error is then yielded
-// with a nil item, last. Each page is one call under ctx; req is not modified.
-func (c *Client) ScanAll(ctx context.Context, req *kv.ScanRequest) iter.Seq2[*kv.Item, error] {
+// ScanAll yields every item of a scan through api (a Client, say) from req (its Cursor, when
+// set, resumes one), page after page, until the scan is over, the loop breaks or a call fails:
+// the error is then yielded with a nil item, last. Each page is one Scan call under ctx; req is
+// not modified.
+func ScanAll(ctx context.Context, api kv.KVService, req *kv.ScanRequest) iter.Seq2[*kv.Item, error] {
 	return func(yield func(*kv.Item, error) bool) {
 		page := *req
 		for {
-			resp, err := c.Scan(ctx, &page)
+			resp, err := api.Scan(ctx, &page)
 			if err != nil {
 				yield(nil, err)
 				return

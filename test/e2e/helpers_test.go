@@ -39,7 +39,7 @@ func testConfig(t testing.TB) *config.Config {
 	t.Helper()
 	return testserver.Config(t, func(cfg *config.Config) {
 		cfg.Server.MaxRequestBytes = 64 << 10
-		cfg.Limits = config.LimitsConfig{MaxKeyBytes: 64, MaxValueBytes: 16 << 10, MaxBatchEntries: 100}
+		cfg.Limits.MaxKeyBytes, cfg.Limits.MaxValueBytes, cfg.Limits.MaxBatchEntries = 64, 16<<10, 100
 	})
 }
 

@@ -104,7 +104,7 @@ func needTools(t *testing.T, tools ...tool) {
 func testConfig(t testing.TB) *config.Config {
 	t.Helper()
 	return testserver.Config(t, func(cfg *config.Config) {
-		cfg.Limits = config.LimitsConfig{MaxKeyBytes: 64, MaxValueBytes: 16 << 10, MaxBatchEntries: 100}
+		cfg.Limits.MaxKeyBytes, cfg.Limits.MaxValueBytes, cfg.Limits.MaxBatchEntries = 64, 16<<10, 100
 	})
 }
 
