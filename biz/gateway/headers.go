@@ -243,6 +243,8 @@ func (g *Gateway) allowedMethods(path string) string {
 		return "POST"
 	case path == "/healthz" || path == "/readyz":
 		return "GET, HEAD"
+	case path == "/v1/kv":
+		return "GET"
 	}
 	return ""
 }

@@ -608,11 +608,12 @@ func testHealthAndRoutes(t *testing.T, e *env) {
 	}
 	e.do(t, "GET", "/readyz", nil).want(t, 200)
 	e.do(t, "GET", "/nope", nil).problem(t, 404, codeRouteNotFound)
-	e.do(t, "GET", "/v1/kv", nil).problem(t, 404, codeRouteNotFound)
+	e.do(t, "GET", "/v1/kv?limit=1&keys_only=true", nil).want(t, 200)
 	e.do(t, "POST", "/v1/kv:frobnicate", "{}").problem(t, 404, codeRouteNotFound)
 	for _, c := range []struct{ method, target, allow string }{
 		{"PATCH", "/v1/kv/a", "GET, HEAD, PUT, DELETE"},
 		{"GET", "/v1/kv:putAll", "POST"},
+		{"PUT", "/v1/kv", "GET"},
 		{"POST", "/healthz", "GET, HEAD"},
 	} {
 		r := e.do(t, c.method, c.target, nil)
