@@ -90,6 +90,27 @@ func callEveryMethod(t *testing.T, c *kv.KVServiceClient) {
 		t.Errorf("c = %+v; want absent", ga.Items[2])
 	}
 
+	// Scan a key at a time, following the cursor: every key once; a made-up cursor is refused.
+	scanned := map[string]string{}
+	for req := (&kv.ScanRequest{Limit: 1}); ; {
+		sc, err := c.Scan(ctx, req)
+		if err != nil || len(sc.Items) > 1 {
+			t.Fatalf("Scan = %+v, %v", sc, err)
+		}
+		for _, it := range sc.Items {
+			scanned[it.Key] = string(it.Value)
+		}
+		if sc.NextCursor == "" {
+			break
+		}
+		req.Cursor = sc.NextCursor
+	}
+	if len(scanned) != 3 || scanned["a"] != "A" || scanned["b"] != "B" || scanned["k"] != "v1" {
+		t.Errorf("Scan found %v; want a, b and k", scanned)
+	}
+	_, err = c.Scan(ctx, &kv.ScanRequest{Cursor: "bm90IGEgY3Vyc29y"})
+	wantKVError(t, err, kv.ErrorCode_INVALID_ARGUMENT)
+
 	// BEST_EFFORT PutAll: a result per key, in request order.
 	be, err := c.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, Entries: []*kv.Entry{
 		{Key: "a", Value: []byte("A3"), ExpectedVersion: thrift.Int64Ptr(2)},
