@@ -51,6 +51,10 @@ func (e emptyKV) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (*kv
 func (emptyKV) GetAll(context.Context, *kv.GetAllRequest) (*kv.GetAllResponse, error) {
 	return &kv.GetAllResponse{}, nil
 }
+
+func (emptyKV) Scan(context.Context, *kv.ScanRequest) (*kv.ScanResponse, error) {
+	return &kv.ScanResponse{}, nil
+}
 func (emptyKV) DeleteAll(_ context.Context, req *kv.DeleteAllRequest) (*kv.DeleteAllResponse, error) {
 	return &kv.DeleteAllResponse{Applied: int32(len(req.Entries))}, nil
 }
