@@ -7,7 +7,8 @@
 #
 # Environment: BENCH_DURATION (default 8s per run), BENCH_CONCURRENCY, BENCH_BATCH, BENCH_VALUE
 # (see bench-lib.sh), BENCH_KEYS (default 200000), BENCH_ROUNDS (default 3), BENCH_SCAN_PORT
-# (default 18894; admin on it + 1).
+# (default 18894; admin on it + 1), BENCH_SCAN_ARGS (more arguments of the looping `putallctl scan`,
+# e.g. --keys-only).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -30,7 +31,7 @@ for round in $(seq "$rounds"); do
   (
     trap 'kill "$c" 2>/dev/null; exit 0' TERM
     while :; do
-      output/bin/putallctl --addr "127.0.0.1:$port" --timeout 10m scan >/dev/null & c=$!
+      output/bin/putallctl --addr "127.0.0.1:$port" --timeout 10m scan ${BENCH_SCAN_ARGS:-} >/dev/null & c=$!
       wait "$c" || exit 1
       echo
     done

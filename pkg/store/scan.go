@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"sync"
 )
 
 // ScanRequest asks an engine for one page of the keys that start with Prefix.
@@ -83,6 +84,55 @@ const (
 	afterKey         = 1
 )
 
+// scanScratch is a page's working memory, pooled so that a scan's pages allocate little beyond
+// the items they return (the garbage they made slowed the writers beside them).
+type scanScratch struct {
+	view  shardView
+	cands []residentKey
+	order []scanRef
+}
+
+var scanScratchPool = sync.Pool{New: func() any { return new(scanScratch) }}
+
+// shardView is what a scan reads of a shard: the place and hash of each of its entries, and its
+// arena's chunks, copied under the shard's read lock, which is then released. The lock is held
+// for a copy of the index (16 bytes a slot), not for a walk of the entries, which reads each
+// one's header and key from the arena, and a reader descheduled meanwhile holds no writer up.
+// The entries stay readable, as of the copy, with the lock released: arena bytes are never
+// modified once written, writers append beyond the copied chunks' lengths, and a compaction
+// leaves the old chunks to the garbage collector, which keeps them while the view holds them.
+type shardView struct {
+	refs  []viewRef
+	arena arena
+}
+
+// viewRef is one entry of a shardView.
+type viewRef struct {
+	hash uint64
+	ref  arenaRef
+}
+
+// copyOf fills v with sh's entries; the caller holds sh's lock.
+func (v *shardView) copyOf(sh *shard) {
+	v.refs = slices.Grow(v.refs[:0], sh.len())
+	for _, sl := range sh.index.slots {
+		if sl.chunk != 0 {
+			v.refs = append(v.refs, viewRef{sl.hash, sl.ref()})
+		}
+	}
+	for _, o := range sh.overflow {
+		v.refs = append(v.refs, viewRef{o.hash, o.ref})
+	}
+	v.arena.chunks = append(v.arena.chunks[:0], sh.arena.chunks...)
+}
+
+// scanRef is a scan candidate in the order it sorts in: its hash, and its index among the shard's
+// candidates.
+type scanRef struct {
+	hash uint64
+	idx  int32
+}
+
 // scanPosition is where a Memory scan resumes.
 type scanPosition struct {
 	hash  uint64
@@ -142,28 +192,42 @@ func (s *Memory) Scan(ctx context.Context, req ScanRequest) (ScanPage, error) {
 	}
 	prefix := []byte(req.Prefix)
 	var page ScanPage
-	var cands []residentKey
+	sc := scanScratchPool.Get().(*scanScratch)
+	defer scanScratchPool.Put(sc)
+	view, cands, order := &sc.view, sc.cands[:0], sc.order[:0]
+	defer func() { sc.cands, sc.order = cands[:0], order[:0] }()
 	size, visited := 0, 0
 	for i := int(pos.hash >> s.shift); i < len(s.shards); i++ {
 		if err := ctx.Err(); err != nil {
 			return ScanPage{}, err
 		}
 		sh := &s.shards[i]
+		sh.mu.RLock()
+		view.copyOf(sh)
+		sh.mu.RUnlock()
+		visited += len(view.refs)
 		cands = cands[:0]
 		nowMs := s.now().UnixMilli()
-		sh.mu.RLock()
-		sh.each(func(rk residentKey) {
-			if pos.admits(rk.hash, rk.key) && !rk.header.expired(nowMs) && bytes.HasPrefix(rk.key, prefix) {
-				cands = append(cands, rk)
+		for _, r := range view.refs {
+			hdr, key, value := view.arena.entry(r.ref)
+			if pos.admits(r.hash, key) && !hdr.expired(nowMs) && bytes.HasPrefix(key, prefix) {
+				cands = append(cands, residentKey{hash: r.hash, key: key, value: value, header: hdr})
 			}
+		}
+		// The candidates are sorted through small (hash, index) pairs: sorting the candidates
+		// themselves, 88 bytes each, took half of a scan's time.
+		order = order[:0]
+		for j := range cands {
+			order = append(order, scanRef{cands[j].hash, int32(j)})
+		}
+		slices.SortFunc(order, func(a, b scanRef) int {
+			if c := cmp.Compare(a.hash, b.hash); c != 0 {
+				return c
+			}
+			return bytes.Compare(cands[a.idx].key, cands[b.idx].key)
 		})
-		visited += sh.len()
-		sh.mu.RUnlock()
-		// Arena bytes never change, so the candidates stay valid with the lock released.
-		slices.SortFunc(cands, func(a, b residentKey) int {
-			return cmp.Or(cmp.Compare(a.hash, b.hash), bytes.Compare(a.key, b.key))
-		})
-		for _, rk := range cands {
+		for _, ref := range order {
+			rk := &cands[ref.idx]
 			n := len(rk.key)
 			if !req.KeysOnly {
 				n += len(rk.value)

@@ -64,8 +64,14 @@ func (l loc) found() bool { return l.where != absent }
 
 func newShard() shard { return shard{} }
 
-func (sh *shard) header(ref arenaRef) entryHeader {
-	b := sh.arena.bytes(ref, headerLen)
+func (sh *shard) header(ref arenaRef) entryHeader { return sh.arena.header(ref) }
+
+// entry returns the header, key and value at ref; key and value are capped slices, so
+// appending to them cannot reach the arena.
+func (sh *shard) entry(ref arenaRef) (h entryHeader, key, value []byte) { return sh.arena.entry(ref) }
+
+func (a *arena) header(ref arenaRef) entryHeader {
+	b := a.bytes(ref, headerLen)
 	return entryHeader{
 		version:     int64(binary.LittleEndian.Uint64(b)),
 		expiresAtMs: int64(binary.LittleEndian.Uint64(b[8:])),
@@ -74,11 +80,9 @@ func (sh *shard) header(ref arenaRef) entryHeader {
 	}
 }
 
-// entry returns the header, key and value at ref; key and value are capped slices, so
-// appending to them cannot reach the arena.
-func (sh *shard) entry(ref arenaRef) (h entryHeader, key, value []byte) {
-	h = sh.header(ref)
-	b := sh.arena.bytes(ref, h.size())
+func (a *arena) entry(ref arenaRef) (h entryHeader, key, value []byte) {
+	h = a.header(ref)
+	b := a.bytes(ref, h.size())
 	k := headerLen + int(h.keyLen)
 	return h, b[headerLen:k:k], b[k:len(b):len(b)]
 }
