@@ -69,8 +69,8 @@ const scanVisitBudget = 1 << 20
 
 // A Memory scan walks the keys in the order of their 64-bit hash (then of the key's bytes, for
 // the rare keys sharing a hash): the shard is the hash's top bits, so the walk goes shard by
-// shard, and a page reads each shard it takes keys from under that shard's read lock alone,
-// never holding two. The position, and so the cursor, is the last key returned: every key
+// shard, and a page holds one shard's read lock at a time, only to copy that shard's index (see
+// shardView). The position, and so the cursor, is the last key returned: every key
 // present for the whole scan is returned exactly once whatever is written meanwhile, since
 // writes do not move a key in this order. The hash is seeded per process, so a cursor is valid
 // only in the process that made it: it carries a tag of the seed.
