@@ -35,11 +35,12 @@ func rpcCalls(ctx context.Context, c *kvclient.Client) map[string]error {
 	_, errs["DeleteAll"] = c.DeleteAll(ctx, &kv.DeleteAllRequest{Entries: []*kv.DeleteEntry{{Key: "da"}}})
 	_, errs["PutAllMany"] = c.PutAllMany(ctx, &kv.PutAllManyRequest{Calls: []*kv.PutAllRequest{
 		{Entries: []*kv.Entry{{Key: "pm", Value: []byte("v")}}}}})
+	_, errs["Scan"] = c.Scan(ctx, &kv.ScanRequest{Prefix: "se"})
 	return errs
 }
 
 // reads are the methods the read role may call.
-var reads = map[string]bool{"Get": true, "GetAll": true}
+var reads = map[string]bool{"Get": true, "GetAll": true, "Scan": true}
 
 // seed writes the keys rpcCalls reads and deletes, with the admin token.
 func seed(t *testing.T, c *kvclient.Client) {
@@ -113,6 +114,8 @@ func TestE2EAuthOnGatewayAndAdmin(t *testing.T) {
 		{"PUT", gw + "/v1/kv/k", tk.Read, 403},
 		{"PUT", gw + "/v1/kv/k", tk.Write, 201},
 		{"GET", gw + "/v1/kv/k", tk.Read, 200},
+		{"GET", gw + "/v1/kv?prefix=k", "", 401},
+		{"GET", gw + "/v1/kv?prefix=k", tk.Read, 200},
 		{"GET", gw + "/healthz", "", 200},
 		{"POST", admin + "/admin/snapshot", "", 401},
 		{"POST", admin + "/admin/snapshot", tk.Write, 403},

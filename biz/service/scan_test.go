@@ -1,0 +1,100 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/store"
+)
+
+// TestScanPagesAndMetrics follows a scan page by page: every key once, pages within the limit,
+// and the calls and keys counted under Scan.
+func TestScanPagesAndMetrics(t *testing.T) {
+	s, _, _ := newTestService(t)
+	ctx := context.Background()
+	for i := range 10 {
+		if _, err := s.Put(ctx, &kv.PutRequest{Key: fmt.Sprintf("s/%d", i), Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen, calls := map[string]bool{}, 0
+	req := &kv.ScanRequest{Prefix: "s/", Limit: 3}
+	for {
+		resp, err := s.Scan(ctx, req)
+		calls++
+		if err != nil || len(resp.Items) > 3 {
+			t.Fatalf("page %d: %+v, %v", calls, resp, err)
+		}
+		for _, it := range resp.Items {
+			if seen[it.Key] || !it.Found {
+				t.Fatalf("item %+v repeated or not found", it)
+			}
+			seen[it.Key] = true
+		}
+		if resp.NextCursor == "" {
+			break
+		}
+		req.Cursor = resp.NextCursor
+	}
+	if len(seen) != 10 {
+		t.Fatalf("%d keys scanned, want 10", len(seen))
+	}
+	if n := testutil.ToFloat64(s.metrics.requests.WithLabelValues("Scan", "OK")); n != float64(calls) {
+		t.Errorf("Scan calls counted %v, want %d", n, calls)
+	}
+	if n := testutil.ToFloat64(s.metrics.keys.WithLabelValues("Scan", "OK")); n != 10 {
+		t.Errorf("Scan keys counted %v, want 10", n)
+	}
+	_, err := s.Scan(ctx, &kv.ScanRequest{Limit: -1})
+	wantCode(t, err, kv.ErrorCode_INVALID_ARGUMENT)
+	if n := testutil.ToFloat64(s.metrics.requests.WithLabelValues("Scan", "INVALID_ARGUMENT")); n != 1 {
+		t.Errorf("refused Scan calls counted %v, want 1", n)
+	}
+}
+
+// FuzzScanCursor sends Scan any prefix, cursor and limit: it answers a page or INVALID_ARGUMENT,
+// never another error or a panic, and a cursor it accepted resumes a scan of that prefix.
+func FuzzScanCursor(f *testing.F) {
+	engine, err := store.NewMemory(store.Options{Shards: 4})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer engine.Close()
+	s, err := New(engine, Options{Limits: testLimits, IdempotencyWindow: time.Minute})
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 20 {
+		if _, err := s.Put(ctx, &kv.PutRequest{Key: fmt.Sprintf("k%d", i), Value: []byte("v")}); err != nil {
+			f.Fatal(err)
+		}
+	}
+	page, err := s.Scan(ctx, &kv.ScanRequest{Limit: 5})
+	if err != nil || page.NextCursor == "" {
+		f.Fatalf("first page: %+v, %v", page, err)
+	}
+	f.Add("", page.NextCursor, int32(5))
+	f.Add("k", page.NextCursor, int32(0))
+	f.Add("", page.NextCursor[:len(page.NextCursor)-1], int32(1))
+	f.Add("k1", "AQ", int32(1001))
+	f.Fuzz(func(t *testing.T, prefix, cursor string, limit int32) {
+		resp, err := s.Scan(ctx, &kv.ScanRequest{Prefix: prefix, Cursor: cursor, Limit: limit})
+		var ke *kv.KVError
+		switch {
+		case errors.As(err, &ke) && ke.Code == kv.ErrorCode_INVALID_ARGUMENT:
+		case err != nil:
+			t.Fatalf("Scan(%q, %q, %d): %v; want a page or INVALID_ARGUMENT", prefix, cursor, limit, err)
+		case resp.NextCursor != "":
+			if _, err := s.Scan(ctx, &kv.ScanRequest{Prefix: prefix, Cursor: resp.NextCursor, Limit: limit}); err != nil {
+				t.Fatalf("the cursor of Scan(%q, %q, %d) does not resume: %v", prefix, cursor, limit, err)
+			}
+		}
+	})
+}
