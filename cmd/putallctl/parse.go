@@ -44,6 +44,7 @@ var builders = map[string]func(fs *flag.FlagSet, args []string, stdin io.Reader)
 	"getall": parseGetAll,
 	"delall": parseDelAll,
 	"scan":   parseScan,
+	"export": parseExport,
 }
 
 // parse parses a whole command line; stdin is read only by putall without FILE. Every error
