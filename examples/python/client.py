@@ -6,8 +6,8 @@ Generate the bindings from the API's IDL, then run against a server's RPC addres
     thrift --gen py -out gen-py idl/kv.thrift
     PYTHONPATH=gen-py /usr/bin/python3 examples/python/client.py 127.0.0.1:8888
 
-It writes two keys in one atomic PutAll, reads them back with GetAll, then tries a
-compare-and-set with a stale version, which the server refuses with VERSION_MISMATCH.
+It writes two keys in one atomic PutAll, reads them back with GetAll, lists them with Scan
+(a key a page, following the cursor), then tries a compare-and-set with a stale version, which the server refuses with VERSION_MISMATCH.
 
 Plain Apache Thrift speaks framed binary, which carries no metadata. A server with tokens
 (auth.token_file) reads the token only from Kitex's TTHeader: with PUTALLKV_TOKEN set in the
@@ -30,6 +30,7 @@ from kv.ttypes import (
     GetAllRequest,
     KVError,
     PutAllRequest,
+    ScanRequest,
     WriteMode,
 )
 
@@ -52,7 +53,7 @@ def connect(addr, token):
 
 
 def run(client):
-    """PutAll, GetAll and a failing compare-and-set, printing one line for each outcome."""
+    """PutAll, GetAll, Scan and a failing compare-and-set, printing one line for each outcome."""
     entries = [Entry(key="py/greeting", value=b"hello"), Entry(key="py/count", value=b"1")]
     put = client.PutAll(PutAllRequest(entries=entries, mode=WriteMode.ATOMIC))
     print(f"PutAll applied={put.applied} revision={put.revision}")
@@ -63,6 +64,15 @@ def run(client):
             print(f"GetAll {item.key}={item.value.decode()} version={item.version}")
         else:
             print(f"GetAll {item.key} not found")
+
+    keys, cursor = [], ""
+    while True:  # the server's order is not the keys'; an empty next_cursor ends the scan
+        page = client.Scan(ScanRequest(prefix="py/", cursor=cursor, limit=1, keys_only=True))
+        keys += [item.key for item in page.items]
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    print(f"Scan py/ {len(keys)} keys: {' '.join(sorted(keys))}")
 
     stale = put.revision + 100
     cas = Entry(key="py/count", value=b"2", expected_version=stale)

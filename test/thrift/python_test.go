@@ -17,11 +17,12 @@ const exampleOutput = `^PutAll applied=2 revision=1
 GetAll py/greeting=hello version=1
 GetAll py/count=1 version=1
 GetAll py/absent not found
+Scan py/ 2 keys: py/count py/greeting
 CAS VERSION_MISMATCH py/count expected=101 current=1: \S.*
 $`
 
 // TestPythonExample runs examples/python/client.py over framed binary against the real
-// server: an atomic PutAll, GetAll of what it wrote, and a compare-and-set on a stale
+// server: an atomic PutAll, GetAll of what it wrote, a Scan of it, and a compare-and-set on a stale
 // version that the server refuses with VERSION_MISMATCH naming the key's version.
 func TestPythonExample(t *testing.T) {
 	out, err := runPythonExample(t, serve(t, testConfig(t)), "")
