@@ -183,6 +183,11 @@ func (s *Memory) decodeCursor(c []byte) (scanPosition, error) {
 // Scan implements Engine. Each item is the key's state when its shard was read; expired keys
 // are left out.
 func (s *Memory) Scan(ctx context.Context, req ScanRequest) (ScanPage, error) {
+	return s.scanPage(ctx, req, scanVisitBudget)
+}
+
+// scanPage is Scan with the page ending, once a shard is done, after budget resident keys.
+func (s *Memory) scanPage(ctx context.Context, req ScanRequest, budget int) (ScanPage, error) {
 	if err := CheckScan(req); err != nil {
 		return ScanPage{}, err
 	}
@@ -244,7 +249,7 @@ func (s *Memory) Scan(ctx context.Context, req ScanRequest) (ScanPage, error) {
 			page.Items = append(page.Items, it)
 			size += n
 		}
-		if visited >= scanVisitBudget && i+1 < len(s.shards) {
+		if visited >= budget && i+1 < len(s.shards) {
 			page.Next = s.encodeCursor(uint64(i+1)<<s.shift, nil, fromHash)
 			return s.finishScan(page), nil
 		}

@@ -157,3 +157,55 @@ func TestScanBadCursor(t *testing.T) {
 		t.Errorf("a cursor from before the restart: err %v; want ErrBadCursor", err)
 	}
 }
+
+// TestScanVisitBudget ends pages at the visit budget: with a budget of one key a page reads one
+// shard that holds keys, so a prefix that matches nothing gives empty pages with a cursor, one a
+// shard, and a scan still returns every key once.
+func TestScanVisitBudget(t *testing.T) {
+	s, err := NewMemory(Options{Shards: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	writes := make([]Write, 64)
+	for i := range writes {
+		writes[i] = Write{Key: fmt.Sprintf("k%d", i), Value: []byte("v"), ExpectedVersion: AnyVersion}
+	}
+	if _, err := s.Apply(context.Background(), Batch{Mode: Atomic, Writes: writes}, make([]Result, len(writes))); err != nil {
+		t.Fatal(err)
+	}
+	// A page ends after each shard that holds keys, but the last; the final page reaches the end.
+	wantPages := 1
+	for i := range len(s.shards) - 1 {
+		if s.shards[i].len() > 0 {
+			wantPages++
+		}
+	}
+	for _, tc := range []struct {
+		prefix   string
+		wantKeys int
+	}{{"nothing", 0}, {"k", 64}} {
+		req := ScanRequest{Prefix: tc.prefix, Limit: 1000, MaxBytes: 1 << 20}
+		seen, pages := map[string]bool{}, 0
+		for {
+			page, err := s.scanPage(context.Background(), req, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			for _, it := range page.Items {
+				if seen[it.Key] {
+					t.Fatalf("%q: key %q twice", tc.prefix, it.Key)
+				}
+				seen[it.Key] = true
+			}
+			if page.Next == nil {
+				break
+			}
+			req.Cursor = page.Next
+		}
+		if len(seen) != tc.wantKeys || pages != wantPages || wantPages < 2 {
+			t.Errorf("prefix %q: %d keys in %d pages; want %d keys in %d pages (one a shard)", tc.prefix, len(seen), pages, tc.wantKeys, wantPages)
+		}
+	}
+}
