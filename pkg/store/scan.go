@@ -188,6 +188,20 @@ func (s *Memory) Scan(ctx context.Context, req ScanRequest) (ScanPage, error) {
 
 // scanPage is Scan with the page ending, once a shard is done, after budget resident keys.
 func (s *Memory) scanPage(ctx context.Context, req ScanRequest, budget int) (ScanPage, error) {
+	live := func(i int, v *shardView) (*shardView, int64) {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		v.copyOf(sh)
+		sh.mu.RUnlock()
+		return v, s.now().UnixMilli()
+	}
+	return s.scanViews(ctx, req, budget, live, s.rev.Load)
+}
+
+// scanViews builds a page from the shards' views: shard(i, scratch) returns shard i's view (in
+// scratch, or one of its own) and the time expiry is judged at; revision gives the page's.
+func (s *Memory) scanViews(ctx context.Context, req ScanRequest, budget int,
+	shard func(int, *shardView) (*shardView, int64), revision func() int64) (ScanPage, error) {
 	if err := CheckScan(req); err != nil {
 		return ScanPage{}, err
 	}
@@ -199,20 +213,16 @@ func (s *Memory) scanPage(ctx context.Context, req ScanRequest, budget int) (Sca
 	var page ScanPage
 	sc := scanScratchPool.Get().(*scanScratch)
 	defer scanScratchPool.Put(sc)
-	view, cands, order := &sc.view, sc.cands[:0], sc.order[:0]
+	cands, order := sc.cands[:0], sc.order[:0]
 	defer func() { sc.cands, sc.order = cands[:0], order[:0] }()
 	size, visited := 0, 0
 	for i := int(pos.hash >> s.shift); i < len(s.shards); i++ {
 		if err := ctx.Err(); err != nil {
 			return ScanPage{}, err
 		}
-		sh := &s.shards[i]
-		sh.mu.RLock()
-		view.copyOf(sh)
-		sh.mu.RUnlock()
+		view, nowMs := shard(i, &sc.view)
 		visited += len(view.refs)
 		cands = cands[:0]
-		nowMs := s.now().UnixMilli()
 		for _, r := range view.refs {
 			hdr, key, value := view.arena.entry(r.ref)
 			if pos.admits(r.hash, key) && !hdr.expired(nowMs) && bytes.HasPrefix(key, prefix) {
@@ -240,7 +250,8 @@ func (s *Memory) scanPage(ctx context.Context, req ScanRequest, budget int) (Sca
 			if len(page.Items) == req.Limit || len(page.Items) > 0 && size+n > req.MaxBytes {
 				last := page.Items[len(page.Items)-1].Key
 				page.Next = s.encodeCursor(maphash.String(s.seed, last), []byte(last), afterKey)
-				return s.finishScan(page), nil
+				page.Revision = revision()
+				return page, nil
 			}
 			it := ScanItem{Key: string(rk.key), Version: rk.header.version, ExpiresAtMs: rk.header.expiresAtMs}
 			if !req.KeysOnly {
@@ -251,22 +262,22 @@ func (s *Memory) scanPage(ctx context.Context, req ScanRequest, budget int) (Sca
 		}
 		if visited >= budget && i+1 < len(s.shards) {
 			page.Next = s.encodeCursor(uint64(i+1)<<s.shift, nil, fromHash)
-			return s.finishScan(page), nil
+			page.Revision = revision()
+			return page, nil
 		}
 	}
-	return s.finishScan(page), nil
+	page.Revision = revision()
+	return page, nil
 }
 
-// finishScan sets the page's revision: loaded after every read, it is at or above every item's
-// version.
-func (s *Memory) finishScan(page ScanPage) ScanPage {
-	page.Revision = s.rev.Load()
-	return page
+// A Scanner pages through keys: an Engine, or a Cut.
+type Scanner interface {
+	Scan(ctx context.Context, req ScanRequest) (ScanPage, error)
 }
 
-// ScanAll follows a scan from req.Cursor to its end, calling fn with each page, and stops at the
-// first error of the engine or of fn.
-func ScanAll(ctx context.Context, e Engine, req ScanRequest, fn func(ScanPage) error) error {
+// ScanAll follows a scan of e from req.Cursor to its end, calling fn with each page, and stops
+// at the first error of e or of fn.
+func ScanAll(ctx context.Context, e Scanner, req ScanRequest, fn func(ScanPage) error) error {
 	for {
 		page, err := e.Scan(ctx, req)
 		if err != nil {
@@ -281,3 +292,67 @@ func ScanAll(ctx context.Context, e Engine, req ScanRequest, fn func(ScanPage) e
 		req.Cursor = page.Next
 	}
 }
+
+// A Cutter is an engine that can cut: take every key as of one revision, then page through that
+// state as Scan does, with writes going on meanwhile. Memory and Durable are Cutters; the
+// redis_cluster engine, whose revisions are per slot, is not.
+type Cutter interface {
+	Cut(ctx context.Context) (Cut, error)
+}
+
+// A Cut is the store's keys as of one revision. Its Scan pages like Engine.Scan (the same
+// requests and cursors), but every page shows that one revision: a batch is in it whole or not
+// at all. It pins what it shows in memory until it is dropped.
+type Cut interface {
+	Scan(ctx context.Context, req ScanRequest) (ScanPage, error)
+	// Revision is the revision of the cut: every write up to it is in the cut, none after.
+	Revision() int64
+}
+
+// memoryCut is a Memory's Cut: a view of every shard, copied with every shard read-locked at
+// once, so no batch was between its shards (writers wait for the copy: 16 bytes a key, about
+// 10 ms for a million keys). Expiry is judged at the time of the cut.
+type memoryCut struct {
+	mem   *Memory
+	views []shardView
+	rev   int64
+	nowMs int64
+}
+
+// Cut implements Cutter.
+func (s *Memory) Cut(context.Context) (Cut, error) {
+	c := &memoryCut{mem: s, views: make([]shardView, len(s.shards))}
+	for i := range s.shards { // ascending, as writers lock: no deadlock
+		s.shards[i].mu.RLock()
+	}
+	for i := range s.shards {
+		c.views[i].copyOf(&s.shards[i])
+	}
+	// Revisions are drawn under the shard locks: with every shard locked, none is in flight.
+	c.rev, c.nowMs = s.rev.Load(), s.now().UnixMilli()
+	for i := range s.shards {
+		s.shards[i].mu.RUnlock()
+	}
+	return c, nil
+}
+
+func (c *memoryCut) Scan(ctx context.Context, req ScanRequest) (ScanPage, error) {
+	view := func(i int, _ *shardView) (*shardView, int64) { return &c.views[i], c.nowMs }
+	return c.mem.scanViews(ctx, req, scanVisitBudget, view, c.Revision)
+}
+
+func (c *memoryCut) Revision() int64 { return c.rev }
+
+// Cut implements Cutter: the Memory's cut, returned once every write in it is durable.
+func (d *Durable) Cut(ctx context.Context) (Cut, error) {
+	c, err := d.mem.Cut(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.readDurable(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var _ Cutter = (*Durable)(nil)

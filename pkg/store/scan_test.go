@@ -209,3 +209,74 @@ func TestScanVisitBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestCutIsOneRevision cuts while a writer keeps rewriting pairs of keys in ATOMIC batches (both
+// keys of a pair get the same value): every pair in the cut agrees, every version is at or below
+// the cut's revision, and what the writer does after the cut does not show.
+func TestCutIsOneRevision(t *testing.T) {
+	for _, kind := range []engineKind{memoryKind, durableKind} {
+		t.Run(kind.name, func(t *testing.T) {
+			sub := openSubject(t, kind, Options{Shards: 16})
+			e := sub.engine()
+			const pairs = 200
+			write := func(ctx context.Context, i, v int) error {
+				val := []byte(fmt.Sprint(v))
+				w := []Write{{Key: fmt.Sprintf("a/%d", i), Value: val, ExpectedVersion: AnyVersion},
+					{Key: fmt.Sprintf("b/%d", i), Value: val, ExpectedVersion: AnyVersion}}
+				_, err := e.Apply(ctx, Batch{Mode: Atomic, Writes: w}, make([]Result, 2))
+				return err
+			}
+			for i := range pairs {
+				if err := write(context.Background(), i, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for v := 1; ctx.Err() == nil; v++ {
+					if err := write(ctx, v%pairs, v); err != nil && ctx.Err() == nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+			var cuts []Cut
+			for range 5 {
+				c, err := e.(Cutter).Cut(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				cuts = append(cuts, c)
+			}
+			cancel()
+			wg.Wait()
+			for n, c := range cuts {
+				got := map[string]string{}
+				err := ScanAll(context.Background(), c, ScanRequest{Limit: 37, MaxBytes: 1 << 20}, func(p ScanPage) error {
+					if p.Revision != c.Revision() {
+						return fmt.Errorf("a page at revision %d of a cut at %d", p.Revision, c.Revision())
+					}
+					for _, it := range p.Items {
+						if it.Version > c.Revision() {
+							return fmt.Errorf("key %q at version %d, after the cut at %d", it.Key, it.Version, c.Revision())
+						}
+						got[it.Key] = string(it.Value)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatalf("cut %d: %v", n, err)
+				}
+				if len(got) != 2*pairs {
+					t.Fatalf("cut %d: %d keys, want %d", n, len(got), 2*pairs)
+				}
+				for i := range pairs {
+					if a, b := got[fmt.Sprintf("a/%d", i)], got[fmt.Sprintf("b/%d", i)]; a != b {
+						t.Fatalf("cut %d at revision %d: pair %d is half written (%s, %s)", n, c.Revision(), i, a, b)
+					}
+				}
+			}
+		})
+	}
+}
