@@ -198,12 +198,16 @@ struct PutAllManyResponse {
 // valid for this prefix only, and refused (INVALID_ARGUMENT) when the server did not make it or
 // restarted since (on the memory and durable engines). limit is the most items of the page:
 // 0 means the server's limits.max_scan_entries, more than it is refused. keys_only leaves the
-// values out.
+// values out. snapshot, on the first page, makes every page of the scan show the store as of
+// one revision (the memory and durable engines; see docs/api.md, Scan): the server keeps that
+// cut until the last page, or until the scan is idle for a minute; later pages follow their
+// cursor, whatever snapshot says.
 struct ScanRequest {
     1: string prefix,
     2: string cursor,
     3: i32 limit,
     4: bool keys_only,
+    5: bool snapshot,
 }
 
 // ScanResponse is one page: items (found is true in each; value empty with keys_only) are in

@@ -35,10 +35,10 @@ func appendScanPage(dst []byte, p *scanPage) []byte {
 }
 
 // scanParams are the query parameters of GET /v1/kv.
-var scanParams = []string{"prefix", "cursor", "limit", "keys_only"}
+var scanParams = []string{"prefix", "cursor", "limit", "keys_only", "snapshot"}
 
-// scan serves GET /v1/kv?prefix=P&cursor=C&limit=N&keys_only=true: one page of the keys that
-// start with P (every parameter optional, each at most once).
+// scan serves GET /v1/kv?prefix=P&cursor=C&limit=N&keys_only=true&snapshot=true: one page of
+// the keys that start with P (every parameter optional, each at most once).
 func (g *Gateway) scan(ctx context.Context, c *app.RequestContext) error {
 	req, err := scanRequest(c)
 	if err != nil {
@@ -71,13 +71,15 @@ func scanRequest(c *app.RequestContext) (*kv.ScanRequest, error) {
 		}
 		req.Limit = int32(n)
 	}
-	if v, ok := args.PeekExists("keys_only"); ok {
-		switch v {
-		case "true":
-			req.KeysOnly = true
-		case "false":
-		default:
-			return nil, invalid("keys_only must be true or false, got %q", v)
+	for name, field := range map[string]*bool{"keys_only": &req.KeysOnly, "snapshot": &req.Snapshot} {
+		if v, ok := args.PeekExists(name); ok {
+			switch v {
+			case "true":
+				*field = true
+			case "false":
+			default:
+				return nil, invalid("%s must be true or false, got %q", name, v)
+			}
 		}
 	}
 	return req, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +98,63 @@ func FuzzScanCursor(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestScanSnapshot pages a snapshot scan while its keys are rewritten: every page shows the cut's
+// revision and values; the cut is dropped at the last page, refused once idle too long, and at
+// most maxOpenCuts are open at once.
+func TestScanSnapshot(t *testing.T) {
+	s, clock, _ := newTestService(t)
+	ctx := context.Background()
+	put := func(v string) {
+		t.Helper()
+		for i := range 10 {
+			if _, err := s.Put(ctx, &kv.PutRequest{Key: fmt.Sprintf("s/%d", i), Value: []byte(v)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	put("old")
+	req := &kv.ScanRequest{Prefix: "s/", Limit: 3, Snapshot: true}
+	first, err := s.Scan(ctx, req)
+	if err != nil || first.NextCursor == "" {
+		t.Fatalf("first page: %+v, %v", first, err)
+	}
+	put("new")
+	n := len(first.Items)
+	for req.Cursor = first.NextCursor; req.Cursor != ""; {
+		resp, err := s.Scan(ctx, &kv.ScanRequest{Prefix: "s/", Limit: 3, Cursor: req.Cursor}) // the cursor carries the snapshot
+		if err != nil || resp.Revision != first.Revision {
+			t.Fatalf("page at revision %d (cut at %d): %v", resp.GetRevision(), first.Revision, err)
+		}
+		for _, it := range resp.Items {
+			if string(it.Value) != "old" || it.Version > first.Revision {
+				t.Fatalf("item %+v written after the cut at %d", it, first.Revision)
+			}
+		}
+		n += len(resp.Items)
+		req.Cursor = resp.NextCursor
+	}
+	if n != 10 || len(s.cuts.cuts) != 0 {
+		t.Fatalf("%d keys in the snapshot, %d cuts still open; want 10 and none", n, len(s.cuts.cuts))
+	}
+
+	var cursors []string
+	for range maxOpenCuts {
+		resp, err := s.Scan(ctx, &kv.ScanRequest{Limit: 1, Snapshot: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cursors = append(cursors, resp.NextCursor)
+	}
+	_, err = s.Scan(ctx, &kv.ScanRequest{Limit: 1, Snapshot: true})
+	wantCode(t, err, kv.ErrorCode_RESOURCE_EXHAUSTED)
+	clock.advance(cutIdle + time.Second)
+	_, err = s.Scan(ctx, &kv.ScanRequest{Limit: 1, Cursor: cursors[0]})
+	if e := wantCode(t, err, kv.ErrorCode_INVALID_ARGUMENT); !strings.Contains(e.Message, "start the scan again") {
+		t.Errorf("an idle snapshot's cursor: %q", e.Message)
+	}
+	if _, err := s.Scan(ctx, &kv.ScanRequest{Limit: 1, Snapshot: true}); err != nil {
+		t.Errorf("a snapshot scan once the others were idle: %v", err)
+	}
 }

@@ -67,6 +67,8 @@ type Service struct {
 	admission atomic.Pointer[AdmissionSettings]
 	// engineWaits is set when the engine's Apply waits for durability (see PutAllMany).
 	engineWaits bool
+	// cuts are the snapshot scans open (scan.go).
+	cuts openCuts
 }
 
 var _ kv.KVService = (*Service)(nil)

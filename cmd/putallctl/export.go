@@ -65,7 +65,7 @@ func (c exportCmd) do(ctx context.Context, api kv.KVService, out printer) (err e
 			os.Remove(tmp.Name())
 		}
 	}()
-	req := &kv.ScanRequest{Prefix: c.prefix}
+	req := &kv.ScanRequest{Prefix: c.prefix, Snapshot: true}
 	h := exportfile.Header{Prefix: c.prefix, ChunkKeys: c.chunkKeys}
 	var page []*kv.Item
 	done := false

@@ -2,16 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/putallkv/putallkv/internal/testserver"
+	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/config"
 	"github.com/putallkv/putallkv/pkg/exportfile"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // TestRunExport exports a prefix from a real server, over pages smaller than the chunks, and
@@ -75,5 +81,80 @@ func TestRunExport(t *testing.T) {
 	left, err := os.ReadDir(dir) // scratch files are hidden: ReadDir lists them
 	if err != nil || len(left) != 1 || left[0].Name() != "e.export" {
 		t.Errorf("files in the directory after a refused export: %v (%v); want e.export alone", left, err)
+	}
+}
+
+// TestRunExportIsOneRevision exports while a writer keeps rewriting pairs of keys in ATOMIC
+// PutAll calls: in the file, both keys of every pair have the same value, and no version is
+// above the header's revision.
+func TestRunExportIsOneRevision(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t, func(c *config.Config) { c.Limits.MaxScanEntries = 5 }), nil)
+	c, err := kvclient.New([]string{s.RPCAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const pairs = 50
+	write := func(ctx context.Context, i, v int) error {
+		val := []byte(strconv.Itoa(v))
+		_, err := c.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC, Entries: []*kv.Entry{
+			{Key: fmt.Sprintf("pair/a/%d", i), Value: val}, {Key: fmt.Sprintf("pair/b/%d", i), Value: val}}})
+		return err
+	}
+	for i := range pairs {
+		if err := write(context.Background(), i, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for v := 1; ctx.Err() == nil; v++ {
+			if err := write(ctx, v%pairs, v); err != nil && ctx.Err() == nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	file := filepath.Join(t.TempDir(), "pairs.export")
+	var out, errb bytes.Buffer
+	code := run([]string{"--addr", s.RPCAddr(), "export", "--prefix", "pair/", file}, nil, &out, &errb)
+	cancel()
+	wg.Wait()
+	if code != exitOK {
+		t.Fatalf("export: exit %d, %s", code, errb.String())
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := exportfile.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for {
+		chunk, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range chunk {
+			got[e.Key] = string(e.Value)
+			if e.Version > rd.Header().Revision {
+				t.Fatalf("%q at version %d, above the header's revision %d", e.Key, e.Version, rd.Header().Revision)
+			}
+		}
+	}
+	if len(got) != 2*pairs {
+		t.Fatalf("%d keys exported, want %d", len(got), 2*pairs)
+	}
+	for i := range pairs {
+		if a, b := got[fmt.Sprintf("pair/a/%d", i)], got[fmt.Sprintf("pair/b/%d", i)]; a != b {
+			t.Fatalf("pair %d half in the file: %s and %s (revision %d)", i, a, b, rd.Header().Revision)
+		}
 	}
 }

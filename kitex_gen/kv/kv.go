@@ -1154,6 +1154,7 @@ type ScanRequest struct {
 	Cursor   string `thrift:"cursor,2" frugal:"2,default,string" json:"cursor"`
 	Limit    int32  `thrift:"limit,3" frugal:"3,default,i32" json:"limit"`
 	KeysOnly bool   `thrift:"keys_only,4" frugal:"4,default,bool" json:"keys_only"`
+	Snapshot bool   `thrift:"snapshot,5" frugal:"5,default,bool" json:"snapshot"`
 }
 
 func NewScanRequest() *ScanRequest {
@@ -1178,6 +1179,10 @@ func (p *ScanRequest) GetLimit() (v int32) {
 func (p *ScanRequest) GetKeysOnly() (v bool) {
 	return p.KeysOnly
 }
+
+func (p *ScanRequest) GetSnapshot() (v bool) {
+	return p.Snapshot
+}
 func (p *ScanRequest) SetPrefix(val string) {
 	p.Prefix = val
 }
@@ -1189,6 +1194,9 @@ func (p *ScanRequest) SetLimit(val int32) {
 }
 func (p *ScanRequest) SetKeysOnly(val bool) {
 	p.KeysOnly = val
+}
+func (p *ScanRequest) SetSnapshot(val bool) {
+	p.Snapshot = val
 }
 
 func (p *ScanRequest) String() string {
@@ -1203,6 +1211,7 @@ var fieldIDToName_ScanRequest = map[int16]string{
 	2: "cursor",
 	3: "limit",
 	4: "keys_only",
+	5: "snapshot",
 }
 
 type ScanResponse struct {

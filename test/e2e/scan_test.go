@@ -156,7 +156,12 @@ func TestE2EScanHTTP(t *testing.T) {
 	if code != 200 || !strings.Contains(string(body), `"key":"other/x"`) || strings.Contains(string(body), `"value`) {
 		t.Fatalf("keys_only: %d %s", code, body)
 	}
-	for _, query := range []string{"limit=x", "limit=-1", "limit=31", "limit=99999999999", "keys_only=yes", "prefix=a&prefix=b",
+	code, _, body = testnet.Do(t, "GET", base+"/v1/kv?prefix=scan%2F&snapshot=true&limit=5", "")
+	var snap page
+	if err := json.Unmarshal(body, &snap); code != 200 || err != nil || len(snap.Items) != 5 || snap.NextCursor == "" {
+		t.Fatalf("snapshot=true: %d %s", code, body)
+	}
+	for _, query := range []string{"limit=x", "limit=-1", "limit=31", "limit=99999999999", "keys_only=yes", "snapshot=1", "prefix=a&prefix=b",
 		"pfx=a", "cursor=%21%21", "cursor=" + strings.Repeat("A", 100)} {
 		code, _, body := testnet.Do(t, "GET", base+"/v1/kv?"+query, "")
 		var problem struct {

@@ -4605,11 +4605,13 @@ func (p *PutAllManyResponse) String() string {
 //   - Cursor
 //   - Limit
 //   - KeysOnly
+//   - Snapshot
 type ScanRequest struct {
 	Prefix   string `thrift:"prefix,1" db:"prefix" json:"prefix"`
 	Cursor   string `thrift:"cursor,2" db:"cursor" json:"cursor"`
 	Limit    int32  `thrift:"limit,3" db:"limit" json:"limit"`
 	KeysOnly bool   `thrift:"keys_only,4" db:"keys_only" json:"keys_only"`
+	Snapshot bool   `thrift:"snapshot,5" db:"snapshot" json:"snapshot"`
 }
 
 func NewScanRequest() *ScanRequest {
@@ -4630,6 +4632,10 @@ func (p *ScanRequest) GetLimit() int32 {
 
 func (p *ScanRequest) GetKeysOnly() bool {
 	return p.KeysOnly
+}
+
+func (p *ScanRequest) GetSnapshot() bool {
+	return p.Snapshot
 }
 func (p *ScanRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
 	if _, err := iprot.ReadStructBegin(ctx); err != nil {
@@ -4678,6 +4684,16 @@ func (p *ScanRequest) Read(ctx context.Context, iprot thrift.TProtocol) error {
 		case 4:
 			if fieldTypeId == thrift.BOOL {
 				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.BOOL {
+				if err := p.ReadField5(ctx, iprot); err != nil {
 					return err
 				}
 			} else {
@@ -4736,6 +4752,15 @@ func (p *ScanRequest) ReadField4(ctx context.Context, iprot thrift.TProtocol) er
 	return nil
 }
 
+func (p *ScanRequest) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadBool(ctx); err != nil {
+		return thrift.PrependError("error reading field 5: ", err)
+	} else {
+		p.Snapshot = v
+	}
+	return nil
+}
+
 func (p *ScanRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
 	if err := oprot.WriteStructBegin(ctx, "ScanRequest"); err != nil {
 		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
@@ -4751,6 +4776,9 @@ func (p *ScanRequest) Write(ctx context.Context, oprot thrift.TProtocol) error {
 			return err
 		}
 		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
 			return err
 		}
 	}
@@ -4815,6 +4843,19 @@ func (p *ScanRequest) writeField4(ctx context.Context, oprot thrift.TProtocol) (
 	return err
 }
 
+func (p *ScanRequest) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "snapshot", thrift.BOOL, 5); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:snapshot: ", p), err)
+	}
+	if err := oprot.WriteBool(ctx, bool(p.Snapshot)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.snapshot (5) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 5:snapshot: ", p), err)
+	}
+	return err
+}
+
 func (p *ScanRequest) Equals(other *ScanRequest) bool {
 	if p == other {
 		return true
@@ -4831,6 +4872,9 @@ func (p *ScanRequest) Equals(other *ScanRequest) bool {
 		return false
 	}
 	if p.KeysOnly != other.KeysOnly {
+		return false
+	}
+	if p.Snapshot != other.Snapshot {
 		return false
 	}
 	return true
