@@ -38,8 +38,9 @@ commands:
       every key starting with PREFIX (all keys without one), page by page, in the
       server's order (not sorted); --limit sets the keys per page; --timeout bounds the whole scan
   export [--prefix P] [--chunk-keys N] FILE
-      write the keys starting with P to FILE in the export format (docs/moving-data.md):
-      entries in chunks of N (default 1000), each with its SHA-256; FILE appears only when whole
+      write the keys starting with P, as of one revision, to FILE in the export format
+      (docs/moving-data.md): chunks of N entries (default 1000), each with its SHA-256;
+      FILE appears only when whole
   wal check DIR      verify a data directory's log and snapshots (read-only; exit 1 when damaged)
   wal repair DIR     move the damage aside (into DIR/repair-<time>/, undoable); server stopped
   hotkeys [--admin HOST:PORT] [--interval D] [--count N] [--json]
