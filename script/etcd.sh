@@ -26,32 +26,11 @@ die() { echo "etcd: $*" >&2; exit 1; }
 case "$port" in ''|*[!0-9]*) die "PORT must be a number, got '$port'" ;; esac
 [ "$port" -ge 1 ] && [ $((port + 1)) -le 65535 ] || die "ports $port..$((port + 1)) are out of range"
 
-ensure_etcd() {
-  command -v etcd >/dev/null 2>&1 && return 0
-  if [ "$(id -u)" -ne 0 ]; then
-    die "etcd is not installed and this is not root: install it (apt-get install -y etcd-server) or run as root"
-  fi
-  # Test binaries start etcds side by side: one installs, the others wait for it.
-  exec 8>/tmp/putallkv-etcd-install.lock
-  flock -w 600 8 || die "waited 10 minutes for another installation of etcd-server"
-  if ! command -v etcd >/dev/null 2>&1; then
-    echo "etcd: installing etcd-server with apt-get" >&2
-    apt-get update -qq >&2
-    # Where an init system runs, the package also starts etcd as a system service on 2379: that
-    # one is not ours, and nothing here touches it.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 etcd-server >&2
-  fi
-  flock -u 8
-  exec 8>&-
-}
+source "$(dirname "$0")/server-lib.sh"
+ensure_etcd() { ensure_package etcd-server etcd; }
 
 # is_ours PID: the pid is alive (not a zombie) and is an etcd.
-is_ours() {
-  local comm state
-  comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
-  state=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
-  [ "$comm" = etcd ] && [ "$state" != Z ]
-}
+is_ours() { is_process "$1" etcd; }
 
 healthy() {
   local body

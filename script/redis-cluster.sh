@@ -68,30 +68,11 @@ case "$base" in ''|*[!0-9]*) die "BASE_PORT must be a number, got '$base'" ;; es
 case "$node_timeout" in ''|*[!0-9]*) die "REDIS_CLUSTER_NODE_TIMEOUT must be a number of ms, got '$node_timeout'" ;; esac
 [ "$base" -ge 1 ] && [ $((base + nodes - 1)) -le 65535 ] || die "ports $base..$((base + nodes - 1)) are out of range"
 
-ensure_redis() {
-  command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && return 0
-  if [ "$(id -u)" -ne 0 ]; then
-    die "redis-server is not installed and this is not root: install it (apt-get install -y redis-server) or run as root"
-  fi
-  # Test binaries start clusters side by side: one installs, the others wait for it.
-  exec 8>/tmp/putallkv-redis-install.lock
-  flock -w 600 8 || die "waited 10 minutes for another installation of redis-server"
-  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-    echo "redis-cluster: installing redis-server with apt-get" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 redis-server >&2
-  fi
-  flock -u 8
-  exec 8>&-
-}
+source "$(dirname "$0")/server-lib.sh"
+ensure_redis() { ensure_package redis-server redis-server redis-cli; }
 
 # is_ours PID: the pid is alive (not a zombie) and is a redis-server.
-is_ours() {
-  local comm state
-  comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
-  state=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
-  [ "$comm" = redis-server ] && [ "$state" != Z ]
-}
+is_ours() { is_process "$1" redis-server; }
 
 # linked_replicas: how many nodes are replicas whose link to their master is up.
 linked_replicas() {

@@ -8,12 +8,10 @@
 package etcdtest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -23,6 +21,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/putallkv/putallkv/internal/scriptrun"
 	"github.com/putallkv/putallkv/pkg/leakcheck"
 )
 
@@ -68,25 +67,9 @@ func free(port int) bool {
 	return l.Close() == nil
 }
 
-// run runs the script with a bounded time (an install included) and returns its output.
+// run runs script/etcd.sh with a bounded time (an install included) and returns its output.
 func run(cmd string, port int) (string, error) {
-	var out bytes.Buffer
-	x := exec.Command(script(), cmd, strconv.Itoa(port))
-	x.Stdout, x.Stderr = &out, &out
-	x.WaitDelay = time.Second
-	if err := x.Start(); err != nil {
-		return "", fmt.Errorf("etcdtest: %s: %w", cmd, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- x.Wait() }()
-	select {
-	case err := <-done:
-		return out.String(), err
-	case <-time.After(10 * time.Minute):
-		_ = x.Process.Kill()
-		<-done
-		return out.String(), fmt.Errorf("etcdtest: %s %d did not finish within 10 minutes", cmd, port)
-	}
+	return scriptrun.Run(10*time.Minute, nil, script(), cmd, strconv.Itoa(port))
 }
 
 // port is the client port of the etcd Main started.

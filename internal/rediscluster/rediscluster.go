@@ -10,13 +10,11 @@
 package rediscluster
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -27,6 +25,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/putallkv/putallkv/internal/scriptrun"
 	"github.com/putallkv/putallkv/pkg/leakcheck"
 )
 
@@ -175,29 +174,9 @@ func (c *Cluster) Signal(addr string, sig syscall.Signal) error {
 	return syscall.Kill(pid, sig)
 }
 
-// run runs the script with a bounded time and returns its combined output.
+// run runs script/redis-cluster.sh with a bounded time and returns its combined output.
 func run(cmd string, base int, env []string, args ...string) (string, error) {
-	var out bytes.Buffer
-	x := exec.Command(script(), append([]string{cmd, strconv.Itoa(base)}, args...)...)
-	x.Env = append(os.Environ(), env...)
-	x.Stdout, x.Stderr = &out, &out
-	x.WaitDelay = time.Second
-	if err := x.Start(); err != nil {
-		return "", fmt.Errorf("rediscluster: %s: %w", cmd, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- x.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return out.String(), fmt.Errorf("rediscluster: %s %d: %w\n%s", cmd, base, err, out.String())
-		}
-		return out.String(), nil
-	case <-time.After(3 * time.Minute):
-		x.Process.Kill()
-		<-done
-		return out.String(), fmt.Errorf("rediscluster: %s %d did not finish within 3 minutes\n%s", cmd, base, out.String())
-	}
+	return scriptrun.Run(3*time.Minute, env, script(), append([]string{cmd, strconv.Itoa(base)}, args...)...)
 }
 
 // FreeBase returns a base port for a cluster started by other means than Start (a script a
