@@ -437,6 +437,20 @@ func (a *textArena) key(s jsonString) (span [2]int, ok bool) {
 	return [2]int{start, a.keys.Len()}, ok
 }
 
+// keysOnly decodes the keys of raw, for a body with no values, into one string it returns, and
+// sets each entry's keyAt. An undecodable key is not ok.
+func keysOnly(raw []rawEntry) (string, bool) {
+	var a textArena
+	a.size(raw)
+	for i := range raw {
+		var ok bool
+		if raw[i].keyAt, ok = a.key(raw[i].key); !ok {
+			return "", false
+		}
+	}
+	return a.keys.String(), true
+}
+
 // value appends entry e's value, text or base64-decoded, returning it (capped, so a caller's
 // append cannot reach the next value). Bad base64 is not ok.
 func (a *textArena) value(e *rawEntry) ([]byte, bool) {
@@ -502,14 +516,10 @@ func fastDeleteAll(body []byte) (*kv.DeleteAllRequest, bool) {
 	if !ok {
 		return nil, false
 	}
-	var a textArena
-	a.size(raw)
-	for i := range raw {
-		if raw[i].keyAt, ok = a.key(raw[i].key); !ok {
-			return nil, false
-		}
+	keys, ok := keysOnly(raw)
+	if !ok {
+		return nil, false
 	}
-	keys := a.keys.String()
 	entries := make([]kv.DeleteEntry, len(raw))
 	req := &kv.DeleteAllRequest{Mode: mode, Entries: make([]*kv.DeleteEntry, len(raw))}
 	for i, e := range raw {
@@ -554,14 +564,10 @@ func fastGetAll(body []byte) (*kv.GetAllRequest, bool) {
 	if !r.eat('}') || !r.end() {
 		return nil, false
 	}
-	var a textArena
-	a.size(raw)
-	for i := range raw {
-		if raw[i].keyAt, ok = a.key(raw[i].key); !ok {
-			return nil, false
-		}
+	keys, ok := keysOnly(raw)
+	if !ok {
+		return nil, false
 	}
-	keys := a.keys.String()
 	req.Keys = make([]string, len(raw))
 	for i, e := range raw {
 		req.Keys[i] = keys[e.keyAt[0]:e.keyAt[1]]
