@@ -10,6 +10,7 @@ batch=${BENCH_BATCH:-16}
 value=${BENCH_VALUE:-64}
 
 ./build.sh
+source script/server-lib.sh
 
 work=$(mktemp -d)
 pids=()
@@ -24,7 +25,7 @@ trap cleanup EXIT
 # wait_port PORT: until something listens on 127.0.0.1:PORT (at most 10s).
 wait_port() {
   for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    if listening 127.0.0.1 "$1"; then return 0; fi
     sleep 0.1
   done
   echo "bench: nothing listens on 127.0.0.1:$1" >&2; return 1

@@ -29,21 +29,14 @@ for p in "$redis_port" "$rpc_port" "$http_port" "$admin_port"; do
   case "$p" in ''|*[!0-9]*) die "ports are numbers, got '$p'" ;; esac
 done
 
-# listening PORT: something accepts connections on 127.0.0.1:PORT.
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+source "$(dirname "$0")/server-lib.sh"
 
 # ready PORT: the admin address on PORT answers /readyz with 200.
-ready() {
-  (
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-    printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
-    read -r -t 2 _ status _ <&3 && [ "$status" = 200 ]
-  ) 2>/dev/null
-}
+ready() { http_ok 127.0.0.1 "$1" /readyz; }
 
 for p in "$rpc_port" "$http_port" "$admin_port"; do
   for q in "$p" $((p + 1)); do
-    listening "$q" && die "127.0.0.1:$q is in use: set CLUSTER_RPC_PORT, CLUSTER_HTTP_PORT or CLUSTER_ADMIN_PORT"
+    listening 127.0.0.1 "$q" && die "127.0.0.1:$q is in use: set CLUSTER_RPC_PORT, CLUSTER_HTTP_PORT or CLUSTER_ADMIN_PORT"
   done
 done
 

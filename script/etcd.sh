@@ -44,7 +44,7 @@ up() {
     die "an etcd on port $port is already recorded in $marker (run: $0 down $port)"
   fi
   for p in "$port" $((port + 1)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "127.0.0.1:$p is already in use"; fi
+    if listening 127.0.0.1 "$p"; then die "127.0.0.1:$p is already in use"; fi
   done
   local created=0
   if [ -z "$dir" ]; then dir=$(mktemp -d /tmp/putallkv-etcd.XXXXXX); created=1; fi

@@ -31,17 +31,10 @@ if ! command -v prometheus >/dev/null 2>&1; then
   apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
-# listening HOST PORT: something accepts connections there.
-listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+source "$(dirname "$0")/server-lib.sh"
 
 # ready: the Prometheus on $port answers /-/ready with 200.
-ready() {
-  (
-    exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
-    printf 'GET /-/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
-    read -r -t 2 _ status _ <&3 && [ "$status" = 200 ]
-  ) 2>/dev/null
-}
+ready() { http_ok 127.0.0.1 "$port" /-/ready; }
 
 listening 127.0.0.1 "$port" && die "127.0.0.1:$port is in use: set PROMETHEUS_PORT to a free port"
 if ! listening "${admin%:*}" "${admin##*:}"; then

@@ -106,7 +106,7 @@ up() {
   local addrs=() port
   for ((i = 0; i < nodes; i++)); do
     port=$((base + i))
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    if listening 127.0.0.1 "$port"; then
       down_recorded; die "127.0.0.1:$port is already in use"
     fi
     start_node "$port"

@@ -1,7 +1,8 @@
-# Shared by the scripts that run servers for tests and benchmarks (sourced by redis-cluster.sh
-# and etcd.sh): installing a Debian package once however many scripts start at the same time,
-# and telling whether a pid is still one of the processes a script started. The sourcing
-# script defines die MESSAGE.
+# Shared by the scripts that run servers (sourced by redis-cluster.sh, etcd.sh, cluster.sh,
+# observe.sh and the bench scripts): installing a Debian package once however many scripts
+# start at the same time, telling whether a pid is still one of the processes a script
+# started, and probing a port or an HTTP path. ensure_package needs the sourcing script's
+# die MESSAGE.
 
 # ensure_package PACKAGE COMMAND...: unless every COMMAND is on PATH, installs PACKAGE with
 # apt-get (as root; otherwise it dies saying how). Test binaries start servers side by side:
@@ -34,4 +35,16 @@ is_process() {
   comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
   state=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
   [ "$comm" = "$2" ] && [ "$state" != Z ]
+}
+
+# listening HOST PORT: something accepts connections there.
+listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# http_ok HOST PORT PATH: a plain-HTTP GET of PATH there answers 200 within 2 s.
+http_ok() {
+  (
+    exec 3<>"/dev/tcp/$1/$2" || exit 1
+    printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$3" "$1" >&3
+    read -r -t 2 _ status _ <&3 && [ "$status" = 200 ]
+  ) 2>/dev/null
 }

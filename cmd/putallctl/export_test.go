@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/putallkv/putallkv/internal/pairwriter"
 	"github.com/putallkv/putallkv/internal/testserver"
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/config"
@@ -42,32 +42,15 @@ func TestRunExport(t *testing.T) {
 	if got := out.String(); got != file+"  keys=31  revision=1\n" {
 		t.Errorf("export printed %q", got)
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rd, err := exportfile.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h := rd.Header(); h.Keys != 31 || h.Prefix != "e/" || h.Revision != 1 || h.ChunkKeys != 10 {
+	h, entries := readExport(t, file)
+	if h.Keys != 31 || h.Prefix != "e/" || h.Revision != 1 || h.ChunkKeys != 10 {
 		t.Errorf("header %+v", h)
 	}
 	seen := map[string]string{}
-	for {
-		chunk, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range chunk {
-			seen[e.Key] = string(e.Value)
-			if e.Version != 1 || !strings.HasPrefix(e.Key, "e/") {
-				t.Errorf("entry %+v", e)
-			}
+	for _, e := range entries {
+		seen[e.Key] = string(e.Value)
+		if e.Version != 1 || !strings.HasPrefix(e.Key, "e/") {
+			t.Errorf("entry %+v", e)
 		}
 	}
 	if len(seen) != 31 || seen["e/bin"] != "\x00\xff" || seen["e/a"] != "v" {
@@ -101,30 +84,37 @@ func TestRunExportIsOneRevision(t *testing.T) {
 			{Key: fmt.Sprintf("pair/a/%d", i), Value: val}, {Key: fmt.Sprintf("pair/b/%d", i), Value: val}}})
 		return err
 	}
-	for i := range pairs {
-		if err := write(context.Background(), i, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for v := 1; ctx.Err() == nil; v++ {
-			if err := write(ctx, v%pairs, v); err != nil && ctx.Err() == nil {
-				t.Error(err)
-				return
-			}
-		}
-	})
+	stop := pairwriter.Start(t, pairs, write)
 	file := filepath.Join(t.TempDir(), "pairs.export")
 	var out, errb bytes.Buffer
 	code := run([]string{"--addr", s.RPCAddr(), "export", "--prefix", "pair/", file}, nil, &out, &errb)
-	cancel()
-	wg.Wait()
+	stop()
 	if code != exitOK {
 		t.Fatalf("export: exit %d, %s", code, errb.String())
 	}
-	f, err := os.Open(file)
+	h, entries := readExport(t, file)
+	got := map[string]string{}
+	for _, e := range entries {
+		got[e.Key] = string(e.Value)
+		if e.Version > h.Revision {
+			t.Fatalf("%q at version %d, above the header's revision %d", e.Key, e.Version, h.Revision)
+		}
+	}
+	if len(got) != 2*pairs {
+		t.Fatalf("%d keys exported, want %d", len(got), 2*pairs)
+	}
+	for i := range pairs {
+		if a, b := got[fmt.Sprintf("pair/a/%d", i)], got[fmt.Sprintf("pair/b/%d", i)]; a != b {
+			t.Fatalf("pair %d half in the file: %s and %s (revision %d)", i, a, b, h.Revision)
+		}
+	}
+}
+
+// readExport reads the export file at path through exportfile's checks: its header and every
+// entry, in order.
+func readExport(t *testing.T, path string) (exportfile.Header, []exportfile.Entry) {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,28 +123,15 @@ func TestRunExportIsOneRevision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]string{}
+	var entries []exportfile.Entry
 	for {
 		chunk, err := rd.Next()
 		if errors.Is(err, io.EOF) {
-			break
+			return rd.Header(), entries
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, e := range chunk {
-			got[e.Key] = string(e.Value)
-			if e.Version > rd.Header().Revision {
-				t.Fatalf("%q at version %d, above the header's revision %d", e.Key, e.Version, rd.Header().Revision)
-			}
-		}
-	}
-	if len(got) != 2*pairs {
-		t.Fatalf("%d keys exported, want %d", len(got), 2*pairs)
-	}
-	for i := range pairs {
-		if a, b := got[fmt.Sprintf("pair/a/%d", i)], got[fmt.Sprintf("pair/b/%d", i)]; a != b {
-			t.Fatalf("pair %d half in the file: %s and %s (revision %d)", i, a, b, rd.Header().Revision)
-		}
+		entries = append(entries, chunk...)
 	}
 }

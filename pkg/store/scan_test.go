@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+
+	"github.com/putallkv/putallkv/internal/pairwriter"
 )
 
 // TestScanUnderWrites scans while writes go on, between pages (drawn from a seeded generator,
@@ -226,21 +228,7 @@ func TestCutIsOneRevision(t *testing.T) {
 				_, err := e.Apply(ctx, Batch{Mode: Atomic, Writes: w}, make([]Result, 2))
 				return err
 			}
-			for i := range pairs {
-				if err := write(context.Background(), i, 0); err != nil {
-					t.Fatal(err)
-				}
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				for v := 1; ctx.Err() == nil; v++ {
-					if err := write(ctx, v%pairs, v); err != nil && ctx.Err() == nil {
-						t.Error(err)
-						return
-					}
-				}
-			})
+			stop := pairwriter.Start(t, pairs, write)
 			var cuts []Cut
 			for range 5 {
 				c, err := e.(Cutter).Cut(context.Background())
@@ -249,8 +237,7 @@ func TestCutIsOneRevision(t *testing.T) {
 				}
 				cuts = append(cuts, c)
 			}
-			cancel()
-			wg.Wait()
+			stop()
 			for n, c := range cuts {
 				got := map[string]string{}
 				err := ScanAll(context.Background(), c, ScanRequest{Limit: 37, MaxBytes: 1 << 20}, func(p ScanPage) error {
