@@ -29,7 +29,7 @@ for p in "$redis_port" "$rpc_port" "$http_port" "$admin_port"; do
   case "$p" in ''|*[!0-9]*) die "ports are numbers, got '$p'" ;; esac
 done
 
-source "$(dirname "$0")/server-lib.sh"
+source script/server-lib.sh
 
 # ready PORT: the admin address on PORT answers /readyz with 200.
 ready() { http_ok 127.0.0.1 "$1" /readyz; }

@@ -31,7 +31,7 @@ if ! command -v prometheus >/dev/null 2>&1; then
   apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
-source "$(dirname "$0")/server-lib.sh"
+source script/server-lib.sh
 
 # ready: the Prometheus on $port answers /-/ready with 200.
 ready() { http_ok 127.0.0.1 "$port" /-/ready; }

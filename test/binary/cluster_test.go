@@ -2,7 +2,6 @@ package binary
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/putallkv/putallkv/internal/rediscluster"
+	"github.com/putallkv/putallkv/internal/syncbuf"
 	"github.com/putallkv/putallkv/internal/testnet"
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/kvclient"
@@ -243,7 +243,7 @@ func TestClusterScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
+	var stderr syncbuf.Buffer // read while the script may still write it
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
