@@ -109,8 +109,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), inv.timeout)
+	if lc, ok := inv.cmd.(longCommand); ok {
+		// --timeout bounds each of its calls (the client's RPC timeout), not the whole.
+		lc.setCallTimeout(inv.timeout)
+		ctx, cancel = context.WithCancel(context.Background())
+	}
 	defer cancel()
-	out := printer{w: stdout, json: inv.json}
+	out := printer{w: stdout, json: inv.json, progress: stderr}
 	if err := inv.cmd.do(ctx, c, out); err != nil {
 		out.failedKeys(err)
 		fmt.Fprintf(stderr, "putallctl: %v\n", err)

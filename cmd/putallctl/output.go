@@ -50,10 +50,12 @@ func itemRecord(it *kv.Item) record {
 	return r
 }
 
-// printer writes records to w, as text or (json) as one JSON object per line.
+// printer writes records to w, as text or (json) as one JSON object per line; the long
+// commands (load, import, migrate) show their progress on progress.
 type printer struct {
-	w    io.Writer
-	json bool
+	w        io.Writer
+	json     bool
+	progress io.Writer
 }
 
 // print writes r on one line. As text: `key  version=N  code=C`, then the value if any

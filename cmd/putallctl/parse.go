@@ -44,7 +44,10 @@ var builders = map[string]func(fs *flag.FlagSet, args []string, stdin io.Reader)
 	"getall": parseGetAll,
 	"delall": parseDelAll,
 	"scan":   parseScan,
-	"export": parseExport,
+	"export":  parseExport,
+	"load":    parseLoad,
+	"import":  parseImport,
+	"migrate": parseMigrate,
 }
 
 // parse parses a whole command line; stdin is read only by putall without FILE. Every error
