@@ -37,13 +37,13 @@ func (inv *invocation) register(fs *flag.FlagSet) {
 
 // builders parse each subcommand's arguments (fs already holds the global flags).
 var builders = map[string]func(fs *flag.FlagSet, args []string, stdin io.Reader) (command, error){
-	"put":    parsePut,
-	"get":    parseGet,
-	"del":    parseDel,
-	"putall": parsePutAll,
-	"getall": parseGetAll,
-	"delall": parseDelAll,
-	"scan":   parseScan,
+	"put":     parsePut,
+	"get":     parseGet,
+	"del":     parseDel,
+	"putall":  parsePutAll,
+	"getall":  parseGetAll,
+	"delall":  parseDelAll,
+	"scan":    parseScan,
 	"export":  parseExport,
 	"load":    parseLoad,
 	"import":  parseImport,
