@@ -76,8 +76,8 @@ func run(cmd string, port int) (string, error) {
 var port int
 
 // Main starts the binary's etcd, runs its tests under the module's goroutine-leak check, stops
-// the etcd and exits. Call it from TestMain.
-func Main(m *testing.M) {
+// the etcd, runs cleanups (what else TestMain set up) and exits. Call it from TestMain.
+func Main(m *testing.M, cleanups ...func() error) {
 	first := firstPort + 2*(os.Getpid()%((lastPort-firstPort)/2))
 	if p := os.Getenv("ETCD_TEST_PORT"); p != "" {
 		n, err := strconv.Atoi(p)
@@ -96,8 +96,12 @@ func Main(m *testing.M) {
 	leakcheck.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		if out, err := run("down", port); err != nil {
 			fmt.Fprintln(os.Stderr, err, out)
-			if code == 0 {
-				code = 1
+			code = max(code, 1)
+		}
+		for _, c := range cleanups {
+			if err := c(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				code = max(code, 1)
 			}
 		}
 		os.Exit(code)
