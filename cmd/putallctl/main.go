@@ -41,6 +41,18 @@ commands:
       write the keys starting with P, as of one revision, to FILE in the export format
       (docs/moving-data.md): chunks of N entries (default 1000), each with its SHA-256;
       FILE appears only when whole
+  load FILE [--chunk-size N]
+      write the entries of FILE (putall's JSON lines, or an export file, told apart by its
+      first line) in chunks of N (default 1000), each entry as it says; progress on stderr
+  import FILE [--resume] [--checkpoint CP] [--chunk-size N] [--verify-checksum]
+      apply an export file, each chunk only once its SHA-256 matched, writing only the keys
+      that differ from what is stored (importing twice writes nothing); CP (default
+      FILE.checkpoint) records the chunks applied, --resume continues after them
+  migrate --from etcd://HOST:PORT[,...]|redis://HOST:PORT[,...] [--prefix P] [--chunk-size N]
+          [--verify-checksum] [--checkpoint CP] [--resume | --resume-from key:K,rev:R]
+      copy the keys starting with P from etcd (at one revision) or Redis (SCAN of every
+      master) as import does, checkpointing after each chunk (CP, default
+      putallctl-migrate.checkpoint); reports keys changed in etcd after the read
   wal check DIR      verify a data directory's log and snapshots (read-only; exit 1 when damaged)
   wal repair DIR     move the damage aside (into DIR/repair-<time>/, undoable); server stopped
   hotkeys [--admin HOST:PORT] [--interval D] [--count N] [--json]
@@ -54,6 +66,9 @@ $PUTALLKV_ADDR, else 127.0.0.1:8888; --token defaults to $PUTALLKV_TOKEN. --tls 
 TLS (server verified by the system's roots, or by --ca FILE, which implies --tls); --cert
 and --key present a client certificate. Batches are BEST_EFFORT unless --atomic.
 --expect 0 (or --create) means the key must not exist yet.
+
+load, import and migrate end with a line of figures (keys, bytes, chunks, written, unchanged,
+retries, mismatches, ...); --timeout bounds each of their calls, not the whole command.
 
 Output: one line per key; --json: one JSON object per line, values as value_base64.
 Exit status: 0 success, 1 the call failed or some keys of a batch did, 2 usage error.

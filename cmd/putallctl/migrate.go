@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -162,29 +163,34 @@ func (c *migrateCmd) do(ctx context.Context, api kv.KVService, out printer) erro
 
 	var st moveStats
 	w := newChunkWriter(api, &st)
-	prog := newProgress(out.progress, "migrated", src.total())
+	prog := newProgress(out.progress, "migrated", 0)
 	prog.keys = cp.Keys
 	defer prog.finish()
-	for more := true; more; {
-		var items []item
-		if items, more, err = src.next(ctx); err != nil {
-			return err
+	chunks, stop := prefetch(ctx, src, cp)
+	defer stop()
+	for f := range chunks {
+		if f.err != nil {
+			return f.err
 		}
-		if len(items) > 0 {
-			st.count(items)
-			if err := copyChunk(ctx, api, w, items, c.verify, &st); err != nil {
+		prog.total = src.total() // known once the first chunk is read
+		if len(f.items) > 0 {
+			st.count(f.items)
+		}
+		// A Redis chunk (whole SCAN replies) may hold a few more than --chunk-size keys.
+		for part := range slices.Chunk(f.items, c.chunkSize) {
+			if err := copyChunk(ctx, api, w, part, c.verify, &st); err != nil {
 				printFailed(out, err)
-				return fmt.Errorf("chunk from %q: %w (resume with --resume)", firstKey(items), err)
+				return fmt.Errorf("chunk from %q: %w (resume with --resume)", firstKey(part), err)
 			}
 		}
-		src.position(&cp)
-		cp.Keys += int64(len(items))
-		cp.Chunks++ // counts reads, empty ones too: a Redis checkpoint at its end has Chunks > 0
+		f.pos.Keys, f.pos.Chunks = cp.Keys+int64(len(f.items)), cp.Chunks+1 // empty reads count too: a Redis checkpoint at its end has Chunks > 0
+		cp = f.pos
 		if err := saveCheckpoint(c.checkpoint, cp); err != nil {
 			return err
 		}
-		prog.add(int64(len(items)))
+		prog.add(int64(len(f.items)))
 	}
+	stop()
 
 	changed, deleted, some, err := src.drift(ctx)
 	if err != nil {
@@ -200,4 +206,42 @@ func (c *migrateCmd) do(ctx context.Context, api kv.KVService, out printer) erro
 			"(run migrate again without --resume to copy what changed; deletions are not copied)", changed, deleted, cp.Revision)
 	}
 	return nil
+}
+
+// fetched is a chunk read from a source, with the source's position after it (in a copy of
+// the checkpoint) or the error that ended the reading.
+type fetched struct {
+	items []item
+	pos   migrateCheckpoint
+	err   error
+}
+
+// prefetch reads src one chunk ahead of the copy, in a goroutine, so that reading the next
+// chunk overlaps writing this one; base is the checkpoint the positions are copies of. The
+// channel closes after the last chunk or an error; stop ends the reading early and waits for
+// the goroutine (stop may be called more than once). Nothing else may call src until stop
+// has returned.
+func prefetch(ctx context.Context, src source, base migrateCheckpoint) (<-chan fetched, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan fetched, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(ch)
+		for {
+			f := fetched{pos: base}
+			var more bool
+			f.items, more, f.err = src.next(ctx)
+			src.position(&f.pos)
+			select {
+			case ch <- f:
+			case <-ctx.Done():
+				return
+			}
+			if f.err != nil || !more {
+				return
+			}
+		}
+	}()
+	return ch, func() { cancel(); <-done }
 }

@@ -76,8 +76,21 @@ func run(cmd string, port int) (string, error) {
 var port int
 
 // Main starts the binary's etcd, runs its tests under the module's goroutine-leak check, stops
-// the etcd, runs cleanups (what else TestMain set up) and exits. Call it from TestMain.
-func Main(m *testing.M, cleanups ...func() error) {
+// the etcd and exits. Call it from TestMain.
+func Main(m *testing.M) { MainWith(m, MainOptions{}) }
+
+// MainOptions are what else a test binary's TestMain sets up beside its etcd.
+type MainOptions struct {
+	// Cleanups run after the tests and the etcd's stop (removing a built binary, stopping
+	// another server); an error fails the run.
+	Cleanups []func() error
+	// Leak are goroutines the leak check is to ignore (another client's, such as
+	// rediscluster.LeakOptions).
+	Leak []goleak.Option
+}
+
+// MainWith is Main with the options o.
+func MainWith(m *testing.M, o MainOptions) {
 	first := firstPort + 2*(os.Getpid()%((lastPort-firstPort)/2))
 	if p := os.Getenv("ETCD_TEST_PORT"); p != "" {
 		n, err := strconv.Atoi(p)
@@ -93,19 +106,21 @@ func Main(m *testing.M, cleanups ...func() error) {
 		os.Exit(1)
 	}
 	port = p
-	leakcheck.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+	leakcheck.VerifyTestMain(m, append(o.Leak, goleak.Cleanup(func(code int) {
 		if out, err := run("down", port); err != nil {
 			fmt.Fprintln(os.Stderr, err, out)
-			code = max(code, 1)
+			if code == 0 {
+				code = 1
+			}
 		}
-		for _, c := range cleanups {
+		for _, c := range o.Cleanups {
 			if err := c(); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				code = max(code, 1)
 			}
 		}
 		os.Exit(code)
-	}))
+	}))...)
 }
 
 // Endpoints returns the client address of the etcd Main started.

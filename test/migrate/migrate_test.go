@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -53,7 +54,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	ctlPath = filepath.Join(dir, "putallctl")
-	etcdtest.Main(m, stopCluster, func() error { return os.RemoveAll(dir) })
+	etcdtest.MainWith(m, etcdtest.MainOptions{
+		Cleanups: []func() error{stopCluster, func() error { return os.RemoveAll(dir) }},
+		Leak:     rediscluster.LeakOptions(),
+	})
 }
 
 // cluster is the Redis Cluster of this test binary, started by the first test that needs one.
@@ -161,10 +165,10 @@ func etcdClient(t *testing.T) *clientv3.Client {
 }
 
 // fillEtcd puts n keys prefix%06d = value-%d-<padding> into etcd, 128 to a transaction (etcd's
-// default bound), four transactions at a time, and returns the revision after.
+// default bound), eight transactions at a time (etcd commits concurrent ones together).
 func fillEtcd(t *testing.T, cli *clientv3.Client, prefix string, n int) {
 	t.Helper()
-	const perTxn, workers = 128, 4
+	const perTxn, workers = 128, 8
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for w := range workers {
@@ -306,12 +310,12 @@ func TestMigrateKilledAndResumed(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	const n = 20_000
+	const n = 10_000
 	cli := etcdClient(t)
 	fillEtcd(t, cli, "/kill/", n)
 	s := testserver.Start(t, testserver.Config(t, nil), nil)
 	cp := filepath.Join(t.TempDir(), "cp")
-	args := []string{"migrate", "--from", "etcd://" + etcdtest.Endpoints(t)[0], "--prefix", "/kill/", "--chunk-size", "200",
+	args := []string{"migrate", "--from", "etcd://" + etcdtest.Endpoints(t)[0], "--prefix", "/kill/", "--chunk-size", "100",
 		"--verify-checksum", "--checkpoint", cp}
 	kills := 0
 	for range 20 {
@@ -392,4 +396,102 @@ func TestMigrateRetriesAdmission(t *testing.T) {
 	if got, _ := stored(t, newClient(t, s.RPCAddr()), "/adm/"); len(got) != 4000 {
 		t.Errorf("%d of 4000 keys in putallkv", len(got))
 	}
+}
+
+// TestMigrateRedisCluster migrates the string keys under a prefix from every master of a Redis
+// Cluster, checksummed: a key with a TTL keeps one, a hash is skipped and counted, keys
+// outside the prefix (and one whose name holds glob characters, inside it) are told apart.
+func TestMigrateRedisCluster(t *testing.T) {
+	const n = 20_000
+	rc := redisCluster(t)
+	cli, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: rc.Addrs, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := context.Background()
+	want := map[string][]byte{}
+	var cmds rueidis.Commands
+	for i := range n {
+		k, v := fmt.Sprintf("r/%06d", i), fmt.Sprintf("value-%d", i)
+		want[k] = []byte(v)
+		cmds = append(cmds, cli.B().Set().Key(k).Value(v).Build())
+	}
+	want["r/[glob]*"] = []byte("g")
+	want["r/ttl"] = []byte("t")
+	cmds = append(cmds, cli.B().Set().Key("r/[glob]*").Value("g").Build(), cli.B().Set().Key("r/ttl").Value("t").PxMilliseconds(600000).Build(),
+		cli.B().Set().Key("r0/outside").Value("o").Build(), cli.B().Hset().Key("r/hash").FieldValue().FieldValue("f", "v").Build())
+	for _, resp := range cli.DoMulti(ctx, cmds...) {
+		if err := resp.Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := testserver.Start(t, testserver.Config(t, nil), nil)
+	r := ctl(t, s.RPCAddr(), 0, "migrate", "--from", "redis://"+strings.Join(rc.Addrs, ","), "--prefix", "r/",
+		"--verify-checksum", "--checkpoint", filepath.Join(t.TempDir(), "cp"))
+	rep := r.report(t)
+	if r.code != 0 || rep.Keys != n+2 || rep.Written != n+2 || rep.Skipped != 1 || rep.Mismatches != 0 {
+		t.Fatalf("exit %d, report %+v\n%s", r.code, rep, r.stderr)
+	}
+	t.Logf("migrated %d keys from a Redis Cluster of 3 masters in %v", rep.Keys, r.elapsed.Round(time.Millisecond))
+	got, rev := stored(t, newClient(t, s.RPCAddr()), "r")
+	if len(got) != n+2 || sum(values(got)) != sum(want) || got["r/ttl"].ExpiresAtMs == 0 {
+		t.Errorf("%d keys in putallkv, want %d; sums equal: %v", len(got), n+2, sum(values(got)) == sum(want))
+	}
+	appliedOnce(t, got, rev)
+}
+
+// TestImportKilledAndResumed exports 20 000 keys, then imports the file into another server,
+// killing the import with SIGKILL at random points and resuming it: every key arrives once.
+func TestImportKilledAndResumed(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	const n = 20_000
+	dir := t.TempDir()
+	var in strings.Builder
+	for i := range n {
+		fmt.Fprintf(&in, `{"key":"i/%06d","value":"value-%d"}`+"\n", i, i)
+	}
+	lines := filepath.Join(dir, "in.ndjson")
+	if err := os.WriteFile(lines, []byte(in.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := testserver.Start(t, testserver.Config(t, nil), nil)
+	export := filepath.Join(dir, "i.export")
+	for _, args := range [][]string{{"load", lines}, {"--timeout", "1m", "export", "--prefix", "i/", "--chunk-keys", "200", export}} {
+		if r := ctl(t, src.RPCAddr(), 0, args...); r.code != 0 {
+			t.Fatalf("%v: exit %d\n%s", args, r.code, r.stderr)
+		}
+	}
+	want, _ := stored(t, newClient(t, src.RPCAddr()), "i/")
+
+	s := testserver.Start(t, testserver.Config(t, nil), nil)
+	cp := filepath.Join(dir, "cp")
+	kills := 0
+	for range 20 {
+		args := []string{"import", "--checkpoint", cp, export}
+		if _, err := os.Stat(cp); err == nil {
+			args = append(args, "--resume")
+		}
+		killAfter := time.Duration(20+rng.IntN(200)) * time.Millisecond
+		if kills == 3 {
+			killAfter = 0
+		}
+		r := ctl(t, s.RPCAddr(), killAfter, args...)
+		if r.killed {
+			kills++
+			continue
+		}
+		if r.code != 0 {
+			t.Fatalf("seed %d: exit %d\n%s\n%s", seed, r.code, r.stdout, r.stderr)
+		}
+		break
+	}
+	t.Logf("seed %d: killed %d times", seed, kills)
+	got, rev := stored(t, newClient(t, s.RPCAddr()), "i/")
+	if len(got) != n || sum(values(got)) != sum(values(want)) {
+		t.Errorf("seed %d: %d of %d keys imported; sums equal: %v", seed, len(got), n, sum(values(got)) == sum(values(want)))
+	}
+	appliedOnce(t, got, rev)
 }
