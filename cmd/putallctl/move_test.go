@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -256,5 +257,54 @@ func TestCopyChunkResyncs(t *testing.T) {
 	}
 	if sourceSum(chunk) == sourceSum(chunk[:2]) {
 		t.Error("a missing key does not change the sum")
+	}
+}
+
+// TestParseMoveCommands parses load, import and migrate, defaults included, and refuses what
+// does not go together.
+func TestParseMoveCommands(t *testing.T) {
+	ok := []struct {
+		args []string
+		want command
+	}{
+		{[]string{"load", "f"}, &loadCmd{chunkFlags: chunkFlags{chunkSize: 1000}, file: "f"}},
+		{[]string{"import", "f", "--resume", "--chunk-size", "10"}, &importCmd{chunkFlags: chunkFlags{chunkSize: 10}, file: "f", checkpoint: "f.checkpoint", resume: true}},
+		{
+			[]string{"migrate", "--from", "etcd://a:1,b:2", "--prefix", "/p/", "--resume-from", "key:/p/x,y,rev:12", "--verify-checksum"},
+			&migrateCmd{chunkFlags: chunkFlags{chunkSize: 1000}, from: "etcd://a:1,b:2", prefix: "/p/", resumeFrom: "key:/p/x,y,rev:12",
+				verify: true, checkpoint: "putallctl-migrate.checkpoint"},
+		},
+	}
+	for _, tt := range ok {
+		got, err := parse(tt.args, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		if !reflect.DeepEqual(got.cmd, tt.want) {
+			t.Errorf("%q: %#v, want %#v", tt.args, got.cmd, tt.want)
+		}
+	}
+	if at, err := parseResumeFrom("key:/p/x,y,rev:12"); err != nil || at.Key != "/p/x,y" || at.Revision != 12 {
+		t.Errorf("--resume-from: %+v %v", at, err)
+	}
+	bad := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"load"}, "load: want FILE, got 0"},
+		{[]string{"load", "f", "--chunk-size", "0"}, "want a positive number of keys"},
+		{[]string{"import", "a", "b"}, "import: want FILE, got 2"},
+		{[]string{"migrate"}, "want --from etcd://HOST:PORT or redis://HOST:PORT"},
+		{[]string{"migrate", "--from", "mysql://a:1"}, `--from "mysql://a:1": want etcd://`},
+		{[]string{"migrate", "--from", "etcd://nocolon"}, "missing port"},
+		{[]string{"migrate", "--from", "etcd://a:1", "--resume", "--resume-from", "key:k,rev:1"}, "exclude each other"},
+		{[]string{"migrate", "--from", "etcd://a:1", "--resume-from", "k,rev:1"}, "want key:K,rev:R"},
+		{[]string{"migrate", "--from", "etcd://a:1", "--resume-from", "key:k,rev:-3"}, "a positive integer"},
+		{[]string{"migrate", "--from", "etcd://a:1", "extra"}, "want no arguments"},
+	}
+	for _, tt := range bad {
+		if _, err := parse(tt.args, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err = %v, want one containing %q", tt.args, err, tt.want)
+		}
 	}
 }

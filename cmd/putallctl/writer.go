@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -58,8 +59,8 @@ func (w *putAllWriter) WriteChunk(ctx context.Context, entries []*kv.Entry) (int
 		var wait time.Duration
 		var again []*kv.Entry
 		if err != nil {
-			e, ok := err.(*kvclient.Error)
-			if !ok || e.Code != kv.ErrorCode_RESOURCE_EXHAUSTED || e.RetryAfter <= 0 {
+			var e *kvclient.Error
+			if !errors.As(err, &e) || e.Code != kv.ErrorCode_RESOURCE_EXHAUSTED || e.RetryAfter <= 0 {
 				return rev, err
 			}
 			again, wait = entries, e.RetryAfter // the whole call refused by admission

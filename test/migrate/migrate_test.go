@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -270,6 +271,46 @@ func appliedOnce(t *testing.T, items map[string]*kv.Item, revision int64) {
 	}
 }
 
+// newSeed returns the seed of a test's random kill points: PUTALLCTL_KILL_SEED when set (to
+// replay a failure), else a new one; it is logged either way.
+func newSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("PUTALLCTL_KILL_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("PUTALLCTL_KILL_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("seed %d (PUTALLCTL_KILL_SEED replays it)", seed)
+	return seed
+}
+
+// killAndResume runs putallctl args against addr until a run goes to its end: the first kills
+// runs are killed with SIGKILL at a random point (20-320 ms in, drawn from seed) unless they end
+// before, and every run after the checkpoint file cp appeared adds --resume. It returns the
+// last run and how many were killed.
+func killAndResume(t *testing.T, addr string, seed uint64, kills int, cp string, args ...string) (result, int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 0))
+	killed := 0
+	for {
+		a := args
+		if _, err := os.Stat(cp); err == nil {
+			a = append(slices.Clip(a), "--resume")
+		}
+		killAfter := time.Duration(20+rng.IntN(300)) * time.Millisecond
+		if killed == kills {
+			killAfter = 0
+		}
+		r := ctl(t, addr, killAfter, a...)
+		if !r.killed {
+			return r, killed
+		}
+		killed++
+	}
+}
+
 func newClient(t *testing.T, addr string) *kvclient.Client {
 	t.Helper()
 	c, err := kvclient.New([]string{addr})
@@ -307,9 +348,7 @@ func TestMigrateEtcd100k(t *testing.T) {
 // from its checkpoint each time: at the end nothing is missing, nothing was applied twice, and
 // the checksums of source and destination are equal.
 func TestMigrateKilledAndResumed(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	seed := newSeed(t)
 	const n = 10_000
 	cli := etcdClient(t)
 	fillEtcd(t, cli, "/kill/", n)
@@ -317,25 +356,9 @@ func TestMigrateKilledAndResumed(t *testing.T) {
 	cp := filepath.Join(t.TempDir(), "cp")
 	args := []string{"migrate", "--from", "etcd://" + etcdtest.Endpoints(t)[0], "--prefix", "/kill/", "--chunk-size", "100",
 		"--verify-checksum", "--checkpoint", cp}
-	kills := 0
-	for range 20 {
-		a := args
-		if _, err := os.Stat(cp); err == nil {
-			a = append(a, "--resume")
-		}
-		killAfter := time.Duration(20+rng.IntN(300)) * time.Millisecond
-		if kills == 4 {
-			killAfter = 0 // the last run goes to its end
-		}
-		r := ctl(t, s.RPCAddr(), killAfter, a...)
-		if r.killed {
-			kills++
-			continue
-		}
-		if rep := r.report(t); r.code != 0 || rep.Mismatches != 0 {
-			t.Fatalf("seed %d: exit %d, report %+v\n%s", seed, r.code, rep, r.stderr)
-		}
-		break
+	r, kills := killAndResume(t, s.RPCAddr(), seed, 4, cp, args...)
+	if rep := r.report(t); r.code != 0 || rep.Mismatches != 0 {
+		t.Fatalf("seed %d: exit %d, report %+v\n%s", seed, r.code, rep, r.stderr)
 	}
 	t.Logf("seed %d: killed %d times", seed, kills)
 	got, rev := stored(t, newClient(t, s.RPCAddr()), "/kill/")
@@ -399,10 +422,13 @@ func TestMigrateRetriesAdmission(t *testing.T) {
 }
 
 // TestMigrateRedisCluster migrates the string keys under a prefix from every master of a Redis
-// Cluster, checksummed: a key with a TTL keeps one, a hash is skipped and counted, keys
-// outside the prefix (and one whose name holds glob characters, inside it) are told apart.
+// Cluster, checksummed, killed with SIGKILL at random points and resumed: every key arrives
+// once; a key with a TTL keeps one, a hash is skipped and counted, keys outside the prefix (and
+// one whose name holds glob characters, inside it) are told apart. A second migration, from one
+// seed node, finds every key there already.
 func TestMigrateRedisCluster(t *testing.T) {
-	const n = 20_000
+	seed := newSeed(t)
+	const n = 10_000
 	rc := redisCluster(t)
 	cli, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: rc.Addrs, DisableCache: true})
 	if err != nil {
@@ -427,27 +453,32 @@ func TestMigrateRedisCluster(t *testing.T) {
 		}
 	}
 	s := testserver.Start(t, testserver.Config(t, nil), nil)
-	r := ctl(t, s.RPCAddr(), 0, "migrate", "--from", "redis://"+strings.Join(rc.Addrs, ","), "--prefix", "r/",
-		"--verify-checksum", "--checkpoint", filepath.Join(t.TempDir(), "cp"))
-	rep := r.report(t)
-	if r.code != 0 || rep.Keys != n+2 || rep.Written != n+2 || rep.Skipped != 1 || rep.Mismatches != 0 {
-		t.Fatalf("exit %d, report %+v\n%s", r.code, rep, r.stderr)
+	cp := filepath.Join(t.TempDir(), "cp")
+	r, kills := killAndResume(t, s.RPCAddr(), seed, 2, cp, "migrate", "--from", "redis://"+strings.Join(rc.Addrs, ","),
+		"--prefix", "r/", "--verify-checksum", "--checkpoint", cp)
+	if rep := r.report(t); r.code != 0 || rep.Mismatches != 0 {
+		t.Fatalf("seed %d: exit %d, report %+v\n%s", seed, r.code, rep, r.stderr)
 	}
-	t.Logf("migrated %d keys from a Redis Cluster of 3 masters in %v", rep.Keys, r.elapsed.Round(time.Millisecond))
+	t.Logf("seed %d: killed %d times", seed, kills)
 	got, rev := stored(t, newClient(t, s.RPCAddr()), "r")
 	if len(got) != n+2 || sum(values(got)) != sum(want) || got["r/ttl"].ExpiresAtMs == 0 {
-		t.Errorf("%d keys in putallkv, want %d; sums equal: %v", len(got), n+2, sum(values(got)) == sum(want))
+		t.Errorf("seed %d: %d keys in putallkv, want %d; sums equal: %v", seed, len(got), n+2, sum(values(got)) == sum(want))
 	}
 	appliedOnce(t, got, rev)
+
+	// Once more from the start: every key compared, none written, the hash counted as skipped.
+	r = ctl(t, s.RPCAddr(), 0, "migrate", "--from", "redis://"+rc.Addrs[0], "--prefix", "r/", "--checkpoint", filepath.Join(t.TempDir(), "cp"))
+	if rep := r.report(t); r.code != 0 || rep.Keys != n+2 || rep.Written != 0 || rep.Unchanged != n+2 || rep.Skipped != 1 {
+		t.Fatalf("again: exit %d, report %+v\n%s", r.code, rep, r.stderr)
+	}
+	t.Logf("compared %d keys from a Redis Cluster of 3 masters in %v", n+2, r.elapsed.Round(time.Millisecond))
 }
 
-// TestImportKilledAndResumed exports 20 000 keys, then imports the file into another server,
+// TestImportKilledAndResumed exports 10 000 keys, then imports the file into another server,
 // killing the import with SIGKILL at random points and resuming it: every key arrives once.
 func TestImportKilledAndResumed(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
-	const n = 20_000
+	seed := newSeed(t)
+	const n = 10_000
 	dir := t.TempDir()
 	var in strings.Builder
 	for i := range n {
@@ -459,7 +490,7 @@ func TestImportKilledAndResumed(t *testing.T) {
 	}
 	src := testserver.Start(t, testserver.Config(t, nil), nil)
 	export := filepath.Join(dir, "i.export")
-	for _, args := range [][]string{{"load", lines}, {"--timeout", "1m", "export", "--prefix", "i/", "--chunk-keys", "200", export}} {
+	for _, args := range [][]string{{"load", lines}, {"--timeout", "1m", "export", "--prefix", "i/", "--chunk-keys", "100", export}} {
 		if r := ctl(t, src.RPCAddr(), 0, args...); r.code != 0 {
 			t.Fatalf("%v: exit %d\n%s", args, r.code, r.stderr)
 		}
@@ -468,25 +499,9 @@ func TestImportKilledAndResumed(t *testing.T) {
 
 	s := testserver.Start(t, testserver.Config(t, nil), nil)
 	cp := filepath.Join(dir, "cp")
-	kills := 0
-	for range 20 {
-		args := []string{"import", "--checkpoint", cp, export}
-		if _, err := os.Stat(cp); err == nil {
-			args = append(args, "--resume")
-		}
-		killAfter := time.Duration(20+rng.IntN(200)) * time.Millisecond
-		if kills == 3 {
-			killAfter = 0
-		}
-		r := ctl(t, s.RPCAddr(), killAfter, args...)
-		if r.killed {
-			kills++
-			continue
-		}
-		if r.code != 0 {
-			t.Fatalf("seed %d: exit %d\n%s\n%s", seed, r.code, r.stdout, r.stderr)
-		}
-		break
+	r, kills := killAndResume(t, s.RPCAddr(), seed, 3, cp, "import", "--checkpoint", cp, export)
+	if r.code != 0 {
+		t.Fatalf("seed %d: exit %d\n%s\n%s", seed, r.code, r.stdout, r.stderr)
 	}
 	t.Logf("seed %d: killed %d times", seed, kills)
 	got, rev := stored(t, newClient(t, s.RPCAddr()), "i/")
