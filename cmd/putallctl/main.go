@@ -123,13 +123,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), inv.timeout)
+	ctx := context.Background()
 	if lc, ok := inv.cmd.(longCommand); ok {
 		// --timeout bounds each of its calls (the client's RPC timeout), not the whole.
 		lc.setCallTimeout(inv.timeout)
-		ctx, cancel = context.WithCancel(context.Background())
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, inv.timeout)
+		defer cancel()
 	}
-	defer cancel()
 	out := printer{w: stdout, json: inv.json, progress: stderr}
 	if err := inv.cmd.do(ctx, c, out); err != nil {
 		out.failedKeys(err)

@@ -308,3 +308,20 @@ func TestParseMoveCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestLastOfEach keeps each key once, at its last value, in order of first appearance.
+func TestLastOfEach(t *testing.T) {
+	v := func(s string) []byte { return []byte(s) }
+	in := []item{{key: "a", value: v("1")}, {key: "b", value: v("2")}, {key: "a", value: v("3")}, {key: "c", value: v("4")}, {key: "b", value: v("5")}}
+	got := lastOfEach(in)
+	want := []item{{key: "a", value: v("3")}, {key: "b", value: v("5")}, {key: "c", value: v("4")}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("lastOfEach = %+v, want %+v", got, want)
+	}
+	if string(in[0].value) != "1" {
+		t.Error("lastOfEach changed its input")
+	}
+	if once := in[:2]; &lastOfEach(once)[0] != &once[0] {
+		t.Error("without repeats lastOfEach copied")
+	}
+}

@@ -183,10 +183,12 @@ func storedSum(ctx context.Context, api kv.KVService, items []item) (string, err
 	return chunkSum(pairs), nil
 }
 
-// copyChunk syncs items into putallkv (syncChunk) and, with verify, then compares the SHA-256
+// copyChunk syncs items into putallkv (syncChunk; a key given more than once, as a Redis SCAN
+// may return it, counts with its last value) and, with verify, then compares the SHA-256
 // of what the source returned with that of what putallkv reads back; a chunk whose sums
 // differ counts as a mismatch and is synced again, at most maxSyncAttempts times.
 func copyChunk(ctx context.Context, api kv.KVService, w chunkWriter, items []item, verify bool, st *moveStats) error {
+	items = lastOfEach(items)
 	want := ""
 	if verify {
 		want = sourceSum(items)
@@ -219,4 +221,31 @@ func firstKey(items []item) string {
 		return ""
 	}
 	return items[0].key
+}
+
+// lastOfEach returns items with each key once, at its last value, in order of first
+// appearance (a batch naming a key twice would be refused whole); items itself when no key
+// repeats.
+func lastOfEach(items []item) []item {
+	at := make(map[string]int, len(items))
+	var out []item
+	for i, it := range items {
+		j, seen := at[it.key]
+		switch {
+		case !seen && out == nil:
+			at[it.key] = i
+		case !seen:
+			at[it.key] = len(out)
+			out = append(out, it)
+		default:
+			if out == nil {
+				out = slices.Clone(items[:i])
+			}
+			out[j] = it
+		}
+	}
+	if out == nil {
+		return items
+	}
+	return out
 }
