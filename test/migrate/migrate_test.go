@@ -510,3 +510,28 @@ func TestImportKilledAndResumed(t *testing.T) {
 	}
 	appliedOnce(t, got, rev)
 }
+
+// TestMigrateCompactedRevision resumes at a revision etcd has compacted: the migration stops
+// with etcd's reason, and a fresh one (a new read revision) copies everything.
+func TestMigrateCompactedRevision(t *testing.T) {
+	cli := etcdClient(t)
+	fillEtcd(t, cli, "/cmp/", 300)
+	ctx := context.Background()
+	resp, err := cli.Put(ctx, "/cmp/last", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	s := testserver.Start(t, testserver.Config(t, nil), nil)
+	args := []string{"migrate", "--from", "etcd://" + etcdtest.Endpoints(t)[0], "--prefix", "/cmp/", "--chunk-size", "100",
+		"--checkpoint", filepath.Join(t.TempDir(), "cp")}
+	r := ctl(t, s.RPCAddr(), 0, append(args, "--resume-from", fmt.Sprintf("key:/cmp/000099,rev:%d", resp.Header.Revision-1))...)
+	if r.code != 1 || !strings.Contains(r.stderr, "required revision has been compacted") {
+		t.Fatalf("resumed at a compacted revision: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if r = ctl(t, s.RPCAddr(), 0, args...); r.code != 0 || r.report(t).Written != 301 {
+		t.Fatalf("fresh migration: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
