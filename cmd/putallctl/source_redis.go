@@ -52,6 +52,10 @@ func openRedis(ctx context.Context, addrs []string, prefix string, n int, timeou
 			s.masters = append(s.masters, addr)
 		}
 	}
+	if len(s.masters) == 0 {
+		cli.Close()
+		return nil, fmt.Errorf("redis %v: no master among the nodes", addrs)
+	}
 	slices.Sort(s.masters)
 	if cp.Node != "" {
 		if s.node = slices.Index(s.masters, cp.Node); s.node < 0 {
