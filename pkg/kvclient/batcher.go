@@ -21,17 +21,19 @@ var ErrBatcherClosed = errors.New("kvclient: batcher closed")
 // (*Client).NewBatcher; it is safe for concurrent use. Close it when done: it owns a
 // goroutine.
 //
-// Batching. Put queues its entry. A batch is sent when the entries waiting reach the target
-// size, or when the oldest of them has waited the linger time (WithLinger), whichever comes
-// first, and only while fewer than WithMaxInFlight round trips are in flight: while every
-// slot is busy, the next batch keeps growing up to the target size. A PutAll never holds a key
-// twice (the server refuses such a request whole), so a hot key's Puts would each wait for a
-// round trip of their own: instead, the n-th Put of a key waiting goes in the n-th PutAll of
-// the round trip, which then is a PutAllMany of those calls (at most maxRoundCalls; one call
-// in fallback). Two Puts of one key may then be in flight at once and apply in either order, as
-// concurrent writes of a key always may; each caller gets the version of its own write.
+// Batching. Put queues its entry. Whatever is queued is sent as soon as fewer than
+// WithMaxInFlight round trips are in flight (unless WithLinger asks entries to wait for a
+// batch to fill): no key waits for others while a round trip is free, and while every round
+// trip is busy the queue grows, so that the next one carries more. A round trip is one PutAll
+// of at most the target size, or, when more is queued, a PutAllMany of several such calls
+// (at most maxRoundCalls; one call in fallback), of at most the latest suggested_batch entries
+// in all (the target size until a response has suggested one). A PutAll never holds a key
+// twice (the server refuses such a request whole), so the n-th Put of a key waiting goes in
+// the n-th call of the round trip or a later one. Two Puts of one key may then be in flight at
+// once and apply in either order, as concurrent writes of a key always may; each caller gets
+// the version of its own write.
 //
-// Sizing. The target size is an AIMD controller (after Netflix's concurrency-limits): +1
+// Sizing. The target size, the most entries of one call, is an AIMD controller (after Netflix's concurrency-limits): +1
 // after a call that was answered with no refusal within the target latency
 // (WithTargetLatency); ×0.5 after a call with any entry refused RESOURCE_EXHAUSTED, a
 // slower call, or a call that got no answer; never above the suggested_batch of the latest
@@ -88,6 +90,10 @@ type Batcher struct {
 	hold     time.Time // in fallback, no call is sent before it
 	inFlight int
 	closed   bool
+	// suggested is the latest response's suggested_batch (0 before the first): the most
+	// entries a round trip carries in all.
+	suggested int
+	seen      map[string]int // cut's scratch: the calls of the round so far that hold each key
 
 	calls sync.WaitGroup // the goroutines sending calls, observer included
 
@@ -129,14 +135,19 @@ type batcherOptions struct {
 }
 
 // WithLinger sets how long the oldest waiting entry may wait for others to join its batch
-// before the batch is sent short of the target size (default 200µs): the latency a lone
-// writer pays for batching. 0 sends whatever waits as soon as a call slot is free.
+// before the batch is sent short of the target size (default 0: whatever waits is sent as
+// soon as a round trip is free, and batches grow only while every round trip is busy). A
+// linger trades each key's latency for fewer, fuller calls.
 func WithLinger(d time.Duration) BatcherOption {
 	return func(o *batcherOptions) { o.linger = max(d, 0) }
 }
 
-// WithMaxInFlight bounds the PutAll calls in flight at once (default 4, at least 1), so the
-// pipe stays full while the next batch grows. In fallback, one call is in flight at a time.
+// WithMaxInFlight bounds the round trips in flight at once (default 1, at least 1). While
+// they are all out, the keys Put meanwhile queue, and the next round trip carries them all:
+// one in flight makes the fewest, fullest round trips, which costs least CPU per key on both
+// sides (on two cores shared by client and server it gave the most keys/s at 50 and 500
+// callers: docs/sdk.md); more keep a server of many cores, or a long network path, busier.
+// In fallback, one call is in flight at a time.
 func WithMaxInFlight(n int) BatcherOption {
 	return func(o *batcherOptions) { o.maxInFlight = max(n, 1) }
 }
@@ -167,8 +178,7 @@ func WithBatchObserver(f func(BatchEvent)) BatcherOption {
 // the Batcher before c.
 func (c *Client) NewBatcher(opts ...BatcherOption) *Batcher {
 	o := batcherOptions{
-		linger:        200 * time.Microsecond,
-		maxInFlight:   4,
+		maxInFlight:   1,
 		initial:       16,
 		max:           1000,
 		targetLatency: 5 * time.Millisecond,
@@ -197,6 +207,17 @@ func (b *Batcher) Put(ctx context.Context, key string, value []byte) (version in
 		return 0, perr
 	}
 	return b.wait(e)
+}
+
+// entries recycles the entries of Puts that have taken their result (with their result
+// channel), so that a Put allocates nothing of its own in the steady state.
+var entries = sync.Pool{New: func() any { return &entry{res: make(chan result, 1)} }}
+
+// recycle returns e, whose result its Put has taken, to entries: nothing in the Batcher
+// refers to a finished entry any more.
+func recycle(e *entry) {
+	*e = entry{res: e.res}
+	entries.Put(e)
 }
 
 // Close sends the entries not sent yet, waits for every call in flight, and stops the
@@ -274,15 +295,26 @@ func (b *Batcher) submit(ctx context.Context, key string, value []byte) (*entry,
 	if err := ctx.Err(); err != nil {
 		return nil, contextEnded(err, false)
 	}
-	e := &entry{ctx: ctx, key: key, value: value, res: make(chan result, 1)}
+	e := entries.Get().(*entry)
+	e.ctx, e.key, e.value = ctx, key, value
+	var now time.Time
+	if b.opt.linger > 0 {
+		now = time.Now() // the linger counts from here
+	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
+		recycle(e)
 		return nil, &Error{Code: kv.ErrorCode_UNAVAILABLE, Message: "Put: the batcher is closed", cause: ErrBatcherClosed}
 	}
-	b.enqueue([]*entry{e}, time.Now(), false)
+	e.state, e.since = queued, now
+	b.ready = append(b.ready, e)
+	b.nReady++
+	free := b.inFlight < b.slots()
 	b.mu.Unlock()
-	b.nudge()
+	if free { // else the round trip that ends next takes it
+		b.nudge()
+	}
 	return e, nil
 }
 
@@ -294,9 +326,10 @@ func (b *Batcher) wait(e *entry) (int64, error) {
 	case <-e.ctx.Done():
 		var err *Error
 		if r, err = b.abandon(e); err != nil {
-			return 0, err
+			return 0, err // e stays where it is in the Batcher, abandoned: not recycled
 		}
 	}
+	recycle(e)
 	if r.err != nil {
 		return 0, r.err
 	}
@@ -365,18 +398,14 @@ func (b *Batcher) loop() {
 // falls due (0 if nothing will without a nudge), or exit when the Batcher is closed and
 // has nothing left to do.
 func (b *Batcher) dispatch(now time.Time) (wait time.Duration, exit bool) {
-	b.promote(now)
 	var next time.Time
-	for b.nReady > 0 && b.inFlight < b.slots() {
-		b.dropAbandonedHead()
-		if at := b.sendAt(); now.Before(at) {
+	for {
+		rd, at := b.take(now)
+		if len(rd.calls) == 0 {
 			next = at
 			break
 		}
-		if rd := b.cut(); len(rd.calls) > 0 {
-			b.inFlight++
-			b.calls.Go(func() { b.send(rd) })
-		}
+		b.calls.Go(func() { b.run(rd) })
 	}
 	if !b.nextDue.IsZero() && (next.IsZero() || b.nextDue.Before(next)) {
 		next = b.nextDue
@@ -385,6 +414,36 @@ func (b *Batcher) dispatch(now time.Time) (wait time.Duration, exit bool) {
 		return 0, b.closed && b.nReady == 0 && b.inFlight == 0
 	}
 	return max(next.Sub(now), time.Nanosecond), false
+}
+
+// take cuts the next round trip when one may go at now, counting it in flight. Otherwise it
+// returns a round of no calls and when one may go (zero: not before something changes).
+func (b *Batcher) take(now time.Time) (round, time.Time) {
+	b.promote(now)
+	for b.nReady > 0 && b.inFlight < b.slots() {
+		b.dropAbandonedHead()
+		if at := b.sendAt(); now.Before(at) {
+			return round{}, at
+		}
+		if rd := b.cut(); len(rd.calls) > 0 {
+			b.inFlight++
+			return rd, time.Time{}
+		}
+	}
+	return round{}, time.Time{}
+}
+
+// run makes rd's round trip and then, on the same goroutine, the next ones while entries
+// are queued as it ends (so a busy Batcher hands no work to its loop). When it stops, the
+// loop is nudged to look at what is left: a linger, a retry time, Close.
+func (b *Batcher) run(rd round) {
+	for len(rd.calls) > 0 {
+		b.send(rd)
+		b.mu.Lock()
+		rd, _ = b.take(time.Now())
+		b.mu.Unlock()
+	}
+	b.nudge()
 }
 
 // slots is how many calls may be in flight at once.
@@ -422,42 +481,56 @@ func (b *Batcher) sendAt() time.Time {
 	return at
 }
 
-// cut takes the next round trip from ready: the oldest queued entries, up to the target size,
-// in calls that each name a key once (the n-th entry of a key in the n-th call). Entries whose
-// caller's context has ended are dropped instead.
+// cut takes the next round trip from ready: the oldest queued entries, in calls of at most the
+// target size that each name a key once (an entry goes in the first call with room after the
+// last that holds its key), at most maxRoundCalls calls (one in fallback) and at most
+// roundEntries entries in all. Entries whose caller's context has ended are dropped instead.
 func (b *Batcher) cut() round {
 	limit, epoch, fallback := b.ctrl.size(), b.ctrl.epoch(), b.ctrl.inFallback()
-	maxCalls := maxRoundCalls
+	maxCalls, total := maxRoundCalls, b.roundEntries()
 	if fallback {
 		maxCalls = 1
 	}
+	if b.seen == nil {
+		b.seen = make(map[string]int)
+	}
 	var rd round
-	taken := 0
-	seen := make(map[string]int, min(limit, b.nReady)) // a key's entries in the round so far
+	taken, open := 0, 0 // open: the first call with room
 	keep := b.ready[:0]
 	for i, e := range b.ready {
-		if taken == limit {
+		if taken == total || open == maxCalls {
 			keep = append(keep, b.ready[i:]...)
 			break
 		}
-		switch n := seen[e.key]; {
+		switch {
 		case e.state != queued: // abandoned by its caller
+			continue
 		case e.ctx.Err() != nil:
 			e.state = abandoned
 			b.nReady--
-		case n == maxCalls: // the key is in every call the round may have: next round
+			continue
+		}
+		c := max(b.seen[e.key], open)
+		for c < len(rd.calls) && len(rd.calls[c].entries) == limit {
+			c++
+		}
+		if c == maxCalls { // the key is in every call the round may have: next round
 			keep = append(keep, e)
-		default:
-			seen[e.key] = n + 1
-			if n == len(rd.calls) {
-				rd.calls = append(rd.calls, &batch{limit: limit, epoch: epoch, fallback: fallback})
-			}
-			e.state = sending
-			b.nReady--
-			rd.calls[n].entries = append(rd.calls[n].entries, e)
-			taken++
+			continue
+		}
+		if c == len(rd.calls) {
+			rd.calls = append(rd.calls, &batch{limit: limit, epoch: epoch, fallback: fallback})
+		}
+		b.seen[e.key] = c + 1
+		e.state = sending
+		b.nReady--
+		rd.calls[c].entries = append(rd.calls[c].entries, e)
+		taken++
+		for open < len(rd.calls) && len(rd.calls[open].entries) == limit {
+			open++
 		}
 	}
+	clear(b.seen)
 	clear(b.ready[len(keep):])
 	b.ready = keep
 	if len(rd.calls) > 0 {
@@ -472,6 +545,16 @@ func (b *Batcher) cut() round {
 		}
 	}
 	return rd
+}
+
+// roundEntries is the most entries a round trip may carry in all: what the server said it
+// can take now (the latest suggested_batch), or, before it has said, or in fallback, the
+// target size.
+func (b *Batcher) roundEntries() int {
+	if b.suggested > 0 && !b.ctrl.inFallback() {
+		return max(b.suggested, b.ctrl.size())
+	}
+	return b.ctrl.size()
 }
 
 // latestDeadline is the latest of the entries' deadlines, or zero if one of them has none: a
@@ -538,8 +621,10 @@ func (b *Batcher) sendOne(ctx context.Context, bt *batch) {
 // request is bt's PutAll request.
 func (bt *batch) request() *kv.PutAllRequest {
 	req := &kv.PutAllRequest{Mode: kv.WriteMode_BEST_EFFORT, Entries: make([]*kv.Entry, len(bt.entries))}
+	backing := make([]kv.Entry, len(bt.entries)) // one allocation for every entry
 	for i, e := range bt.entries {
-		req.Entries[i] = &kv.Entry{Key: e.key, Value: e.value}
+		backing[i] = kv.Entry{Key: e.key, Value: e.value}
+		req.Entries[i] = &backing[i]
 	}
 	return req
 }
@@ -563,11 +648,13 @@ func (b *Batcher) settle(bt *batch, resp *kv.PutAllResponse, err error, latency 
 		ev.Refused = b.settleFailure(bt, toError("PutAll", err), now)
 	} else {
 		ev.Suggested = resp.GetSuggestedBatch()
+		if ev.Suggested > 0 {
+			b.suggested = int(ev.Suggested)
+		}
 		ev.Refused = b.settleResponse(bt, resp, results, latency, now)
 	}
 	ev.Target = b.ctrl.size()
 	b.mu.Unlock()
-	b.nudge()
 	if b.opt.observer != nil {
 		b.opt.observer(ev)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -247,6 +248,38 @@ func TestBatcherCutRepeatedKeys(t *testing.T) {
 	}
 	if rd := b.cut(); len(rd.calls) != maxRoundCalls || b.nReady != 4 {
 		t.Fatalf("a round of %d calls, %d left; want %d calls, 4 left", len(rd.calls), b.nReady, maxRoundCalls)
+	}
+}
+
+// TestBatcherCutRoundOfCalls: once the server has suggested a batch, a round trip carries
+// what is queued in calls of at most the target size, up to the suggestion in all; in
+// fallback, one call of one key.
+func TestBatcherCutRoundOfCalls(t *testing.T) {
+	mk := func(key string) *entry { return &entry{ctx: context.Background(), key: key, res: make(chan result, 1)} }
+	sizes := func(rd round) []int {
+		var n []int
+		for _, bt := range rd.calls {
+			n = append(n, len(bt.entries))
+		}
+		return n
+	}
+	b := &Batcher{ctrl: newAIMD(2, 10, 0), suggested: 5}
+	for _, k := range []string{"a", "b", "c", "a", "d", "e", "f"} {
+		b.enqueue([]*entry{mk(k)}, time.Unix(0, 0), false)
+	}
+	// a,b | c,a | d: the second a goes in the first call with room after the first a's.
+	if got := sizes(b.cut()); !slices.Equal(got, []int{2, 2, 1}) || b.nReady != 2 {
+		t.Fatalf("first round %v, %d left; want [2 2 1], 2 left", got, b.nReady)
+	}
+	if got := sizes(b.cut()); !slices.Equal(got, []int{2}) || b.nReady != 0 {
+		t.Fatalf("second round %v, %d left; want [2], 0 left", got, b.nReady)
+	}
+
+	b = &Batcher{ctrl: newAIMD(1, 1, 0), suggested: 1000}
+	b.ctrl.fallback = true
+	b.enqueue([]*entry{mk("a"), mk("b")}, time.Unix(0, 0), false)
+	if got := sizes(b.cut()); !slices.Equal(got, []int{1}) || b.nReady != 1 {
+		t.Fatalf("round in fallback %v, %d left; want [1], 1 left", got, b.nReady)
 	}
 }
 
