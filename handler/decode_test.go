@@ -2,9 +2,11 @@ package handler
 
 import (
 	"fmt"
+	"reflect"
 	"runtime"
 	"testing"
 
+	"github.com/cloudwego/frugal"
 	"github.com/cloudwego/gopkg/protocol/thrift"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
@@ -109,6 +111,26 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// TestFrugalDecodesAsGenerated checks that frugal, which decodes the server's requests
+// (requestCodec), reads every method's arguments as the generated FastRead does.
+func TestFrugalDecodesAsGenerated(t *testing.T) {
+	for method, args := range sampleArgs() {
+		body := encode(args)
+		typ := reflect.TypeOf(args).Elem()
+		generated := reflect.New(typ).Interface().(thrift.FastCodec)
+		if _, err := generated.FastRead(body); err != nil {
+			t.Fatalf("%s: FastRead: %v", method, err)
+		}
+		decoded := reflect.New(typ).Interface()
+		if n, err := frugal.DecodeObject(body, decoded); err != nil || n != len(body) {
+			t.Fatalf("%s: frugal read %d of %d bytes: %v", method, n, len(body), err)
+		}
+		if !reflect.DeepEqual(decoded, generated) {
+			t.Errorf("%s: frugal decoded %+v, FastRead %+v", method, decoded, generated)
+		}
+	}
+}
+
 // BenchmarkPutAllDecode is the cost of the check on the PutAll path: decoding the arguments
 // of a PutAll of 16 entries of 64 bytes with the generated decoder alone, and after the check.
 func BenchmarkPutAllDecode(b *testing.B) {
@@ -127,6 +149,14 @@ func BenchmarkPutAllDecode(b *testing.B) {
 		b.SetBytes(int64(len(msg)))
 		for b.Loop() {
 			if _, err := new(kv.KVServicePutAllArgs).FastRead(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("frugal", func(b *testing.B) { // what the server decodes with (requestCodec)
+		b.SetBytes(int64(len(msg)))
+		for b.Loop() {
+			if _, err := frugal.DecodeObject(body, new(kv.KVServicePutAllArgs)); err != nil {
 				b.Fatal(err)
 			}
 		}
