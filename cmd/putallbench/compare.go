@@ -28,7 +28,7 @@ func compare(files []string, stdout, stderr io.Writer) int {
 		}
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "run\tconc\tkeys/s\tx base\tp50 ms\tp99 ms\tp99 x base\tsrv CPU µs/op\tcli CPU µs/op\terrors")
+	fmt.Fprintln(tw, "run\tconc\tkeys/s\tx base\tp50 ms\tp99 ms\tp99 x base\tsrv CPU µs/op\tcli CPU µs/op\tcli allocs/op\terrors")
 	base := reports[0]
 	for _, r := range reports {
 		for j, s := range r.Steps {
@@ -42,8 +42,8 @@ func compare(files []string, stdout, stderr io.Writer) int {
 				keys = fmt.Sprintf("%.2f", s.KeysPerSec/b.KeysPerSec)
 				p99 = fmt.Sprintf("%.2f", s.P99/b.P99)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.3f\t%.3f\t%s\t%s\t%s\t%s\n", name, s.Concurrency, s.KeysPerSec, keys, s.P50, s.P99, p99,
-				cpuColumn(s.ServerCPUPerOpUs), cpuColumn(s.ClientCPUPerOpUs), formatErrors(s.Errors))
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%s\n", name, s.Concurrency, s.KeysPerSec, keys, s.P50, s.P99, p99,
+				cpuColumn(s.ServerCPUPerOpUs), cpuColumn(s.ClientCPUPerOpUs), cpuColumn(s.ClientAllocsPerOp), formatErrors(s.Errors))
 		}
 	}
 	_ = tw.Flush()

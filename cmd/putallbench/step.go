@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"runtime/metrics"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,9 @@ type stepResult struct {
 	// ClientCPUPerOpUs is putallbench's own CPU time per successful operation (the client
 	// library's cost, with the load generator's), in microseconds.
 	ClientCPUPerOpUs float64 `json:"client_cpu_us_per_op,omitempty"`
+	// ClientAllocsPerOp is the heap objects putallbench allocated per successful operation
+	// (the client library's, with the load generator's): steadier than CPU on a busy machine.
+	ClientAllocsPerOp float64 `json:"client_allocs_per_op,omitempty"`
 }
 
 // worker is one load goroutine's state; it is merged into the step's result at the end.
@@ -187,6 +191,7 @@ func runStep(ctx context.Context, cfg *config, t target, conc int, rate float64,
 	}
 	serverCPU := startCPUMeter(cfg.pids)
 	clientCPU := startCPUMeter([]int{os.Getpid()})
+	allocs := heapObjects()
 	stopProgress := startProgress(progress, conc, rate, &done, began)
 	wg.Wait()
 	stopProgress()
@@ -199,7 +204,17 @@ func runStep(ctx context.Context, cfg *config, t target, conc int, rate float64,
 		r.ServerCPUPerOpUs = perOp
 	}
 	r.ClientCPUPerOpUs, _ = clientCPU(r.Ops) // best effort: /proc may be missing
+	if r.Ops > 0 {
+		r.ClientAllocsPerOp = float64(heapObjects()-allocs) / float64(r.Ops)
+	}
 	return r, nil
+}
+
+// heapObjects is the count of heap objects this process has allocated so far.
+func heapObjects() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // startCPUMeter starts measuring the CPU time of the processes pids; the returned function
@@ -262,15 +277,15 @@ func merge(workers []*worker, conc int, rate float64, elapsed time.Duration) ste
 func printTable(out io.Writer, cfg *config, results []stepResult) {
 	fmt.Fprintf(out, "target %s at %s, %d keys/op, %d-byte values\n", cfg.target, cfg.addr, cfg.opKeys(), cfg.valueSize)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "conc\trate\tkeys/s\tops/s\tp50 ms\tp95 ms\tp99 ms\tp999 ms\tsrv CPU µs/op\tcli CPU µs/op\terrors\t")
+	fmt.Fprintln(tw, "conc\trate\tkeys/s\tops/s\tp50 ms\tp95 ms\tp99 ms\tp999 ms\tsrv CPU µs/op\tcli CPU µs/op\tcli allocs/op\terrors\t")
 	for _, r := range results {
 		rate := "closed"
 		if r.TargetRate > 0 {
 			rate = fmt.Sprintf("%.0f", r.TargetRate)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t\n",
 			r.Concurrency, rate, r.KeysPerSec, r.OpsPerSec, r.P50, r.P95, r.P99, r.P999,
-			cpuColumn(r.ServerCPUPerOpUs), cpuColumn(r.ClientCPUPerOpUs), formatErrors(r.Errors))
+			cpuColumn(r.ServerCPUPerOpUs), cpuColumn(r.ClientCPUPerOpUs), cpuColumn(r.ClientAllocsPerOp), formatErrors(r.Errors))
 	}
 	_ = tw.Flush()
 }
