@@ -12,7 +12,6 @@ require (
 	github.com/cloudwego/kitex v0.16.3
 	github.com/cloudwego/netpoll v0.7.2
 	github.com/hertz-contrib/monitor-prometheus v0.1.3
-	github.com/kitex-contrib/monitor-prometheus v0.2.0
 	github.com/prometheus/client_golang v1.22.0
 	github.com/redis/rueidis v1.0.79
 	go.etcd.io/etcd/client/v3 v3.6.16
