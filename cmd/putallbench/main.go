@@ -148,7 +148,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}
 	var steps, rates string
 	var seed int64
-	fs.StringVar(&c.target, "target", "rpc", "rpc | http | batcher | redis (go-redis) | rueidis")
+	fs.StringVar(&c.target, "target", "rpc", "rpc | kitex (the generated Kitex client alone) | http | batcher | redis (go-redis) | rueidis")
 	fs.StringVar(&c.addr, "addr", "", "target address HOST:PORT; rpc, batcher and rueidis take several, comma-separated (default: 127.0.0.1:8888 rpc/batcher, :8080 http, :6379 redis/rueidis)")
 	fs.StringVar(&c.mode, "mode", "atomic", "putallkv write mode: atomic | best_effort")
 	fs.StringVar(&steps, "steps", "50", "concurrency per step, comma-separated (e.g. 1,10,50,100)")
@@ -233,7 +233,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		c.dist = oneSlotKeys{}
 	}
 	if c.addr == "" {
-		c.addr = map[string]string{"rpc": "127.0.0.1:8888", "batcher": "127.0.0.1:8888", "http": "127.0.0.1:8080", "redis": "127.0.0.1:6379", "rueidis": "127.0.0.1:6379"}[c.target]
+		c.addr = map[string]string{"rpc": "127.0.0.1:8888", "kitex": "127.0.0.1:8888", "batcher": "127.0.0.1:8888", "http": "127.0.0.1:8080", "redis": "127.0.0.1:6379", "rueidis": "127.0.0.1:6379"}[c.target]
 	}
 	return c, nil
 }

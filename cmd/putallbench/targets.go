@@ -13,9 +13,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudwego/kitex/client"
+	"github.com/cloudwego/kitex/pkg/connpool"
+	"github.com/cloudwego/kitex/transport"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/kitex_gen/kv/kvservice"
 	"github.com/putallkv/putallkv/pkg/kvclient"
 	"github.com/putallkv/putallkv/pkg/redisstore"
 	"github.com/putallkv/putallkv/pkg/tlsconf"
@@ -46,6 +50,8 @@ func newTarget(cfg *config) (target, error) {
 			return nil, err
 		}
 		return &rpcTarget{c: c, mode: writeMode(cfg.mode)}, nil
+	case "kitex":
+		return newKitexTarget(cfg)
 	case "batcher":
 		return newBatcherTarget(cfg)
 	case "http":
@@ -55,7 +61,7 @@ func newTarget(cfg *config) (target, error) {
 	case "rueidis":
 		return newRueidisTarget(cfg)
 	}
-	return nil, fmt.Errorf("--target must be rpc, http, batcher, redis or rueidis, got %q", cfg.target)
+	return nil, fmt.Errorf("--target must be rpc, kitex, http, batcher, redis or rueidis, got %q", cfg.target)
 }
 
 // secureOptions are the SDK options of --token and --ca.
@@ -119,6 +125,57 @@ func putallkvCode(err error) string {
 	}
 	return "PARTIAL"
 }
+
+// kitexTarget is putallkv through the generated Kitex client alone, as a program that does
+// without the SDK would call it: Framed, pooled long connections, Kitex's own RPC timeout; no
+// trace id, retries or deadline propagation. It is what the framework costs a caller, beside
+// which the SDK's own cost shows.
+type kitexTarget struct {
+	c    kvservice.Client
+	mode kv.WriteMode
+}
+
+func newKitexTarget(cfg *config) (*kitexTarget, error) {
+	c, err := kvservice.NewClient("putallkv", client.WithHostPorts(cfg.addrs()...),
+		client.WithTransportProtocol(transport.Framed), client.WithRPCTimeout(cfg.timeout),
+		client.WithLongConnection(connpool.IdleConfig{MaxIdlePerAddress: 1024, MaxIdleGlobal: 1024, MaxIdleTimeout: time.Minute}))
+	if err != nil {
+		return nil, err
+	}
+	return &kitexTarget{c: c, mode: writeMode(cfg.mode)}, nil
+}
+
+func (t *kitexTarget) write(ctx context.Context, keys []string, value []byte) error {
+	if len(keys) == 1 {
+		_, err := t.c.Put(ctx, &kv.PutRequest{Key: keys[0], Value: value})
+		return err
+	}
+	req := &kv.PutAllRequest{Mode: t.mode, Entries: make([]*kv.Entry, len(keys))}
+	for i, k := range keys {
+		req.Entries[i] = &kv.Entry{Key: k, Value: value}
+	}
+	resp, err := t.c.PutAll(ctx, req)
+	if err == nil && int(resp.Applied) != len(keys) {
+		return fmt.Errorf("%d of %d keys applied", resp.Applied, len(keys))
+	}
+	return err
+}
+
+func (t *kitexTarget) read(ctx context.Context, keys []string) error {
+	_, err := t.c.GetAll(ctx, &kv.GetAllRequest{Keys: keys})
+	return err
+}
+
+func (t *kitexTarget) code(err error) string {
+	var e *kv.KVError
+	if errors.As(err, &e) {
+		return e.Code.String()
+	}
+	return "TRANSPORT"
+}
+
+// close has nothing to release: the generated client has no Close, and the process ends.
+func (t *kitexTarget) close() error { return nil }
 
 // httpTarget is putallkv through the HTTP gateway: POST /v1/kv:putAll and /v1/kv:getAll.
 type httpTarget struct {
