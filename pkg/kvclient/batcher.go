@@ -142,7 +142,8 @@ func WithLinger(d time.Duration) BatcherOption {
 	return func(o *batcherOptions) { o.linger = max(d, 0) }
 }
 
-// WithMaxInFlight bounds the round trips in flight at once (default 1, at least 1). While
+// WithMaxInFlight bounds the round trips in flight at once (default one per server the Client
+// was made with, at least 1). While
 // they are all out, the keys Put meanwhile queue, and the next round trip carries them all:
 // one in flight makes the fewest, fullest round trips, which costs least CPU per key on both
 // sides (on two cores shared by client and server it gave the most keys/s at 50 and 500
@@ -178,7 +179,7 @@ func WithBatchObserver(f func(BatchEvent)) BatcherOption {
 // the Batcher before c.
 func (c *Client) NewBatcher(opts ...BatcherOption) *Batcher {
 	o := batcherOptions{
-		maxInFlight:   1,
+		maxInFlight:   c.servers,
 		initial:       16,
 		max:           1000,
 		targetLatency: 5 * time.Millisecond,

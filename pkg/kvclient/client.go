@@ -62,6 +62,9 @@ type Client struct {
 	// by itself (see WithCoalescing).
 	coalescer *coalescer
 	tracer    trace.Tracer // nil: no spans (see WithTracerProvider)
+	// servers is how many servers the client was made with (New's addresses; manyServers for
+	// a resolver): the defaults of round trips in flight are per server.
+	servers int
 }
 
 // The gateway is handed a *Client where it expects the service itself.
@@ -81,6 +84,7 @@ type options struct {
 	breakerMinSamples int64
 	metrics           *Metrics
 	coalesce          int
+	coalesceSet       bool // WithCoalescing was given; else DefaultCoalescing per server
 	token             string
 	tls               *tls.Config
 	refresh           time.Duration
@@ -129,17 +133,20 @@ func WithRetries(n int) Option {
 // figures); a lone caller pays nothing. Each call keeps its own semantics, retries and
 // deadline; a coalesced call reaches the server under its round trip's trace id, not its
 // own. A call whose context carries a token of its own (auth.ContextWithToken) is sent by
-// itself. The default is DefaultCoalescing; 0 sends every PutAll by itself.
+// itself. The default is DefaultCoalescing per server; 0 sends every PutAll by itself.
 func WithCoalescing(roundTrips int) Option {
-	return func(o *options) { o.coalesce = roundTrips }
+	return func(o *options) { o.coalesce, o.coalesceSet = roundTrips, true }
 }
 
-// DefaultCoalescing is the coalesced round trips in flight a Client allows unless
-// WithCoalescing says otherwise. Coalescing costs a lone caller nothing (its call goes by
-// itself) and, with 50 callers on two cores, gave 3–4× the keys/s of a round trip per call;
-// two in flight did better there than four or eight (docs/sdk.md has the figures). A process
-// that needs more concurrent round trips to one server sets WithCoalescing.
-const DefaultCoalescing = 2
+// DefaultCoalescing is the coalesced round trips in flight a Client allows per server unless
+// WithCoalescing says otherwise (per server it was made with: New's addresses, two for a
+// resolver's). Coalescing costs a lone caller nothing (its call goes by itself) and, with 50
+// callers on two cores, gave 3–4× the keys/s of a round trip per call; one in flight did better
+// there than two, and two better than four or eight, at 50 and at 500 callers (docs/sdk.md has
+// the figures): while a round trip is out, the next gathers every call made meanwhile. A
+// process that needs more concurrent round trips to one server (a server of many cores, a long
+// network path) sets WithCoalescing.
+const DefaultCoalescing = 1
 
 // WithKitexOptions passes options straight to the Kitex client, after the ones this package
 // sets, for what it does not cover (tracing suites, middlewares); a resolver goes to
@@ -171,7 +178,6 @@ func newOptions(opts []Option) options {
 		connectTimeout:    500 * time.Millisecond,
 		pool:              connpool.IdleConfig{MaxIdlePerAddress: 10, MaxIdleGlobal: 100, MaxIdleTimeout: time.Minute},
 		retries:           2,
-		coalesce:          DefaultCoalescing,
 		budgetRatio:       defaultBudgetRatio,
 		budgetReserve:     defaultBudgetReserve,
 		breakerRate:       defaultBreakerRate,
@@ -237,7 +243,10 @@ func newClient(o options, servers int, target ...client.Option) (*Client, error)
 		return nil, fmt.Errorf("kvclient: %w", err)
 	}
 	c := &Client{raw: raw, pool: pool, retries: o.retries, budget: budget, rpcTimeout: o.rpcTimeout, breaker: breaker,
-		resolver: resolver, metrics: o.metrics, tracer: o.tracer}
+		resolver: resolver, metrics: o.metrics, tracer: o.tracer, servers: max(servers, 1)}
+	if !o.coalesceSet {
+		o.coalesce = DefaultCoalescing * c.servers
+	}
 	if o.coalesce > 0 {
 		c.coalescer = &coalescer{many: raw.PutAllMany, single: raw.PutAll, timeout: o.rpcTimeout, roundTrips: o.coalesce, metrics: o.metrics,
 			tracer: o.tracer}

@@ -329,16 +329,28 @@ func TestEveryIdempotencyKey(t *testing.T) {
 	}
 }
 
-// TestCoalescingIsTheDefault makes a Client with no coalescing option: it has
-// DefaultCoalescing round trips, and WithCoalescing(0) turns coalescing off.
+// TestCoalescingIsTheDefault makes Clients with no coalescing option: they have
+// DefaultCoalescing round trips per server (and their Batchers as many in flight), and
+// WithCoalescing(0) turns coalescing off.
 func TestCoalescingIsTheDefault(t *testing.T) {
-	c, err := New([]string{testnet.DeadAddr(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if c.coalescer == nil || c.coalescer.roundTrips != DefaultCoalescing {
-		t.Fatalf("default client coalescer %+v; want %d round trips", c.coalescer, DefaultCoalescing)
+	for _, servers := range []int{1, 3} {
+		addrs := make([]string, servers)
+		for i := range addrs {
+			addrs[i] = testnet.DeadAddr(t)
+		}
+		c, err := New(addrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if want := DefaultCoalescing * servers; c.coalescer == nil || c.coalescer.roundTrips != want {
+			t.Fatalf("%d servers: default client coalescer %+v; want %d round trips", servers, c.coalescer, want)
+		}
+		b := c.NewBatcher()
+		defer b.Close()
+		if b.opt.maxInFlight != servers {
+			t.Fatalf("%d servers: the Batcher's default round trips in flight %d; want %d", servers, b.opt.maxInFlight, servers)
+		}
 	}
 	off, err := New([]string{testnet.DeadAddr(t)}, WithCoalescing(0))
 	if err != nil {
