@@ -31,10 +31,10 @@ wait_port() {
   echo "bench: nothing listens on 127.0.0.1:$1" >&2; return 1
 }
 
-# putallkv NAME PORT [VAR=VALUE...]: a server on PORT (admin on PORT+1000, no HTTP gateway),
-# its log in $work/NAME.log and its pid in pid[NAME].
+# putallkv NAME PORT [VAR=VALUE...]: a server on PORT (admin on PORT+BENCH_ADMIN_OFFSET, default
+# 1000; no HTTP gateway), its log in $work/NAME.log and its pid in pid[NAME].
 putallkv() {
   local name=$1 port=$2; shift 2
-  env PUTALLKV_SERVER_ADDR=127.0.0.1:$port PUTALLKV_ADMIN_ADDR=127.0.0.1:$((port + 1000)) \
+  env PUTALLKV_SERVER_ADDR=127.0.0.1:$port PUTALLKV_ADMIN_ADDR=127.0.0.1:$((port + ${BENCH_ADMIN_OFFSET:-1000})) \
     PUTALLKV_GATEWAY_ADDR= "$@" output/bin/putallkv 2>"$work/$name.log" & pids+=($!); pid[$name]=$!
 }

@@ -4,24 +4,29 @@
 # and Redis (persistence off, and appendonly with appendfsync everysec; through go-redis and
 # through rueidis, which pipelines concurrent callers by itself) on loopback ports, drives
 # each with the same putallbench workload one after the other, and prints the figures side by
-# side as ratios to the first. putallkv and the empty handler are driven twice: through the
-# plain SDK (--coalesce 0: one round trip per PutAll) and through the coalescing SDK
-# (kvclient.WithCoalescing, the SDK's default: concurrent callers' PutAll calls share
-# PutAllMany round trips). Redis is installed through
-# apt-get when it is missing (as root).
+# side as ratios to the first. putallkv and the empty handler are driven three times:
+# through the generated Kitex client alone (--target kitex), the plain SDK (--coalesce 0: one
+# round trip per PutAll) and the SDK as kvclient.New makes it (coalescing: concurrent callers'
+# PutAll calls share PutAllMany round trips). Then single-key writes: the SDK's Batcher Put
+# against Redis SET through rueidis, at BENCH_CONCURRENCY and at ten times as many callers.
+# Redis is installed through apt-get when it is missing (as root).
 #
 # Environment: BENCH_DURATION (default 10s per run), BENCH_CONCURRENCY (default 50),
 # BENCH_BATCH (default 16), BENCH_VALUE (default 64 bytes), BENCH_COALESCE (round trips in
-# flight of the coalescing SDK against memory-only servers, default 2: one per core) and
+# flight of the coalescing SDK against memory-only servers; default: the SDK's own) and
 # BENCH_COALESCE_DURABLE (against fsync=always, default 4: a round trip there mostly waits for
-# the disk, so more in flight put more calls in each group commit). Reports land in output/bench/.
+# the disk, so more in flight put more calls in each group commit), BENCH_PORT_BASE (default
+# 18888: the servers listen on it and the 40 ports above it, admin ports BENCH_ADMIN_OFFSET,
+# default 1000, above theirs). Reports land in output/bench/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-coalesce=${BENCH_COALESCE:-2}
+coalesce=${BENCH_COALESCE:-}
 coalesce_durable=${BENCH_COALESCE_DURABLE:-4}
-rpc_port=18888 always_port=18890 interval_port=18892 empty_port=18899 redis_port=16379 aof_port=16380
+b=${BENCH_PORT_BASE:-18888}
+rpc_port=$b always_port=$((b + 2)) interval_port=$((b + 4)) empty_port=$((b + 11)) redis_port=$((b + 30)) aof_port=$((b + 31))
+co=(); if [ -n "$coalesce" ]; then co=(--coalesce "$coalesce"); fi
 
 source script/bench-lib.sh
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -57,13 +62,25 @@ bench redis-aof redis-aof "redis MSET, appendfsync everysec" --target redis --ad
 bench rueidis-aof redis-aof "redis MSET through rueidis, appendfsync everysec" --target rueidis --addr 127.0.0.1:$aof_port
 bench always always "putallkv PutAll, wal.fsync=always, plain SDK" --target rpc --coalesce 0 --addr 127.0.0.1:$always_port
 bench interval interval "putallkv PutAll, wal.fsync=interval, plain SDK" --target rpc --coalesce 0 --addr 127.0.0.1:$interval_port
-bench rpc-co memory "putallkv PutAll, memory only, coalescing SDK" --target rpc --addr 127.0.0.1:$rpc_port --coalesce "$coalesce"
-bench empty-co empty "empty Kitex handler, coalescing SDK" --target rpc --addr 127.0.0.1:$empty_port --coalesce "$coalesce"
+bench rpc-co memory "putallkv PutAll, memory only, default SDK (coalescing)" --target rpc --addr 127.0.0.1:$rpc_port "${co[@]}"
+bench empty-co empty "empty Kitex handler, default SDK (coalescing)" --target rpc --addr 127.0.0.1:$empty_port "${co[@]}"
 bench always-co always "putallkv PutAll, wal.fsync=always, coalescing SDK" --target rpc --addr 127.0.0.1:$always_port --coalesce "$coalesce_durable"
+bench kitex memory "putallkv PutAll, memory only, generated Kitex client" --target kitex --addr 127.0.0.1:$rpc_port
+bench empty-kitex empty "empty Kitex handler, generated Kitex client" --target kitex --addr 127.0.0.1:$empty_port
+single() { # single NAME SERVER DESCRIPTION ARGS...: one key per call, at $conc and 10 x $conc callers
+  local name=$1 server=$2 desc=$3; shift 3
+  echo "bench: $desc" >&2
+  output/bin/putallbench --steps "$conc,$((10 * conc))" --batch 1 --value-size "$value" --duration "$duration" \
+    --json --describe "$desc" --pid "${pid[$server]}" "$@" >"$out/$name.json"
+}
+single set-rueidis redis "redis SET through rueidis, persistence off" --target rueidis --addr 127.0.0.1:$redis_port
+single batcher memory "putallkv Batcher Put, memory only" --target batcher --addr 127.0.0.1:$rpc_port
 
 echo
-echo "$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB; $conc callers, $batch keys of $value bytes per call, $duration per run; coalescing SDK: $coalesce round trips ($coalesce_durable durable)"
+echo "$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB; $conc callers, $batch keys of $value bytes per call, $duration per run; coalescing SDK: ${coalesce:-SDK default} round trips ($coalesce_durable durable)"
 echo "in memory:"
-output/bin/putallbench compare "$out/redis.json" "$out/rueidis.json" "$out/rpc.json" "$out/empty.json" "$out/rpc-co.json" "$out/empty-co.json"
+output/bin/putallbench compare "$out/redis.json" "$out/rueidis.json" "$out/kitex.json" "$out/empty-kitex.json" "$out/rpc.json" "$out/empty.json" "$out/rpc-co.json" "$out/empty-co.json"
 echo "durable:"
 output/bin/putallbench compare "$out/redis-aof.json" "$out/rueidis-aof.json" "$out/always.json" "$out/interval.json" "$out/always-co.json" "$out/rpc.json"
+echo "single keys:"
+output/bin/putallbench compare "$out/set-rueidis.json" "$out/batcher.json"
