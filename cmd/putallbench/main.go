@@ -47,7 +47,7 @@ type config struct {
 	keySpace    int
 	dist        keyChooser
 	linger      time.Duration // batcher: kvclient.WithLinger; negative = the SDK's default
-	inFlight    int           // batcher: kvclient.WithMaxInFlight; 0 = the SDK's default
+	inFlight    int           // batcher: kvclient.WithMaxInFlight (round trips); 0 = the SDK's default
 	requests    int
 	duration    time.Duration
 	readRatio   float64
@@ -167,7 +167,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "per-operation timeout")
 	fs.StringVar(&c.description, "describe", "", "free text copied into the report (e.g. the server's configuration)")
 	fs.DurationVar(&c.linger, "linger", -1, "batcher: how long a key may wait for its batch to fill (kvclient.WithLinger); negative = the SDK's default")
-	fs.IntVar(&c.inFlight, "in-flight", 0, "batcher: PutAll calls in flight at once (kvclient.WithMaxInFlight); 0 = the SDK's default")
+	fs.IntVar(&c.inFlight, "in-flight", 0, "batcher: round trips in flight at once (kvclient.WithMaxInFlight); 0 = the SDK's default")
 	fs.StringVar(&c.tracePath, "trace", "", "batcher: write a CSV of every batch sent (and of the server's tokens, with --metrics) to this file")
 	fs.StringVar(&c.metricsURL, "metrics", "", "batcher: the server's /metrics URL, scraped for putallkv_limiter_tokens into the trace")
 	pids := fs.String("pid", "", "the server's process id (Linux), or several comma-separated (a cluster's): report their CPU time per operation")
