@@ -110,13 +110,15 @@ func TestFsyncFailureRewrites(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			waited := make(chan error, 1) // under SyncAlways the Wait has the writer fsync
+			go func() { waited <- l.Wait(context.Background(), uint64(len(recs))) }()
 			g.outcomes <- syscall.EIO // the first fsync fails
 			g.outcomes <- syscall.EIO // so does the one of the first retry
 			if err := l.Err(); !errors.Is(err, ErrFailed) || !errors.Is(err, syscall.EIO) {
 				t.Fatalf("Err() after a failed fsync = %v; want ErrFailed wrapping EIO", err)
 			}
 			g.outcomes <- nil
-			if err := l.Wait(context.Background(), uint64(len(recs))); err != nil {
+			if err := <-waited; err != nil {
 				t.Fatal(err)
 			}
 			mustClose(t, l)

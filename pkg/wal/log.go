@@ -125,6 +125,11 @@ type Log struct {
 	// becoming durable wakes its own waiters and no others, in LSN order.
 	groups []group
 	queued chan struct{}
+	// wantQueued and wantTaken are the lowest LSN a parked Wait asks for among the records still
+	// queued and among those the writer took (0: none). Under SyncAlways the writer fsyncs only
+	// when that releases a Wait (see demandedLocked), and the Wait wakes it: a record nobody
+	// waits for yet is fsynced with the next one somebody does wait for.
+	wantQueued, wantTaken uint64
 
 	removeMu sync.Mutex // serialises RemoveBefore
 
@@ -251,8 +256,9 @@ func (nopObserver) Synced(time.Duration) {}
 
 // Append queues rec as the next record and returns its LSN; Wait(lsn) tells when it is durable.
 // It does no I/O: it copies rec (the caller may reuse it at once) into the queue the writer
-// goroutine drains (see Hold for when the writer leaves a record queued), so records appear in
-// the log in the order of Append calls. It blocks only while MaxPendingBytes are queued. It
+// goroutine drains (see Hold for when the writer leaves a record queued; under SyncAlways the
+// writer fsyncs when a Wait asks for a record it wrote), so records appear in the log in the
+// order of Append calls. It blocks only while MaxPendingBytes are queued. It
 // fails at once, with an error wrapping ErrFailed, while the writer is failing, and with
 // ErrClosed after Close.
 func (l *Log) Append(rec []byte) (uint64, error) {
@@ -281,8 +287,11 @@ func (l *Log) Append(rec []byte) (uint64, error) {
 	l.appended = true
 	l.pending = appendFrame(l.pending, lsn, sum, rec)
 	l.pendingN++
+	held := len(l.holds) > 0 // the writer cannot take it yet: the release wakes it
 	l.mu.Unlock()
-	l.kickWriter()
+	if !held {
+		l.kickWriter()
+	}
 	return lsn, nil
 }
 
@@ -347,6 +356,9 @@ func (l *Log) Wait(ctx context.Context, lsn uint64) error {
 			ch = l.waitChanLocked(lsn)
 		}
 		l.mu.Unlock()
+		if ch != nil && l.opts.Sync == SyncAlways {
+			l.kickWriter() // the writer fsyncs for those who wait (see demandedLocked)
+		}
 		switch {
 		case lsn <= durable:
 			return nil
@@ -379,13 +391,32 @@ func (l *Log) waitChanLocked(lsn uint64) chan struct{} {
 			if g.done == nil {
 				g.done = make(chan struct{})
 			}
+			l.wantTaken = lowestWanted(l.wantTaken, lsn)
 			return g.done
 		}
 	}
 	if l.queued == nil {
 		l.queued = make(chan struct{})
 	}
+	l.wantQueued = lowestWanted(l.wantQueued, lsn)
 	return l.queued
+}
+
+// lowestWanted returns the lower of the LSNs a Wait asks for, want (0: none) and lsn.
+func lowestWanted(want, lsn uint64) uint64 {
+	if want == 0 {
+		return lsn
+	}
+	return min(want, lsn)
+}
+
+// demandedLocked reports whether a parked Wait asks for a record up to last, the last one the
+// writer took (and wrote): an fsync now would release it. An fsync that releases nobody is
+// skipped, so that it does not delay the one that will: the writer that wakes between two
+// round trips' appends (each under a Hold) takes only the records before the second Hold, and
+// the first round trip's Wait is for a record after it.
+func (l *Log) demandedLocked(last uint64) bool {
+	return l.wantTaken != 0 && l.wantTaken <= last
 }
 
 // Durable returns the highest LSN such that it and every LSN before it are durable under the sync

@@ -463,3 +463,52 @@ func TestHoldKeepsRecordsTogether(t *testing.T) {
 		}
 	}
 }
+
+// signallingObserver counts like countingObserver and signals each write on wrote.
+type signallingObserver struct {
+	countingObserver
+	wrote chan struct{}
+}
+
+func (o *signallingObserver) Wrote(records, bytes int) {
+	o.countingObserver.Wrote(records, bytes)
+	o.wrote <- struct{}{}
+}
+
+// TestFsyncOnlyForWaiters: two round trips append under holds that interleave, so when the first
+// releases its hold the writer can take only the records before the second's. It writes them,
+// but an fsync of them would release no one (the first waits for a later record): it fsyncs
+// once, when the second releases, and that one fsync makes both durable.
+func TestFsyncOnlyForWaiters(t *testing.T) {
+	obs := &signallingObserver{wrote: make(chan struct{}, 16)}
+	l := mustOpen(t, t.TempDir(), Options{Observer: obs})
+	defer mustClose(t, l)
+	appendOne := func() uint64 {
+		lsn, err := l.Append([]byte("record"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lsn
+	}
+	releaseA := l.Hold()
+	appendOne() // A's first record
+	releaseB := l.Hold()
+	appendOne()          // B's record
+	lastA := appendOne() // A's last record, after B's hold began
+	releaseA()
+	waited := make(chan error, 1)
+	go func() { waited <- l.Wait(context.Background(), lastA) }()
+	<-obs.wrote // the writer took and wrote A's first record, all B's hold lets it take
+	select {
+	case err := <-waited:
+		t.Fatalf("Wait(%d) returned %v while B's hold keeps the record queued", lastA, err)
+	default:
+	}
+	releaseB()
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	if got := obs.syncs.Load(); got != 1 {
+		t.Fatalf("%d fsyncs made both round trips durable; want 1 (no fsync for the records before B's hold alone)", got)
+	}
+}

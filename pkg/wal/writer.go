@@ -122,13 +122,24 @@ func (l *Log) step(w *writer, rotate bool) error {
 	if rotate {
 		return l.roll(w)
 	}
-	if l.opts.Sync == SyncAlways || w.syncOwed || len(w.held) >= maxHeld {
-		if l.opts.Sync != SyncAlways {
-			l.advance(w) // written is durable enough: do not make waiters wait for the fsync
+	if l.opts.Sync == SyncAlways {
+		if w.syncOwed || len(w.held) >= maxHeld || l.demanded(w.last) {
+			return l.sync(w)
 		}
+		return nil
+	}
+	if w.syncOwed || len(w.held) >= maxHeld {
+		l.advance(w) // written is durable enough: do not make waiters wait for the fsync
 		return l.sync(w)
 	}
 	return nil
+}
+
+// demanded reports, under the log's lock, whether a Wait asks for a record up to last.
+func (l *Log) demanded(last uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.demandedLocked(last)
 }
 
 // size is the size of the current segment with every held record written.
@@ -197,6 +208,9 @@ func (l *Log) take(w *writer) bool {
 	w.last = first + uint64(count) - 1
 	l.groups = append(l.groups, group{last: w.last, done: l.queued})
 	l.queued = nil
+	if l.wantQueued != 0 { // the Waits parked on queued now park on the group
+		l.wantTaken, l.wantQueued = lowestWanted(l.wantTaken, l.wantQueued), 0
+	}
 	w.heldN += count
 	l.pendingN -= count
 	l.space.Broadcast()
@@ -338,6 +352,9 @@ func (l *Log) advanceLocked(w *writer) {
 	}
 	if n > 0 {
 		l.groups = append(l.groups[:0], l.groups[n:]...)
+	}
+	if len(l.groups) == 0 { // every Wait parked on a group was woken: what it still wants, it asks again
+		l.wantTaken = 0
 	}
 }
 
