@@ -3,9 +3,10 @@
 //
 // A Log is a directory of segment files. Append gives each record the next LSN (log sequence
 // number: 1, 2, 3, ... for a new log) and queues it; one writer goroutine writes everything queued
-// with a single write call and, under SyncAlways, a single fsync, then releases everyone waiting in
-// Wait for those records, and no one else (each waiter parks on the channel of its group of
-// records). Records queued while an fsync runs form the next group. A caller that appends several
+// with a single write call and, under SyncAlways, a single fsync when a Wait asks for one of
+// them, then releases everyone waiting in Wait for those records, and no one else (each waiter
+// parks on the channel of its group of records). Records queued while an fsync runs form the
+// next group. A caller that appends several
 // records and waits for the last holds the log meanwhile (Hold), so the writer does not split
 // them between two fsyncs. Snapshots are separate files (WriteSnapshot, OpenLatestSnapshot) whose
 // contents are the caller's; the intended cycle is: write a snapshot covering LSN s, Rotate,
