@@ -16,14 +16,18 @@
 #
 # Environment: BENCH_DURATION (default 6s per run), BENCH_CONCURRENCY (50), BENCH_BATCH (16),
 # BENCH_VALUE (64 bytes), BENCH_CLUSTER_PORT (17000: the 3-master cluster on it..+5, the
-# one-master cluster on +10; putallkv nodes on 18960..18966, admin ports 1000 above). Reports
-# land in output/bench/cluster/.
+# one-master cluster on +10; Redis's cluster-bus ports are 10000 above), BENCH_CLUSTER_KV_PORT
+# (18960: the six putallkv nodes on it, +2, .. +10, each node's admin port BENCH_ADMIN_OFFSET,
+# default 1, above it).
+# Reports land in output/bench/cluster/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 base=${BENCH_CLUSTER_PORT:-17000}
 single=$((base + 10))
+kvbase=${BENCH_CLUSTER_KV_PORT:-18960}
+BENCH_ADMIN_OFFSET=${BENCH_ADMIN_OFFSET:-1}
 default_duration=6s
 source script/bench-lib.sh
 
@@ -65,16 +69,36 @@ seeds=127.0.0.1:$base,127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2))
 node() { # node NAME PORT SEEDS ACK
   putallkv "$1" "$2" PUTALLKV_STORE_ENGINE=redis_cluster PUTALLKV_REDIS_ADDRS="$3" PUTALLKV_REDIS_REPLICAS_ACK="$4"
 }
-node a 18960 "$seeds" 0; node b 18962 "$seeds" 0
-node c 18964 "$seeds" 1; node d 18966 "$seeds" 1
-node e 18968 "127.0.0.1:$single" 0; node f 18970 "127.0.0.1:$single" 0
-for p in 18960 18962 18964 18966 18968 18970; do wait_port "$p"; done
+declare -A port=([a]=$kvbase [b]=$((kvbase + 2)) [c]=$((kvbase + 4)) [d]=$((kvbase + 6)) [e]=$((kvbase + 8)) [f]=$((kvbase + 10)))
+node a "${port[a]}" "$seeds" 0; node b "${port[b]}" "$seeds" 0
+node c "${port[c]}" "$seeds" 1; node d "${port[d]}" "$seeds" 1
+node e "${port[e]}" "127.0.0.1:$single" 0; node f "${port[f]}" "127.0.0.1:$single" 0
+for p in "${port[@]}"; do wait_port "$p"; done
+
+# The masters' own measure of their commands: INFO commandstats, reset before each run and
+# summed over the masters after it (calls and µs per call, the commands a script runs
+# included), saved as NAME.cmdstats. Robust on a noisy machine: it counts the time Redis spent
+# executing, not waiting for the CPU.
+redis_ports="$(seq "$base" $((base + 5))) $single"
+resetstats() {
+  local p
+  for p in $redis_ports; do redis-cli -p "$p" config resetstat >/dev/null; done
+}
+cmdstats() {
+  local p
+  for p in $redis_ports; do
+    if redis-cli -p "$p" role | head -1 | grep -q master; then redis-cli -p "$p" info commandstats; fi
+  done | tr -d '\r' | awk -F'[:,=]' '/^cmdstat_/ { c[$1] += $3; u[$1] += $5 }
+    END { for (k in c) if (c[k] > 0) printf "  %-10s calls %9d  usec_per_call %7.1f\n", substr(k, 9), c[k], u[k] / c[k] }' | sort
+}
 
 bench() { # bench NAME PIDS DESCRIPTION ARGS...
   local name=$1 pids=$2 desc=$3; shift 3
   echo "bench: $desc" >&2
+  resetstats
   output/bin/putallbench --steps "$conc" --batch "$batch" --value-size "$value" --duration "$duration" \
     --json --describe "$desc" --pid "$pids" "$@" >"$out/$name.json"
+  cmdstats >"$out/$name.cmdstats"
 }
 kv() { # kv NAME NODES... -- ARGS: a putallkv run measured on its nodes, then on the masters
   local name=$1 a=$2 b=$3 ms=$4 desc=$5; shift 5
@@ -83,7 +107,6 @@ kv() { # kv NAME NODES... -- ARGS: a putallkv run measured on its nodes, then on
   bench "$name-masters" "$ms" "$desc (CPU: the masters)" --target rpc \
     --addr "127.0.0.1:${port[$a]},127.0.0.1:${port[$b]}" "$@"
 }
-declare -A port=([a]=18960 [b]=18962 [c]=18964 [d]=18966 [e]=18968 [f]=18970)
 
 bench rueidis-slot "$three" "rueidis MSET, one slot, 3 masters" --target rueidis --addr "$seeds" --one-slot
 bench goredis-slot "$three" "go-redis MSET, one slot, 3 masters" --target redis --addr "$seeds" --one-slot
@@ -105,3 +128,7 @@ echo "one slot, 1 master:"
 output/bin/putallbench compare "$out/rueidis-one.json" "$out/kv-one.json"
 echo "the masters' CPU under putallkv's runs:"
 output/bin/putallbench compare "$out/kv-slot-masters.json" "$out/kv-slot-ack-masters.json" "$out/kv-spread-masters.json" "$out/kv-one-masters.json"
+echo "the masters' commands (INFO commandstats) per run:"
+for f in rueidis-slot goredis-slot kv-slot kv-slot-ack rueidis-spread kv-spread rueidis-one kv-one; do
+  echo "$f:"; cat "$out/$f.cmdstats"
+done

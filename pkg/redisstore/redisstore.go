@@ -38,6 +38,7 @@ package redisstore
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -85,15 +86,23 @@ type Options struct {
 // Observer by its methods alone, so neither package imports the other). op is "apply" (a
 // write) or "read". Its methods are called on the calls' goroutines and must not block.
 type Observer interface {
-	// RoundTrip reports one round trip: the script calls for slots hash slots (with their
-	// WAITs, when replicas must confirm), sent together, answered after d, whatever the answers.
+	// RoundTrip reports one round trip: the commands for slots hash slots (a write's script
+	// calls, with their WAITs when replicas must confirm; a read's MGETs), sent together,
+	// answered after d, whatever the answers.
 	RoundTrip(op string, slots int, d time.Duration)
-	// Failed reports a script call or a WAIT that failed, by reason: a refusal's first word
+	// Failed reports a command (a script call, a WAIT or an MGET) that failed, by reason: a refusal's first word
 	// in lower case (clusterdown, oom, masterdown, tryagain, loading, readonly, busy);
 	// "noscript" (the node did not know the script: it is sent again with it); "error"
 	// (another Redis error); "connection" (no answer: the connection failed or the call's
 	// context ended); "wait" (fewer replicas than replicas_ack confirmed within ack_timeout).
 	Failed(op, reason string)
+	// Unconfirmed reports writes a script applied (or replayed) on their master that the WAIT
+	// after it did not confirm: their call failed with its outcome unknown, and a failover may
+	// lose them.
+	Unconfirmed(writes int)
+	// Unrecorded reports writes of an idempotent call that applied without being recorded,
+	// their record having reached Options.MaxRecordBytes: a retry of those runs them again.
+	Unrecorded(writes int)
 }
 
 // nobody is the Observer of an engine given none.
@@ -101,6 +110,8 @@ type nobody struct{}
 
 func (nobody) RoundTrip(string, int, time.Duration) {}
 func (nobody) Failed(string, string)                {}
+func (nobody) Unconfirmed(int)                      {}
+func (nobody) Unrecorded(int)                       {}
 
 // Defaults of the configuration.
 const (
@@ -218,7 +229,7 @@ func (e *Engine) apply(ctx context.Context, b store.Batch, results []store.Resul
 		mode = "a"
 	}
 	rec := e.recordArgs(b.Call)
-	replies, err := e.runRaw(ctx, "apply", groups, applyLua, e.replicasAck > 0, func(s script, g group) rueidis.Completed {
+	replies, err := e.runScripts(ctx, groups, func(s script, g group) rueidis.Completed {
 		return e.applyCommand(s, g, mode, rec, writes)
 	})
 	if err != nil {
@@ -240,6 +251,7 @@ func (e *Engine) apply(ctx context.Context, b store.Batch, results []store.Resul
 		}
 		if r.unrecorded > 0 {
 			e.unrecorded.Add(uint64(r.unrecorded))
+			e.observer.Unrecorded(int(r.unrecorded))
 		}
 		e.seen(r.rev)
 		replayed += r.replayed
@@ -280,30 +292,38 @@ func (e *Engine) recordArgs(call *store.Call) recordArgs {
 		offset: call.Offset}
 }
 
-// applyCommand is the script call applying group g's writes.
+// applyCommand is the script call applying group g's writes (applyScript says what the
+// arguments are).
 func (e *Engine) applyCommand(s script, g group, mode string, rec recordArgs, writes []store.Write) rueidis.Completed {
 	keys := make([]string, 0, len(g.idx)+2)
-	args := make([]string, 0, 4+5*len(g.idx))
+	args := make([]string, 0, 5+3*len(g.idx))
 	keys = append(keys, revisionKey(g.slot))
+	indexes := ""
 	if rec.digest != "" {
 		keys = append(keys, recordKey(g.slot, rec.id))
+		b := make([]byte, 0, 4*len(g.idx))
+		for _, i := range g.idx {
+			b = binary.BigEndian.AppendUint32(b, uint32(rec.offset+i))
+		}
+		indexes = string(b)
 	} else {
 		keys = append(keys, revisionKey(g.slot))
 	}
-	args = append(args, mode, rec.digest, rec.expiresAt, e.maxRecordBytes)
+	args = append(args, mode, rec.digest, rec.expiresAt, e.maxRecordBytes, indexes)
 	for _, i := range g.idx {
 		w := &writes[i]
 		keys = append(keys, dataKey(w.Key))
-		op, value := "p", string(w.Value)
-		if w.Delete {
-			op, value = "d", ""
+		expect, at, tail := "", "", ""
+		if w.ExpectedVersion != store.AnyVersion {
+			expect = strconv.FormatInt(w.ExpectedVersion, 10)
 		}
-		at := w.ExpiresAtMs
-		if w.Delete {
-			at = 0
+		if !w.Delete {
+			if w.ExpiresAtMs > 0 {
+				at = strconv.FormatInt(w.ExpiresAtMs, 10)
+			}
+			tail = entryTail(w.ExpiresAtMs, w.Value)
 		}
-		args = append(args, op, strconv.FormatInt(w.ExpectedVersion, 10), strconv.FormatInt(at, 10),
-			strconv.Itoa(rec.offset+i), value)
+		args = append(args, expect, at, tail)
 	}
 	return scriptCommand(e.client, s, keys, args)
 }
@@ -346,14 +366,16 @@ func fillResults(msg rueidis.RedisMessage, g group, writes []store.Write, result
 	return groupReply{rev: reply[0], replayed: reply[1], unrecorded: reply[2]}, nil
 }
 
-// runRaw sends one script call per group (EVALSHA, then EVAL for the groups whose node did not
-// know the script yet) and, with wait, a WAIT after each on the same connection (a command
-// list holding a blocking command goes to one dedicated connection per node, in order, so the
-// WAIT counts exactly the writes before it). It returns each group's reply. With wait, a
-// group whose WAIT confirms fewer than ReplicasAck replicas fails the call with
-// store.ErrNotDurable: the write was applied on its master, but whether it survives a failover
-// is unknown. op names the call to the Observer.
-func (e *Engine) runRaw(ctx context.Context, op string, groups []group, s script, wait bool, call func(script, group) rueidis.Completed) ([]rueidis.RedisMessage, error) {
+// runScripts sends one apply script call per group (EVALSHA, then EVAL for the groups whose
+// node did not know the script yet) and, when replicas must confirm, a WAIT after each on the
+// same connection and in the same round trip (a command list holding a blocking command goes to
+// one dedicated connection per node, in order, so the WAIT counts exactly the writes before it).
+// It returns each group's reply. A group whose WAIT confirms fewer than ReplicasAck replicas
+// fails the call with store.ErrNotDurable: the write was applied on its master, but whether it
+// survives a failover is unknown (the Observer hears how many writes were left so).
+func (e *Engine) runScripts(ctx context.Context, groups []group, call func(script, group) rueidis.Completed) ([]rueidis.RedisMessage, error) {
+	const op = "apply"
+	wait := e.replicasAck > 0
 	replies := make([]rueidis.RedisMessage, len(groups))
 	todo := make([]int, len(groups))
 	for i := range todo {
@@ -363,7 +385,7 @@ func (e *Engine) runRaw(ctx context.Context, op string, groups []group, s script
 		if attempt == 2 {
 			return nil, fmt.Errorf("redisstore: %w: the cluster keeps answering NOSCRIPT", store.ErrRefused)
 		}
-		use := s
+		use := applyLua
 		if attempt == 1 {
 			use.sha = "" // EVAL: the node learns the script
 		}
@@ -401,6 +423,9 @@ func (e *Engine) runRaw(ctx context.Context, op string, groups []group, s script
 			if wait {
 				if err := e.acked(res[per*j+1]); err != nil {
 					e.observer.Failed(op, "wait")
+					if n := appliedWrites(msg); n > 0 {
+						e.observer.Unconfirmed(n)
+					}
 					errs = append(errs, fmt.Errorf("slot %d: %w", groups[gi].slot, err))
 				}
 			}
@@ -411,6 +436,22 @@ func (e *Engine) runRaw(ctx context.Context, op string, groups []group, s script
 		todo = again
 	}
 	return replies, nil
+}
+
+// appliedWrites counts the writes an apply script's reply says applied, now or (replayed)
+// before: those with a revision.
+func appliedWrites(msg rueidis.RedisMessage) int {
+	reply, err := msg.AsIntSlice()
+	if err != nil || len(reply) < 3 {
+		return 0
+	}
+	n := 0
+	for j := 5; j < len(reply); j += 3 {
+		if reply[j] != 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // acked checks a WAIT's answer.
@@ -489,8 +530,8 @@ func (e *Engine) seen(rev int64) {
 	}
 }
 
-// GetAll implements store.Engine: each slot's keys are read by one script, as of that slot's
-// revision. A key may be named more than once.
+// GetAll implements store.Engine: each slot's keys are read by one MGET with the slot's
+// counter, so as of that slot's revision. A key may be named more than once.
 func (e *Engine) GetAll(ctx context.Context, keys []string, items []store.Item) (int64, error) {
 	if len(items) != len(keys) {
 		return 0, fmt.Errorf("redisstore: %d items for %d keys", len(items), len(keys))
@@ -499,14 +540,7 @@ func (e *Engine) GetAll(ctx context.Context, keys []string, items []store.Item) 
 		return 0, nil
 	}
 	groups := groupBySlot(len(keys), func(i int) string { return dataKey(keys[i]) })
-	raw, err := e.runRaw(ctx, "read", groups, getLua, false, func(s script, g group) rueidis.Completed {
-		ks := make([]string, 0, len(g.idx)+1)
-		ks = append(ks, revisionKey(g.slot))
-		for _, i := range g.idx {
-			ks = append(ks, dataKey(keys[i]))
-		}
-		return scriptCommand(e.client, s, ks, nil)
-	})
+	raw, err := e.read(ctx, groups, func(i int) string { return keys[i] })
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: read: %w", err)
 	}
@@ -525,35 +559,61 @@ func (e *Engine) GetAll(ctx context.Context, keys []string, items []store.Item) 
 	return rev, nil
 }
 
-// fillItems turns group g's read reply into items and returns the slot's revision.
+// read sends, in one round trip, one MGET per group of the group's slot counter and its keys
+// (key(i) is the key at index i), and returns each group's reply. Every key of an MGET is in one
+// slot, so Redis reads them in one step: as of the slot's revision.
+func (e *Engine) read(ctx context.Context, groups []group, key func(int) string) ([]rueidis.RedisMessage, error) {
+	cmds := make(rueidis.Commands, len(groups))
+	for gi, g := range groups {
+		ks := make([]string, 0, len(g.idx)+1)
+		ks = append(ks, revisionKey(g.slot))
+		for _, i := range g.idx {
+			ks = append(ks, dataKey(key(i)))
+		}
+		cmds[gi] = e.client.B().Mget().Key(ks...).Build()
+	}
+	start := time.Now()
+	res := e.client.DoMulti(ctx, cmds...)
+	e.observer.RoundTrip("read", len(groups), time.Since(start))
+	replies := make([]rueidis.RedisMessage, len(groups))
+	var errs []error
+	for gi, r := range res {
+		msg, err := r.ToMessage()
+		if err != nil {
+			e.observer.Failed("read", reason(err))
+			errs = append(errs, fmt.Errorf("slot %d: %w", groups[gi].slot, refusal(err)))
+			continue
+		}
+		replies[gi] = msg
+	}
+	return replies, errors.Join(errs...)
+}
+
+// fillItems turns group g's MGET reply (the slot's counter, then the entries) into items and
+// returns the slot's revision.
 func fillItems(reply rueidis.RedisMessage, g group, items []store.Item) (int64, error) {
 	a, err := reply.ToArray()
-	if err != nil || len(a) != 1+3*len(g.idx) {
-		return 0, fmt.Errorf("redisstore: the read script answered %d values for %d keys (%v)", len(a), len(g.idx), err)
+	if err != nil || len(a) != 1+len(g.idx) {
+		return 0, fmt.Errorf("redisstore: MGET answered %d values for %d keys (%v)", len(a), len(g.idx), err)
 	}
-	rev, err := a[0].AsInt64()
-	if err != nil {
-		return 0, fmt.Errorf("redisstore: the read script's revision: %w", err)
+	var rev int64
+	if !a[0].IsNil() {
+		if rev, err = a[0].AsInt64(); err != nil {
+			return 0, fmt.Errorf("redisstore: a slot's revision: %w", err)
+		}
 	}
 	for j, i := range g.idx {
-		v := a[1+3*j]
-		if v.IsNil() {
+		if a[1+j].IsNil() {
 			items[i] = store.Item{}
 			continue
 		}
-		value, err := v.AsBytes()
+		b, err := a[1+j].AsBytes()
 		if err != nil {
-			return 0, fmt.Errorf("redisstore: the read script's value: %w", err)
+			return 0, fmt.Errorf("redisstore: a key's entry: %w", err)
 		}
-		version, err1 := a[2+3*j].AsInt64()
-		at, err2 := a[3+3*j].AsInt64()
-		if err := errors.Join(err1, err2); err != nil {
-			return 0, fmt.Errorf("redisstore: the read script's version or expiry: %w", err)
+		if items[i], err = decodeEntry(b); err != nil {
+			return 0, err
 		}
-		if at < 0 {
-			at = 0
-		}
-		items[i] = store.Item{Value: value, Version: version, ExpiresAtMs: at, Found: true}
 	}
 	return rev, nil
 }

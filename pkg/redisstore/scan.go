@@ -16,9 +16,9 @@ import (
 // order: each page asks the slots' masters how many keys each slot holds (CLUSTER
 // COUNTKEYSINSLOT, scanSlotWindow slots a round trip), lists the keys of the slots that hold any
 // (CLUSTER GETKEYSINSLOT), keeps those with the prefix after the cursor, sorts them, and reads
-// them with the read script, one slot's keys at a time, as of that slot's revision. A key's
+// them with one MGET, one slot's keys at a time, as of that slot's revision. A key's
 // place depends on the key alone, so every key present for the whole scan is returned exactly
-// once; a key the script finds gone (deleted or expired since it was listed) is left out. A
+// once; a key the MGET finds gone (deleted or expired since it was listed) is left out. A
 // prefix that holds a whole hash tag ("{user42}:") pins every key it selects to one slot, and
 // the scan reads that slot alone.
 //
@@ -225,21 +225,13 @@ func (e *Engine) slotKeys(ctx context.Context, slot int, n int64, prefix string)
 	return keys, nil
 }
 
-// readSlot reads keys, all of slot, with the read script: as of the slot's revision, which it
-// returns.
+// readSlot reads keys, all of slot, with one MGET: as of the slot's revision, which it returns.
 func (e *Engine) readSlot(ctx context.Context, slot int, keys []string) ([]store.Item, int64, error) {
 	g := group{slot: slot, idx: make([]int, len(keys))}
 	for i := range g.idx {
 		g.idx[i] = i
 	}
-	raw, err := e.runRaw(ctx, "read", []group{g}, getLua, false, func(s script, g group) rueidis.Completed {
-		ks := make([]string, 0, len(keys)+1)
-		ks = append(ks, revisionKey(slot))
-		for _, k := range keys {
-			ks = append(ks, dataKey(k))
-		}
-		return scriptCommand(e.client, s, ks, nil)
-	})
+	raw, err := e.read(ctx, []group{g}, func(i int) string { return keys[i] })
 	if err != nil {
 		return nil, 0, fmt.Errorf("redisstore: scan: %w", err)
 	}
