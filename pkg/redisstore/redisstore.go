@@ -292,11 +292,14 @@ func (e *Engine) recordArgs(call *store.Call) recordArgs {
 		offset: call.Offset}
 }
 
+// anyVersion is store.AnyVersion as the script's conditions hold it (8 bytes, two's complement).
+const anyVersion = 1<<64 - 1
+
 // applyCommand is the script call applying group g's writes (applyScript says what the
 // arguments are).
 func (e *Engine) applyCommand(s script, g group, mode string, rec recordArgs, writes []store.Write) rueidis.Completed {
 	keys := make([]string, 0, len(g.idx)+2)
-	args := make([]string, 0, 5+3*len(g.idx))
+	args := make([]string, 0, 6+len(g.idx))
 	keys = append(keys, revisionKey(g.slot))
 	indexes := ""
 	if rec.digest != "" {
@@ -309,21 +312,34 @@ func (e *Engine) applyCommand(s script, g group, mode string, rec recordArgs, wr
 	} else {
 		keys = append(keys, revisionKey(g.slot))
 	}
-	args = append(args, mode, rec.digest, rec.expiresAt, e.maxRecordBytes, indexes)
+	var conds []byte
+	for j, i := range g.idx {
+		w := &writes[i]
+		if conds == nil && (w.ExpectedVersion != store.AnyVersion || !w.Delete && w.ExpiresAtMs > 0) {
+			conds = make([]byte, 0, 16*len(g.idx))
+			for range j { // the writes before had neither
+				conds = binary.BigEndian.AppendUint64(conds, anyVersion)
+				conds = binary.BigEndian.AppendUint64(conds, 0)
+			}
+		}
+		if conds != nil {
+			at := w.ExpiresAtMs
+			if w.Delete {
+				at = 0
+			}
+			conds = binary.BigEndian.AppendUint64(conds, uint64(w.ExpectedVersion))
+			conds = binary.BigEndian.AppendUint64(conds, uint64(at))
+		}
+	}
+	args = append(args, mode, rec.digest, rec.expiresAt, e.maxRecordBytes, indexes, string(conds))
 	for _, i := range g.idx {
 		w := &writes[i]
 		keys = append(keys, dataKey(w.Key))
-		expect, at, tail := "", "", ""
-		if w.ExpectedVersion != store.AnyVersion {
-			expect = strconv.FormatInt(w.ExpectedVersion, 10)
-		}
+		tail := ""
 		if !w.Delete {
-			if w.ExpiresAtMs > 0 {
-				at = strconv.FormatInt(w.ExpiresAtMs, 10)
-			}
 			tail = entryTail(w.ExpiresAtMs, w.Value)
 		}
-		args = append(args, expect, at, tail)
+		args = append(args, tail)
 	}
 	return scriptCommand(e.client, s, keys, args)
 }
@@ -336,23 +352,52 @@ func scriptCommand(c rueidis.Client, s script, keys, args []string) rueidis.Comp
 	return c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 }
 
-// groupReply is what a group's apply script reported besides the results.
-type groupReply struct {
+// applyReply is an apply script's answer: what it reported besides the results, and the
+// results, resultEntryBytes a write.
+type applyReply struct {
 	rev, replayed, unrecorded int64
+	results                   []byte
+}
+
+// parseApplyReply reads an apply script's answer for n writes.
+func parseApplyReply(msg rueidis.RedisMessage, n int) (applyReply, error) {
+	a, err := msg.ToArray()
+	if err == nil && len(a) == 1 {
+		if code, _ := a[0].AsInt64(); code == -1 {
+			return applyReply{}, fmt.Errorf("redisstore: %w", store.ErrRequestConflict)
+		}
+	}
+	if err != nil || len(a) != 4 {
+		return applyReply{}, fmt.Errorf("redisstore: the apply script answered %d values, not 4 (%v)", len(a), err)
+	}
+	var r applyReply
+	var errs [4]error
+	r.rev, errs[0] = a[0].AsInt64()
+	r.replayed, errs[1] = a[1].AsInt64()
+	r.unrecorded, errs[2] = a[2].AsInt64()
+	r.results, errs[3] = a[3].AsBytes()
+	if err := errors.Join(errs[:]...); err != nil || len(r.results) != resultEntryBytes*n {
+		return applyReply{}, fmt.Errorf("redisstore: the apply script answered %d bytes of results for %d writes (%v)", len(r.results), n, err)
+	}
+	return r, nil
+}
+
+// result is the j-th write's code, the key's version before the call and the revision the
+// write applied at (0 when it did not).
+func (r applyReply) result(j int) (code store.Code, before, rev int64) {
+	b := r.results[j*resultEntryBytes:]
+	return store.Code(b[0]), int64(binary.BigEndian.Uint64(b[1:])), int64(binary.BigEndian.Uint64(b[9:]))
 }
 
 // fillResults turns group g's script reply into results, marking in applied the writes that
 // applied (now or, replayed, earlier).
-func fillResults(msg rueidis.RedisMessage, g group, writes []store.Write, results []store.Result, applied []bool) (groupReply, error) {
-	reply, err := msg.AsIntSlice()
-	if err == nil && len(reply) == 1 && reply[0] == -1 {
-		return groupReply{}, fmt.Errorf("redisstore: %w", store.ErrRequestConflict)
-	}
-	if err != nil || len(reply) != 3+3*len(g.idx) {
-		return groupReply{}, fmt.Errorf("redisstore: the apply script answered %d numbers for %d writes (%v)", len(reply), len(g.idx), err)
+func fillResults(msg rueidis.RedisMessage, g group, writes []store.Write, results []store.Result, applied []bool) (applyReply, error) {
+	reply, err := parseApplyReply(msg, len(g.idx))
+	if err != nil {
+		return applyReply{}, err
 	}
 	for j, i := range g.idx {
-		code, before, rev := store.Code(reply[3+3*j]), reply[4+3*j], reply[5+3*j]
+		code, before, rev := reply.result(j)
 		r := store.Result{Code: code, Version: before}
 		if code == store.OK {
 			r.Created = before == 0 && !writes[i].Delete
@@ -363,7 +408,7 @@ func fillResults(msg rueidis.RedisMessage, g group, writes []store.Write, result
 		}
 		results[i] = r
 	}
-	return groupReply{rev: reply[0], replayed: reply[1], unrecorded: reply[2]}, nil
+	return reply, nil
 }
 
 // runScripts sends one apply script call per group (EVALSHA, then EVAL for the groups whose
@@ -423,7 +468,7 @@ func (e *Engine) runScripts(ctx context.Context, groups []group, call func(scrip
 			if wait {
 				if err := e.acked(res[per*j+1]); err != nil {
 					e.observer.Failed(op, "wait")
-					if n := appliedWrites(msg); n > 0 {
+					if n := appliedWrites(msg, len(groups[gi].idx)); n > 0 {
 						e.observer.Unconfirmed(n)
 					}
 					errs = append(errs, fmt.Errorf("slot %d: %w", groups[gi].slot, err))
@@ -438,20 +483,20 @@ func (e *Engine) runScripts(ctx context.Context, groups []group, call func(scrip
 	return replies, nil
 }
 
-// appliedWrites counts the writes an apply script's reply says applied, now or (replayed)
-// before: those with a revision.
-func appliedWrites(msg rueidis.RedisMessage) int {
-	reply, err := msg.AsIntSlice()
-	if err != nil || len(reply) < 3 {
+// appliedWrites counts the writes of n an apply script's answer says applied, now or
+// (replayed) before: those with a revision.
+func appliedWrites(msg rueidis.RedisMessage, n int) int {
+	reply, err := parseApplyReply(msg, n)
+	if err != nil {
 		return 0
 	}
-	n := 0
-	for j := 5; j < len(reply); j += 3 {
-		if reply[j] != 0 {
-			n++
+	applied := 0
+	for j := range n {
+		if _, _, rev := reply.result(j); rev != 0 {
+			applied++
 		}
 	}
-	return n
+	return applied
 }
 
 // acked checks a WAIT's answer.

@@ -514,3 +514,31 @@ func TestEntryLayout(t *testing.T) {
 		t.Fatalf("GetAll of a key holding 5 bytes: %v; want an error saying it is not an entry", err)
 	}
 }
+
+// Writes with a precondition or an expiry among plain puts of one slot: each is checked and
+// written by its own condition, whatever its place in the batch, and a failed ATOMIC batch
+// reports every key's current version.
+func TestConditionsAmongPlainPuts(t *testing.T) {
+	e := openEngine(t, Options{ReplicasAck: 1})
+	p := "{" + fresh(t) + "}"
+	_, res := apply(t, e, store.Atomic, put(p+"a", "a1", store.AnyVersion), put(p+"b", "b1", store.AnyVersion))
+	va, vb := res[0].Version, res[1].Version
+	at := time.Now().Add(time.Hour).UnixMilli()
+
+	// A plain put first, then a failing create-only put: nothing applies, both report their versions.
+	_, res = apply(t, e, store.Atomic, put(p+"a", "a2", store.AnyVersion), put(p+"b", "b2", 0))
+	if res[0].Code != store.OK || res[0].Version != va || res[1].Code != store.AlreadyExists || res[1].Version != vb {
+		t.Fatalf("a failed ATOMIC batch: %v; want OK at %d, ALREADY_EXISTS at %d", res, va, vb)
+	}
+	out, res := apply(t, e, store.Atomic, put(p+"c", "c1", store.AnyVersion),
+		store.Write{Key: p + "a", Value: []byte("a3"), ExpectedVersion: va, ExpiresAtMs: at},
+		store.Write{Key: p + "b", Delete: true, ExpectedVersion: vb}, put(p+"d", "d1", 0))
+	if out.Applied != 4 || !res[0].Created || res[1].Created || !res[3].Created {
+		t.Fatalf("a batch of conditions among plain puts: %+v %v; want 4 applied, c and d created", out, res)
+	}
+	_, items := getAll(t, e, p+"a", p+"b", p+"c", p+"d")
+	if string(items[0].Value) != "a3" || items[0].ExpiresAtMs != at || items[0].Version != out.Revision || items[1].Found ||
+		string(items[2].Value) != "c1" || items[2].ExpiresAtMs != 0 || string(items[3].Value) != "d1" {
+		t.Fatalf("after the batch: %+v", items)
+	}
+}
