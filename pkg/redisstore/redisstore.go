@@ -5,7 +5,8 @@
 // Keys map to Redis hash slots as Redis maps them (Slot), `{tag}` hash tags putting keys in one
 // slot. Apply groups a batch by slot and applies each slot's group with one server-side Lua
 // script (scripts.go) that checks every precondition and writes values, versions and expiry
-// atomically. Each slot keeps its own revision counter, in that slot; a write's version is its
+// atomically; a key is one Redis string, its version and expiry in a header before the value
+// (entry.go). Each slot keeps its own revision counter, in that slot; a write's version is its
 // slot's next revision, shared by the call's keys in that slot, so a key's version only ever
 // increases, also across delete and re-create. The engine narrows store.Engine's contract:
 //
@@ -14,7 +15,7 @@
 //   - A BestEffort batch spans slots: each slot's group applies atomically, at its own
 //     revision. Outcome.Revision is set only when every applied key shares one (one slot
 //     applied something); otherwise it is 0.
-//   - GetAll reads each slot's keys as of that slot's revision (one script per slot); across
+//   - GetAll reads each slot's keys as of that slot's revision (one MGET per slot); across
 //     slots the reads are not one snapshot. The revision it returns is the slot's when every
 //     key is in one slot, otherwise 0.
 //   - Stats.Revision is the highest revision this process has seen; Stats.Keys is not counted
@@ -90,11 +91,12 @@ type Observer interface {
 	// calls, with their WAITs when replicas must confirm; a read's MGETs), sent together,
 	// answered after d, whatever the answers.
 	RoundTrip(op string, slots int, d time.Duration)
-	// Failed reports a command (a script call, a WAIT or an MGET) that failed, by reason: a refusal's first word
-	// in lower case (clusterdown, oom, masterdown, tryagain, loading, readonly, busy);
-	// "noscript" (the node did not know the script: it is sent again with it); "error"
-	// (another Redis error); "connection" (no answer: the connection failed or the call's
-	// context ended); "wait" (fewer replicas than replicas_ack confirmed within ack_timeout).
+	// Failed reports a command (a script call, a WAIT or an MGET) that failed, by reason: a
+	// refusal's first word in lower case (clusterdown, oom, masterdown, tryagain, loading,
+	// readonly, busy); "noscript" (the node did not know the script: it is sent again with
+	// it); "error" (another Redis error); "connection" (no answer: the connection failed or the
+	// call's context ended); "wait" (fewer replicas than replicas_ack confirmed within
+	// ack_timeout).
 	Failed(op, reason string)
 	// Unconfirmed reports writes a script applied (or replayed) on their master that the WAIT
 	// after it did not confirm: their call failed with its outcome unknown, and a failover may
