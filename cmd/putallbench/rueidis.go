@@ -10,8 +10,9 @@ import (
 
 // rueidisTarget is Redis (one server or a Redis Cluster) through rueidis, which pipelines
 // concurrent commands on shared connections by itself: MSET / MGET for batches, SET / GET for
-// one key. On a cluster, a batch whose keys span slots goes as one MSET per slot, sent side by
-// side (rueidis.MSet), since Redis refuses MSET across slots.
+// one key. On a cluster a batch goes through rueidis.MSet, which sends one SET per key, side by
+// side (the masters' INFO commandstats count 16 SETs per batch of 16, also of one slot), since
+// Redis refuses MSET across slots.
 type rueidisTarget struct {
 	c       rueidis.Client
 	cluster bool

@@ -294,8 +294,12 @@ func (e *Engine) recordArgs(call *store.Call) recordArgs {
 		offset: call.Offset}
 }
 
-// anyVersion is store.AnyVersion as the script's conditions hold it (8 bytes, two's complement).
-const anyVersion = 1<<64 - 1
+// appendCondition appends a write's condition as the apply script reads it: the expected
+// version and the expiry, each 8 bytes big-endian (two's complement).
+func appendCondition(b []byte, expect, expiresAtMs int64) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(expect))
+	return binary.BigEndian.AppendUint64(b, uint64(expiresAtMs))
+}
 
 // applyCommand is the script call applying group g's writes (applyScript says what the
 // arguments are).
@@ -320,8 +324,7 @@ func (e *Engine) applyCommand(s script, g group, mode string, rec recordArgs, wr
 		if conds == nil && (w.ExpectedVersion != store.AnyVersion || !w.Delete && w.ExpiresAtMs > 0) {
 			conds = make([]byte, 0, 16*len(g.idx))
 			for range j { // the writes before had neither
-				conds = binary.BigEndian.AppendUint64(conds, anyVersion)
-				conds = binary.BigEndian.AppendUint64(conds, 0)
+				conds = appendCondition(conds, store.AnyVersion, 0)
 			}
 		}
 		if conds != nil {
@@ -329,8 +332,7 @@ func (e *Engine) applyCommand(s script, g group, mode string, rec recordArgs, wr
 			if w.Delete {
 				at = 0
 			}
-			conds = binary.BigEndian.AppendUint64(conds, uint64(w.ExpectedVersion))
-			conds = binary.BigEndian.AppendUint64(conds, uint64(at))
+			conds = appendCondition(conds, w.ExpectedVersion, at)
 		}
 	}
 	args = append(args, mode, rec.digest, rec.expiresAt, e.maxRecordBytes, indexes, string(conds))
