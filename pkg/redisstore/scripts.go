@@ -53,88 +53,107 @@ local n = #KEYS - 2
 local atomic = ARGV[1] == 'a'
 local digest = ARGV[2]
 local conds = ARGV[6]
-local chunk = 16
 local record = false
-local prior = {}
-local codes, versions, revs = {}, {}, {}
-local fresh, replayed = {}, 0
+local held = {}
+local replayed = 0
 if digest ~= '' then
   record = redis.call('GET', KEYS[2])
   if record then
     if string.sub(record, 1, #digest) ~= digest then return {-1} end
+    local prior = {}
     local p = #digest + 1
     while p + 20 <= #record do
       local i, code, before, rev
       i, code, before, rev, p = struct.unpack('>I4Bdd', record, p)
       prior[i] = {code, before, rev}
     end
-  end
-end
-for i = 1, n do
-  local p = record and prior[(struct.unpack('>I4', ARGV[5], 4 * i - 3))]
-  if p then
-    codes[i], versions[i], revs[i] = p[1], p[2], p[3]
-    replayed = replayed + 1
-  else
-    fresh[#fresh + 1] = i
-  end
-end
-for c = 1, #fresh, chunk do
-  local ks = {}
-  for j = c, math.min(c + chunk - 1, #fresh) do ks[#ks + 1] = KEYS[fresh[j] + 2] end
-  local vs = redis.call('MGET', unpack(ks))
-  for j = 1, #ks do
-    local v = vs[j]
-    versions[fresh[c + j - 1]] = v and #v >= 8 and (struct.unpack('>I8', v)) or 0
-  end
-end
-local ok = 0
-for _, i in ipairs(fresh) do
-  local v, code = versions[i], 0
-  if conds ~= '' then
-    local e = struct.unpack('>i8', conds, 16 * i - 15)
-    if e == 0 and v ~= 0 then code = 3
-    elseif e > 0 and e ~= v then code = 2 end
-  end
-  if code == 0 and ARGV[6 + i] == '' and v == 0 then code = 1 end
-  codes[i], revs[i] = code, 0
-  if code == 0 then ok = ok + 1 end
-end
-local rev = 0
-if ok > 0 and (ok == #fresh or not atomic) then
-  rev = redis.call('INCR', KEYS[1])
-  local head = struct.pack('>I8', rev)
-  local sets, dels, ttls = {}, {}, {}
-  for _, i in ipairs(fresh) do
-    if codes[i] == 0 then
-      local k, tail = KEYS[i + 2], ARGV[6 + i]
-      revs[i] = rev
-      if tail == '' then
-        dels[#dels + 1] = k
-      else
-        sets[#sets + 1] = k
-        sets[#sets + 1] = head .. tail
-        if conds ~= '' then
-          local at = struct.unpack('>i8', conds, 16 * i - 7)
-          if at > 0 then ttls[#ttls + 1] = k; ttls[#ttls + 1] = at end
-        end
+    for i = 1, n do
+      local h = prior[(struct.unpack('>I4', ARGV[5], 4 * i - 3))]
+      if h then
+        held[i] = h
+        replayed = replayed + 1
       end
     end
   end
-  for c = 1, #sets, 1000 do redis.call('MSET', unpack(sets, c, math.min(c + 999, #sets))) end
-  for c = 1, #dels, 1000 do redis.call('DEL', unpack(dels, c, math.min(c + 999, #dels))) end
-  for c = 1, #ttls, 2 do redis.call('PEXPIREAT', ttls[c], string.format('%d', ttls[c + 1])) end
+end
+local fresh = n - replayed
+local codes, versions, revs = {}, {}, {}
+local ks, at, m = {}, {}, 0
+local function versionsOf()
+  local vs = redis.call('MGET', unpack(ks, 1, m))
+  for j = 1, m do
+    local v = vs[j]
+    versions[at[j]] = v and #v >= 8 and (struct.unpack('>I8', v)) or 0
+  end
+  m = 0
+end
+for i = 1, n do
+  if not held[i] then
+    m = m + 1
+    ks[m], at[m] = KEYS[i + 2], i
+    if m == 16 then versionsOf() end
+  end
+end
+if m > 0 then versionsOf() end
+local ok = 0
+for i = 1, n do
+  local h = held[i]
+  if h then
+    codes[i], versions[i], revs[i] = h[1], h[2], h[3]
+  else
+    local v, code = versions[i], 0
+    if conds ~= '' then
+      local e = struct.unpack('>i8', conds, 16 * i - 15)
+      if e == 0 and v ~= 0 then code = 3
+      elseif e > 0 and e ~= v then code = 2 end
+    end
+    if code == 0 and v == 0 and ARGV[6 + i] == '' then code = 1 end
+    codes[i], revs[i] = code, 0
+    if code == 0 then ok = ok + 1 end
+  end
+end
+local rev = 0
+if ok > 0 and (ok == fresh or not atomic) then
+  rev = redis.call('INCR', KEYS[1])
+  local head = struct.pack('>I8', rev)
+  local sets, ns, dels, nd = {}, 0, {}, 0
+  for i = 1, n do
+    if codes[i] == 0 and not held[i] then
+      revs[i] = rev
+      local tail = ARGV[6 + i]
+      if tail == '' then
+        nd = nd + 1
+        dels[nd] = KEYS[i + 2]
+      else
+        sets[ns + 1], sets[ns + 2] = KEYS[i + 2], head .. tail
+        ns = ns + 2
+      end
+    end
+  end
+  for c = 1, ns, 1000 do redis.call('MSET', unpack(sets, c, c + 999 < ns and c + 999 or ns)) end
+  for c = 1, nd, 1000 do redis.call('DEL', unpack(dels, c, c + 999 < nd and c + 999 or nd)) end
+  if conds ~= '' then
+    for i = 1, n do
+      if revs[i] == rev and not held[i] and ARGV[6 + i] ~= '' then
+        local t = struct.unpack('>i8', conds, 16 * i - 7)
+        if t > 0 then redis.call('PEXPIREAT', KEYS[i + 2], string.format('%d', t)) end
+      end
+    end
+  end
 end
 local unrecorded, appended = 0, false
-if digest ~= '' and #fresh > 0 then
-  local parts = {}
-  for _, i in ipairs(fresh) do
-    parts[#parts + 1] = struct.pack('>I4Bdd', (struct.unpack('>I4', ARGV[5], 4 * i - 3)), codes[i], versions[i], revs[i])
+if digest ~= '' and fresh > 0 then
+  local parts, np = {}, 0
+  for i = 1, n do
+    if not held[i] then
+      np = np + 1
+      parts[np] = struct.pack('>I4Bdd', (struct.unpack('>I4', ARGV[5], 4 * i - 3)), codes[i], versions[i], revs[i])
+    end
   end
   local add = table.concat(parts)
   local have = record and #record or #digest
   if have + #add > tonumber(ARGV[4]) then
-    unrecorded = #fresh
+    unrecorded = fresh
   elseif record then
     redis.call('APPEND', KEYS[2], add)
     appended = true
@@ -146,18 +165,17 @@ end
 if replayed > 0 and not appended then
   redis.call('PEXPIREAT', KEYS[2], redis.call('PEXPIRETIME', KEYS[2]))
 end
-local parts = {}
+local out = {}
 for c = 1, n, 400 do
-  local vals = {}
-  local m = math.min(c + 399, n)
-  for i = c, m do
-    vals[#vals + 1] = codes[i]
-    vals[#vals + 1] = versions[i]
-    vals[#vals + 1] = revs[i]
+  local last = c + 399 < n and c + 399 or n
+  local vals, k = {}, 0
+  for i = c, last do
+    vals[k + 1], vals[k + 2], vals[k + 3] = codes[i], versions[i], revs[i]
+    k = k + 3
   end
-  parts[#parts + 1] = struct.pack('>' .. string.rep('BI8I8', m - c + 1), unpack(vals))
+  out[#out + 1] = struct.pack('>' .. string.rep('BI8I8', last - c + 1), unpack(vals, 1, k))
 end
-return {rev, replayed, unrecorded, table.concat(parts)}
+return {rev, replayed, unrecorded, table.concat(out)}
 `
 
 // resultEntryBytes is the size of one write's result in the apply script's answer (struct
