@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -42,10 +43,16 @@ const (
 // back at its acknowledged version after the failover. The shard's writes stay unavailable
 // until a replica is back, since WAIT 1 then has none to count: the run restarts the dead node,
 // which rejoins as the new master's replica.
+// Writes the master applied that no WAIT confirmed are counted (Observer.Unconfirmed, the
+// putallkv_redis_unconfirmed_writes_total metric): some, while the replica is stalled, each
+// one of the failed calls (of one write each).
 func TestFailoverLosesNoConfirmedWrite(t *testing.T) {
 	r := failover(t, 1)
 	if r.lost != 0 {
 		t.Fatalf("%d acknowledged writes lost with replicas_ack 1; first: %s", r.lost, r.firstLost)
+	}
+	if r.unconfirmed == 0 || r.unconfirmed > r.failed {
+		t.Fatalf("%d writes counted unconfirmed, %d calls failed; want at least one, and no more than the failed calls", r.unconfirmed, r.failed)
 	}
 }
 
@@ -59,6 +66,9 @@ func TestFailoverWithoutWaitLosesTheStalledWrites(t *testing.T) {
 	if r.lost == 0 {
 		t.Fatalf("no acknowledged write lost with replicas_ack 0 although the replica was stalled %v before the kill "+
 			"(%d acknowledged on the shard meanwhile)", stall, r.ackedInStall)
+	}
+	if r.unconfirmed != 0 {
+		t.Fatalf("%d writes counted unconfirmed with replicas_ack 0, which sends no WAIT", r.unconfirmed)
 	}
 }
 
@@ -140,7 +150,16 @@ type report struct {
 	acked, ackedOnShard, ackedInStall, failed int
 	lost, lostBeforeStall                     int
 	firstLost                                 string
+	unconfirmed                               int // writes applied that no WAIT confirmed
 }
+
+// unconfirmedCounter is an Observer that counts the writes applied that no WAIT confirmed.
+type unconfirmedCounter struct{ n atomic.Int64 }
+
+func (*unconfirmedCounter) RoundTrip(string, int, time.Duration) {}
+func (*unconfirmedCounter) Failed(string, string)                {}
+func (c *unconfirmedCounter) Unconfirmed(writes int)             { c.n.Add(int64(writes)) }
+func (*unconfirmedCounter) Unrecorded(int)                       {}
 
 // failover runs writers against a fresh cluster through the engine with replicasAck, stalls
 // the replica of the shard serving slot 0, kills its master and resumes the replica, waits
@@ -157,7 +176,8 @@ func failover(t *testing.T, replicasAck int) report {
 	})
 	sh := firstShard(t, cl.Addrs[0])
 	t.Logf("cluster %v; killing master %s (slots %v), stalling its replica %s", cl.Addrs, sh.master, sh.ranges, sh.replica)
-	e, err := redisstore.Open(redisstore.Options{Addrs: cl.Addrs, ReplicasAck: replicasAck, AckTimeout: ackTimeout})
+	var unconfirmed unconfirmedCounter
+	e, err := redisstore.Open(redisstore.Options{Addrs: cl.Addrs, ReplicasAck: replicasAck, AckTimeout: ackTimeout, Observer: &unconfirmed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +274,7 @@ func failover(t *testing.T, replicasAck int) report {
 	stop()
 	wg.Wait()
 
-	r := report{acked: len(acks), failed: failed}
+	r := report{acked: len(acks), failed: failed, unconfirmed: int(unconfirmed.n.Load())}
 	for _, a := range acks {
 		if a.onShard {
 			r.ackedOnShard++
@@ -280,8 +300,8 @@ func failover(t *testing.T, replicasAck int) report {
 		restarted = fmt.Sprintf(", dead node restarted %v after the kill", restartAt.Sub(killAt).Round(time.Millisecond))
 	}
 	t.Logf("replicas_ack=%d node_timeout=%v: %d writes acknowledged (%d on the killed master's shard, %d of them while its replica was stalled %v), "+
-		"%d failed or unconfirmed; %d acknowledged writes lost; the shard's writes unavailable %v from the kill%s",
-		replicasAck, nodeTimeout, r.acked, r.ackedOnShard, r.ackedInStall, stall, r.failed, r.lost,
+		"%d failed or unconfirmed (%d applied but unconfirmed); %d acknowledged writes lost; the shard's writes unavailable %v from the kill%s",
+		replicasAck, nodeTimeout, r.acked, r.ackedOnShard, r.ackedInStall, stall, r.failed, r.unconfirmed, r.lost,
 		backAt.Sub(killAt).Round(time.Millisecond), restarted)
 	return r
 }
