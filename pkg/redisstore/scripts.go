@@ -36,8 +36,8 @@ import (
 //
 // What a script costs Redis is mostly not the commands it runs but the script around them
 // (measured on Redis 7.0: a call of 16 puts without expiry spends about 10 µs in its commands
-// and 50-80 in the script): each argument, each redis.call and each element of the reply costs
-// about a microsecond. So the script takes one argument per write, makes few redis.call's, each
+// and 50-80 in the script): each redis.call costs a few microseconds besides its command, each
+// argument, table and element of the answer a fraction of one. So the script takes one argument per write, makes few redis.call's, each
 // for many keys, and answers with one string: it reads the versions of its keys with one MGET
 // (16 keys at a time, so that large values do not pile up in the script's memory), writes every
 // put with one MSET and every delete with one DEL (1000 arguments at a time, within Lua's
