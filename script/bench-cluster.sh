@@ -77,8 +77,9 @@ for p in "${port[@]}"; do wait_port "$p"; done
 
 # The masters' own measure of their commands: INFO commandstats, reset before each run and
 # summed over the masters after it (calls and µs per call, the commands a script runs
-# included), saved as NAME.cmdstats. Robust on a noisy machine: it counts the time Redis spent
-# executing, not waiting for the CPU.
+# included), saved as NAME.cmdstats. It is Redis's own measure of each command, so it leaves out
+# the network; it is wall-clock time, so a busy machine inflates it too (compare the commands a
+# script runs with the same commands sent alone to see by how much).
 redis_ports="$(seq "$base" $((base + 5))) $single"
 resetstats() {
   local p
