@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -275,14 +276,20 @@ func (d *Durable) replay(rec []byte, rs *restorer) error {
 	return nil
 }
 
-// The snapshot body: a version, the revision of the cut, then items, each a kind byte (snapEntry,
-// snapTag) and its fields, then snapEnd. Its layout is in the package documentation, "On-disk
-// format".
+// The snapshot body: a version, the revision of the cut, then items, each a kind byte (snapBlock
+// in version 2, snapEntry in version 1, snapTag) and its fields, then snapEnd. Its layout is in
+// the package documentation, "On-disk format". Version 2 writes the entries in blocks laid out as
+// the arena is, so that recovery adopts them without copying (Memory.adoptBlocks); version 1
+// snapshots are still read.
 const (
-	snapshotVersion = 1
+	snapshotVersion = 2
 	snapEnd         = 0
 	snapEntry       = 1
 	snapTag         = 2
+	snapBlock       = 3
+	// snapBlockBytes is the size a block is cut at (an entry larger than it has a block of its
+	// own): a block becomes an arena chunk, and this is the largest the arena makes.
+	snapBlockBytes = maxChunk
 )
 
 // Snapshot writes a snapshot of the store while writes go on, then drops what neither it nor the
@@ -342,7 +349,7 @@ func (d *Durable) Snapshot(ctx context.Context) (err error) {
 	return wal.RemoveSnapshotsBefore(d.opts.Dir, prev)
 }
 
-// writeSnapshot writes the body: every resident entry, shard by shard, then the tags.
+// writeSnapshot writes the body: every resident entry, shard by shard, in blocks, then the tags.
 func (d *Durable) writeSnapshot(w *bufio.Writer, cutRev int64) (int64, error) {
 	var buf []byte
 	buf = binary.AppendUvarint(buf, snapshotVersion)
@@ -350,15 +357,34 @@ func (d *Durable) writeSnapshot(w *bufio.Writer, cutRev int64) (int64, error) {
 	if _, err := w.Write(buf); err != nil {
 		return 0, err
 	}
-	keys, err := d.mem.scan(func(key, value []byte, version, expiresAtMs int64) error {
-		buf = append(buf[:0], snapEntry)
-		buf = appendBytes(buf, key)
-		buf = appendBytes(buf, value)
-		buf = binary.AppendVarint(buf, version)
-		buf = binary.AppendVarint(buf, expiresAtMs)
-		_, err := w.Write(buf)
+	block := make([]byte, 0, snapBlockBytes)
+	flush := func() error {
+		if len(block) == 0 {
+			return nil
+		}
+		buf = binary.AppendUvarint(append(buf[:0], snapBlock), uint64(len(block)))
+		if _, err := w.Write(buf); err != nil {
+			return err
+		}
+		_, err := w.Write(block)
+		block = block[:0]
 		return err
+	}
+	keys, err := d.mem.scan(func(key, value []byte, version, expiresAtMs int64) error {
+		h := entryHeader{version: version, expiresAtMs: expiresAtMs, keyLen: uint32(len(key)), valLen: uint32(len(value))}
+		if len(block) > 0 && len(block)+h.size() > snapBlockBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		block = slices.Grow(block, h.size())
+		putEntry(block[len(block):len(block)+h.size()], h, key, value)
+		block = block[:len(block)+h.size()]
+		return nil
 	})
+	if err == nil {
+		err = flush()
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -373,30 +399,41 @@ func (d *Durable) writeSnapshot(w *bufio.Writer, cutRev int64) (int64, error) {
 	return keys, w.WriteByte(snapEnd)
 }
 
-// loadSnapshot restores the newest valid snapshot, if any, and returns its log position.
+// loadSnapshot restores the newest valid snapshot, if any, and returns its log position. Version
+// 2 entries (in blocks) are adopted by the store once every item is read; version 1 entries go
+// through rs, which the caller finishes.
 func (d *Durable) loadSnapshot(rs *restorer) (uint64, error) {
-	lsn, r, err := wal.OpenLatestSnapshot(d.opts.Dir, d.opts.WAL.Logger)
-	if err != nil || r == nil {
-		return 0, err
-	}
-	defer r.Close()
-	body, err := readWhole(r)
-	if err != nil {
+	lsn, body, err := wal.ReadLatestSnapshot(d.opts.Dir, d.opts.WAL.Logger)
+	if err != nil || body == nil {
 		return 0, err
 	}
 	dec := decoder{buf: body}
-	if v := dec.uvarint(); v != snapshotVersion {
-		return 0, fmt.Errorf("store: snapshot %d: format version %d", lsn, v)
+	version := dec.uvarint()
+	if version != 1 && version != snapshotVersion {
+		return 0, fmt.Errorf("store: snapshot %d: format version %d", lsn, version)
 	}
 	d.mem.raiseRevision(dec.varint())
+	var blocks [][]byte
 	for dec.err == nil {
-		switch kind := dec.byte(); kind {
-		case snapEnd:
+		switch kind := dec.byte(); {
+		case kind == snapEnd:
 			if dec.err == nil && len(dec.buf) != 0 {
 				return 0, fmt.Errorf("store: snapshot %d: %d bytes after the end", lsn, len(dec.buf))
 			}
-			return lsn, dec.err
-		case snapEntry:
+			if dec.err != nil {
+				return 0, fmt.Errorf("store: snapshot %d: %w", lsn, dec.err)
+			}
+			maxVersion, err := d.mem.adoptBlocks(blocks)
+			if err != nil {
+				return 0, fmt.Errorf("store: snapshot %d: %w", lsn, err)
+			}
+			d.mem.raiseRevision(maxVersion)
+			return lsn, nil
+		case kind == snapBlock && version == 2:
+			if blk := dec.bytes(); dec.err == nil {
+				blocks = append(blocks, blk)
+			}
+		case kind == snapEntry && version == 1:
 			w := Write{Key: string(dec.bytes()), Value: dec.bytes()}
 			version := dec.varint()
 			w.ExpiresAtMs = dec.varint()
@@ -404,28 +441,16 @@ func (d *Durable) loadSnapshot(rs *restorer) (uint64, error) {
 				rs.add(w, version)
 				d.mem.raiseRevision(version)
 			}
-		case snapTag:
+		case kind == snapTag:
 			tag := dec.bytes()
 			if dec.err == nil && d.opts.Recovered != nil {
 				d.opts.Recovered(bytes.Clone(tag), 0, nil, nil)
 			}
 		default:
-			return 0, fmt.Errorf("store: snapshot %d: unknown item kind %d", lsn, kind)
+			return 0, fmt.Errorf("store: snapshot %d: unknown item kind %d in format version %d", lsn, kind, version)
 		}
 	}
 	return 0, fmt.Errorf("store: snapshot %d: %w", lsn, dec.err)
-}
-
-// readWhole reads r to its end, in one allocation when r knows its size (a snapshot's body
-// does): io.ReadAll would copy a large body several times over as it grows its buffer.
-func readWhole(r io.Reader) ([]byte, error) {
-	sized, ok := r.(interface{ Size() int64 })
-	if !ok {
-		return io.ReadAll(r)
-	}
-	body := make([]byte, sized.Size())
-	_, err := io.ReadFull(r, body)
-	return body, err
 }
 
 // Err reports whether the log is refusing writes (disk full, I/O error), and why.

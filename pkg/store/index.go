@@ -98,9 +98,24 @@ func (x *hashIndex) del(h uint64) bool {
 	return true
 }
 
-func (x *hashIndex) grow() {
+func (x *hashIndex) grow() { x.resize(max(minIndexSlots, 2*len(x.slots))) }
+
+// reserve makes room for n hashes in all, so that the table does not grow while they are set
+// (recovery knows how many keys are coming).
+func (x *hashIndex) reserve(n int) {
+	size := max(minIndexSlots, len(x.slots))
+	for n*4 > size*3 {
+		size *= 2
+	}
+	if size > len(x.slots) {
+		x.resize(size)
+	}
+}
+
+// resize moves the hashes into a table of size slots (a power of two, large enough).
+func (x *hashIndex) resize(size int) {
 	old := x.slots
-	x.slots = make([]indexSlot, max(minIndexSlots, 2*len(old)))
+	x.slots = make([]indexSlot, size)
 	for _, s := range old {
 		if s.chunk != 0 {
 			i, _ := x.slot(s.hash)

@@ -1,7 +1,10 @@
 package store
 
 import (
+	"errors"
+	"fmt"
 	"hash/maphash"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -109,4 +112,121 @@ func (r *restorer) work(q <-chan []restoreOp) {
 		}
 	}
 	r.touched.Add(touched)
+}
+
+var errBadBlock = errors.New("store: malformed snapshot block")
+
+// adoptBlocks restores the entries of a version 2 snapshot's blocks into s, which holds
+// nothing else yet, and returns the highest version among them. An entry in a block is laid out
+// as in the arena, so it is not copied: a block becomes a chunk of every shard it holds entries
+// of, shared by them (arena bytes never change) and freed once they have all compacted or
+// replaced those entries. Restoring is then a hash and an index slot per key, and the indexes
+// are sized for the entries before they fill.
+//
+// One goroutine per core restores, each owning the shards the restorer would give it: each
+// reads every block and takes its own shards' entries, so a shard is only ever written by its
+// owner (and the sweeper, under the shard's lock). Like the restorer's workers, each takes its
+// entries restoreChunk at a time and touches their index slots before it fills any, so that the
+// cache misses overlap. A snapshot holds each key once; should a key come twice, the higher
+// version wins.
+func (s *Memory) adoptBlocks(blocks [][]byte) (int64, error) {
+	if len(blocks) == 0 {
+		return 0, nil
+	}
+	entries, err := countEntries(blocks)
+	if err != nil {
+		return 0, err
+	}
+	perShard := entries / len(s.shards)
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		sh.index.reserve(perShard + perShard/8 + 16) // a little over the mean: few shards grow
+		sh.mu.Unlock()
+	}
+	n := max(1, min(runtime.GOMAXPROCS(0), len(s.shards)))
+	var wg sync.WaitGroup
+	tallies := make([]adoptTally, n)
+	for w := range n {
+		wg.Go(func() { s.adoptOwn(blocks, w, n, &tallies[w]) })
+	}
+	wg.Wait()
+	var maxVersion int64
+	for _, t := range tallies {
+		s.keys.Add(t.keys)
+		s.used.Add(t.used)
+		maxVersion = max(maxVersion, t.maxVersion)
+	}
+	return maxVersion, nil
+}
+
+// countEntries returns how many entries blocks hold, having checked that each block is a
+// sequence of whole entries.
+func countEntries(blocks [][]byte) (int, error) {
+	n := 0
+	for b, blk := range blocks {
+		if len(blk) > math.MaxUint32 {
+			return 0, fmt.Errorf("%w: block %d of %d bytes", errBadBlock, b, len(blk))
+		}
+		for off := 0; off < len(blk); n++ {
+			if len(blk)-off < headerLen {
+				return 0, fmt.Errorf("%w: block %d: %d bytes left at offset %d, less than an entry header", errBadBlock, b, len(blk)-off, off)
+			}
+			size := readHeader(blk[off:]).size()
+			if size > len(blk)-off {
+				return 0, fmt.Errorf("%w: block %d: an entry of %d bytes at offset %d runs past its end (%d bytes)", errBadBlock, b, size, off, len(blk))
+			}
+			off += size
+		}
+	}
+	return n, nil
+}
+
+// adoptTally is what one worker of adoptBlocks restored.
+type adoptTally struct {
+	keys, used, maxVersion int64
+	touched                uint64 // what the touching passes read, kept so that they are not optimised away
+}
+
+// adoptOwn restores the entries of blocks (checked by countEntries) that belong to worker w of
+// n (see adoptBlocks).
+func (s *Memory) adoptOwn(blocks [][]byte, w, n int, t *adoptTally) {
+	type pending struct {
+		h   uint64
+		off uint32
+	}
+	var batch [restoreChunk]pending
+	// chunk[i] is the number shard i's arena gave the block being read, plus one: 0 until it
+	// adopts it.
+	chunk := make([]uint32, len(s.shards))
+	for _, blk := range blocks {
+		clear(chunk)
+		for off := 0; off < len(blk); {
+			k := 0
+			for ; k < len(batch) && off < len(blk); off += readHeader(blk[off:]).size() {
+				hdr := readHeader(blk[off:])
+				h := maphash.Bytes(s.seed, blk[off+headerLen:off+headerLen+int(hdr.keyLen)])
+				if int(h>>s.shift)%n == w {
+					batch[k] = pending{h, uint32(off)}
+					t.touched ^= s.shardOf(h).index.touch(h)
+					k++
+				}
+			}
+			for _, p := range batch[:k] {
+				i := int(p.h >> s.shift)
+				sh := &s.shards[i]
+				hdr := readHeader(blk[p.off:])
+				key := blk[int(p.off)+headerLen : int(p.off)+headerLen+int(hdr.keyLen)]
+				sh.mu.Lock()
+				if chunk[i] == 0 {
+					chunk[i] = sh.arena.adopt(blk) + 1
+				}
+				keys, bytes := sh.adopt(key, p.h, arenaRef{chunk: chunk[i] - 1, off: p.off}, hdr)
+				sh.mu.Unlock()
+				t.keys += keys
+				t.used += bytes
+				t.maxVersion = max(t.maxVersion, hdr.version)
+			}
+		}
+	}
 }

@@ -70,8 +70,10 @@ func (sh *shard) header(ref arenaRef) entryHeader { return sh.arena.header(ref) 
 // appending to them cannot reach the arena.
 func (sh *shard) entry(ref arenaRef) (h entryHeader, key, value []byte) { return sh.arena.entry(ref) }
 
-func (a *arena) header(ref arenaRef) entryHeader {
-	b := a.bytes(ref, headerLen)
+func (a *arena) header(ref arenaRef) entryHeader { return readHeader(a.bytes(ref, headerLen)) }
+
+// readHeader decodes the entry header at the start of b.
+func readHeader(b []byte) entryHeader {
 	return entryHeader{
 		version:     int64(binary.LittleEndian.Uint64(b)),
 		expiresAtMs: int64(binary.LittleEndian.Uint64(b[8:])),
@@ -114,6 +116,12 @@ func (sh *shard) verify(key string, ref arenaRef, indexed bool) loc {
 func (sh *shard) put(key string, h uint64, l loc, value []byte, version, expiresAtMs int64) int64 {
 	ref := sh.arena.add(entryHeader{version: version, expiresAtMs: expiresAtMs,
 		keyLen: uint32(len(key)), valLen: uint32(len(value))}, key, value)
+	return sh.place(key, h, l, ref, expiresAtMs)
+}
+
+// place makes the entry at ref (of key, hash h, expiring at expiresAtMs) key's, where l (from
+// find) says the key is, and returns the change in resident keys.
+func (sh *shard) place(key string, h uint64, l loc, ref arenaRef, expiresAtMs int64) int64 {
 	if expiresAtMs != 0 {
 		sh.expiring++
 	}
@@ -137,6 +145,31 @@ func (sh *shard) put(key string, h uint64, l loc, value []byte, version, expires
 		}
 	}
 	return added
+}
+
+// adopt makes the entry at ref (header hdr, key, hash h), which the arena holds already, key's
+// unless the shard holds key at a version as high, and returns the change in resident keys and
+// in bytes (as growth counts them). It is how a version 2 snapshot is restored.
+func (sh *shard) adopt(key []byte, h uint64, ref arenaRef, hdr entryHeader) (keys, bytes int64) {
+	sh.arena.used += hdr.size()
+	if _, taken := sh.index.get(h); !taken { // the usual case: a key not seen yet
+		if hdr.expiresAtMs != 0 {
+			sh.expiring++
+		}
+		sh.index.set(h, ref)
+		return 1, hdr.cost()
+	}
+	k := string(key)
+	l := sh.find(k, h)
+	if !l.found() { // another key with the same hash
+		return sh.place(k, h, l, ref, hdr.expiresAtMs), hdr.cost()
+	}
+	old := sh.header(l.ref)
+	if old.version >= hdr.version {
+		sh.arena.dead += hdr.size()
+		return 0, 0
+	}
+	return sh.place(k, h, l, ref, hdr.expiresAtMs), hdr.cost() - old.cost()
 }
 
 // remove deletes key (hash h, found at l) and returns the change in resident keys (-1).
@@ -241,12 +274,26 @@ const (
 // add appends an entry and returns where.
 func (a *arena) add(h entryHeader, key string, value []byte) arenaRef {
 	ref, dst := a.alloc(h.size())
+	putEntry(dst, h, key, value)
+	return ref
+}
+
+// putEntry writes the entry (header h, key, value) to dst, which holds h.size() bytes: the
+// layout of the arena, which version 2 snapshots share.
+func putEntry[K string | []byte](dst []byte, h entryHeader, key K, value []byte) {
 	binary.LittleEndian.PutUint64(dst, uint64(h.version))
 	binary.LittleEndian.PutUint64(dst[8:], uint64(h.expiresAtMs))
 	binary.LittleEndian.PutUint32(dst[16:], h.keyLen)
 	binary.LittleEndian.PutUint32(dst[20:], h.valLen)
 	copy(dst[headerLen+copy(dst[headerLen:], key):], value)
-	return ref
+}
+
+// adopt appends chunk, bytes of entries that other shards may share, to the arena without
+// copying it, and returns its chunk number. The chunk is full (its capacity is its length), so
+// alloc never writes into it.
+func (a *arena) adopt(chunk []byte) uint32 {
+	a.chunks = append(a.chunks, chunk[:len(chunk):len(chunk)])
+	return uint32(len(a.chunks) - 1)
 }
 
 // alloc reserves n bytes at the end of the arena and returns where, and the bytes to fill.

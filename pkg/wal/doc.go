@@ -8,7 +8,7 @@
 // parks on the channel of its group of records). Records queued while an fsync runs form the
 // next group. A caller that appends several
 // records and waits for the last holds the log meanwhile (Hold), so the writer does not split
-// them between two fsyncs. Snapshots are separate files (WriteSnapshot, OpenLatestSnapshot) whose
+// them between two fsyncs. Snapshots are separate files (WriteSnapshot, ReadLatestSnapshot) whose
 // contents are the caller's; the intended cycle is: write a snapshot covering LSN s, Rotate,
 // then RemoveBefore(p) for the previous snapshot's LSN p, so that recovery can fall back to the
 // previous snapshot should the newest one be damaged.
@@ -56,7 +56,7 @@
 // recovery loads the newest snapshot that verifies and replays the records after s. A snapshot
 // is written to a temporary file (%020d.snap.*.tmp), fsynced, read back and verified, renamed
 // into place and the directory fsynced, so a snapshot file either is whole or does not exist;
-// temporary files an interrupted write left are removed by OpenLatestSnapshot.
+// temporary files an interrupted write left are removed by ReadLatestSnapshot.
 //
 // LAST_SEGMENT names the newest segment the log created (for example
 // "00000000000000000001.wal\n"). Segments are found by listing the directory, so without it a

@@ -77,7 +77,7 @@ func WriteSnapshot(dir string, lsn uint64, write func(w io.Writer) error) (path 
 	if err := f.Sync(); err != nil {
 		return "", err
 	}
-	if _, err := verifySnapshot(f, lsn); err != nil {
+	if err := verifySnapshot(f, lsn); err != nil {
 		return "", fmt.Errorf("read back: %w", err)
 	}
 	if err := f.Close(); err != nil {
@@ -104,13 +104,14 @@ func (s *snapshotWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// OpenLatestSnapshot returns the newest valid snapshot in dir: its LSN and a reader of its body,
-// which the caller must close; (0, nil, nil) when there is none. A snapshot is verified whole (a
-// read of the file) before it is returned, so the reader never yields unverified bytes; one that
-// fails verification is logged (to log, slog.Default when nil) and skipped for the next older
-// one. Leftover temporary files of interrupted WriteSnapshot calls are removed first, so
-// OpenLatestSnapshot must not run while a WriteSnapshot into the same dir is in progress.
-func OpenLatestSnapshot(dir string, log *slog.Logger) (lsn uint64, r io.ReadCloser, err error) {
+// ReadLatestSnapshot returns the newest valid snapshot in dir: its LSN and its body, read in one
+// allocation and verified whole before it is returned, so it never yields unverified bytes; a nil
+// body (and LSN 0) when there is none. A snapshot that fails verification is logged (to log,
+// slog.Default when nil) and skipped for the next older one. Leftover temporary files of
+// interrupted WriteSnapshot calls are removed first, so ReadLatestSnapshot must not run while a
+// WriteSnapshot into the same dir is in progress. The body is the caller's: recovery keeps parts
+// of it as the store's memory rather than copying them.
+func ReadLatestSnapshot(dir string, log *slog.Logger) (lsn uint64, body []byte, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -125,7 +126,7 @@ func OpenLatestSnapshot(dir string, log *slog.Logger) (lsn uint64, r io.ReadClos
 		return 0, nil, fmt.Errorf("wal: %w", err)
 	}
 	for i := len(snaps) - 1; i >= 0; i-- {
-		r, err := openSnapshot(snaps[i])
+		body, err := readSnapshot(snaps[i])
 		if _, ok := errors.AsType[*badSnapshotError](err); ok {
 			log.Warn("wal: skipping an invalid snapshot for an older one; `putallctl wal check` shows it, `putallctl wal repair` moves it aside",
 				"file", snaps[i].path, "err", err)
@@ -134,7 +135,7 @@ func OpenLatestSnapshot(dir string, log *slog.Logger) (lsn uint64, r io.ReadClos
 		if err != nil {
 			return 0, nil, fmt.Errorf("wal: %w", err)
 		}
-		return snaps[i].seq, r, nil
+		return snaps[i].seq, body, nil
 	}
 	return 0, nil, nil
 }
@@ -164,67 +165,85 @@ func RemoveSnapshotsBefore(dir string, lsn uint64) error {
 	return nil
 }
 
-// snapshotReader reads a verified snapshot's body and closes its file.
-type snapshotReader struct {
-	*io.SectionReader
-	f *os.File
-}
-
-func (r *snapshotReader) Close() error { return r.f.Close() }
-
-// openSnapshot verifies the snapshot s (s.seq is the LSN its name gives) and returns a reader of
-// its body. Contents that do not verify give a *badSnapshotError.
-func openSnapshot(s seqFile) (*snapshotReader, error) {
-	f, err := os.Open(s.path)
+// readSnapshot reads the snapshot s (s.seq is the LSN its name gives) whole, verifies it and
+// returns its body. Contents that do not verify give a *badSnapshotError.
+func readSnapshot(s seqFile) ([]byte, error) {
+	data, err := readFile(s.path, nil)
 	if err != nil {
 		return nil, err
 	}
-	bodyLen, err := verifySnapshot(f, s.seq)
-	if err != nil {
-		f.Close()
+	size := int64(len(data))
+	if size < snapHeaderSize+snapTrailerSize {
+		return nil, badSnapshot("%d bytes is too short", size)
+	}
+	crcEnd := size - snapTrailerSize
+	if err := checkSnapshotFrame(data[:snapHeaderSize], data[crcEnd:], size, s.seq); err != nil {
 		return nil, err
 	}
-	return &snapshotReader{SectionReader: io.NewSectionReader(f, snapHeaderSize, bodyLen), f: f}, nil
+	if crc32.Checksum(data[:crcEnd], castagnoli) != binary.LittleEndian.Uint32(data[crcEnd+8:]) {
+		return nil, badSnapshot("checksum mismatch")
+	}
+	return data[snapHeaderSize:crcEnd:crcEnd], nil
 }
 
 // verifySnapshot checks header, trailer and checksum of the snapshot file f, which must be for LSN
-// lsn, and returns its body length.
-func verifySnapshot(f *os.File, lsn uint64) (int64, error) {
+// lsn, reading it in pieces.
+func verifySnapshot(f *os.File, lsn uint64) error {
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	size := fi.Size()
 	if size < snapHeaderSize+snapTrailerSize {
-		return 0, badSnapshot("%d bytes is too short", size)
+		return badSnapshot("%d bytes is too short", size)
 	}
 	h := make([]byte, snapHeaderSize)
 	t := make([]byte, snapTrailerSize)
 	if _, err := f.ReadAt(h, 0); err != nil {
-		return 0, err
+		return err
 	}
 	if _, err := f.ReadAt(t, size-snapTrailerSize); err != nil {
-		return 0, err
+		return err
 	}
-	bodyLen := size - snapHeaderSize - snapTrailerSize
-	switch {
-	case string(h[:4]) != snapMagic || string(t[12:]) != snapEndMagic:
-		return 0, badSnapshot("bad magic")
-	case binary.LittleEndian.Uint32(h[4:]) != snapVersion:
-		return 0, badSnapshot("unsupported version %d", binary.LittleEndian.Uint32(h[4:]))
-	case binary.LittleEndian.Uint64(h[8:]) != lsn:
-		return 0, badSnapshot("header says LSN %d, file name says %d", binary.LittleEndian.Uint64(h[8:]), lsn)
-	case binary.LittleEndian.Uint64(t[0:]) != uint64(bodyLen):
-		return 0, badSnapshot("trailer says %d body bytes, file has %d", binary.LittleEndian.Uint64(t[0:]), bodyLen)
+	if err := checkSnapshotFrame(h, t, size, lsn); err != nil {
+		return err
 	}
 	crc := crc32.New(castagnoli)
 	if _, err := io.Copy(crc, io.NewSectionReader(f, 0, size-snapTrailerSize)); err != nil {
-		return 0, err
+		return err
 	}
 	if crc.Sum32() != binary.LittleEndian.Uint32(t[8:]) {
-		return 0, badSnapshot("checksum mismatch")
+		return badSnapshot("checksum mismatch")
 	}
-	return bodyLen, nil
+	return nil
+}
+
+// checkSnapshotFrame checks the header h and trailer t of a snapshot file of size bytes, which
+// must be for LSN lsn (all but the checksum).
+func checkSnapshotFrame(h, t []byte, size int64, lsn uint64) error {
+	bodyLen := size - snapHeaderSize - snapTrailerSize
+	switch {
+	case string(h[:4]) != snapMagic || string(t[12:]) != snapEndMagic:
+		return badSnapshot("bad magic")
+	case binary.LittleEndian.Uint32(h[4:]) != snapVersion:
+		return badSnapshot("unsupported version %d", binary.LittleEndian.Uint32(h[4:]))
+	case binary.LittleEndian.Uint64(h[8:]) != lsn:
+		return badSnapshot("header says LSN %d, file name says %d", binary.LittleEndian.Uint64(h[8:]), lsn)
+	case binary.LittleEndian.Uint64(t[0:]) != uint64(bodyLen):
+		return badSnapshot("trailer says %d body bytes, file has %d", binary.LittleEndian.Uint64(t[0:]), bodyLen)
+	}
+	return nil
+}
+
+// checkSnapshotFile verifies the snapshot s (s.seq is the LSN its name gives) without holding it
+// in memory. Contents that do not verify give a *badSnapshotError.
+func checkSnapshotFile(s seqFile) error {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return verifySnapshot(f, s.seq)
 }
 
 // snapshotScan is what scanSnapshots found in a directory.
@@ -241,7 +260,7 @@ func scanSnapshots(dir string) (snapshotScan, error) {
 	}
 	var sc snapshotScan
 	for _, s := range snaps {
-		r, err := openSnapshot(s)
+		err := checkSnapshotFile(s)
 		if bad, ok := errors.AsType[*badSnapshotError](err); ok {
 			sc.bad = append(sc.bad, Damage{File: s.path, Reason: bad.Error(), Repair: "recovery skips it; a repair moves it aside"})
 			continue
@@ -249,7 +268,6 @@ func scanSnapshots(dir string) (snapshotScan, error) {
 		if err != nil {
 			return sc, fmt.Errorf("wal: %w", err)
 		}
-		r.Close()
 		sc.valid = append(sc.valid, s)
 	}
 	return sc, nil

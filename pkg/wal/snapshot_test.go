@@ -21,31 +21,23 @@ func writeSnapshot(t *testing.T, dir string, lsn uint64, body string) string {
 	return path
 }
 
-// latest returns what OpenLatestSnapshot finds: its LSN and body.
+// latest returns what ReadLatestSnapshot finds: its LSN and body.
 func latest(t *testing.T, dir string) (uint64, string) {
 	t.Helper()
-	lsn, r, err := OpenLatestSnapshot(dir, quiet)
+	lsn, body, err := ReadLatestSnapshot(dir, quiet)
 	if err != nil {
-		t.Fatalf("OpenLatestSnapshot: %v", err)
+		t.Fatalf("ReadLatestSnapshot: %v", err)
 	}
-	if r == nil {
-		return lsn, ""
-	}
-	defer r.Close()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lsn, string(b)
+	return lsn, string(body)
 }
 
 func TestSnapshots(t *testing.T) {
 	dir := t.TempDir()
-	if lsn, r, err := OpenLatestSnapshot(dir, quiet); lsn != 0 || r != nil || err != nil {
-		t.Fatalf("OpenLatestSnapshot(empty dir) = %d, %v, %v; want 0, nil, nil", lsn, r, err)
+	if lsn, body, err := ReadLatestSnapshot(dir, quiet); lsn != 0 || body != nil || err != nil {
+		t.Fatalf("ReadLatestSnapshot(empty dir) = %d, %q, %v; want 0, nil, nil", lsn, body, err)
 	}
-	if lsn, r, err := OpenLatestSnapshot(filepath.Join(dir, "missing"), quiet); lsn != 0 || r != nil || err != nil {
-		t.Fatalf("OpenLatestSnapshot(missing dir) = %d, %v, %v; want 0, nil, nil", lsn, r, err)
+	if lsn, body, err := ReadLatestSnapshot(filepath.Join(dir, "missing"), quiet); lsn != 0 || body != nil || err != nil {
+		t.Fatalf("ReadLatestSnapshot(missing dir) = %d, %q, %v; want 0, nil, nil", lsn, body, err)
 	}
 
 	big := strings.Repeat("state ", 100_000) // larger than the write buffer
@@ -67,8 +59,8 @@ func TestSnapshots(t *testing.T) {
 	if err := os.WriteFile(p9, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if lsn, body := latest(t, dir); lsn != 7 || body != "" {
-		t.Fatalf("latest with 9 corrupt = %d %q; want 7, empty", lsn, body)
+	if lsn, body, err := ReadLatestSnapshot(dir, quiet); lsn != 7 || body == nil || len(body) != 0 || err != nil {
+		t.Fatalf("ReadLatestSnapshot with 9 corrupt = %d, %q (nil: %v), %v; want 7, an empty body", lsn, body, body == nil, err)
 	}
 	if rep, err := Check(dir); err != nil || rep.Snapshots != 2 {
 		t.Fatalf("Check = %+v, %v; want 2 valid snapshots", rep, err)
