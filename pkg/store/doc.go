@@ -27,11 +27,12 @@
 // scripts under testdata/semantics state this contract operation by operation, and are run
 // against both engines (semantics_test.go).
 //
-// # On-disk format, version 1
+// # On-disk format, version 2
 //
 // A Durable's data directory is pkg/wal's (segment files, snapshot files, LAST_SEGMENT, LOCK and
-// repair folders: see its documentation). Format version 1 is version 1 of pkg/wal's segment and
-// snapshot files holding version 1 of the log record and the snapshot body below. In the layouts,
+// repair folders: see its documentation). Format version 2 is version 1 of pkg/wal's segment and
+// snapshot files holding version 1 of the log record and version 2 of the snapshot body below;
+// format version 1 differs only in its snapshot body (version 1), which is still read. In the layouts,
 // uvarint and varint are encoding/binary's variable-length integers, and bytes is a uvarint
 // length followed by that many bytes.
 //
@@ -53,12 +54,20 @@
 // An applied write's version is the record's revision. A snapshot body (the caller's bytes of a
 // wal snapshot file at LSN s) is:
 //
-//	version    uvarint (1)
+//	version    uvarint (2)
 //	revision   varint: the store's revision at the cut
 //	items      each a kind byte, then:
-//	  1 entry: key bytes, value bytes, version varint, expires_at_ms varint
+//	  3 block: bytes, holding whole entries one after the other, each
+//	           version int64, expires_at_ms int64 (Unix ms, 0 = never), key length uint32,
+//	           value length uint32 (all little-endian), the key, the value
 //	  2 tag:   bytes (a tag SnapshotTags returned)
 //	  0 end:   nothing; no byte may follow
+//
+// An entry in a block is laid out as the store keeps it in memory (shard.go's arena), and a block
+// is cut at 4 MiB (an entry larger than that has one of its own), the largest chunk the arena
+// makes: recovery makes each block a chunk of the shards whose keys it holds and indexes the
+// entries where they are, instead of copying them one by one. Version 1 of the body has, instead
+// of blocks, items of kind 1 entry: key bytes, value bytes, version varint, expires_at_ms varint.
 //
 // A snapshot is fuzzy: the entries are copied shard by shard while writes go on, and the cut is a
 // log position s taken between two commits; recovery replays every record after s, and
@@ -85,7 +94,7 @@
 // Thrift binary (kv.PutResponse, kv.DeleteResponse, kv.PutAllResponse or kv.DeleteAllResponse).
 // The service ignores a tag it cannot parse: that request_id is forgotten.
 //
-// A change to any of these layouts that version 1 readers cannot read raises that layout's
-// version number and the format version, and commits a golden data directory of the new version
-// beside testdata/golden-v1, which golden_test.go keeps opening and checking.
+// A change to any of these layouts that older readers cannot read raises that layout's version
+// number and the format version, and commits a golden data directory of the new version beside
+// testdata/golden-v1 and golden-v2, which golden_test.go keeps opening and checking.
 package store

@@ -17,11 +17,12 @@ import (
 // (see the package documentation), and testdata/golden-v<N>.txt what a store recovered from it
 // holds. TestGoldenDataDirectories opens a copy of each and checks every key, version and
 // revision, so that a change that can no longer read old data fails. -update-golden rewrites
-// golden-v1 with the code as it is: only for a change that keeps the format.
-var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/golden-v1 and its expectations")
+// the current format's directory (goldenDir) with the code as it is: only for a change that
+// keeps the format, or to write the first directory of a new format version.
+var updateGolden = flag.Bool("update-golden", false, "rewrite "+goldenDir+" and its expectations")
 
 const (
-	goldenDir = "testdata/golden-v1"
+	goldenDir = "testdata/golden-v2"
 	// goldenNowMs is the clock the golden directory is checked with; it was written a minute
 	// earlier. Key "ttl/short" has expired by then, "ttl/long" has not.
 	goldenNowMs = 1_700_000_000_000

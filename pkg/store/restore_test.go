@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/putallkv/putallkv/pkg/wal"
@@ -63,6 +65,7 @@ func TestRecoveryRestoresInOrderOnEveryWorker(t *testing.T) {
 			}
 		}
 	}
+	bytes := d.Stats().Bytes
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +94,97 @@ func TestRecoveryRestoresInOrderOnEveryWorker(t *testing.T) {
 			t.Errorf("seed %d: %s recovered as %q v%d (found %v); want %q v%d", seed, k, it.Value, it.Version, it.Found, w.value, w.version)
 		}
 	}
-	if got := d.Stats().Keys; got != int64(live) {
-		t.Errorf("seed %d: %d keys recovered; want %d", seed, got, live)
+	if st := d.Stats(); st.Keys != int64(live) || st.Bytes != bytes {
+		t.Errorf("seed %d: %d keys, %d bytes recovered; want %d, %d", seed, st.Keys, st.Bytes, live, bytes)
+	}
+}
+
+// TestAdoptBlocks restores hand-made version 2 blocks: a key that comes twice keeps its higher
+// version whichever block holds it, the gauges count each key once, a TTL is counted for the
+// sweeper, and overwrites compact the shards' entries out of the shared blocks with every value
+// intact. A block cut inside an entry is refused.
+func TestAdoptBlocks(t *testing.T) {
+	entry := func(key, value string, version, expiresAtMs int64) []byte {
+		h := entryHeader{version: version, expiresAtMs: expiresAtMs, keyLen: uint32(len(key)), valLen: uint32(len(value))}
+		b := make([]byte, h.size())
+		putEntry(b, h, key, []byte(value))
+		return b
+	}
+	var blocks [][]byte
+	for b := range 3 {
+		var blk []byte
+		for i := range 50 {
+			blk = append(blk, entry(fmt.Sprintf("k%03d", b*50+i), fmt.Sprintf("v%d", b*50+i), int64(b*50+i+1), 0)...)
+		}
+		blocks = append(blocks, blk)
+	}
+	blocks[0] = append(blocks[0], entry("twice", "new", 500, 0)...)
+	blocks[2] = append(blocks[2], entry("twice", "old", 400, 0)...)
+	blocks[1] = append(blocks[1], entry("ttl", "x", 7, 4_000_000_000_000)...)
+
+	m, err := NewMemory(Options{Shards: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	maxVersion, err := m.adoptBlocks(blocks)
+	if err != nil || maxVersion != 500 {
+		t.Fatalf("adoptBlocks = %d, %v; want 500, nil", maxVersion, err)
+	}
+	want := map[string]string{"twice": "new", "ttl": "x"}
+	for i := range 150 {
+		want[fmt.Sprintf("k%03d", i)] = fmt.Sprintf("v%d", i)
+	}
+	check := func(when string) {
+		t.Helper()
+		var bytes int64
+		for k, v := range want {
+			bytes += int64(len(k)+len(v)) + KeyOverhead
+			items := make([]Item, 1)
+			if _, err := m.GetAll(context.Background(), []string{k}, items); err != nil || !items[0].Found || string(items[0].Value) != v {
+				t.Fatalf("%s: %s = %+v, %v; want %q", when, k, items[0], err, v)
+			}
+		}
+		if st := m.Stats(); st.Keys != int64(len(want)) || st.Bytes != bytes {
+			t.Fatalf("%s: %d keys, %d bytes; want %d, %d", when, st.Keys, st.Bytes, len(want), bytes)
+		}
+		expiring := 0
+		for i := range m.shards {
+			expiring += m.shards[i].expiring
+		}
+		if expiring != 1 {
+			t.Fatalf("%s: %d keys counted as expiring; want 1", when, expiring)
+		}
+	}
+	check("adopted")
+
+	for round := range 3 { // every key replaced three times: the shards compact
+		for k := range want {
+			if k == "ttl" {
+				continue
+			}
+			want[k] = fmt.Sprintf("%s round %d %s", k, round, strings.Repeat("x", 2000))
+			applyTagged(t, m, Atomic, "", put(k, want[k]))
+		}
+	}
+	check("overwritten")
+	for i := range m.shards {
+		for _, c := range m.shards[i].arena.chunks {
+			for _, blk := range blocks {
+				if len(c) > 0 && &c[0] == &blk[0] {
+					t.Errorf("shard %d still references block at %p after compaction", i, &blk[0])
+				}
+			}
+		}
+	}
+
+	m2, err := NewMemory(Options{Shards: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	cut := [][]byte{blocks[0][:len(blocks[0])-3]}
+	if _, err := m2.adoptBlocks(cut); !errors.Is(err, errBadBlock) {
+		t.Fatalf("adoptBlocks of a block cut inside an entry = %v; want errBadBlock", err)
 	}
 }
