@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,9 +114,10 @@ func OpenDurable(opts DurableOptions) (_ *Durable, err error) {
 		return nil, err
 	}
 	var records uint64
+	var r record
 	err = d.log.Replay(d.snapLSN, func(_ uint64, rec []byte) error {
 		records++
-		return d.replay(rec, rs)
+		return d.replay(rec, &r, rs)
 	})
 	rs.finish()
 	if err != nil {
@@ -252,26 +254,26 @@ func (d *Durable) snapshotInBackground() {
 	}()
 }
 
-// replay re-applies one logged batch: its applied writes at its revision, through rs (rec stays
-// valid: the log reads each segment into a buffer of its own).
-func (d *Durable) replay(rec []byte, rs *restorer) error {
-	r, err := decodeRecord(rec)
-	if err != nil {
+// replay re-applies one logged batch, decoded into r: its applied writes at its revision,
+// through rs (rec stays valid: the log reads each segment into a buffer of its own, and the
+// writes' keys and values alias it).
+func (d *Durable) replay(rec []byte, r *record, rs *restorer) error {
+	if err := decodeRecord(rec, r); err != nil {
 		return err
 	}
 	for i := range r.writes {
 		if r.results[i].Code != OK {
 			continue
 		}
-		rs.add(r.writes[i], r.rev) // the shard copies the value out of the log's buffer
+		rs.add(r.writes[i], r.rev) // the shard copies the key and value out of the log's buffer
 	}
 	d.mem.raiseRevision(r.rev)
 	if len(r.tag) > 0 && d.opts.Recovered != nil {
 		keys := make([]string, len(r.writes))
 		for i := range r.writes {
-			keys[i] = r.writes[i].Key
+			keys[i] = strings.Clone(r.writes[i].Key)
 		}
-		d.opts.Recovered(bytes.Clone(r.tag), r.rev, keys, r.results)
+		d.opts.Recovered(bytes.Clone(r.tag), r.rev, keys, slices.Clone(r.results))
 	}
 	return nil
 }

@@ -338,8 +338,8 @@ func FuzzDecodeRecord(f *testing.F) {
 		[]Result{{Code: OK}, {Code: AlreadyExists, Version: 3}}))
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, rec []byte) {
-		r, err := decodeRecord(rec)
-		if err != nil {
+		var r record
+		if err := decodeRecord(rec, &r); err != nil {
 			return
 		}
 		if len(r.writes) != len(r.results) {
@@ -348,8 +348,8 @@ func FuzzDecodeRecord(f *testing.F) {
 		// A record that decodes re-encodes to one that decodes the same.
 		again := appendRecord(nil, Batch{Writes: r.writes, Tag: r.tag}, r.results)
 		setRecordRevision(again, r.rev)
-		r2, err := decodeRecord(again)
-		if err != nil {
+		var r2 record
+		if err := decodeRecord(again, &r2); err != nil {
 			t.Fatalf("re-encoded record does not decode: %v", err)
 		}
 		if r2.rev != r.rev || string(r2.tag) != string(r.tag) || !slices.Equal(r2.results, r.results) ||

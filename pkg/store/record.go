@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"unsafe"
 )
 
 // A record is one applied batch: its revision, its tag, and every entry of the batch with its
@@ -67,33 +69,33 @@ type record struct {
 
 var errBadRecord = errors.New("store: malformed journal record")
 
-// decodeRecord parses rec. Byte slices in the result alias rec; keys are copied.
-func decodeRecord(rec []byte) (record, error) {
+// decodeRecord parses rec into r, reusing r's slices. Byte slices and keys in the result alias
+// rec, so rec must not change while they are in use (the log's replay buffers never do): recovery
+// decodes some million keys, and copying each would be an allocation apiece.
+func decodeRecord(rec []byte, r *record) error {
 	d := decoder{buf: rec}
 	if v := d.byte(); v != recordVersion {
-		return record{}, fmt.Errorf("%w: version %d", errBadRecord, v)
+		return fmt.Errorf("%w: version %d", errBadRecord, v)
 	}
-	var r record
 	r.rev = int64(d.uint64())
 	r.tag = d.bytes()
 	n := d.uvarint()
 	if n > uint64(len(rec)) { // every entry takes at least a byte
-		return record{}, fmt.Errorf("%w: %d entries in %d bytes", errBadRecord, n, len(rec))
+		return fmt.Errorf("%w: %d entries in %d bytes", errBadRecord, n, len(rec))
 	}
-	r.writes = make([]Write, n)
-	r.results = make([]Result, n)
+	r.writes = slices.Grow(r.writes[:0], int(n))[:n]
+	r.results = slices.Grow(r.results[:0], int(n))[:n]
 	for i := range r.writes {
 		w, res := &r.writes[i], &r.results[i]
-		res.Code = Code(d.byte())
-		w.Key = string(d.bytes())
-		w.ExpectedVersion = AnyVersion
+		*res = Result{Code: Code(d.byte())}
+		*w = Write{Key: d.str(), ExpectedVersion: AnyVersion}
 		if res.Code != OK {
 			res.Version = d.varint()
 			continue
 		}
 		flags := d.byte()
 		if flags&^(flagDelete|flagCreated) != 0 {
-			return record{}, fmt.Errorf("%w: unknown flags %#x", errBadRecord, flags)
+			return fmt.Errorf("%w: unknown flags %#x", errBadRecord, flags)
 		}
 		w.Delete = flags&flagDelete != 0
 		res.Created = flags&flagCreated != 0
@@ -104,12 +106,12 @@ func decodeRecord(rec []byte) (record, error) {
 		}
 	}
 	if d.err != nil {
-		return record{}, d.err
+		return d.err
 	}
 	if len(d.buf) != 0 {
-		return record{}, fmt.Errorf("%w: %d trailing bytes", errBadRecord, len(d.buf))
+		return fmt.Errorf("%w: %d trailing bytes", errBadRecord, len(d.buf))
 	}
-	return r, nil
+	return nil
 }
 
 // decoder reads the record encoding; the first error sticks and later reads return zeros.
@@ -163,6 +165,12 @@ func (d *decoder) varint() int64 {
 	}
 	d.buf = d.buf[n:]
 	return v
+}
+
+// str reads bytes as a string that aliases the buffer (see decodeRecord).
+func (d *decoder) str() string {
+	b := d.bytes()
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 func (d *decoder) bytes() []byte {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"strings"
 	"sync"
 )
 
@@ -120,7 +121,8 @@ func (sh *shard) put(key string, h uint64, l loc, value []byte, version, expires
 }
 
 // place makes the entry at ref (of key, hash h, expiring at expiresAtMs) key's, where l (from
-// find) says the key is, and returns the change in resident keys.
+// find) says the key is, and returns the change in resident keys. Overflow keeps a copy of key:
+// recovery's keys alias whole log segments.
 func (sh *shard) place(key string, h uint64, l loc, ref arenaRef, expiresAtMs int64) int64 {
 	if expiresAtMs != 0 {
 		sh.expiring++
@@ -132,14 +134,14 @@ func (sh *shard) place(key string, h uint64, l loc, ref arenaRef, expiresAtMs in
 		sh.index.set(h, ref)
 	case inOverflow:
 		sh.forget(l.ref)
-		sh.overflow[key] = overflowEntry{ref, h}
+		sh.overflow[strings.Clone(key)] = overflowEntry{ref, h}
 	default:
 		added = 1
 		if _, taken := sh.index.get(h); taken {
 			if sh.overflow == nil {
 				sh.overflow = make(map[string]overflowEntry)
 			}
-			sh.overflow[key] = overflowEntry{ref, h}
+			sh.overflow[strings.Clone(key)] = overflowEntry{ref, h}
 		} else {
 			sh.index.set(h, ref)
 		}
