@@ -208,9 +208,11 @@ func (s *Memory) adoptOwn(blocks [][]byte, w, n int, t *adoptTally) {
 				h := maphash.Bytes(s.seed, blk[off+headerLen:off+headerLen+int(hdr.keyLen)])
 				if int(h>>s.shift)%n == w {
 					batch[k] = pending{h, uint32(off)}
-					t.touched ^= s.shardOf(h).index.touch(h)
 					k++
 				}
+			}
+			for _, p := range batch[:k] { // a loop of loads alone, so that many are in flight
+				t.touched ^= s.shardOf(p.h).index.touch(p.h)
 			}
 			for _, p := range batch[:k] {
 				i := int(p.h >> s.shift)
