@@ -115,10 +115,10 @@ func OpenDurable(opts DurableOptions) (_ *Durable, err error) {
 	}
 	var records uint64
 	var r record
-	err = d.log.Replay(d.snapLSN, func(_ uint64, rec []byte) error {
+	err = d.log.ReplayReusing(d.snapLSN, func(_ uint64, rec []byte) error {
 		records++
 		return d.replay(rec, &r, rs)
-	})
+	}, rs.settle)
 	rs.finish()
 	if err != nil {
 		return nil, fmt.Errorf("store: replaying %s: %w", opts.Dir, err)
@@ -255,8 +255,8 @@ func (d *Durable) snapshotInBackground() {
 }
 
 // replay re-applies one logged batch, decoded into r: its applied writes at its revision,
-// through rs (rec stays valid: the log reads each segment into a buffer of its own, and the
-// writes' keys and values alias it).
+// through rs (the writes' keys and values alias rec, which stays valid until rs settles: the
+// log reads the next segment into the same buffer only then).
 func (d *Durable) replay(rec []byte, r *record, rs *restorer) error {
 	if err := decodeRecord(rec, r); err != nil {
 		return err

@@ -19,14 +19,16 @@ import (
 // slots, then the entries, of a whole slice before it restores any of them (as Memory.findAll
 // does for a batch), so that the cache misses of one slice overlap.
 //
-// What the added writes reference (keys and values) must stay unchanged until finish returns:
-// the snapshot's body and the log's segments are each read into a buffer of their own.
+// What the added writes reference (keys and values) must stay unchanged until settle or finish
+// returns: the log reads a segment into its buffer only once the records of the one before are
+// settled.
 type restorer struct {
-	mem     *Memory
-	queues  []chan []restoreOp // one per worker; nil: restore at once, on the caller's goroutine
-	pending [][]restoreOp      // per worker: the slice being filled
-	wg      sync.WaitGroup
-	touched atomic.Uint64 // what the touching passes read, kept so that they are not optimised away
+	mem      *Memory
+	queues   []chan []restoreOp // one per worker; nil: restore at once, on the caller's goroutine
+	pending  [][]restoreOp      // per worker: the slice being filled
+	wg       sync.WaitGroup     // the workers
+	inFlight sync.WaitGroup     // the slices handed over and not restored yet
+	touched  atomic.Uint64      // what the touching passes read, kept so that they are not optimised away
 }
 
 // restoreOp is one write to restore at a version, with its key's hash.
@@ -75,17 +77,33 @@ func (r *restorer) add(w Write, version int64) {
 	}
 	r.pending[i] = append(r.pending[i], restoreOp{w: w, version: version, h: h})
 	if len(r.pending[i]) == restoreChunk {
-		r.queues[i] <- r.pending[i]
-		r.pending[i] = nil
+		r.handOver(i)
 	}
 }
 
-// finish hands over what is pending and returns once every write added is restored.
-func (r *restorer) finish() {
-	for i, q := range r.queues {
+// handOver queues worker i's pending slice.
+func (r *restorer) handOver(i int) {
+	r.inFlight.Add(1)
+	r.queues[i] <- r.pending[i]
+	r.pending[i] = nil
+}
+
+// settle hands over what is pending and returns once every write added is restored, so that
+// what they referenced may change.
+func (r *restorer) settle() error {
+	for i := range r.queues {
 		if len(r.pending[i]) > 0 {
-			q <- r.pending[i]
+			r.handOver(i)
 		}
+	}
+	r.inFlight.Wait()
+	return nil
+}
+
+// finish settles, and stops the workers.
+func (r *restorer) finish() {
+	_ = r.settle()
+	for _, q := range r.queues {
 		close(q)
 	}
 	r.wg.Wait()
@@ -110,6 +128,7 @@ func (r *restorer) work(q <-chan []restoreOp) {
 		for i := range ops {
 			r.mem.restoreHashed(&ops[i].w, ops[i].version, ops[i].h)
 		}
+		r.inFlight.Done()
 	}
 	r.touched.Add(touched)
 }

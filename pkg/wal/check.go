@@ -126,6 +126,7 @@ type dirScan struct {
 	cut       int        // index of the damaged segment; -1 for a gap or a missing last segment
 	gap       int        // index of the segment that follows a gap in the sequence; -1 for none
 	plan      repairPlan // what Repair does about the damage (see planRepair)
+	buf       []byte     // the buffer the segments were read into (as large as the largest)
 }
 
 // scanDir scans every segment of dir in order, checking that each continues the previous one and
@@ -161,6 +162,7 @@ func scanDir(dir string) (*dirScan, error) {
 		if buf, err = readFile(s.path, buf); err != nil {
 			return nil, fmt.Errorf("wal: %w", err)
 		}
+		d.buf = buf
 		// Only the newest segment created can end in a torn write: one before the segment the
 		// marker names was fsynced before that one was created.
 		tail := i == len(segs)-1 && (!d.hasMarker || s.seq >= d.marker)

@@ -379,6 +379,44 @@ func TestReplayRecordsOutliveTheCall(t *testing.T) {
 	}
 }
 
+// TestReplayReusingSettlesBetweenSegments replays a log of many segments, after a record in the
+// middle of one, through one buffer: settle comes before every segment read but the first, the
+// records handed out since the last settle are whole when it does, and every record comes out.
+func TestReplayReusingSettlesBetweenSegments(t *testing.T) {
+	recs := randomRecords(newRand(t), 60, 500)
+	dir := buildLog(t, Options{SegmentBytes: 2 << 10}, recs)
+	segs, err := listSeq(dir, ".wal")
+	if err != nil || len(segs) < 4 {
+		t.Fatalf("%d segments (%v); want several", len(segs), err)
+	}
+	after := segs[1].seq // the second segment's first record: from there on
+	l := mustOpen(t, dir, Options{})
+	defer mustClose(t, l)
+	var got, unsettled [][]byte
+	settles := 0
+	err = l.ReplayReusing(after, func(_ uint64, rec []byte) error {
+		got = append(got, bytes.Clone(rec))
+		unsettled = append(unsettled, rec)
+		return nil
+	}, func() error {
+		for i, rec := range unsettled {
+			if want := got[len(got)-len(unsettled)+i]; !bytes.Equal(rec, want) {
+				t.Fatalf("a record changed before settle")
+			}
+		}
+		unsettled = nil
+		settles++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalRecords(t, "replayed through one buffer", got, recs[after:])
+	if want := len(segs) - 2; settles != want { // segments 2.. are read, each but the first after a settle
+		t.Fatalf("settle called %d times; want %d", settles, want)
+	}
+}
+
 // TestWaitReturnsOnlyWhenDurable checks that Wait returns once its record is durable and not
 // before, with segments so small that the writer often takes only part of the queued records
 // (whose waiters then wake early and wait again), and that a Wait given up on does not disturb
