@@ -26,6 +26,7 @@ type restorer struct {
 	mem      *Memory
 	queues   []chan []restoreOp // one per worker; nil: restore at once, on the caller's goroutine
 	pending  [][]restoreOp      // per worker: the slice being filled
+	free     chan []restoreOp   // slices restored, for add to fill again rather than allocate
 	wg       sync.WaitGroup     // the workers
 	inFlight sync.WaitGroup     // the slices handed over and not restored yet
 	touched  atomic.Uint64      // what the touching passes read, kept so that they are not optimised away
@@ -56,6 +57,7 @@ func newRestorer(mem *Memory) *restorer {
 	}
 	r.queues = make([]chan []restoreOp, n)
 	r.pending = make([][]restoreOp, n)
+	r.free = make(chan []restoreOp, n*(restoreQueue+2))
 	for i := range r.queues {
 		r.queues[i] = make(chan []restoreOp, restoreQueue)
 		r.wg.Add(1)
@@ -73,7 +75,12 @@ func (r *restorer) add(w Write, version int64) {
 	}
 	i := int(h>>r.mem.shift) % len(r.queues)
 	if r.pending[i] == nil {
-		r.pending[i] = make([]restoreOp, 0, restoreChunk)
+		select {
+		case ops := <-r.free:
+			r.pending[i] = ops[:0]
+		default:
+			r.pending[i] = make([]restoreOp, 0, restoreChunk)
+		}
 	}
 	r.pending[i] = append(r.pending[i], restoreOp{w: w, version: version, h: h})
 	if len(r.pending[i]) == restoreChunk {
@@ -127,6 +134,10 @@ func (r *restorer) work(q <-chan []restoreOp) {
 		}
 		for i := range ops {
 			r.mem.restoreHashed(&ops[i].w, ops[i].version, ops[i].h)
+		}
+		select {
+		case r.free <- ops:
+		default:
 		}
 		r.inFlight.Done()
 	}
