@@ -125,6 +125,7 @@ func OpenDurable(opts DurableOptions) (_ *Durable, err error) {
 	}
 	d.lastLSN.Store(d.log.LastLSN())
 	d.journal = d.log
+	d.mem.startSweeping(opts.SweepInterval)
 	if o := opts.Observer; o != nil {
 		o.Recovered(time.Since(start), records, d.mem.Stats().Keys)
 	}

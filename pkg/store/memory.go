@@ -120,11 +120,18 @@ func newMemory(opts Options, c committer) (*Memory, error) {
 		s.shards[i] = newShard()
 	}
 	s.scratch.New = func() any { return new(scratch) }
-	if opts.SweepInterval > 0 {
-		s.sweeping.Add(1)
-		go s.sweepEvery(opts.SweepInterval)
+	if c == nil { // a Durable starts the sweeper once it has recovered (see restoreHashed)
+		s.startSweeping(opts.SweepInterval)
 	}
 	return s, nil
+}
+
+// startSweeping starts the sweeper, which frees expired keys every interval (none for 0).
+func (s *Memory) startSweeping(interval time.Duration) {
+	if interval > 0 {
+		s.sweeping.Add(1)
+		go s.sweepEvery(interval)
+	}
 }
 
 // locate hashes every key once and sorts the references by hash, which groups them by shard in
@@ -503,15 +510,16 @@ var _ Engine = (*Memory)(nil)
 // a cut between commits.
 
 // restoreHashed applies w (whose key hashes to h) at version unconditionally, as recovery does: a key is restored whatever
-// the quota says, since it was acknowledged.
-func (s *Memory) restoreHashed(w *Write, version int64, h uint64) {
+// the quota says, since it was acknowledged. It returns the change in resident keys and bytes,
+// for the caller to add to the store's counts. It takes no lock: recovery runs before the store
+// is shared and before its sweeper starts, and restores each shard from one goroutine.
+func (s *Memory) restoreHashed(w *Write, version int64, h uint64) (keys, bytes int64) {
 	sh := s.shardOf(h)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	l := sh.find(w.Key, h)
-	s.used.Add(sh.growth(w, l))
-	s.keys.Add(sh.write(w, h, l, version))
+	bytes = sh.growth(w, l)
+	keys = sh.write(w, h, l, version)
 	sh.compactIfWasteful()
+	return keys, bytes
 }
 
 // raiseRevision makes the store's revision at least rev.

@@ -70,7 +70,9 @@ func newRestorer(mem *Memory) *restorer {
 func (r *restorer) add(w Write, version int64) {
 	h := maphash.String(r.mem.seed, w.Key)
 	if r.queues == nil {
-		r.mem.restoreHashed(&w, version, h)
+		keys, bytes := r.mem.restoreHashed(&w, version, h)
+		r.mem.keys.Add(keys)
+		r.mem.used.Add(bytes)
 		return
 	}
 	i := int(h>>r.mem.shift) % len(r.queues)
@@ -120,6 +122,12 @@ func (r *restorer) finish() {
 func (r *restorer) work(q <-chan []restoreOp) {
 	defer r.wg.Done()
 	var touched uint64
+	var keys, bytes int64 // added to the store's counts at the end, not contended for each write
+	defer func() {
+		r.mem.keys.Add(keys)
+		r.mem.used.Add(bytes)
+		r.touched.Add(touched)
+	}()
 	for ops := range q {
 		// The worker alone writes these shards, so it may read them without their locks: first
 		// every home slot, then the entries they point to, each pass's misses overlapping.
@@ -133,7 +141,9 @@ func (r *restorer) work(q <-chan []restoreOp) {
 			}
 		}
 		for i := range ops {
-			r.mem.restoreHashed(&ops[i].w, ops[i].version, ops[i].h)
+			k, b := r.mem.restoreHashed(&ops[i].w, ops[i].version, ops[i].h)
+			keys += k
+			bytes += b
 		}
 		select {
 		case r.free <- ops:
@@ -141,7 +151,6 @@ func (r *restorer) work(q <-chan []restoreOp) {
 		}
 		r.inFlight.Done()
 	}
-	r.touched.Add(touched)
 }
 
 var errBadBlock = errors.New("store: malformed snapshot block")
@@ -155,7 +164,7 @@ var errBadBlock = errors.New("store: malformed snapshot block")
 //
 // One goroutine per core restores, each owning the shards the restorer would give it: each
 // reads every block and takes its own shards' entries, so a shard is only ever written by its
-// owner (and the sweeper, under the shard's lock). Like the restorer's workers, each takes its
+// owner, without its lock (as restoreHashed). Like the restorer's workers, each takes its
 // entries restoreChunk at a time and touches their index slots before it fills any, so that the
 // cache misses overlap. A snapshot holds each key once; should a key come twice, the higher
 // version wins.
@@ -169,10 +178,7 @@ func (s *Memory) adoptBlocks(blocks [][]byte) (int64, error) {
 	}
 	perShard := entries / len(s.shards)
 	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		sh.index.reserve(perShard + perShard/8 + 16) // a little over the mean: few shards grow
-		sh.mu.Unlock()
+		s.shards[i].index.reserve(perShard + perShard/8 + 16) // a little over the mean: few shards grow
 	}
 	n := max(1, min(runtime.GOMAXPROCS(0), len(s.shards)))
 	var wg sync.WaitGroup
@@ -249,12 +255,10 @@ func (s *Memory) adoptOwn(blocks [][]byte, w, n int, t *adoptTally) {
 				sh := &s.shards[i]
 				hdr := readHeader(blk[p.off:])
 				key := blk[int(p.off)+headerLen : int(p.off)+headerLen+int(hdr.keyLen)]
-				sh.mu.Lock()
 				if chunk[i] == 0 {
 					chunk[i] = sh.arena.adopt(blk) + 1
 				}
 				keys, bytes := sh.adopt(key, p.h, arenaRef{chunk: chunk[i] - 1, off: p.off}, hdr)
-				sh.mu.Unlock()
 				t.keys += keys
 				t.used += bytes
 				t.maxVersion = max(t.maxVersion, hdr.version)
