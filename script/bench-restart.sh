@@ -34,7 +34,7 @@ if [ -z "$data" ]; then
   node "$data"
   wait_port "$port"
   output/bin/putallbench --addr "127.0.0.1:$port" --keys "$keys" --steps "$conc" --batch "$batch" \
-    --value-size "$value" --duration "${BENCH_FILL:-40s}" >/dev/null
+    --value-size "$value" --duration "${BENCH_FILL:-40s}" >/dev/null 2>"$work/fill.log" || die "putallbench failed: $(tail -3 "$work/fill.log")"
   stop
 fi
 echo "data directory: $(du -sh "$data" | cut -f1), $(ls "$data" | grep -c '\.snap$') snapshots, $(ls "$data" | grep -c '\.wal$') log segments; load average $(cut -d' ' -f1-3 /proc/loadavg)"
