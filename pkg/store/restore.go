@@ -239,13 +239,14 @@ func (s *Memory) adoptOwn(blocks [][]byte, w, n int, t *adoptTally) {
 		clear(chunk)
 		for off := 0; off < len(blk); {
 			k := 0
-			for ; k < len(batch) && off < len(blk); off += readHeader(blk[off:]).size() {
+			for k < len(batch) && off < len(blk) {
 				hdr := readHeader(blk[off:])
 				h := maphash.Bytes(s.seed, blk[off+headerLen:off+headerLen+int(hdr.keyLen)])
 				if int(h>>s.shift)%n == w {
 					batch[k] = pending{h, uint32(off)}
 					k++
 				}
+				off += hdr.size()
 			}
 			for _, p := range batch[:k] { // a loop of loads alone, so that many are in flight
 				t.touched ^= s.shardOf(p.h).index.touch(p.h)
