@@ -37,7 +37,17 @@ if [ -z "$data" ]; then
     --value-size "$value" --duration "${BENCH_FILL:-40s}" >/dev/null 2>"$work/fill.log" || die "putallbench failed: $(tail -3 "$work/fill.log")"
   stop
 fi
-echo "data directory: $(du -sh "$data" | cut -f1), $(ls "$data" | grep -c '\.snap$') snapshots, $(ls "$data" | grep -c '\.wal$') log segments; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+# The log to replay: the segments from the one holding the record after the newest snapshot on.
+snap=$(find "$data" -maxdepth 1 -name '*.snap' | sort | tail -1)
+cut=$((10#$(basename "${snap:-0.snap}" .snap)))
+replay=0 prev=
+for seg in $(find "$data" -maxdepth 1 -name '*.wal' | sort) ""; do
+  if [ -n "$prev" ] && { [ -z "$seg" ] || [ $((10#$(basename "$seg" .wal) - 1)) -gt "$cut" ]; }; then
+    replay=$((replay + $(stat -c %s "$prev")))
+  fi
+  prev=$seg
+done
+echo "data directory: $(du -sh "$data" | cut -f1); newest snapshot $(stat -c %s "${snap:-/dev/null}" 2>/dev/null || echo 0) bytes at LSN $cut, then the log to replay in $((replay >> 20)) MiB of segments; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$rounds"); do
   rm -rf "$work/run" && cp -r "$data" "$work/run" && chmod -R u+w "$work/run" && sync
   start=$(date +%s%N)
