@@ -438,11 +438,11 @@ func (d *Durable) loadSnapshot(rs *restorer) (uint64, error) {
 			}
 		case kind == snapEntry && version == 1:
 			w := Write{Key: string(dec.bytes()), Value: dec.bytes()}
-			version := dec.varint()
+			entryVersion := dec.varint()
 			w.ExpiresAtMs = dec.varint()
 			if dec.err == nil {
-				rs.add(w, version)
-				d.mem.raiseRevision(version)
+				rs.add(w, entryVersion)
+				d.mem.raiseRevision(entryVersion)
 			}
 		case kind == snapTag:
 			tag := dec.bytes()
