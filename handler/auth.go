@@ -7,6 +7,7 @@ import (
 
 	"github.com/cloudwego/kitex/pkg/endpoint"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
+	"github.com/cloudwego/kitex/pkg/streaming"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/auth"
@@ -22,6 +23,7 @@ var methodRoles = map[string]auth.Role{
 	"Put":        auth.Write,
 	"PutAll":     auth.Write,
 	"PutAllMany": auth.Write,
+	"Load":       auth.Write,
 	"Delete":     auth.Write,
 	"DeleteAll":  auth.Write,
 }
@@ -38,7 +40,8 @@ func RoleOf(method string) auth.Role {
 // (TTHeader metadata: kvclient.WithToken, or auth.ContextWithToken on a call's context) is
 // one of a's and its role covers the method. A refusal is the method's own exception,
 // UNAUTHENTICATED or PERMISSION_DENIED, so clients see it as any other KVError; it is logged
-// at debug level with the token's name, never the token.
+// at debug level with the token's name, never the token. A stream (Load) is checked once, when
+// it opens, and refused with the code as its business status (StreamError).
 func Authorize(a *auth.Authenticator, log *slog.Logger) endpoint.Middleware {
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, req, resp any) error {
@@ -53,6 +56,9 @@ func Authorize(a *auth.Authenticator, log *slog.Logger) endpoint.Middleware {
 			refusal := &kv.KVError{Code: kv.ErrorCode_UNAUTHENTICATED, Message: err.Error()}
 			if errors.Is(err, auth.ErrPermissionDenied) {
 				refusal.Code = kv.ErrorCode_PERMISSION_DENIED
+			}
+			if _, stream := req.(*streaming.Args); stream {
+				return StreamError(refusal)
 			}
 			if r, ok := resp.(interface{ SetErr(*kv.KVError) }); ok {
 				r.SetErr(refusal)

@@ -15,6 +15,7 @@ import (
 	"github.com/cloudwego/kitex/server"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/putallkv/putallkv/biz/service"
 	"github.com/putallkv/putallkv/kitex_gen/kv/kvservice"
 	"github.com/putallkv/putallkv/pkg/rpcguard"
 )
@@ -32,6 +33,27 @@ type Transport struct {
 	// TracerProvider, when set, makes every call a span of its own (see Tracing); nil traces
 	// nothing, at no cost.
 	TracerProvider trace.TracerProvider
+	// Streams is the transport of the Load streams, whose gauges the server exports; nil
+	// makes one with StreamOptions(MaxRequestBytes).
+	Streams *rpcguard.Streams
+}
+
+// StreamOptions are the bounds of the streams of a server that takes requests of up to
+// maxRequestBytes: a stream message as large as a request (and its TTHeader metadata), four of
+// them held per connection, and held for at most the Load streams' idle bound.
+func StreamOptions(maxRequestBytes int) rpcguard.StreamOptions {
+	const metadata = 64 << 10
+	return rpcguard.StreamOptions{MaxFrameBytes: maxRequestBytes + metadata, InflightBytes: 4 * (maxRequestBytes + metadata),
+		Wait: service.DefaultLoadIdle}
+}
+
+// NewStreams returns the stream transport of the KVService bounded by o.
+func NewStreams(o rpcguard.StreamOptions) *rpcguard.Streams {
+	s, err := rpcguard.NewStreams(o, kvservice.NewServiceInfo())
+	if err != nil {
+		panic(fmt.Sprintf("handler: %v", err)) // bounds from StreamOptions, or a generator change; tested
+	}
+	return s
 }
 
 // handlerOptions are the options of rpcguard's transport handlers on any transport.
@@ -42,15 +64,21 @@ func (t Transport) handlerOptions() rpcguard.HandlerOptions {
 // ServerOptions are the Kitex server options of the KVService endpoint: TTHeader metadata
 // (the trace id, the W3C trace context, the caller's deadline), a span per call when
 // t.TracerProvider is set (Tracing), the caller's deadline on the call's context
-// (CallerDeadline), and requests read through package rpcguard: framed Thrift only (no
-// HTTP/2 or streaming protocols on the port, whose decoders would bypass it), refused when
-// oversized or malformed, with an answer the SDK maps to TOO_LARGE or INVALID_ARGUMENT. The
+// (CallerDeadline), and requests read through package rpcguard: framed Thrift, refused when
+// oversized or malformed, with an answer the SDK maps to TOO_LARGE or INVALID_ARGUMENT, and
+// TTHeader streams (Load) read through rpcguard's stream gate (frame size, bytes held, every
+// message checked before it is decoded); no HTTP/2 on the port, whose decoder would bypass
+// it. The
 // server binary and putallbench's empty handler both serve with them, so that the two differ
 // only in the handler.
 func ServerOptions(t Transport) []server.Option {
 	codec, err := rpcguard.New(t.MaxRequestBytes, kvservice.NewServiceInfo())
 	if err != nil {
 		panic(fmt.Sprintf("handler: the generated service has no schema: %v", err)) // a generator change; tested
+	}
+	streams := t.Streams
+	if streams == nil {
+		streams = NewStreams(StreamOptions(t.MaxRequestBytes))
 	}
 	opts := []server.Option{server.WithMetaHandler(transmeta.ServerTTHeaderHandler), server.WithPayloadCodec(requestCodec)}
 	if t.TracerProvider != nil {
@@ -59,7 +87,7 @@ func ServerOptions(t Transport) []server.Option {
 	return append(opts,
 		server.WithMiddleware(CallerDeadline),
 		server.WithCodec(codec.CountRefusals(t.Refusals)),
-		server.WithTransHandlerFactory(rpcguard.Handlers(netpoll.NewSvrTransHandlerFactory(), t.handlerOptions())),
+		server.WithTransHandlerFactory(streams.Handlers(rpcguard.Handlers(netpoll.NewSvrTransHandlerFactory(), t.handlerOptions()))),
 	)
 }
 

@@ -8,8 +8,12 @@ import (
 	"errors"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
+
+	"github.com/cloudwego/kitex/pkg/kerrors"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
+	"github.com/putallkv/putallkv/pkg/rpcguard"
 	"github.com/putallkv/putallkv/pkg/traceid"
 )
 
@@ -113,4 +117,35 @@ func (h *KVService) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (
 		}
 	}
 	return resp, err
+}
+
+// Load implements kv.KVService. A stream that fails ends with its error as a Kitex business
+// status whose code is the kv.ErrorCode (kvclient turns it back into an *Error); a panic or an
+// error that is not a *kv.KVError ends it INTERNAL, logged, as guard does for calls. A chunk
+// whose bytes rpcguard refused ends it INVALID_ARGUMENT.
+func (h *KVService) Load(ctx context.Context, stream kv.KVService_LoadServer) error {
+	_, err := guard(ctx, h, "Load", &stream, func(ctx context.Context, st *kv.KVService_LoadServer) (struct{}, error) {
+		if *st == nil {
+			return struct{}{}, &kv.KVError{Code: kv.ErrorCode_INVALID_ARGUMENT, Message: "the stream is missing"}
+		}
+		err := h.next.Load(ctx, *st)
+		if rpcguard.IsRefusal(err) {
+			return struct{}{}, &kv.KVError{Code: kv.ErrorCode_INVALID_ARGUMENT, Message: err.Error()}
+		}
+		return struct{}{}, err
+	})
+	if err == nil {
+		return nil
+	}
+	return StreamError(err.(*kv.KVError))
+}
+
+// StreamError is how a stream carries the API's exception: a Kitex business status whose code
+// is e's ErrorCode and whose message is e's (retry_after_ms, when set, in its extra).
+func StreamError(e *kv.KVError) error {
+	var extra map[string]string
+	if e.RetryAfterMs > 0 {
+		extra = map[string]string{"retry_after_ms": strconv.FormatInt(e.RetryAfterMs, 10)}
+	}
+	return kerrors.NewBizStatusErrorWithExtra(int32(e.Code), e.Message, extra)
 }

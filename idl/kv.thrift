@@ -224,6 +224,29 @@ struct ScanResponse {
     3: i64 revision,
 }
 
+// LoadChunk is one message of a Load stream: entries written BEST_EFFORT, with every rule of
+// a BEST_EFFORT PutAll of them (validation, limits.max_batch_entries, preconditions, TTLs,
+// admission), and a number the client chose (chunk), which its ack repeats.
+struct LoadChunk {
+    1: i64 chunk,
+    2: list<Entry> entries,
+}
+
+// LoadAck answers one LoadChunk, in the order the chunks came. error, when set, is what a PutAll
+// of the chunk would have thrown: the chunk was refused as a whole and nothing of it written.
+// Otherwise results, revision and applied are as in PutAllResponse (results empty when every
+// entry was applied at revision); an entry not admitted before the server gave up waiting
+// (Load waits for admission up to its idle bound) is RESOURCE_EXHAUSTED with version 0, and
+// retry_after_ms says when to resend it.
+struct LoadAck {
+    1: i64 chunk,
+    2: list<KeyStatus> results,
+    3: i64 revision,
+    4: i32 applied,
+    5: i64 retry_after_ms,
+    6: optional KVError error,
+}
+
 service KVService {
     PutResponse Put(1: PutRequest req) throws (1: KVError err),
     GetResponse Get(1: GetRequest req) throws (1: KVError err),
@@ -237,4 +260,8 @@ service KVService {
     PutAllManyResponse PutAllMany(1: PutAllManyRequest req) throws (1: KVError err),
     // Scan lists the keys that start with a prefix, a page at a time (see ScanRequest).
     ScanResponse Scan(1: ScanRequest req) throws (1: KVError err),
+    // Load is the streaming bulk load (TTHeader streaming; see docs/moving-data.md): the client
+    // sends LoadChunks, the server answers each with a LoadAck, in order. A stream refused or
+    // ended by the server carries the ErrorCode as a Kitex business status.
+    LoadAck Load(1: LoadChunk req) (streaming.mode="bidirectional"),
 }

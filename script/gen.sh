@@ -17,5 +17,5 @@ trap 'rm -rf "$bin"' EXIT
 go build -C "$root/tools" -o "$bin/kitex" github.com/cloudwego/kitex/tool/cmd/kitex
 cd "$out"
 rm -rf kitex_gen
-"$bin/kitex" -module github.com/putallkv/putallkv idl/kv.thrift
+"$bin/kitex" -module github.com/putallkv/putallkv -streamx idl/kv.thrift
 gofmt -w kitex_gen

@@ -77,6 +77,7 @@ type metrics struct {
 	limiterRejected *prometheus.CounterVec
 	chunkSize       prometheus.Histogram
 	suggestedBatch  prometheus.Gauge
+	loadStreams     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, engine store.Engine, idem *idempotency, bucket *limiter.Bucket) (*metrics, error) {
@@ -125,6 +126,11 @@ func newMetrics(reg prometheus.Registerer, engine store.Engine, idem *idempotenc
 			Name:      "putall_suggested_batch",
 			Help:      "The suggested_batch of the latest write response.",
 		}),
+		loadStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: pkgmetrics.Namespace,
+			Name:      "load_streams",
+			Help:      "Load streams open now.",
+		}),
 	}
 	m.requestsBy = newChildren(int(nMethods)*nCodes, func(k int) prometheus.Counter {
 		return m.requests.WithLabelValues(methodNames[k/nCodes], kv.ErrorCode(k%nCodes).String())
@@ -139,7 +145,7 @@ func newMetrics(reg prometheus.Registerer, engine store.Engine, idem *idempotenc
 		return m, nil
 	}
 	collectors := []prometheus.Collector{
-		m.requests, m.keys, m.batchSize, m.putAllLatency, m.limiterWait, m.limiterRejected, m.chunkSize, m.suggestedBatch,
+		m.requests, m.keys, m.batchSize, m.putAllLatency, m.limiterWait, m.limiterRejected, m.chunkSize, m.suggestedBatch, m.loadStreams,
 		gaugeFunc("limiter_tokens", "Write-admission tokens in hand (+Inf when unlimited).",
 			bucket.Tokens),
 		gaugeFunc("store_keys", "Keys resident in the store, including expired keys not yet swept.",

@@ -44,6 +44,8 @@ type Options struct {
 	Recovery *Recovery
 	// Now is the clock for TTLs and idempotency windows; nil means time.Now.
 	Now func() time.Time
+	// Load bounds the Load streams; the zero value takes the defaults.
+	Load LoadSettings
 	// Writes, when set, is told the key of every write handed to the engine (applied or not):
 	// the hot-key detector (pkg/hotkey) counts them.
 	Writes KeyObserver
@@ -69,6 +71,8 @@ type Service struct {
 	engineWaits bool
 	// cuts are the snapshot scans open (scan.go).
 	cuts openCuts
+	// loads are the Load streams open (load.go).
+	loads loadStreams
 }
 
 var _ kv.KVService = (*Service)(nil)
@@ -96,6 +100,7 @@ func New(engine store.Engine, opts Options) (*Service, error) {
 		now:    now,
 		writes: opts.Writes,
 		bucket: limiter.New(0, 1, now),
+		loads:  newLoadStreams(opts.Load),
 	}
 	s.engineWaits = engine.WaitsForDurability()
 	a := opts.Admission

@@ -55,6 +55,19 @@ func (emptyKV) GetAll(context.Context, *kv.GetAllRequest) (*kv.GetAllResponse, e
 func (emptyKV) Scan(context.Context, *kv.ScanRequest) (*kv.ScanResponse, error) {
 	return &kv.ScanResponse{}, nil
 }
+// Load acknowledges every chunk as applied, at once.
+func (emptyKV) Load(ctx context.Context, stream kv.KVService_LoadServer) error {
+	for {
+		c, err := stream.Recv(ctx)
+		if err != nil {
+			return nil // the client closed its side, or the stream ended
+		}
+		if err := stream.Send(ctx, &kv.LoadAck{Chunk: c.Chunk, Applied: int32(len(c.Entries))}); err != nil {
+			return err
+		}
+	}
+}
+
 func (emptyKV) DeleteAll(_ context.Context, req *kv.DeleteAllRequest) (*kv.DeleteAllResponse, error) {
 	return &kv.DeleteAllResponse{Applied: int32(len(req.Entries))}, nil
 }

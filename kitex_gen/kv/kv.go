@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"github.com/cloudwego/kitex/pkg/streaming"
 )
 
 type WriteMode int64
@@ -1261,6 +1262,127 @@ var fieldIDToName_ScanResponse = map[int16]string{
 	3: "revision",
 }
 
+type LoadChunk struct {
+	Chunk   int64    `thrift:"chunk,1" frugal:"1,default,i64" json:"chunk"`
+	Entries []*Entry `thrift:"entries,2" frugal:"2,default,list<Entry>" json:"entries"`
+}
+
+func NewLoadChunk() *LoadChunk {
+	return &LoadChunk{}
+}
+
+func (p *LoadChunk) InitDefault() {
+}
+
+func (p *LoadChunk) GetChunk() (v int64) {
+	return p.Chunk
+}
+
+func (p *LoadChunk) GetEntries() (v []*Entry) {
+	return p.Entries
+}
+func (p *LoadChunk) SetChunk(val int64) {
+	p.Chunk = val
+}
+func (p *LoadChunk) SetEntries(val []*Entry) {
+	p.Entries = val
+}
+
+func (p *LoadChunk) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LoadChunk(%+v)", *p)
+}
+
+var fieldIDToName_LoadChunk = map[int16]string{
+	1: "chunk",
+	2: "entries",
+}
+
+type LoadAck struct {
+	Chunk        int64        `thrift:"chunk,1" frugal:"1,default,i64" json:"chunk"`
+	Results      []*KeyStatus `thrift:"results,2" frugal:"2,default,list<KeyStatus>" json:"results"`
+	Revision     int64        `thrift:"revision,3" frugal:"3,default,i64" json:"revision"`
+	Applied      int32        `thrift:"applied,4" frugal:"4,default,i32" json:"applied"`
+	RetryAfterMs int64        `thrift:"retry_after_ms,5" frugal:"5,default,i64" json:"retry_after_ms"`
+	Error        *KVError     `thrift:"error,6,optional" frugal:"6,optional,KVError" json:"error,omitempty"`
+}
+
+func NewLoadAck() *LoadAck {
+	return &LoadAck{}
+}
+
+func (p *LoadAck) InitDefault() {
+}
+
+func (p *LoadAck) GetChunk() (v int64) {
+	return p.Chunk
+}
+
+func (p *LoadAck) GetResults() (v []*KeyStatus) {
+	return p.Results
+}
+
+func (p *LoadAck) GetRevision() (v int64) {
+	return p.Revision
+}
+
+func (p *LoadAck) GetApplied() (v int32) {
+	return p.Applied
+}
+
+func (p *LoadAck) GetRetryAfterMs() (v int64) {
+	return p.RetryAfterMs
+}
+
+var LoadAck_Error_DEFAULT *KVError
+
+func (p *LoadAck) GetError() (v *KVError) {
+	if !p.IsSetError() {
+		return LoadAck_Error_DEFAULT
+	}
+	return p.Error
+}
+func (p *LoadAck) SetChunk(val int64) {
+	p.Chunk = val
+}
+func (p *LoadAck) SetResults(val []*KeyStatus) {
+	p.Results = val
+}
+func (p *LoadAck) SetRevision(val int64) {
+	p.Revision = val
+}
+func (p *LoadAck) SetApplied(val int32) {
+	p.Applied = val
+}
+func (p *LoadAck) SetRetryAfterMs(val int64) {
+	p.RetryAfterMs = val
+}
+func (p *LoadAck) SetError(val *KVError) {
+	p.Error = val
+}
+
+func (p *LoadAck) IsSetError() bool {
+	return p.Error != nil
+}
+
+func (p *LoadAck) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LoadAck(%+v)", *p)
+}
+
+var fieldIDToName_LoadAck = map[int16]string{
+	1: "chunk",
+	2: "results",
+	3: "revision",
+	4: "applied",
+	5: "retry_after_ms",
+	6: "error",
+}
+
 type KVError struct {
 	Code         ErrorCode    `thrift:"code,1" frugal:"1,default,ErrorCode" json:"code"`
 	Message      string       `thrift:"message,2" frugal:"2,default,string" json:"message"`
@@ -1336,6 +1458,8 @@ type KVService interface {
 	PutAllMany(ctx context.Context, req *PutAllManyRequest) (r *PutAllManyResponse, err error)
 
 	Scan(ctx context.Context, req *ScanRequest) (r *ScanResponse, err error)
+
+	Load(ctx context.Context, stream KVService_LoadServer) (err error)
 }
 
 type KVServicePutArgs struct {
@@ -2089,6 +2213,84 @@ var fieldIDToName_KVServiceScanResult = map[int16]string{
 	0: "success",
 	1: "err",
 }
+
+type KVServiceLoadArgs struct {
+	Req *LoadChunk `thrift:"req,1" frugal:"1,default,LoadChunk" json:"req"`
+}
+
+func NewKVServiceLoadArgs() *KVServiceLoadArgs {
+	return &KVServiceLoadArgs{}
+}
+
+func (p *KVServiceLoadArgs) InitDefault() {
+}
+
+var KVServiceLoadArgs_Req_DEFAULT *LoadChunk
+
+func (p *KVServiceLoadArgs) GetReq() (v *LoadChunk) {
+	if !p.IsSetReq() {
+		return KVServiceLoadArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVServiceLoadArgs) SetReq(val *LoadChunk) {
+	p.Req = val
+}
+
+func (p *KVServiceLoadArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVServiceLoadArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVServiceLoadArgs(%+v)", *p)
+}
+
+var fieldIDToName_KVServiceLoadArgs = map[int16]string{
+	1: "req",
+}
+
+type KVServiceLoadResult struct {
+	Success *LoadAck `thrift:"success,0,optional" frugal:"0,optional,LoadAck" json:"success,omitempty"`
+}
+
+func NewKVServiceLoadResult() *KVServiceLoadResult {
+	return &KVServiceLoadResult{}
+}
+
+func (p *KVServiceLoadResult) InitDefault() {
+}
+
+var KVServiceLoadResult_Success_DEFAULT *LoadAck
+
+func (p *KVServiceLoadResult) GetSuccess() (v *LoadAck) {
+	if !p.IsSetSuccess() {
+		return KVServiceLoadResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *KVServiceLoadResult) SetSuccess(x interface{}) {
+	p.Success = x.(*LoadAck)
+}
+
+func (p *KVServiceLoadResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVServiceLoadResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVServiceLoadResult(%+v)", *p)
+}
+
+var fieldIDToName_KVServiceLoadResult = map[int16]string{
+	0: "success",
+}
+
+type KVService_LoadServer streaming.BidiStreamingServer[LoadChunk, LoadAck]
 
 // exceptions of methods in KVService.
 var (

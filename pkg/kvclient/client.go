@@ -65,6 +65,7 @@ type Client struct {
 	// servers is how many servers the client was made with (New's addresses; manyServers for
 	// a resolver): the defaults of round trips in flight are per server.
 	servers int
+	tls     bool // WithTLS: no Load streams (see Loader)
 }
 
 // The gateway is handed a *Client where it expects the service itself.
@@ -230,7 +231,7 @@ func newClient(o options, servers int, target ...client.Option) (*Client, error)
 		client.WithMiddleware(sendDeadline),
 		client.WithConnectTimeout(o.connectTimeout),
 		client.WithDialer(o.dialer()),
-	), o.secureOptions()...)
+	), append(o.secureOptions(), streamOptions()...)...)
 	if breaker != nil {
 		kopts = append(kopts, client.WithInstanceMW(breaker.middleware))
 	}
@@ -243,7 +244,7 @@ func newClient(o options, servers int, target ...client.Option) (*Client, error)
 		return nil, fmt.Errorf("kvclient: %w", err)
 	}
 	c := &Client{raw: raw, pool: pool, retries: o.retries, budget: budget, rpcTimeout: o.rpcTimeout, breaker: breaker,
-		resolver: resolver, metrics: o.metrics, tracer: o.tracer, servers: max(servers, 1)}
+		resolver: resolver, metrics: o.metrics, tracer: o.tracer, servers: max(servers, 1), tls: o.tls != nil}
 	if !o.coalesceSet {
 		o.coalesce = DefaultCoalescing * c.servers
 	}

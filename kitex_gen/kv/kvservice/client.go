@@ -6,6 +6,9 @@ import (
 	"context"
 	client "github.com/cloudwego/kitex/client"
 	callopt "github.com/cloudwego/kitex/client/callopt"
+	streamcall "github.com/cloudwego/kitex/client/callopt/streamcall"
+	streaming "github.com/cloudwego/kitex/pkg/streaming"
+	transport "github.com/cloudwego/kitex/transport"
 	kv "github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
@@ -19,16 +22,21 @@ type Client interface {
 	DeleteAll(ctx context.Context, req *kv.DeleteAllRequest, callOptions ...callopt.Option) (r *kv.DeleteAllResponse, err error)
 	PutAllMany(ctx context.Context, req *kv.PutAllManyRequest, callOptions ...callopt.Option) (r *kv.PutAllManyResponse, err error)
 	Scan(ctx context.Context, req *kv.ScanRequest, callOptions ...callopt.Option) (r *kv.ScanResponse, err error)
+	Load(ctx context.Context, callOptions ...streamcall.Option) (stream KVService_LoadClient, err error)
 }
+
+type KVService_LoadClient streaming.BidiStreamingClient[kv.LoadChunk, kv.LoadAck]
 
 // NewClient creates a client for the service defined in IDL.
 func NewClient(destService string, opts ...client.Option) (Client, error) {
 	var options []client.Option
 	options = append(options, client.WithDestService(destService))
 
+	options = append(options, client.WithTransportProtocol(transport.TTHeaderStreaming))
+
 	options = append(options, opts...)
 
-	kc, err := client.NewClient(serviceInfoForClient(), options...)
+	kc, err := client.NewClient(serviceInfo(), options...)
 	if err != nil {
 		return nil, err
 	}
@@ -88,4 +96,9 @@ func (p *kKVServiceClient) PutAllMany(ctx context.Context, req *kv.PutAllManyReq
 func (p *kKVServiceClient) Scan(ctx context.Context, req *kv.ScanRequest, callOptions ...callopt.Option) (r *kv.ScanResponse, err error) {
 	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
 	return p.kClient.Scan(ctx, req)
+}
+
+func (p *kKVServiceClient) Load(ctx context.Context, callOptions ...streamcall.Option) (stream KVService_LoadClient, err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, streamcall.GetCallOptions(callOptions))
+	return p.kClient.Load(ctx)
 }

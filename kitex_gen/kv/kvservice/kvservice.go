@@ -7,6 +7,7 @@ import (
 	"errors"
 	client "github.com/cloudwego/kitex/client"
 	kitex "github.com/cloudwego/kitex/pkg/serviceinfo"
+	streaming "github.com/cloudwego/kitex/pkg/streaming"
 	kv "github.com/putallkv/putallkv/kitex_gen/kv"
 )
 
@@ -69,12 +70,17 @@ var serviceMethods = map[string]kitex.MethodInfo{
 		false,
 		kitex.WithStreamingMode(kitex.StreamingNone),
 	),
+	"Load": kitex.NewMethodInfo(
+		loadHandler,
+		newKVServiceLoadArgs,
+		newKVServiceLoadResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingBidirectional),
+	),
 }
 
 var (
-	kVServiceServiceInfo                = NewServiceInfo()
-	kVServiceServiceInfoForClient       = NewServiceInfoForClient()
-	kVServiceServiceInfoForStreamClient = NewServiceInfoForStreamClient()
+	kVServiceServiceInfo = NewServiceInfo()
 )
 
 // for server
@@ -82,52 +88,21 @@ func serviceInfo() *kitex.ServiceInfo {
 	return kVServiceServiceInfo
 }
 
-// for stream client
-func serviceInfoForStreamClient() *kitex.ServiceInfo {
-	return kVServiceServiceInfoForStreamClient
-}
-
-// for client
-func serviceInfoForClient() *kitex.ServiceInfo {
-	return kVServiceServiceInfoForClient
-}
-
-// NewServiceInfo creates a new ServiceInfo containing all methods
+// NewServiceInfo creates a new ServiceInfo
 func NewServiceInfo() *kitex.ServiceInfo {
-	return newServiceInfo(false, true, true)
+	return newServiceInfo()
 }
 
-// NewServiceInfo creates a new ServiceInfo containing non-streaming methods
-func NewServiceInfoForClient() *kitex.ServiceInfo {
-	return newServiceInfo(false, false, true)
-}
-func NewServiceInfoForStreamClient() *kitex.ServiceInfo {
-	return newServiceInfo(true, true, false)
-}
-
-func newServiceInfo(hasStreaming bool, keepStreamingMethods bool, keepNonStreamingMethods bool) *kitex.ServiceInfo {
+func newServiceInfo() *kitex.ServiceInfo {
 	serviceName := "KVService"
 	handlerType := (*kv.KVService)(nil)
-	methods := map[string]kitex.MethodInfo{}
-	for name, m := range serviceMethods {
-		if m.IsStreaming() && !keepStreamingMethods {
-			continue
-		}
-		if !m.IsStreaming() && !keepNonStreamingMethods {
-			continue
-		}
-		methods[name] = m
-	}
 	extra := map[string]interface{}{
 		"PackageName": "kv",
-	}
-	if hasStreaming {
-		extra["streaming"] = hasStreaming
 	}
 	svcInfo := &kitex.ServiceInfo{
 		ServiceName:     serviceName,
 		HandlerType:     handlerType,
-		Methods:         methods,
+		Methods:         serviceMethods,
 		PayloadCodec:    kitex.Thrift,
 		KiteXGenVersion: "v0.16.3",
 		Extra:           extra,
@@ -151,6 +126,7 @@ func putHandler(ctx context.Context, handler interface{}, arg, result interface{
 	}
 	return nil
 }
+
 func newKVServicePutArgs() interface{} {
 	return kv.NewKVServicePutArgs()
 }
@@ -175,6 +151,7 @@ func getHandler(ctx context.Context, handler interface{}, arg, result interface{
 	}
 	return nil
 }
+
 func newKVServiceGetArgs() interface{} {
 	return kv.NewKVServiceGetArgs()
 }
@@ -199,6 +176,7 @@ func deleteHandler(ctx context.Context, handler interface{}, arg, result interfa
 	}
 	return nil
 }
+
 func newKVServiceDeleteArgs() interface{} {
 	return kv.NewKVServiceDeleteArgs()
 }
@@ -223,6 +201,7 @@ func putAllHandler(ctx context.Context, handler interface{}, arg, result interfa
 	}
 	return nil
 }
+
 func newKVServicePutAllArgs() interface{} {
 	return kv.NewKVServicePutAllArgs()
 }
@@ -247,6 +226,7 @@ func getAllHandler(ctx context.Context, handler interface{}, arg, result interfa
 	}
 	return nil
 }
+
 func newKVServiceGetAllArgs() interface{} {
 	return kv.NewKVServiceGetAllArgs()
 }
@@ -271,6 +251,7 @@ func deleteAllHandler(ctx context.Context, handler interface{}, arg, result inte
 	}
 	return nil
 }
+
 func newKVServiceDeleteAllArgs() interface{} {
 	return kv.NewKVServiceDeleteAllArgs()
 }
@@ -295,6 +276,7 @@ func putAllManyHandler(ctx context.Context, handler interface{}, arg, result int
 	}
 	return nil
 }
+
 func newKVServicePutAllManyArgs() interface{} {
 	return kv.NewKVServicePutAllManyArgs()
 }
@@ -319,6 +301,7 @@ func scanHandler(ctx context.Context, handler interface{}, arg, result interface
 	}
 	return nil
 }
+
 func newKVServiceScanArgs() interface{} {
 	return kv.NewKVServiceScanArgs()
 }
@@ -327,13 +310,32 @@ func newKVServiceScanResult() interface{} {
 	return kv.NewKVServiceScanResult()
 }
 
+func loadHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	st, err := streaming.GetServerStreamFromArg(arg)
+	if err != nil {
+		return err
+	}
+	stream := streaming.NewBidiStreamingServer[kv.LoadChunk, kv.LoadAck](st)
+	return handler.(kv.KVService).Load(ctx, stream)
+}
+
+func newKVServiceLoadArgs() interface{} {
+	return kv.NewKVServiceLoadArgs()
+}
+
+func newKVServiceLoadResult() interface{} {
+	return kv.NewKVServiceLoadResult()
+}
+
 type kClient struct {
-	c client.Client
+	c  client.Client
+	sc client.Streaming
 }
 
 func newServiceClient(c client.Client) *kClient {
 	return &kClient{
-		c: c,
+		c:  c,
+		sc: c.(client.Streaming),
 	}
 }
 
@@ -447,4 +449,13 @@ func (p *kClient) Scan(ctx context.Context, req *kv.ScanRequest) (r *kv.ScanResp
 		return r, _result.Err
 	}
 	return _result.GetSuccess(), nil
+}
+
+func (p *kClient) Load(ctx context.Context) (KVService_LoadClient, error) {
+	st, err := p.sc.StreamX(ctx, "Load")
+	if err != nil {
+		return nil, err
+	}
+	stream := streaming.NewBidiStreamingClient[kv.LoadChunk, kv.LoadAck](st)
+	return stream, nil
 }
