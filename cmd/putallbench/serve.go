@@ -55,6 +55,7 @@ func (emptyKV) GetAll(context.Context, *kv.GetAllRequest) (*kv.GetAllResponse, e
 func (emptyKV) Scan(context.Context, *kv.ScanRequest) (*kv.ScanResponse, error) {
 	return &kv.ScanResponse{}, nil
 }
+
 // Load acknowledges every chunk as applied, at once.
 func (emptyKV) Load(ctx context.Context, stream kv.KVService_LoadServer) error {
 	for {
