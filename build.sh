@@ -12,6 +12,8 @@
 #                       (script/bench-security.sh)
 #   ./build.sh bench cluster    putallkv on Redis Cluster vs rueidis and go-redis straight to it
 #                       (script/bench-cluster.sh)
+#   ./build.sh bench load       a bulk load of 1M keys: the Load stream vs a loop of PutAll vs
+#                       redis-cli --pipe (script/bench-load.sh)
 #   ./build.sh ab ...   an A/B of two revisions, run alternately (script/ab.sh: server or store)
 #   ./build.sh observe [ADMIN_ADDR]   Prometheus scraping a running node (default
 #                       127.0.0.1:9100) with the alert rules loaded, on 127.0.0.1:9190
@@ -130,6 +132,7 @@ case "$cmd" in
     need_go
     if [ "${1:-}" = security ]; then exec script/bench-security.sh; fi
     if [ "${1:-}" = cluster ]; then exec script/bench-cluster.sh; fi
+    if [ "${1:-}" = load ]; then exec script/bench-load.sh; fi
     script/bench.sh; go test -run '^$' -bench . -benchmem -count 1 ./pkg/store/ ;;
   ab) need_go; script/ab.sh "$@" ;;
   observe) exec script/observe.sh "$@" ;;

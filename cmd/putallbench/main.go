@@ -10,7 +10,9 @@
 // `putallbench serve` runs an empty KVService on Kitex, the framework's own ceiling for a
 // request of the same shape; `putallbench compare A.json B.json...` prints --json reports side
 // by side as ratios to the first; `putallbench plot --out F.png TRACE.csv` draws a batcher trace
-// (batch sizes, targets, suggestions and the server's tokens over time).
+// (batch sizes, targets, suggestions and the server's tokens over time); `putallbench load`
+// times one bulk load through the Load stream or a loop of PutAll calls, or writes it as Redis
+// protocol for `redis-cli --pipe` (script/bench-load.sh runs the three side by side).
 package main
 
 import (
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return compare(args[1:], stdout, stderr)
 		case "plot":
 			return plotTrace(args[1:], stderr)
+		case "load":
+			return load(ctx, args[1:], stdout, stderr)
 		}
 	}
 	cfg, err := parseFlags(args, stderr)
