@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
@@ -31,18 +32,27 @@ const (
 
 // loadStreams counts the Load streams open, within LoadSettings.MaxStreams.
 type loadStreams struct {
-	slots chan struct{}
-	idle  time.Duration
+	slots    chan struct{}
+	idle     time.Duration
+	stop     chan struct{} // closed by StopLoads
+	stopOnce sync.Once
 }
 
-func newLoadStreams(l LoadSettings) loadStreams {
+// StopLoads ends every Load stream after the chunk it is writing (acknowledged, or refused
+// UNAVAILABLE if its admission wait is cut) and refuses new ones: the server is shutting
+// down, and an open stream would hold its shutdown.
+func (s *Service) StopLoads() {
+	s.loads.stopOnce.Do(func() { close(s.loads.stop) })
+}
+
+func newLoadStreams(l LoadSettings) *loadStreams {
 	if l.MaxStreams <= 0 {
 		l.MaxStreams = DefaultLoadStreams
 	}
 	if l.Idle <= 0 {
 		l.Idle = DefaultLoadIdle
 	}
-	return loadStreams{slots: make(chan struct{}, l.MaxStreams), idle: l.Idle}
+	return &loadStreams{slots: make(chan struct{}, l.MaxStreams), idle: l.Idle, stop: make(chan struct{})}
 }
 
 // Load serves a streaming bulk load: each chunk read from the stream is written as a
@@ -55,6 +65,8 @@ func newLoadStreams(l LoadSettings) loadStreams {
 // the stream's idle bound passes, then acknowledged RESOURCE_EXHAUSTED.
 func (s *Service) Load(ctx context.Context, stream kv.KVService_LoadServer) error {
 	select {
+	case <-s.loads.stop:
+		return s.loadEnded(ctx)
 	case s.loads.slots <- struct{}{}:
 	default:
 		return kvError(kv.ErrorCode_RESOURCE_EXHAUSTED, "the server has %d Load streams open, the most it takes; retry later", cap(s.loads.slots))
@@ -65,6 +77,13 @@ func (s *Service) Load(ctx context.Context, stream kv.KVService_LoadServer) erro
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() { // the server's shutdown cuts the stream's waits
+		select {
+		case <-s.loads.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	chunks := make(chan received, 1) // one chunk read ahead while one is applied
 	go readChunks(ctx, stream, chunks)
 	idle := time.NewTimer(s.loads.idle)
@@ -76,7 +95,7 @@ func (s *Service) Load(ctx context.Context, stream kv.KVService_LoadServer) erro
 		case <-idle.C:
 			return kvError(kv.ErrorCode_UNAVAILABLE, "the Load stream sent no chunk for %s; it is closed", s.loads.idle)
 		case <-ctx.Done():
-			return kvError(kv.ErrorCode_UNAVAILABLE, "the Load stream ended: %v", ctx.Err())
+			return s.loadEnded(ctx)
 		}
 		if errors.Is(r.err, io.EOF) {
 			return nil
@@ -88,7 +107,20 @@ func (s *Service) Load(ctx context.Context, stream kv.KVService_LoadServer) erro
 		if err := stream.Send(ctx, ack); err != nil {
 			return err
 		}
+		if ctx.Err() != nil {
+			return s.loadEnded(ctx)
+		}
 		idle.Reset(s.loads.idle)
+	}
+}
+
+// loadEnded is the error of a stream whose context ended.
+func (s *Service) loadEnded(ctx context.Context) error {
+	select {
+	case <-s.loads.stop:
+		return kvError(kv.ErrorCode_UNAVAILABLE, "the server is shutting down; resume the load from the last acknowledged chunk")
+	default:
+		return kvError(kv.ErrorCode_UNAVAILABLE, "the Load stream ended: %v", ctx.Err())
 	}
 }
 

@@ -72,7 +72,7 @@ type Service struct {
 	// cuts are the snapshot scans open (scan.go).
 	cuts openCuts
 	// loads are the Load streams open (load.go).
-	loads loadStreams
+	loads *loadStreams
 }
 
 var _ kv.KVService = (*Service)(nil)

@@ -297,8 +297,12 @@ func (s *Server) startService(reg *prometheus.Registry) error {
 		func() float64 { _, n := conns.Status(context.Background()); return float64(n) })); err != nil {
 		return err
 	}
+	streams := handler.NewStreams(handler.StreamOptions(cfg.Server.MaxRequestBytes))
+	if err := registerStreams(reg, streams); err != nil {
+		return err
+	}
 	transport := handler.Transport{MaxRequestBytes: cfg.Server.MaxRequestBytes, DrainTimeout: cfg.Server.DrainTimeout,
-		Logger: s.log, Refusals: refusals, TracerProvider: s.tracer()}
+		Logger: s.log, Refusals: refusals, TracerProvider: s.tracer(), Streams: streams}
 	opts := append(handler.ServerOptions(transport),
 		kitexserver.WithListener(s.rpcLn),
 		kitexserver.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: "putallkv"}),
@@ -310,6 +314,23 @@ func (s *Server) startService(reg *prometheus.Registry) error {
 	)
 	s.rpc = kvservice.NewServer(handler.New(s.svc, s.log), append(opts, s.rpcSecurity(transport)...)...)
 	go func() { s.rpcDone <- s.rpc.Run() }()
+	return nil
+}
+
+// registerStreams exports what the Load streams' connections hold (see rpcguard.Streams).
+func registerStreams(reg prometheus.Registerer, s *rpcguard.Streams) error {
+	for _, g := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metrics.Namespace, Name: "stream_inflight_bytes",
+			Help: "Bytes of stream messages read and not yet taken by their stream (bounded per connection)."},
+			func() float64 { return float64(s.Inflight()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metrics.Namespace, Name: "stream_inflight_bytes_max",
+			Help: "The highest stream_inflight_bytes has been since the server started."},
+			func() float64 { return float64(s.Peak()) }),
+	} {
+		if err := reg.Register(g); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -498,6 +519,7 @@ func (s *Server) stopRPC(ctx context.Context) error {
 		return nil
 	}
 	s.rpcStopped = true
+	s.svc.StopLoads()
 	s.drainRPC()
 	s.rpcStop <- nil
 	select {

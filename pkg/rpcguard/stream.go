@@ -45,6 +45,11 @@ type Streams struct {
 	schema   schema
 	inflight atomic.Int64 // over every connection
 	peak     atomic.Int64
+
+	mu    sync.Mutex
+	conns map[*gatedConn]struct{} // open
+	live  int                     // streams whose handler runs
+	idle  chan struct{}           // closed when live falls to 0
 }
 
 // NewStreams returns the stream transport of the service svc, bounded by o.
@@ -56,7 +61,60 @@ func NewStreams(o StreamOptions, svc *serviceinfo.ServiceInfo) (*Streams, error)
 	if err != nil {
 		return nil, fmt.Errorf("rpcguard: %w", err)
 	}
-	return &Streams{opts: o, schema: s}, nil
+	idle := make(chan struct{})
+	close(idle)
+	return &Streams{opts: o, schema: s, conns: map[*gatedConn]struct{}{}, idle: idle}, nil
+}
+
+// enter counts a stream whose handler starts; leave, one whose handler returned.
+func (s *Streams) enter() {
+	s.mu.Lock()
+	if s.live++; s.live == 1 {
+		s.idle = make(chan struct{})
+	}
+	s.mu.Unlock()
+}
+
+func (s *Streams) leave() {
+	s.mu.Lock()
+	if s.live--; s.live == 0 {
+		close(s.idle)
+	}
+	s.mu.Unlock()
+}
+
+// track adds or removes an open connection.
+func (s *Streams) track(c *gatedConn, open bool) {
+	s.mu.Lock()
+	if open {
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+	s.mu.Unlock()
+}
+
+// shutdown waits for the streams' handlers to return (the server has told them to: see
+// service.StopLoads), at most until ctx ends, then closes every stream connection: ttstream
+// reads a connection until it closes, so an open one would hold the server's shutdown to
+// its end.
+func (s *Streams) shutdown(ctx context.Context) {
+	s.mu.Lock()
+	idle := s.idle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	conns := make([]*gatedConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Connection.Close()
+	}
 }
 
 // Inflight is the payload bytes of stream frames read and not yet taken by a handler, over
@@ -113,6 +171,7 @@ func (h *streamHandler) OnActive(ctx context.Context, conn net.Conn) (context.Co
 	if err != nil {
 		return ctx, err
 	}
+	h.s.track(g, true)
 	return context.WithValue(ctx, gatedConnKey{}, g), nil
 }
 
@@ -128,6 +187,7 @@ func (h *streamHandler) OnRead(ctx context.Context, conn net.Conn) error {
 func (h *streamHandler) OnInactive(ctx context.Context, conn net.Conn) {
 	if g, ok := ctx.Value(gatedConnKey{}).(*gatedConn); ok {
 		g.gate.close()
+		h.s.track(g, false)
 		conn = g
 	}
 	h.DetectableServerTransHandler.OnInactive(ctx, conn)
@@ -151,6 +211,8 @@ func (h *streamHandler) SetInvokeHandleFunc(f endpoint.Endpoint) {
 		if addr == nil || !ok {
 			return remote.NewTransErrorWithMsg(remote.InternalError, "the stream cannot be accounted for")
 		}
+		h.s.enter()
+		defer h.s.leave()
 		defer addr.gate.end(sid)
 		args.ServerStream = &checkedStream{ServerStream: args.ServerStream, gate: addr.gate, sid: sid,
 			node: h.s.messageNode(ri.Invocation().MethodName())}
@@ -158,11 +220,9 @@ func (h *streamHandler) SetInvokeHandleFunc(f endpoint.Endpoint) {
 	})
 }
 
-// GracefulShutdown shuts the wrapped handler down gracefully.
+// GracefulShutdown implements remote.GracefulShutdown: see Streams.shutdown.
 func (h *streamHandler) GracefulShutdown(ctx context.Context) error {
-	if g, ok := h.DetectableServerTransHandler.(remote.GracefulShutdown); ok {
-		return g.GracefulShutdown(ctx)
-	}
+	h.s.shutdown(ctx)
 	return nil
 }
 

@@ -36,6 +36,7 @@ func rpcCalls(ctx context.Context, c *kvclient.Client) map[string]error {
 	_, errs["PutAllMany"] = c.PutAllMany(ctx, &kv.PutAllManyRequest{Calls: []*kv.PutAllRequest{
 		{Entries: []*kv.Entry{{Key: "pm", Value: []byte("v")}}}}})
 	_, errs["Scan"] = c.Scan(ctx, &kv.ScanRequest{Prefix: "se"})
+	errs["Load"] = loadOne(ctx, c, &kv.Entry{Key: "ld", Value: []byte("v")})
 	return errs
 }
 
