@@ -5111,6 +5111,552 @@ func (p *ScanResponse) String() string {
 	return fmt.Sprintf("ScanResponse(%+v)", *p)
 }
 
+// Attributes:
+//   - Chunk
+//   - Entries
+type LoadChunk struct {
+	Chunk   int64    `thrift:"chunk,1" db:"chunk" json:"chunk"`
+	Entries []*Entry `thrift:"entries,2" db:"entries" json:"entries"`
+}
+
+func NewLoadChunk() *LoadChunk {
+	return &LoadChunk{}
+}
+
+func (p *LoadChunk) GetChunk() int64 {
+	return p.Chunk
+}
+
+func (p *LoadChunk) GetEntries() []*Entry {
+	return p.Entries
+}
+func (p *LoadChunk) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.LIST {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *LoadChunk) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.Chunk = v
+	}
+	return nil
+}
+
+func (p *LoadChunk) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	_, size, err := iprot.ReadListBegin(ctx)
+	if err != nil {
+		return thrift.PrependError("error reading list begin: ", err)
+	}
+	tSlice := make([]*Entry, 0, size)
+	p.Entries = tSlice
+	for i := 0; i < size; i++ {
+		_elem20 := &Entry{}
+		if err := _elem20.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem20), err)
+		}
+		p.Entries = append(p.Entries, _elem20)
+	}
+	if err := iprot.ReadListEnd(ctx); err != nil {
+		return thrift.PrependError("error reading list end: ", err)
+	}
+	return nil
+}
+
+func (p *LoadChunk) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LoadChunk"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LoadChunk) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "chunk", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:chunk: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Chunk)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.chunk (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:chunk: ", p), err)
+	}
+	return err
+}
+
+func (p *LoadChunk) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "entries", thrift.LIST, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:entries: ", p), err)
+	}
+	if err := oprot.WriteListBegin(ctx, thrift.STRUCT, len(p.Entries)); err != nil {
+		return thrift.PrependError("error writing list begin: ", err)
+	}
+	for _, v := range p.Entries {
+		if err := v.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", v), err)
+		}
+	}
+	if err := oprot.WriteListEnd(ctx); err != nil {
+		return thrift.PrependError("error writing list end: ", err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:entries: ", p), err)
+	}
+	return err
+}
+
+func (p *LoadChunk) Equals(other *LoadChunk) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.Chunk != other.Chunk {
+		return false
+	}
+	if len(p.Entries) != len(other.Entries) {
+		return false
+	}
+	for i, _tgt := range p.Entries {
+		_src21 := other.Entries[i]
+		if !_tgt.Equals(_src21) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *LoadChunk) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LoadChunk(%+v)", *p)
+}
+
+// Attributes:
+//   - Chunk
+//   - Results
+//   - Revision
+//   - Applied
+//   - RetryAfterMs
+//   - Error
+type LoadAck struct {
+	Chunk        int64        `thrift:"chunk,1" db:"chunk" json:"chunk"`
+	Results      []*KeyStatus `thrift:"results,2" db:"results" json:"results"`
+	Revision     int64        `thrift:"revision,3" db:"revision" json:"revision"`
+	Applied      int32        `thrift:"applied,4" db:"applied" json:"applied"`
+	RetryAfterMs int64        `thrift:"retry_after_ms,5" db:"retry_after_ms" json:"retry_after_ms"`
+	Error        *KVError     `thrift:"error,6" db:"error" json:"error,omitempty"`
+}
+
+func NewLoadAck() *LoadAck {
+	return &LoadAck{}
+}
+
+func (p *LoadAck) GetChunk() int64 {
+	return p.Chunk
+}
+
+func (p *LoadAck) GetResults() []*KeyStatus {
+	return p.Results
+}
+
+func (p *LoadAck) GetRevision() int64 {
+	return p.Revision
+}
+
+func (p *LoadAck) GetApplied() int32 {
+	return p.Applied
+}
+
+func (p *LoadAck) GetRetryAfterMs() int64 {
+	return p.RetryAfterMs
+}
+
+var LoadAck_Error_DEFAULT *KVError
+
+func (p *LoadAck) GetError() *KVError {
+	if !p.IsSetError() {
+		return LoadAck_Error_DEFAULT
+	}
+	return p.Error
+}
+func (p *LoadAck) IsSetError() bool {
+	return p.Error != nil
+}
+
+func (p *LoadAck) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if fieldTypeId == thrift.LIST {
+				if err := p.ReadField2(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 3:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField3(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 4:
+			if fieldTypeId == thrift.I32 {
+				if err := p.ReadField4(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 5:
+			if fieldTypeId == thrift.I64 {
+				if err := p.ReadField5(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		case 6:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField6(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *LoadAck) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 1: ", err)
+	} else {
+		p.Chunk = v
+	}
+	return nil
+}
+
+func (p *LoadAck) ReadField2(ctx context.Context, iprot thrift.TProtocol) error {
+	_, size, err := iprot.ReadListBegin(ctx)
+	if err != nil {
+		return thrift.PrependError("error reading list begin: ", err)
+	}
+	tSlice := make([]*KeyStatus, 0, size)
+	p.Results = tSlice
+	for i := 0; i < size; i++ {
+		_elem22 := &KeyStatus{}
+		if err := _elem22.Read(ctx, iprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", _elem22), err)
+		}
+		p.Results = append(p.Results, _elem22)
+	}
+	if err := iprot.ReadListEnd(ctx); err != nil {
+		return thrift.PrependError("error reading list end: ", err)
+	}
+	return nil
+}
+
+func (p *LoadAck) ReadField3(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 3: ", err)
+	} else {
+		p.Revision = v
+	}
+	return nil
+}
+
+func (p *LoadAck) ReadField4(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI32(ctx); err != nil {
+		return thrift.PrependError("error reading field 4: ", err)
+	} else {
+		p.Applied = v
+	}
+	return nil
+}
+
+func (p *LoadAck) ReadField5(ctx context.Context, iprot thrift.TProtocol) error {
+	if v, err := iprot.ReadI64(ctx); err != nil {
+		return thrift.PrependError("error reading field 5: ", err)
+	} else {
+		p.RetryAfterMs = v
+	}
+	return nil
+}
+
+func (p *LoadAck) ReadField6(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Error = &KVError{}
+	if err := p.Error.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Error), err)
+	}
+	return nil
+}
+
+func (p *LoadAck) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "LoadAck"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField2(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField3(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField4(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField5(ctx, oprot); err != nil {
+			return err
+		}
+		if err := p.writeField6(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *LoadAck) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "chunk", thrift.I64, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:chunk: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Chunk)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.chunk (1) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:chunk: ", p), err)
+	}
+	return err
+}
+
+func (p *LoadAck) writeField2(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "results", thrift.LIST, 2); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 2:results: ", p), err)
+	}
+	if err := oprot.WriteListBegin(ctx, thrift.STRUCT, len(p.Results)); err != nil {
+		return thrift.PrependError("error writing list begin: ", err)
+	}
+	for _, v := range p.Results {
+		if err := v.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", v), err)
+		}
+	}
+	if err := oprot.WriteListEnd(ctx); err != nil {
+		return thrift.PrependError("error writing list end: ", err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 2:results: ", p), err)
+	}
+	return err
+}
+
+func (p *LoadAck) writeField3(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "revision", thrift.I64, 3); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 3:revision: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.Revision)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.revision (3) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 3:revision: ", p), err)
+	}
+	return err
+}
+
+func (p *LoadAck) writeField4(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "applied", thrift.I32, 4); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 4:applied: ", p), err)
+	}
+	if err := oprot.WriteI32(ctx, int32(p.Applied)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.applied (4) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 4:applied: ", p), err)
+	}
+	return err
+}
+
+func (p *LoadAck) writeField5(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "retry_after_ms", thrift.I64, 5); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 5:retry_after_ms: ", p), err)
+	}
+	if err := oprot.WriteI64(ctx, int64(p.RetryAfterMs)); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T.retry_after_ms (5) field write error: ", p), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 5:retry_after_ms: ", p), err)
+	}
+	return err
+}
+
+func (p *LoadAck) writeField6(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetError() {
+		if err := oprot.WriteFieldBegin(ctx, "error", thrift.STRUCT, 6); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 6:error: ", p), err)
+		}
+		if err := p.Error.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Error), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 6:error: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *LoadAck) Equals(other *LoadAck) bool {
+	if p == other {
+		return true
+	} else if p == nil || other == nil {
+		return false
+	}
+	if p.Chunk != other.Chunk {
+		return false
+	}
+	if len(p.Results) != len(other.Results) {
+		return false
+	}
+	for i, _tgt := range p.Results {
+		_src23 := other.Results[i]
+		if !_tgt.Equals(_src23) {
+			return false
+		}
+	}
+	if p.Revision != other.Revision {
+		return false
+	}
+	if p.Applied != other.Applied {
+		return false
+	}
+	if p.RetryAfterMs != other.RetryAfterMs {
+		return false
+	}
+	if !p.Error.Equals(other.Error) {
+		return false
+	}
+	return true
+}
+
+func (p *LoadAck) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LoadAck(%+v)", *p)
+}
+
 type KVService interface {
 	// Parameters:
 	//  - Req
@@ -5136,6 +5682,9 @@ type KVService interface {
 	// Parameters:
 	//  - Req
 	Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse, _err error)
+	// Parameters:
+	//  - Req
+	Load(ctx context.Context, req *LoadChunk) (_r *LoadAck, _err error)
 }
 
 type KVServiceClient struct {
@@ -5176,34 +5725,11 @@ func (p *KVServiceClient) SetLastResponseMeta_(meta thrift.ResponseMeta) {
 // Parameters:
 //   - Req
 func (p *KVServiceClient) Put(ctx context.Context, req *PutRequest) (_r *PutResponse, _err error) {
-	var _args20 KVServicePutArgs
-	_args20.Req = req
-	var _result22 KVServicePutResult
-	var _meta21 thrift.ResponseMeta
-	_meta21, _err = p.Client_().Call(ctx, "Put", &_args20, &_result22)
-	p.SetLastResponseMeta_(_meta21)
-	if _err != nil {
-		return
-	}
-	switch {
-	case _result22.Err != nil:
-		return _r, _result22.Err
-	}
-
-	if _ret23 := _result22.GetSuccess(); _ret23 != nil {
-		return _ret23, nil
-	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "Put failed: unknown result")
-}
-
-// Parameters:
-//   - Req
-func (p *KVServiceClient) Get(ctx context.Context, req *GetRequest) (_r *GetResponse, _err error) {
-	var _args24 KVServiceGetArgs
+	var _args24 KVServicePutArgs
 	_args24.Req = req
-	var _result26 KVServiceGetResult
+	var _result26 KVServicePutResult
 	var _meta25 thrift.ResponseMeta
-	_meta25, _err = p.Client_().Call(ctx, "Get", &_args24, &_result26)
+	_meta25, _err = p.Client_().Call(ctx, "Put", &_args24, &_result26)
 	p.SetLastResponseMeta_(_meta25)
 	if _err != nil {
 		return
@@ -5216,17 +5742,17 @@ func (p *KVServiceClient) Get(ctx context.Context, req *GetRequest) (_r *GetResp
 	if _ret27 := _result26.GetSuccess(); _ret27 != nil {
 		return _ret27, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "Get failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "Put failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVServiceClient) Delete(ctx context.Context, req *DeleteRequest) (_r *DeleteResponse, _err error) {
-	var _args28 KVServiceDeleteArgs
+func (p *KVServiceClient) Get(ctx context.Context, req *GetRequest) (_r *GetResponse, _err error) {
+	var _args28 KVServiceGetArgs
 	_args28.Req = req
-	var _result30 KVServiceDeleteResult
+	var _result30 KVServiceGetResult
 	var _meta29 thrift.ResponseMeta
-	_meta29, _err = p.Client_().Call(ctx, "Delete", &_args28, &_result30)
+	_meta29, _err = p.Client_().Call(ctx, "Get", &_args28, &_result30)
 	p.SetLastResponseMeta_(_meta29)
 	if _err != nil {
 		return
@@ -5239,17 +5765,17 @@ func (p *KVServiceClient) Delete(ctx context.Context, req *DeleteRequest) (_r *D
 	if _ret31 := _result30.GetSuccess(); _ret31 != nil {
 		return _ret31, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "Delete failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "Get failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVServiceClient) PutAll(ctx context.Context, req *PutAllRequest) (_r *PutAllResponse, _err error) {
-	var _args32 KVServicePutAllArgs
+func (p *KVServiceClient) Delete(ctx context.Context, req *DeleteRequest) (_r *DeleteResponse, _err error) {
+	var _args32 KVServiceDeleteArgs
 	_args32.Req = req
-	var _result34 KVServicePutAllResult
+	var _result34 KVServiceDeleteResult
 	var _meta33 thrift.ResponseMeta
-	_meta33, _err = p.Client_().Call(ctx, "PutAll", &_args32, &_result34)
+	_meta33, _err = p.Client_().Call(ctx, "Delete", &_args32, &_result34)
 	p.SetLastResponseMeta_(_meta33)
 	if _err != nil {
 		return
@@ -5262,17 +5788,17 @@ func (p *KVServiceClient) PutAll(ctx context.Context, req *PutAllRequest) (_r *P
 	if _ret35 := _result34.GetSuccess(); _ret35 != nil {
 		return _ret35, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "PutAll failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "Delete failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVServiceClient) GetAll(ctx context.Context, req *GetAllRequest) (_r *GetAllResponse, _err error) {
-	var _args36 KVServiceGetAllArgs
+func (p *KVServiceClient) PutAll(ctx context.Context, req *PutAllRequest) (_r *PutAllResponse, _err error) {
+	var _args36 KVServicePutAllArgs
 	_args36.Req = req
-	var _result38 KVServiceGetAllResult
+	var _result38 KVServicePutAllResult
 	var _meta37 thrift.ResponseMeta
-	_meta37, _err = p.Client_().Call(ctx, "GetAll", &_args36, &_result38)
+	_meta37, _err = p.Client_().Call(ctx, "PutAll", &_args36, &_result38)
 	p.SetLastResponseMeta_(_meta37)
 	if _err != nil {
 		return
@@ -5285,17 +5811,17 @@ func (p *KVServiceClient) GetAll(ctx context.Context, req *GetAllRequest) (_r *G
 	if _ret39 := _result38.GetSuccess(); _ret39 != nil {
 		return _ret39, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "GetAll failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "PutAll failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVServiceClient) DeleteAll(ctx context.Context, req *DeleteAllRequest) (_r *DeleteAllResponse, _err error) {
-	var _args40 KVServiceDeleteAllArgs
+func (p *KVServiceClient) GetAll(ctx context.Context, req *GetAllRequest) (_r *GetAllResponse, _err error) {
+	var _args40 KVServiceGetAllArgs
 	_args40.Req = req
-	var _result42 KVServiceDeleteAllResult
+	var _result42 KVServiceGetAllResult
 	var _meta41 thrift.ResponseMeta
-	_meta41, _err = p.Client_().Call(ctx, "DeleteAll", &_args40, &_result42)
+	_meta41, _err = p.Client_().Call(ctx, "GetAll", &_args40, &_result42)
 	p.SetLastResponseMeta_(_meta41)
 	if _err != nil {
 		return
@@ -5308,17 +5834,17 @@ func (p *KVServiceClient) DeleteAll(ctx context.Context, req *DeleteAllRequest) 
 	if _ret43 := _result42.GetSuccess(); _ret43 != nil {
 		return _ret43, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "DeleteAll failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "GetAll failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVServiceClient) PutAllMany(ctx context.Context, req *PutAllManyRequest) (_r *PutAllManyResponse, _err error) {
-	var _args44 KVServicePutAllManyArgs
+func (p *KVServiceClient) DeleteAll(ctx context.Context, req *DeleteAllRequest) (_r *DeleteAllResponse, _err error) {
+	var _args44 KVServiceDeleteAllArgs
 	_args44.Req = req
-	var _result46 KVServicePutAllManyResult
+	var _result46 KVServiceDeleteAllResult
 	var _meta45 thrift.ResponseMeta
-	_meta45, _err = p.Client_().Call(ctx, "PutAllMany", &_args44, &_result46)
+	_meta45, _err = p.Client_().Call(ctx, "DeleteAll", &_args44, &_result46)
 	p.SetLastResponseMeta_(_meta45)
 	if _err != nil {
 		return
@@ -5331,17 +5857,17 @@ func (p *KVServiceClient) PutAllMany(ctx context.Context, req *PutAllManyRequest
 	if _ret47 := _result46.GetSuccess(); _ret47 != nil {
 		return _ret47, nil
 	}
-	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "PutAllMany failed: unknown result")
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "DeleteAll failed: unknown result")
 }
 
 // Parameters:
 //   - Req
-func (p *KVServiceClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse, _err error) {
-	var _args48 KVServiceScanArgs
+func (p *KVServiceClient) PutAllMany(ctx context.Context, req *PutAllManyRequest) (_r *PutAllManyResponse, _err error) {
+	var _args48 KVServicePutAllManyArgs
 	_args48.Req = req
-	var _result50 KVServiceScanResult
+	var _result50 KVServicePutAllManyResult
 	var _meta49 thrift.ResponseMeta
-	_meta49, _err = p.Client_().Call(ctx, "Scan", &_args48, &_result50)
+	_meta49, _err = p.Client_().Call(ctx, "PutAllMany", &_args48, &_result50)
 	p.SetLastResponseMeta_(_meta49)
 	if _err != nil {
 		return
@@ -5354,7 +5880,48 @@ func (p *KVServiceClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanR
 	if _ret51 := _result50.GetSuccess(); _ret51 != nil {
 		return _ret51, nil
 	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "PutAllMany failed: unknown result")
+}
+
+// Parameters:
+//   - Req
+func (p *KVServiceClient) Scan(ctx context.Context, req *ScanRequest) (_r *ScanResponse, _err error) {
+	var _args52 KVServiceScanArgs
+	_args52.Req = req
+	var _result54 KVServiceScanResult
+	var _meta53 thrift.ResponseMeta
+	_meta53, _err = p.Client_().Call(ctx, "Scan", &_args52, &_result54)
+	p.SetLastResponseMeta_(_meta53)
+	if _err != nil {
+		return
+	}
+	switch {
+	case _result54.Err != nil:
+		return _r, _result54.Err
+	}
+
+	if _ret55 := _result54.GetSuccess(); _ret55 != nil {
+		return _ret55, nil
+	}
 	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "Scan failed: unknown result")
+}
+
+// Parameters:
+//   - Req
+func (p *KVServiceClient) Load(ctx context.Context, req *LoadChunk) (_r *LoadAck, _err error) {
+	var _args56 KVServiceLoadArgs
+	_args56.Req = req
+	var _result58 KVServiceLoadResult
+	var _meta57 thrift.ResponseMeta
+	_meta57, _err = p.Client_().Call(ctx, "Load", &_args56, &_result58)
+	p.SetLastResponseMeta_(_meta57)
+	if _err != nil {
+		return
+	}
+	if _ret59 := _result58.GetSuccess(); _ret59 != nil {
+		return _ret59, nil
+	}
+	return nil, thrift.NewTApplicationException(thrift.MISSING_RESULT, "Load failed: unknown result")
 }
 
 type KVServiceProcessor struct {
@@ -5377,16 +5944,17 @@ func (p *KVServiceProcessor) ProcessorMap() map[string]thrift.TProcessorFunction
 
 func NewKVServiceProcessor(handler KVService) *KVServiceProcessor {
 
-	self52 := &KVServiceProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
-	self52.processorMap["Put"] = &kVServiceProcessorPut{handler: handler}
-	self52.processorMap["Get"] = &kVServiceProcessorGet{handler: handler}
-	self52.processorMap["Delete"] = &kVServiceProcessorDelete{handler: handler}
-	self52.processorMap["PutAll"] = &kVServiceProcessorPutAll{handler: handler}
-	self52.processorMap["GetAll"] = &kVServiceProcessorGetAll{handler: handler}
-	self52.processorMap["DeleteAll"] = &kVServiceProcessorDeleteAll{handler: handler}
-	self52.processorMap["PutAllMany"] = &kVServiceProcessorPutAllMany{handler: handler}
-	self52.processorMap["Scan"] = &kVServiceProcessorScan{handler: handler}
-	return self52
+	self60 := &KVServiceProcessor{handler: handler, processorMap: make(map[string]thrift.TProcessorFunction)}
+	self60.processorMap["Put"] = &kVServiceProcessorPut{handler: handler}
+	self60.processorMap["Get"] = &kVServiceProcessorGet{handler: handler}
+	self60.processorMap["Delete"] = &kVServiceProcessorDelete{handler: handler}
+	self60.processorMap["PutAll"] = &kVServiceProcessorPutAll{handler: handler}
+	self60.processorMap["GetAll"] = &kVServiceProcessorGetAll{handler: handler}
+	self60.processorMap["DeleteAll"] = &kVServiceProcessorDeleteAll{handler: handler}
+	self60.processorMap["PutAllMany"] = &kVServiceProcessorPutAllMany{handler: handler}
+	self60.processorMap["Scan"] = &kVServiceProcessorScan{handler: handler}
+	self60.processorMap["Load"] = &kVServiceProcessorLoad{handler: handler}
+	return self60
 }
 
 func (p *KVServiceProcessor) Process(ctx context.Context, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
@@ -5399,12 +5967,12 @@ func (p *KVServiceProcessor) Process(ctx context.Context, iprot, oprot thrift.TP
 	}
 	iprot.Skip(ctx, thrift.STRUCT)
 	iprot.ReadMessageEnd(ctx)
-	x53 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
+	x61 := thrift.NewTApplicationException(thrift.UNKNOWN_METHOD, "Unknown function "+name)
 	oprot.WriteMessageBegin(ctx, name, thrift.EXCEPTION, seqId)
-	x53.Write(ctx, oprot)
+	x61.Write(ctx, oprot)
 	oprot.WriteMessageEnd(ctx)
 	oprot.Flush(ctx)
-	return false, x53
+	return false, x61
 
 }
 
@@ -5413,7 +5981,7 @@ type kVServiceProcessorPut struct {
 }
 
 func (p *kVServiceProcessorPut) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err54 error
+	var _write_err62 error
 	args := KVServicePutArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -5463,21 +6031,21 @@ func (p *kVServiceProcessorPut) Process(ctx context.Context, seqId int32, iprot,
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc55 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing Put: "+err2.Error())
+			_exc63 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing Put: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "Put", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err54 = thrift.WrapTException(err2)
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc55.Write(ctx, oprot); _write_err54 == nil && err2 != nil {
-				_write_err54 = thrift.WrapTException(err2)
+			if err2 := _exc63.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err54 == nil && err2 != nil {
-				_write_err54 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err54 == nil && err2 != nil {
-				_write_err54 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
+				_write_err62 = thrift.WrapTException(err2)
 			}
-			if _write_err54 != nil {
-				return false, thrift.WrapTException(_write_err54)
+			if _write_err62 != nil {
+				return false, thrift.WrapTException(_write_err62)
 			}
 			return true, err
 		}
@@ -5486,19 +6054,19 @@ func (p *kVServiceProcessorPut) Process(ctx context.Context, seqId int32, iprot,
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "Put", thrift.REPLY, seqId); err2 != nil {
-		_write_err54 = thrift.WrapTException(err2)
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err54 == nil && err2 != nil {
-		_write_err54 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err54 == nil && err2 != nil {
-		_write_err54 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err54 == nil && err2 != nil {
-		_write_err54 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
+		_write_err62 = thrift.WrapTException(err2)
 	}
-	if _write_err54 != nil {
-		return false, thrift.WrapTException(_write_err54)
+	if _write_err62 != nil {
+		return false, thrift.WrapTException(_write_err62)
 	}
 	return true, err
 }
@@ -5508,7 +6076,7 @@ type kVServiceProcessorGet struct {
 }
 
 func (p *kVServiceProcessorGet) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err56 error
+	var _write_err64 error
 	args := KVServiceGetArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -5558,21 +6126,21 @@ func (p *kVServiceProcessorGet) Process(ctx context.Context, seqId int32, iprot,
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc57 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing Get: "+err2.Error())
+			_exc65 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing Get: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "Get", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+				_write_err64 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc57.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := _exc65.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
+				_write_err64 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
+				_write_err64 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
-				_write_err56 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
+				_write_err64 = thrift.WrapTException(err2)
 			}
-			if _write_err56 != nil {
-				return false, thrift.WrapTException(_write_err56)
+			if _write_err64 != nil {
+				return false, thrift.WrapTException(_write_err64)
 			}
 			return true, err
 		}
@@ -5581,19 +6149,19 @@ func (p *kVServiceProcessorGet) Process(ctx context.Context, seqId int32, iprot,
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "Get", thrift.REPLY, seqId); err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err56 == nil && err2 != nil {
-		_write_err56 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
+		_write_err64 = thrift.WrapTException(err2)
 	}
-	if _write_err56 != nil {
-		return false, thrift.WrapTException(_write_err56)
+	if _write_err64 != nil {
+		return false, thrift.WrapTException(_write_err64)
 	}
 	return true, err
 }
@@ -5603,7 +6171,7 @@ type kVServiceProcessorDelete struct {
 }
 
 func (p *kVServiceProcessorDelete) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err58 error
+	var _write_err66 error
 	args := KVServiceDeleteArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -5653,21 +6221,21 @@ func (p *kVServiceProcessorDelete) Process(ctx context.Context, seqId int32, ipr
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc59 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing Delete: "+err2.Error())
+			_exc67 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing Delete: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "Delete", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+				_write_err66 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc59.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := _exc67.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
+				_write_err66 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
+				_write_err66 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
-				_write_err58 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
+				_write_err66 = thrift.WrapTException(err2)
 			}
-			if _write_err58 != nil {
-				return false, thrift.WrapTException(_write_err58)
+			if _write_err66 != nil {
+				return false, thrift.WrapTException(_write_err66)
 			}
 			return true, err
 		}
@@ -5676,19 +6244,19 @@ func (p *kVServiceProcessorDelete) Process(ctx context.Context, seqId int32, ipr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "Delete", thrift.REPLY, seqId); err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+		_write_err66 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
+		_write_err66 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
+		_write_err66 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err58 == nil && err2 != nil {
-		_write_err58 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
+		_write_err66 = thrift.WrapTException(err2)
 	}
-	if _write_err58 != nil {
-		return false, thrift.WrapTException(_write_err58)
+	if _write_err66 != nil {
+		return false, thrift.WrapTException(_write_err66)
 	}
 	return true, err
 }
@@ -5698,7 +6266,7 @@ type kVServiceProcessorPutAll struct {
 }
 
 func (p *kVServiceProcessorPutAll) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err60 error
+	var _write_err68 error
 	args := KVServicePutAllArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -5748,21 +6316,21 @@ func (p *kVServiceProcessorPutAll) Process(ctx context.Context, seqId int32, ipr
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc61 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing PutAll: "+err2.Error())
+			_exc69 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing PutAll: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "PutAll", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+				_write_err68 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc61.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := _exc69.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
+				_write_err68 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
+				_write_err68 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
-				_write_err60 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
+				_write_err68 = thrift.WrapTException(err2)
 			}
-			if _write_err60 != nil {
-				return false, thrift.WrapTException(_write_err60)
+			if _write_err68 != nil {
+				return false, thrift.WrapTException(_write_err68)
 			}
 			return true, err
 		}
@@ -5771,19 +6339,19 @@ func (p *kVServiceProcessorPutAll) Process(ctx context.Context, seqId int32, ipr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "PutAll", thrift.REPLY, seqId); err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+		_write_err68 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
+		_write_err68 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
+		_write_err68 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err60 == nil && err2 != nil {
-		_write_err60 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
+		_write_err68 = thrift.WrapTException(err2)
 	}
-	if _write_err60 != nil {
-		return false, thrift.WrapTException(_write_err60)
+	if _write_err68 != nil {
+		return false, thrift.WrapTException(_write_err68)
 	}
 	return true, err
 }
@@ -5793,7 +6361,7 @@ type kVServiceProcessorGetAll struct {
 }
 
 func (p *kVServiceProcessorGetAll) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err62 error
+	var _write_err70 error
 	args := KVServiceGetAllArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -5843,21 +6411,21 @@ func (p *kVServiceProcessorGetAll) Process(ctx context.Context, seqId int32, ipr
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc63 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing GetAll: "+err2.Error())
+			_exc71 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing GetAll: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "GetAll", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+				_write_err70 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc63.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := _exc71.Write(ctx, oprot); _write_err70 == nil && err2 != nil {
+				_write_err70 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err70 == nil && err2 != nil {
+				_write_err70 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
-				_write_err62 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err70 == nil && err2 != nil {
+				_write_err70 = thrift.WrapTException(err2)
 			}
-			if _write_err62 != nil {
-				return false, thrift.WrapTException(_write_err62)
+			if _write_err70 != nil {
+				return false, thrift.WrapTException(_write_err70)
 			}
 			return true, err
 		}
@@ -5866,19 +6434,19 @@ func (p *kVServiceProcessorGetAll) Process(ctx context.Context, seqId int32, ipr
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "GetAll", thrift.REPLY, seqId); err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+		_write_err70 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err70 == nil && err2 != nil {
+		_write_err70 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err70 == nil && err2 != nil {
+		_write_err70 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err62 == nil && err2 != nil {
-		_write_err62 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err70 == nil && err2 != nil {
+		_write_err70 = thrift.WrapTException(err2)
 	}
-	if _write_err62 != nil {
-		return false, thrift.WrapTException(_write_err62)
+	if _write_err70 != nil {
+		return false, thrift.WrapTException(_write_err70)
 	}
 	return true, err
 }
@@ -5888,7 +6456,7 @@ type kVServiceProcessorDeleteAll struct {
 }
 
 func (p *kVServiceProcessorDeleteAll) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err64 error
+	var _write_err72 error
 	args := KVServiceDeleteAllArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -5938,21 +6506,21 @@ func (p *kVServiceProcessorDeleteAll) Process(ctx context.Context, seqId int32, 
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc65 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing DeleteAll: "+err2.Error())
+			_exc73 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing DeleteAll: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "DeleteAll", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+				_write_err72 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc65.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+			if err2 := _exc73.Write(ctx, oprot); _write_err72 == nil && err2 != nil {
+				_write_err72 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err72 == nil && err2 != nil {
+				_write_err72 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
-				_write_err64 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err72 == nil && err2 != nil {
+				_write_err72 = thrift.WrapTException(err2)
 			}
-			if _write_err64 != nil {
-				return false, thrift.WrapTException(_write_err64)
+			if _write_err72 != nil {
+				return false, thrift.WrapTException(_write_err72)
 			}
 			return true, err
 		}
@@ -5961,19 +6529,19 @@ func (p *kVServiceProcessorDeleteAll) Process(ctx context.Context, seqId int32, 
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "DeleteAll", thrift.REPLY, seqId); err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+		_write_err72 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err72 == nil && err2 != nil {
+		_write_err72 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err72 == nil && err2 != nil {
+		_write_err72 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err64 == nil && err2 != nil {
-		_write_err64 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err72 == nil && err2 != nil {
+		_write_err72 = thrift.WrapTException(err2)
 	}
-	if _write_err64 != nil {
-		return false, thrift.WrapTException(_write_err64)
+	if _write_err72 != nil {
+		return false, thrift.WrapTException(_write_err72)
 	}
 	return true, err
 }
@@ -5983,7 +6551,7 @@ type kVServiceProcessorPutAllMany struct {
 }
 
 func (p *kVServiceProcessorPutAllMany) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err66 error
+	var _write_err74 error
 	args := KVServicePutAllManyArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -6033,21 +6601,21 @@ func (p *kVServiceProcessorPutAllMany) Process(ctx context.Context, seqId int32,
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc67 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing PutAllMany: "+err2.Error())
+			_exc75 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing PutAllMany: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "PutAllMany", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+				_write_err74 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc67.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+			if err2 := _exc75.Write(ctx, oprot); _write_err74 == nil && err2 != nil {
+				_write_err74 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err74 == nil && err2 != nil {
+				_write_err74 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
-				_write_err66 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err74 == nil && err2 != nil {
+				_write_err74 = thrift.WrapTException(err2)
 			}
-			if _write_err66 != nil {
-				return false, thrift.WrapTException(_write_err66)
+			if _write_err74 != nil {
+				return false, thrift.WrapTException(_write_err74)
 			}
 			return true, err
 		}
@@ -6056,19 +6624,19 @@ func (p *kVServiceProcessorPutAllMany) Process(ctx context.Context, seqId int32,
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "PutAllMany", thrift.REPLY, seqId); err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+		_write_err74 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err66 == nil && err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err74 == nil && err2 != nil {
+		_write_err74 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err66 == nil && err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err74 == nil && err2 != nil {
+		_write_err74 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err66 == nil && err2 != nil {
-		_write_err66 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err74 == nil && err2 != nil {
+		_write_err74 = thrift.WrapTException(err2)
 	}
-	if _write_err66 != nil {
-		return false, thrift.WrapTException(_write_err66)
+	if _write_err74 != nil {
+		return false, thrift.WrapTException(_write_err74)
 	}
 	return true, err
 }
@@ -6078,7 +6646,7 @@ type kVServiceProcessorScan struct {
 }
 
 func (p *kVServiceProcessorScan) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
-	var _write_err68 error
+	var _write_err76 error
 	args := KVServiceScanArgs{}
 	if err2 := args.Read(ctx, iprot); err2 != nil {
 		iprot.ReadMessageEnd(ctx)
@@ -6128,21 +6696,21 @@ func (p *kVServiceProcessorScan) Process(ctx context.Context, seqId int32, iprot
 			if errors.Is(err2, thrift.ErrAbandonRequest) {
 				return false, thrift.WrapTException(err2)
 			}
-			_exc69 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing Scan: "+err2.Error())
+			_exc77 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing Scan: "+err2.Error())
 			if err2 := oprot.WriteMessageBegin(ctx, "Scan", thrift.EXCEPTION, seqId); err2 != nil {
-				_write_err68 = thrift.WrapTException(err2)
+				_write_err76 = thrift.WrapTException(err2)
 			}
-			if err2 := _exc69.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
-				_write_err68 = thrift.WrapTException(err2)
+			if err2 := _exc77.Write(ctx, oprot); _write_err76 == nil && err2 != nil {
+				_write_err76 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
-				_write_err68 = thrift.WrapTException(err2)
+			if err2 := oprot.WriteMessageEnd(ctx); _write_err76 == nil && err2 != nil {
+				_write_err76 = thrift.WrapTException(err2)
 			}
-			if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
-				_write_err68 = thrift.WrapTException(err2)
+			if err2 := oprot.Flush(ctx); _write_err76 == nil && err2 != nil {
+				_write_err76 = thrift.WrapTException(err2)
 			}
-			if _write_err68 != nil {
-				return false, thrift.WrapTException(_write_err68)
+			if _write_err76 != nil {
+				return false, thrift.WrapTException(_write_err76)
 			}
 			return true, err
 		}
@@ -6151,19 +6719,109 @@ func (p *kVServiceProcessorScan) Process(ctx context.Context, seqId int32, iprot
 	}
 	tickerCancel()
 	if err2 := oprot.WriteMessageBegin(ctx, "Scan", thrift.REPLY, seqId); err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+		_write_err76 = thrift.WrapTException(err2)
 	}
-	if err2 := result.Write(ctx, oprot); _write_err68 == nil && err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+	if err2 := result.Write(ctx, oprot); _write_err76 == nil && err2 != nil {
+		_write_err76 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.WriteMessageEnd(ctx); _write_err68 == nil && err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err76 == nil && err2 != nil {
+		_write_err76 = thrift.WrapTException(err2)
 	}
-	if err2 := oprot.Flush(ctx); _write_err68 == nil && err2 != nil {
-		_write_err68 = thrift.WrapTException(err2)
+	if err2 := oprot.Flush(ctx); _write_err76 == nil && err2 != nil {
+		_write_err76 = thrift.WrapTException(err2)
 	}
-	if _write_err68 != nil {
-		return false, thrift.WrapTException(_write_err68)
+	if _write_err76 != nil {
+		return false, thrift.WrapTException(_write_err76)
+	}
+	return true, err
+}
+
+type kVServiceProcessorLoad struct {
+	handler KVService
+}
+
+func (p *kVServiceProcessorLoad) Process(ctx context.Context, seqId int32, iprot, oprot thrift.TProtocol) (success bool, err thrift.TException) {
+	var _write_err78 error
+	args := KVServiceLoadArgs{}
+	if err2 := args.Read(ctx, iprot); err2 != nil {
+		iprot.ReadMessageEnd(ctx)
+		x := thrift.NewTApplicationException(thrift.PROTOCOL_ERROR, err2.Error())
+		oprot.WriteMessageBegin(ctx, "Load", thrift.EXCEPTION, seqId)
+		x.Write(ctx, oprot)
+		oprot.WriteMessageEnd(ctx)
+		oprot.Flush(ctx)
+		return false, thrift.WrapTException(err2)
+	}
+	iprot.ReadMessageEnd(ctx)
+
+	tickerCancel := func() {}
+	// Start a goroutine to do server side connectivity check.
+	if thrift.ServerConnectivityCheckInterval > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		var tickerCtx context.Context
+		tickerCtx, tickerCancel = context.WithCancel(context.Background())
+		defer tickerCancel()
+		go func(ctx context.Context, cancel context.CancelFunc) {
+			ticker := time.NewTicker(thrift.ServerConnectivityCheckInterval)
+			defer ticker.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-ticker.C:
+					if !iprot.Transport().IsOpen() {
+						cancel()
+						return
+					}
+				}
+			}
+		}(tickerCtx, cancel)
+	}
+
+	result := KVServiceLoadResult{}
+	if retval, err2 := p.handler.Load(ctx, args.Req); err2 != nil {
+		tickerCancel()
+		err = thrift.WrapTException(err2)
+		if errors.Is(err2, thrift.ErrAbandonRequest) {
+			return false, thrift.WrapTException(err2)
+		}
+		_exc79 := thrift.NewTApplicationException(thrift.INTERNAL_ERROR, "Internal error processing Load: "+err2.Error())
+		if err2 := oprot.WriteMessageBegin(ctx, "Load", thrift.EXCEPTION, seqId); err2 != nil {
+			_write_err78 = thrift.WrapTException(err2)
+		}
+		if err2 := _exc79.Write(ctx, oprot); _write_err78 == nil && err2 != nil {
+			_write_err78 = thrift.WrapTException(err2)
+		}
+		if err2 := oprot.WriteMessageEnd(ctx); _write_err78 == nil && err2 != nil {
+			_write_err78 = thrift.WrapTException(err2)
+		}
+		if err2 := oprot.Flush(ctx); _write_err78 == nil && err2 != nil {
+			_write_err78 = thrift.WrapTException(err2)
+		}
+		if _write_err78 != nil {
+			return false, thrift.WrapTException(_write_err78)
+		}
+		return true, err
+	} else {
+		result.Success = retval
+	}
+	tickerCancel()
+	if err2 := oprot.WriteMessageBegin(ctx, "Load", thrift.REPLY, seqId); err2 != nil {
+		_write_err78 = thrift.WrapTException(err2)
+	}
+	if err2 := result.Write(ctx, oprot); _write_err78 == nil && err2 != nil {
+		_write_err78 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.WriteMessageEnd(ctx); _write_err78 == nil && err2 != nil {
+		_write_err78 = thrift.WrapTException(err2)
+	}
+	if err2 := oprot.Flush(ctx); _write_err78 == nil && err2 != nil {
+		_write_err78 = thrift.WrapTException(err2)
+	}
+	if _write_err78 != nil {
+		return false, thrift.WrapTException(_write_err78)
 	}
 	return true, err
 }
@@ -8304,4 +8962,220 @@ func (p *KVServiceScanResult) String() string {
 		return "<nil>"
 	}
 	return fmt.Sprintf("KVServiceScanResult(%+v)", *p)
+}
+
+// Attributes:
+//   - Req
+type KVServiceLoadArgs struct {
+	Req *LoadChunk `thrift:"req,1" db:"req" json:"req"`
+}
+
+func NewKVServiceLoadArgs() *KVServiceLoadArgs {
+	return &KVServiceLoadArgs{}
+}
+
+var KVServiceLoadArgs_Req_DEFAULT *LoadChunk
+
+func (p *KVServiceLoadArgs) GetReq() *LoadChunk {
+	if !p.IsSetReq() {
+		return KVServiceLoadArgs_Req_DEFAULT
+	}
+	return p.Req
+}
+func (p *KVServiceLoadArgs) IsSetReq() bool {
+	return p.Req != nil
+}
+
+func (p *KVServiceLoadArgs) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 1:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField1(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVServiceLoadArgs) ReadField1(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Req = &LoadChunk{}
+	if err := p.Req.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Req), err)
+	}
+	return nil
+}
+
+func (p *KVServiceLoadArgs) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "Load_args"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField1(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVServiceLoadArgs) writeField1(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if err := oprot.WriteFieldBegin(ctx, "req", thrift.STRUCT, 1); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field begin error 1:req: ", p), err)
+	}
+	if err := p.Req.Write(ctx, oprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Req), err)
+	}
+	if err := oprot.WriteFieldEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write field end error 1:req: ", p), err)
+	}
+	return err
+}
+
+func (p *KVServiceLoadArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVServiceLoadArgs(%+v)", *p)
+}
+
+// Attributes:
+//   - Success
+type KVServiceLoadResult struct {
+	Success *LoadAck `thrift:"success,0" db:"success" json:"success,omitempty"`
+}
+
+func NewKVServiceLoadResult() *KVServiceLoadResult {
+	return &KVServiceLoadResult{}
+}
+
+var KVServiceLoadResult_Success_DEFAULT *LoadAck
+
+func (p *KVServiceLoadResult) GetSuccess() *LoadAck {
+	if !p.IsSetSuccess() {
+		return KVServiceLoadResult_Success_DEFAULT
+	}
+	return p.Success
+}
+func (p *KVServiceLoadResult) IsSetSuccess() bool {
+	return p.Success != nil
+}
+
+func (p *KVServiceLoadResult) Read(ctx context.Context, iprot thrift.TProtocol) error {
+	if _, err := iprot.ReadStructBegin(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read error: ", p), err)
+	}
+
+	for {
+		_, fieldTypeId, fieldId, err := iprot.ReadFieldBegin(ctx)
+		if err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T field %d read error: ", p, fieldId), err)
+		}
+		if fieldTypeId == thrift.STOP {
+			break
+		}
+		switch fieldId {
+		case 0:
+			if fieldTypeId == thrift.STRUCT {
+				if err := p.ReadField0(ctx, iprot); err != nil {
+					return err
+				}
+			} else {
+				if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := iprot.Skip(ctx, fieldTypeId); err != nil {
+				return err
+			}
+		}
+		if err := iprot.ReadFieldEnd(ctx); err != nil {
+			return err
+		}
+	}
+	if err := iprot.ReadStructEnd(ctx); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T read struct end error: ", p), err)
+	}
+	return nil
+}
+
+func (p *KVServiceLoadResult) ReadField0(ctx context.Context, iprot thrift.TProtocol) error {
+	p.Success = &LoadAck{}
+	if err := p.Success.Read(ctx, iprot); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T error reading struct: ", p.Success), err)
+	}
+	return nil
+}
+
+func (p *KVServiceLoadResult) Write(ctx context.Context, oprot thrift.TProtocol) error {
+	if err := oprot.WriteStructBegin(ctx, "Load_result"); err != nil {
+		return thrift.PrependError(fmt.Sprintf("%T write struct begin error: ", p), err)
+	}
+	if p != nil {
+		if err := p.writeField0(ctx, oprot); err != nil {
+			return err
+		}
+	}
+	if err := oprot.WriteFieldStop(ctx); err != nil {
+		return thrift.PrependError("write field stop error: ", err)
+	}
+	if err := oprot.WriteStructEnd(ctx); err != nil {
+		return thrift.PrependError("write struct stop error: ", err)
+	}
+	return nil
+}
+
+func (p *KVServiceLoadResult) writeField0(ctx context.Context, oprot thrift.TProtocol) (err error) {
+	if p.IsSetSuccess() {
+		if err := oprot.WriteFieldBegin(ctx, "success", thrift.STRUCT, 0); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field begin error 0:success: ", p), err)
+		}
+		if err := p.Success.Write(ctx, oprot); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T error writing struct: ", p.Success), err)
+		}
+		if err := oprot.WriteFieldEnd(ctx); err != nil {
+			return thrift.PrependError(fmt.Sprintf("%T write field end error 0:success: ", p), err)
+		}
+	}
+	return err
+}
+
+func (p *KVServiceLoadResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KVServiceLoadResult(%+v)", *p)
 }
