@@ -134,9 +134,10 @@ type received struct {
 // item is the error that ended it (io.EOF when the client closed its side).
 func readChunks(ctx context.Context, stream kv.KVService_LoadServer, out chan<- received) {
 	for {
-		c, err := stream.Recv(ctx)
+		c := new(wireChunk)
+		err := stream.RecvMsg(ctx, c)
 		select {
-		case out <- received{chunk: c, err: err}:
+		case out <- received{chunk: &c.LoadChunk, err: err}:
 		case <-ctx.Done():
 			return
 		}

@@ -33,12 +33,16 @@ type (
 	}
 )
 
-func testCodec(t testing.TB) *Codec {
-	t.Helper()
-	svc := &serviceinfo.ServiceInfo{ServiceName: "T", Methods: map[string]serviceinfo.MethodInfo{
+// testCodecService is the test service: one method, Call, taking a tArgs.
+func testCodecService() *serviceinfo.ServiceInfo {
+	return &serviceinfo.ServiceInfo{ServiceName: "T", Methods: map[string]serviceinfo.MethodInfo{
 		"Call": serviceinfo.NewMethodInfo(nil, func() any { return &tArgs{} }, func() any { return nil }, false),
 	}}
-	c, err := New(1<<20, svc)
+}
+
+func testCodec(t testing.TB) *Codec {
+	t.Helper()
+	c, err := New(1<<20, testCodecService())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -236,7 +236,8 @@ func (s *Streams) messageNode(method string) *node {
 }
 
 // streamID reads the stream id of a ttstream server stream, which ttstream keeps unexported:
-// the gate accounts frames by it. (Kitex is pinned; TestStreamID fails if the field moves.)
+// the gate accounts frames by it. (Kitex is pinned; were the field to move, every stream would
+// be refused, and every Load test fails.)
 func streamID(st streaming.ServerStream) (int32, bool) {
 	v := reflect.ValueOf(st)
 	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
