@@ -34,7 +34,8 @@ type StreamOptions struct {
 	// not read while its handlers hold this many. It should be at least MaxFrameBytes.
 	InflightBytes int
 	// Wait bounds how long a connection waits for its handlers to take what it holds before
-	// it is closed (a client that floods a stream its handler does not read).
+	// it is closed (a client that floods a stream its handler does not read), and how long a
+	// write to it may wait (a client that does not read its acks).
 	Wait time.Duration
 }
 
@@ -165,6 +166,9 @@ func (h *streamHandler) OnActive(ctx context.Context, conn net.Conn) (context.Co
 	if !ok {
 		return ctx, errors.New("rpcguard: a stream connection must be a netpoll connection")
 	}
+	// A client that stops reading its acks makes the server's writes wait: for at most Wait,
+	// then the connection fails and the stream's handler returns.
+	_ = nc.SetWriteTimeout(h.s.opts.Wait)
 	g := &gatedConn{Connection: nc, gate: newGate(h.s)}
 	g.addr = &gatedAddr{Addr: nc.RemoteAddr(), gate: g.gate}
 	ctx, err := h.DetectableServerTransHandler.OnActive(ctx, g)
