@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/cloudwego/kitex/pkg/endpoint"
+	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/pkg/streaming"
 
@@ -58,6 +59,13 @@ func Authorize(a *auth.Authenticator, log *slog.Logger) endpoint.Middleware {
 				refusal.Code = kv.ErrorCode_PERMISSION_DENIED
 			}
 			if _, stream := req.(*streaming.Args); stream {
+				// The stream's business status, as a handler's would be (ttstream then
+				// answers it without logging an error for every refused stream).
+				if inv, ok := rpcinfo.GetRPCInfo(ctx).Invocation().(rpcinfo.InvocationSetter); ok {
+					be, _ := kerrors.FromBizStatusError(StreamError(refusal))
+					inv.SetBizStatusErr(be)
+					return nil
+				}
 				return StreamError(refusal)
 			}
 			if r, ok := resp.(interface{ SetErr(*kv.KVError) }); ok {

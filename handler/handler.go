@@ -120,19 +120,25 @@ func (h *KVService) PutAllMany(ctx context.Context, req *kv.PutAllManyRequest) (
 }
 
 // Load implements kv.KVService. A stream that fails ends with its error as a Kitex business
-// status whose code is the kv.ErrorCode (kvclient turns it back into an *Error); a panic or an
-// error that is not a *kv.KVError ends it INTERNAL, logged, as guard does for calls. A chunk
-// whose bytes rpcguard refused ends it INVALID_ARGUMENT.
+// status whose code is the kv.ErrorCode (kvclient turns it back into an *Error); a panic ends
+// it INTERNAL, logged, as guard does for calls. A chunk whose bytes
+// rpcguard refused ends it INVALID_ARGUMENT; a failure of the stream itself (the client gone),
+// UNAVAILABLE.
 func (h *KVService) Load(ctx context.Context, stream kv.KVService_LoadServer) error {
 	_, err := guard(ctx, h, "Load", &stream, func(ctx context.Context, st *kv.KVService_LoadServer) (struct{}, error) {
 		if *st == nil {
 			return struct{}{}, &kv.KVError{Code: kv.ErrorCode_INVALID_ARGUMENT, Message: "the stream is missing"}
 		}
 		err := h.next.Load(ctx, *st)
+		if _, ok := errors.AsType[*kv.KVError](err); ok || err == nil {
+			return struct{}{}, err
+		}
+		// What the stream itself returned: bytes rpcguard refused, or a stream that failed
+		// under the handler (the client went away), which is not the server's bug.
 		if rpcguard.IsRefusal(err) {
 			return struct{}{}, &kv.KVError{Code: kv.ErrorCode_INVALID_ARGUMENT, Message: err.Error()}
 		}
-		return struct{}{}, err
+		return struct{}{}, &kv.KVError{Code: kv.ErrorCode_UNAVAILABLE, Message: "the stream failed: " + err.Error()}
 	})
 	if err == nil {
 		return nil
