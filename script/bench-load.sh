@@ -40,8 +40,10 @@ run() {
     awk -v k="$keys" -v s="$start" -v e="$end" 'BEGIN { printf "redis-pipe %d %.3f %.0f\n", k, e - s, k / (e - s) }'
     return
   fi
+  ! listening 127.0.0.1 "$port" || die "something else listens on 127.0.0.1:$port (BENCH_LOAD_PORT)"
   putallkv "load-$1" "$port" PUTALLKV_ADMIN_ADDR=127.0.0.1:$((port + 1)) PUTALLKV_STORE_MAX_BYTES=0 PUTALLKV_STORE_ENGINE=memory
   wait_port "$port"
+  is_process "${pid[load-$1]}" putallkv || die "putallkv did not start: $(cat "$work/load-$1.log")"
   output/bin/putallbench load --via "$1" --addr "127.0.0.1:$port" --keys "$keys" --value-size "$value" \
     --chunk "$chunk" --window "$window"
   kill "${pid[load-$1]}"; wait "${pid[load-$1]}" 2>/dev/null || true
