@@ -105,7 +105,9 @@ type Loader struct {
 	mu      sync.Mutex
 	pending []int64 // sent, not acknowledged, oldest first
 	err     *LoadError
-	timer   *time.Timer // armed while chunks are pending
+	timer   *time.Timer // armed while chunks are pending, or the stream's end awaited
+	closing bool        // Close was called
+	ended   bool        // the receiver has returned
 }
 
 // NewLoader opens a Load stream to one of the servers. The stream lives until Close, a
@@ -168,11 +170,15 @@ func (l *Loader) Send(ctx context.Context, chunk int64, entries []*kv.Entry) err
 func (l *Loader) Close() error {
 	if !l.closed {
 		l.closed = true
+		l.mu.Lock()
+		l.closing = true // from now on the ack timer also bounds the wait for the stream's end
+		l.armLocked()
+		l.mu.Unlock()
 		if err := l.stream.CloseSend(context.Background()); err != nil {
 			_ = l.fail(streamError(err))
 		}
 	}
-	<-l.recvDone // every wait of the receiver is bounded (ack timeout, stream end)
+	<-l.recvDone // bounded: the ack timer fails the stream, which ends the receiver
 	l.cancel()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -192,6 +198,14 @@ func (l *Loader) Unacked() []int64 {
 // receive reads the acks until the stream ends.
 func (l *Loader) receive(ctx context.Context) {
 	defer close(l.recvDone)
+	defer func() { // the stream is over: nothing more to time
+		l.mu.Lock()
+		l.ended = true
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+		l.mu.Unlock()
+	}()
 	for {
 		a, err := l.stream.Recv(ctx)
 		if errors.Is(err, io.EOF) {
@@ -233,14 +247,18 @@ func (l *Loader) acked(a *kv.LoadAck) *Error {
 	return nil
 }
 
-// armLocked runs the ack timer while chunks are pending; l.mu is held.
+// armLocked runs the ack timer while chunks are pending or Close waits for the stream's end,
+// restarting it; l.mu is held.
 func (l *Loader) armLocked() {
+	if l.ended {
+		return
+	}
 	if l.timer == nil {
 		l.timer = time.AfterFunc(l.ackTimeout, func() {
-			_ = l.fail(&Error{Code: kv.ErrorCode_UNAVAILABLE, Message: fmt.Sprintf("no acknowledgement for %s", l.ackTimeout)})
+			_ = l.fail(&Error{Code: kv.ErrorCode_UNAVAILABLE, Message: fmt.Sprintf("no answer from the server for %s", l.ackTimeout)})
 		})
 	}
-	if len(l.pending) > 0 {
+	if len(l.pending) > 0 || l.closing {
 		l.timer.Reset(l.ackTimeout)
 	} else {
 		l.timer.Stop()
