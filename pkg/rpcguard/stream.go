@@ -11,7 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudwego/gopkg/bufiox"
 	"github.com/cloudwego/gopkg/protocol/thrift"
+	"github.com/cloudwego/gopkg/protocol/ttheader"
 	"github.com/cloudwego/kitex/pkg/endpoint"
 	"github.com/cloudwego/kitex/pkg/remote"
 	"github.com/cloudwego/kitex/pkg/remote/trans/detection"
@@ -341,9 +343,9 @@ func (c *gatedConn) SetOnDisconnect(f netpoll.OnDisconnect) error {
 const ttheaderFixed = 14
 
 // gatedReader reads a connection's frames for ttstream (which uses Next, Peek, Skip and
-// Release), and before the first byte of each frame reads its fixed header: a frame over
-// MaxFrameBytes is refused, and its payload is charged to the gate, waiting while the gate is
-// full.
+// Release), and before the first byte of each frame reads its TTHeader head and header: a frame
+// over MaxFrameBytes is refused, a header frame (re)opens its stream in the gate, and the
+// frame's payload is charged to the gate, waiting while the gate is full.
 type gatedReader struct {
 	netpoll.Reader
 	gate *gate
@@ -366,7 +368,18 @@ func (r *gatedReader) enter() error {
 	case payload < 0:
 		return fmt.Errorf("rpcguard: a stream frame's header is longer than the frame")
 	}
-	if err := r.gate.admit(int32(binary.BigEndian.Uint32(h[8:])), payload); err != nil {
+	sid := int32(binary.BigEndian.Uint32(h[8:]))
+	if h, err = r.Reader.Peek(int(length) + 4 - int(payload)); err != nil { // the TTHeader head and header
+		return err
+	}
+	dp, err := ttheader.Decode(context.Background(), bufiox.NewBytesReader(h))
+	if err != nil {
+		return err
+	}
+	if dp.IntInfo[ttheader.FrameType] == ttheader.FrameTypeHeader {
+		r.gate.open(sid) // a new stream, even on the id of an ended one: its frames are charged
+	}
+	if err := r.gate.admit(sid, payload); err != nil {
 		return err
 	}
 	r.left = int(4 + length)
@@ -466,6 +479,13 @@ func (g *gate) release(sid int32, n int) {
 	g.mu.Lock()
 	k := min(int64(n), g.held[sid])
 	g.let(sid, k)
+	g.mu.Unlock()
+}
+
+// open forgets that stream sid ended: a header frame opens a stream on it again.
+func (g *gate) open(sid int32) {
+	g.mu.Lock()
+	delete(g.ended, sid)
 	g.mu.Unlock()
 }
 

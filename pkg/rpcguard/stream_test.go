@@ -1,11 +1,14 @@
 package rpcguard
 
 import (
+	"context"
 	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cloudwego/gopkg/bufiox"
+	"github.com/cloudwego/gopkg/protocol/ttheader"
 	"github.com/cloudwego/netpoll"
 )
 
@@ -109,5 +112,56 @@ func TestGatedReaderChargesEachFramesPayload(t *testing.T) {
 	}
 	if _, err := r.Peek(4); err == nil || !strings.Contains(err.Error(), "over the limit of 100 bytes") {
 		t.Fatalf("the oversized frame: %v; want refused", err)
+	}
+}
+
+// streamFrame is a TTHeader streaming frame of type typ on stream sid with payload.
+func streamFrame(t *testing.T, typ string, sid int32, payload []byte) []byte {
+	t.Helper()
+	var b []byte
+	w := bufiox.NewBytesWriter(&b)
+	lenField, err := ttheader.Encode(context.Background(), ttheader.EncodeParam{Flags: ttheader.HeaderFlagsStreaming, SeqID: sid,
+		IntInfo: map[uint16]string{ttheader.FrameType: typ}}, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteBinary(payload); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	binary.BigEndian.PutUint32(lenField, uint32(len(b)-4))
+	return b
+}
+
+// TestGatedReaderReopensAStreamID: frames still arriving for an ended stream are not charged
+// (ttstream drops them), but a header frame opening a stream on that id again makes its frames
+// charged again, so no client escapes the bound by reusing ids.
+func TestGatedReaderReopensAStreamID(t *testing.T) {
+	s := testStreams(t, StreamOptions{MaxFrameBytes: 1000, InflightBytes: 1000, Wait: time.Second})
+	buf := netpoll.NewLinkBuffer()
+	frames := [][]byte{
+		streamFrame(t, ttheader.FrameTypeData, 3, make([]byte, 50)), // after stream 3 ended: not charged
+		streamFrame(t, ttheader.FrameTypeHeader, 3, nil),            // stream 3 again
+		streamFrame(t, ttheader.FrameTypeData, 3, make([]byte, 60)), // charged
+	}
+	for _, f := range frames {
+		if _, err := buf.WriteBinary(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := buf.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r := &gatedReader{Reader: buf, gate: newGate(s)}
+	r.gate.end(3)
+	for i, f := range frames {
+		if _, err := r.Next(len(f)); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if want := []int64{0, 0, 60}[i]; s.Inflight() != want {
+			t.Fatalf("after frame %d: inflight %d; want %d", i, s.Inflight(), want)
+		}
 	}
 }
