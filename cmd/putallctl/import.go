@@ -86,6 +86,7 @@ func (c *importCmd) do(ctx context.Context, api kv.KVService, out printer) error
 	}
 	var st moveStats
 	w := newChunkWriter(api, &st)
+	defer w.Close() // every chunk written was acknowledged by then, or its error returned
 	prog := newProgress(out.progress, "imported", cp.Header.Keys)
 	prog.keys = cp.Keys
 	defer prog.finish()

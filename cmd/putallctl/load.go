@@ -91,6 +91,7 @@ func (c *loadCmd) do(ctx context.Context, api kv.KVService, out printer) error {
 		next = ndjsonEntries(br, c.chunkSize)
 	}
 	w := newChunkWriter(api, &st)
+	defer w.Close() // every chunk written was acknowledged by then, or its error returned
 	prog := newProgress(out.progress, "loaded", total)
 	defer prog.finish()
 	for {

@@ -163,6 +163,7 @@ func (c *migrateCmd) do(ctx context.Context, api kv.KVService, out printer) erro
 
 	var st moveStats
 	w := newChunkWriter(api, &st)
+	defer w.Close() // every chunk written was acknowledged by then, or its error returned
 	prog := newProgress(out.progress, "migrated", 0)
 	prog.keys = cp.Keys
 	defer prog.finish()

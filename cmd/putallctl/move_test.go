@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -105,19 +106,43 @@ func TestRunLoad(t *testing.T) {
 }
 
 // TestRunLoadRetriesAdmission loads into a server whose token bucket holds a tenth of the
-// keys: the refused entries are sent again, none lost.
+// keys: through the Load stream the server waits for tokens (pushback) and writes every key;
+// through PutAll calls (the TLS path) the refused entries are sent again, none lost.
 func TestRunLoadRetriesAdmission(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t, func(c *config.Config) {
 		c.Limiter = config.LimiterConfig{Rate: 20000, Burst: 300, MaxWait: 5 * time.Millisecond, MaxChunk: 100}
 	}), nil)
 	file, keys := ndjson(t, 3000, "")
 	code, out, errs := ctl(t, s.RPCAddr(), "--json", "load", file)
-	if code != exitOK || !strings.Contains(out, `"written":3000,`) || strings.Contains(out, `"retries":0,`) {
+	if code != exitOK || !strings.Contains(out, `"written":3000,`) {
 		t.Fatalf("load: exit %d\n%s\n%s", code, out, errs)
 	}
-	if got := items(t, client(t, s.RPCAddr()), keys); len(got) != 3000 {
+	c := client(t, s.RPCAddr())
+	if got := items(t, c, keys); len(got) != 3000 {
 		t.Fatalf("%d of 3000 keys stored", len(got))
 	}
+
+	var st moveStats
+	w := &refusalRetrier{transport: putAllTransport{api: c}, stats: &st}
+	entries := make([]*kv.Entry, 1000)
+	for i := range entries {
+		entries[i] = &kv.Entry{Key: fmt.Sprintf("p/%04d", i), Value: []byte("v")}
+	}
+	if _, err := w.WriteChunk(context.Background(), entries); err != nil || st.Retries == 0 {
+		t.Fatalf("PutAll of 1000 keys: %d retries, %v", st.Retries, err)
+	}
+	if got := items(t, c, keysOf(entries)); len(got) != 1000 {
+		t.Fatalf("%d of 1000 keys stored through PutAll", len(got))
+	}
+}
+
+// keysOf returns the entries' keys, in order.
+func keysOf(entries []*kv.Entry) []string {
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Key
+	}
+	return keys
 }
 
 // exportOf writes keys k/00000.. into a fresh server (one with a TTL, one binary value) and
@@ -246,6 +271,7 @@ func TestCopyChunkResyncs(t *testing.T) {
 	chunk := []item{{key: "b", value: []byte("2")}, {key: "a", value: []byte("1")}, {key: "c", value: []byte{0, 255}}}
 	var st moveStats
 	w := &lossyWriter{chunkWriter: newChunkWriter(c, &st)}
+	defer w.Close()
 	if err := copyChunk(context.Background(), c, w, chunk, true, &st); err != nil {
 		t.Fatal(err)
 	}
@@ -323,5 +349,42 @@ func TestLastOfEach(t *testing.T) {
 	}
 	if once := in[:2]; &lastOfEach(once)[0] != &once[0] {
 		t.Error("without repeats lastOfEach copied")
+	}
+}
+
+// TestChunkWriterTransport writes through the Load stream on a plain-TCP client, keeping one
+// stream for every chunk, and through PutAll on a TLS client, which cannot stream.
+func TestChunkWriterTransport(t *testing.T) {
+	s := testserver.Start(t, testserver.Config(t, nil), nil)
+	c := client(t, s.RPCAddr())
+	var st moveStats
+	w := newChunkWriter(c, &st)
+	defer w.Close()
+	load, ok := w.(*refusalRetrier).transport.(*loadTransport)
+	if !ok {
+		t.Fatalf("plain client: transport %T, want the Load stream", w.(*refusalRetrier).transport)
+	}
+	var last int64
+	for i := range 3 {
+		rev, err := w.WriteChunk(context.Background(), []*kv.Entry{{Key: fmt.Sprintf("s/%d", i), Value: []byte("v")}})
+		if err != nil || rev <= last {
+			t.Fatalf("chunk %d: revision %d after %d, %v", i, rev, last, err)
+		}
+		last = rev
+	}
+	if load.loader == nil || load.chunk != 3 {
+		t.Errorf("3 chunks went over %d chunks of a stream (open: %v)", load.chunk, load.loader != nil)
+	}
+	if got := items(t, c, []string{"s/0", "s/1", "s/2"}); len(got) != 3 {
+		t.Errorf("%d of 3 keys stored", len(got))
+	}
+
+	secure, err := kvclient.New([]string{s.RPCAddr()}, kvclient.WithTLS(&tls.Config{MinVersion: tls.VersionTLS13}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer secure.Close()
+	if tr := newChunkWriter(secure, &st).(*refusalRetrier).transport; tr != (putAllTransport{api: secure}) {
+		t.Errorf("TLS client: transport %T, want PutAll calls", tr)
 	}
 }

@@ -188,6 +188,10 @@ func (l *Loader) Close() error {
 	return nil
 }
 
+// Done is closed once the stream has ended: failed (Close then returns why), or closed by
+// Close with every chunk acknowledged. A caller waiting for an ack selects on it too.
+func (l *Loader) Done() <-chan struct{} { return l.recvDone }
+
 // Unacked returns the chunks sent and not yet acknowledged, oldest first.
 func (l *Loader) Unacked() []int64 {
 	l.mu.Lock()
@@ -301,6 +305,10 @@ func streamError(err error) *Error {
 	}
 	return toError("Load", err)
 }
+
+// CanLoad reports whether NewLoader can open a stream on this Client: Load streams run over
+// plain TCP, so not on a Client made WithTLS.
+func (c *Client) CanLoad() bool { return !c.tls }
 
 // Load is not served by a Client (it implements kv.KVService for the unary methods): a
 // streaming load from a client is NewLoader.
