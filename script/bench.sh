@@ -9,13 +9,13 @@
 # round trip per PutAll) and the SDK as kvclient.New makes it (coalescing: concurrent callers'
 # PutAll calls share PutAllMany round trips). Then single-key writes: the SDK's Batcher Put
 # against Redis SET through rueidis, at BENCH_CONCURRENCY and at ten times as many callers.
-# Redis is installed through apt-get when it is missing (as root).
+# The HTTP gateway's putAll runs against the memory-only server's gateway. Redis is installed
+# through apt-get when it is missing (as root).
 #
 # Environment: BENCH_DURATION (default 10s per run), BENCH_CONCURRENCY (default 50),
 # BENCH_BATCH (default 16), BENCH_VALUE (default 64 bytes), BENCH_COALESCE (round trips in
 # flight of the coalescing SDK against memory-only servers; default: the SDK's own) and
-# BENCH_COALESCE_DURABLE (against fsync=always, default 4: a round trip there mostly waits for
-# the disk, so more in flight put more calls in each group commit), BENCH_PORT_BASE (default
+# BENCH_COALESCE_DURABLE (the same against fsync=always; default: the SDK's own), BENCH_PORT_BASE (default
 # 18888: the servers listen on it and the 40 ports above it, admin ports BENCH_ADMIN_OFFSET,
 # default 1000, above theirs). Reports land in output/bench/.
 set -euo pipefail
@@ -23,10 +23,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 coalesce=${BENCH_COALESCE:-}
-coalesce_durable=${BENCH_COALESCE_DURABLE:-4}
+coalesce_durable=${BENCH_COALESCE_DURABLE:-}
 b=${BENCH_PORT_BASE:-18888}
-rpc_port=$b always_port=$((b + 2)) interval_port=$((b + 4)) empty_port=$((b + 11)) redis_port=$((b + 30)) aof_port=$((b + 31))
+rpc_port=$b always_port=$((b + 2)) interval_port=$((b + 4)) http_port=$((b + 6)) empty_port=$((b + 11)) redis_port=$((b + 30)) aof_port=$((b + 31))
 co=(); if [ -n "$coalesce" ]; then co=(--coalesce "$coalesce"); fi
+co_durable=(); if [ -n "$coalesce_durable" ]; then co_durable=(--coalesce "$coalesce_durable"); fi
 
 source script/bench-lib.sh
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -37,7 +38,7 @@ fi
 out=output/bench
 mkdir -p "$out"
 
-putallkv memory $rpc_port
+putallkv memory $rpc_port PUTALLKV_GATEWAY_ADDR=127.0.0.1:$http_port
 mkdir -p "$work/always" "$work/interval" "$work/redis-aof"
 putallkv always $always_port PUTALLKV_STORE_DATA_DIR="$work/always" PUTALLKV_WAL_FSYNC=always
 putallkv interval $interval_port PUTALLKV_STORE_DATA_DIR="$work/interval" PUTALLKV_WAL_FSYNC=interval
@@ -46,7 +47,7 @@ redis-server --bind 127.0.0.1 --port $redis_port --save '' --appendonly no --dir
   >"$work/redis.log" 2>&1 & pids+=($!); pid[redis]=$!
 redis-server --bind 127.0.0.1 --port $aof_port --save '' --appendonly yes --appendfsync everysec \
   --dir "$work/redis-aof" >"$work/redis-aof.log" 2>&1 & pids+=($!); pid[redis-aof]=$!
-for p in $rpc_port $always_port $interval_port $empty_port $redis_port $aof_port; do wait_port "$p"; done
+for p in $rpc_port $http_port $always_port $interval_port $empty_port $redis_port $aof_port; do wait_port "$p"; done
 
 bench() { # bench NAME SERVER DESCRIPTION ARGS...: the server's CPU per call is measured too
   local name=$1 server=$2 desc=$3; shift 3
@@ -64,9 +65,10 @@ bench always always "putallkv PutAll, wal.fsync=always, plain SDK" --target rpc 
 bench interval interval "putallkv PutAll, wal.fsync=interval, plain SDK" --target rpc --coalesce 0 --addr 127.0.0.1:$interval_port
 bench rpc-co memory "putallkv PutAll, memory only, default SDK (coalescing)" --target rpc --addr 127.0.0.1:$rpc_port "${co[@]}"
 bench empty-co empty "empty Kitex handler, default SDK (coalescing)" --target rpc --addr 127.0.0.1:$empty_port "${co[@]}"
-bench always-co always "putallkv PutAll, wal.fsync=always, coalescing SDK" --target rpc --addr 127.0.0.1:$always_port --coalesce "$coalesce_durable"
+bench always-co always "putallkv PutAll, wal.fsync=always, default SDK (coalescing)" --target rpc --addr 127.0.0.1:$always_port "${co_durable[@]}"
 bench kitex memory "putallkv PutAll, memory only, generated Kitex client" --target kitex --addr 127.0.0.1:$rpc_port
 bench empty-kitex empty "empty Kitex handler, generated Kitex client" --target kitex --addr 127.0.0.1:$empty_port
+bench http memory "putallkv putAll over the HTTP gateway, memory only" --target http --addr 127.0.0.1:$http_port
 single() { # single NAME SERVER DESCRIPTION ARGS...: one key per call, at $conc and 10 x $conc callers
   local name=$1 server=$2 desc=$3; shift 3
   echo "bench: $desc" >&2
@@ -77,9 +79,9 @@ single set-rueidis redis "redis SET through rueidis, persistence off" --target r
 single batcher memory "putallkv Batcher Put, memory only" --target batcher --addr 127.0.0.1:$rpc_port
 
 echo
-echo "$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB; $conc callers, $batch keys of $value bytes per call, $duration per run; coalescing SDK: ${coalesce:-SDK default} round trips ($coalesce_durable durable)"
+echo "$(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB; $conc callers, $batch keys of $value bytes per call, $duration per run; coalescing SDK: ${coalesce:-SDK default} round trips (${coalesce_durable:-SDK default} durable)"
 echo "in memory:"
-output/bin/putallbench compare "$out/redis.json" "$out/rueidis.json" "$out/kitex.json" "$out/empty-kitex.json" "$out/rpc.json" "$out/empty.json" "$out/rpc-co.json" "$out/empty-co.json"
+output/bin/putallbench compare "$out/redis.json" "$out/rueidis.json" "$out/kitex.json" "$out/empty-kitex.json" "$out/rpc.json" "$out/empty.json" "$out/rpc-co.json" "$out/empty-co.json" "$out/http.json"
 echo "durable:"
 output/bin/putallbench compare "$out/redis-aof.json" "$out/rueidis-aof.json" "$out/always.json" "$out/interval.json" "$out/always-co.json" "$out/rpc.json"
 echo "single keys:"
