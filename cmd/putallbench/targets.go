@@ -99,15 +99,8 @@ func (t *rpcTarget) write(ctx context.Context, keys []string, value []byte) erro
 		_, err := t.c.Put(ctx, &kv.PutRequest{Key: keys[0], Value: value})
 		return err
 	}
-	req := &kv.PutAllRequest{Mode: t.mode, Entries: make([]*kv.Entry, len(keys))}
-	for i, k := range keys {
-		req.Entries[i] = &kv.Entry{Key: k, Value: value}
-	}
-	resp, err := t.c.PutAll(ctx, req)
-	if err == nil && int(resp.Applied) != len(keys) {
-		return fmt.Errorf("%d of %d keys applied", resp.Applied, len(keys))
-	}
-	return err
+	resp, err := t.c.PutAll(ctx, putAllOf(t.mode, keys, value))
+	return allApplied(resp, err, len(keys))
 }
 
 func (t *rpcTarget) read(ctx context.Context, keys []string) error {
@@ -117,6 +110,24 @@ func (t *rpcTarget) read(ctx context.Context, keys []string) error {
 
 func (t *rpcTarget) code(err error) string { return putallkvCode(err) }
 func (t *rpcTarget) close() error          { return t.c.Close() }
+
+// putAllOf is the PutAll request the write targets send: keys, each with value, in mode.
+func putAllOf(mode kv.WriteMode, keys []string, value []byte) *kv.PutAllRequest {
+	req := &kv.PutAllRequest{Mode: mode, Entries: make([]*kv.Entry, len(keys))}
+	for i, k := range keys {
+		req.Entries[i] = &kv.Entry{Key: k, Value: value}
+	}
+	return req
+}
+
+// allApplied is a PutAll's outcome as a write target reports it: its error, or one saying
+// how many of its n keys were not applied.
+func allApplied(resp *kv.PutAllResponse, err error, n int) error {
+	if err == nil && int(resp.Applied) != n {
+		return fmt.Errorf("%d of %d keys applied", resp.Applied, n)
+	}
+	return err
+}
 
 func putallkvCode(err error) string {
 	var e *kvclient.Error
@@ -150,15 +161,8 @@ func (t *kitexTarget) write(ctx context.Context, keys []string, value []byte) er
 		_, err := t.c.Put(ctx, &kv.PutRequest{Key: keys[0], Value: value})
 		return err
 	}
-	req := &kv.PutAllRequest{Mode: t.mode, Entries: make([]*kv.Entry, len(keys))}
-	for i, k := range keys {
-		req.Entries[i] = &kv.Entry{Key: k, Value: value}
-	}
-	resp, err := t.c.PutAll(ctx, req)
-	if err == nil && int(resp.Applied) != len(keys) {
-		return fmt.Errorf("%d of %d keys applied", resp.Applied, len(keys))
-	}
-	return err
+	resp, err := t.c.PutAll(ctx, putAllOf(t.mode, keys, value))
+	return allApplied(resp, err, len(keys))
 }
 
 func (t *kitexTarget) read(ctx context.Context, keys []string) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
@@ -63,7 +62,8 @@ type refusalRetrier struct {
 	stats     *moveStats
 }
 
-// maxRefusalWait bounds the wait between two attempts at refused entries.
+// maxRefusalWait bounds the wait between two attempts at refused entries; the first waits
+// the server's retry_after (at least a millisecond), each later one about twice the last.
 const maxRefusalWait = 5 * time.Second
 
 func (w *refusalRetrier) WriteChunk(ctx context.Context, entries []*kv.Entry) (int64, error) {
@@ -94,7 +94,7 @@ func (w *refusalRetrier) WriteChunk(ctx context.Context, entries []*kv.Entry) (i
 			break
 		}
 		w.stats.Retries++
-		if !sleepCtx(ctx, refusalBackoff(attempt, wait)) {
+		if !kvclient.Sleep(ctx, kvclient.Backoff(attempt, max(wait, time.Millisecond), maxRefusalWait, wait)) {
 			return rev, fmt.Errorf("%d entries still refused by admission: %w", len(again), ctx.Err())
 		}
 		entries = again
@@ -174,28 +174,4 @@ func (t *loadTransport) close() error {
 	err := t.loader.Close()
 	t.loader, t.acks = nil, nil
 	return err
-}
-
-// refusalBackoff is the wait before attempt+1 at refused entries: the server's retry_after
-// (at least a millisecond) doubled with each refusal in a row, at most maxRefusalWait, with
-// jitter that never goes below retry_after.
-func refusalBackoff(attempt int, retryAfter time.Duration) time.Duration {
-	d := max(retryAfter, time.Millisecond)
-	for range min(attempt, 10) {
-		d *= 2
-	}
-	d = min(d, maxRefusalWait)
-	return max(retryAfter, d/2+rand.N(d/2+1))
-}
-
-// sleepCtx waits d, or until ctx ends; it reports whether the whole d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -387,7 +387,7 @@ func call[Req comparable, Resp any](ctx context.Context, c *Client, method strin
 			return resp, nil
 		}
 		e := toError(method, err)
-		if !c.mayRetry(method, n, p, e) || !sleep(ctx, backoff(n, e.RetryAfter)) {
+		if !c.mayRetry(method, n, p, e) || !Sleep(ctx, backoff(n, e.RetryAfter)) {
 			c.metrics.called(method, start, e)
 			return zero, e
 		}

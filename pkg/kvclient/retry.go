@@ -51,21 +51,30 @@ const (
 	maxBackoff  = time.Second
 )
 
-// backoff returns how long to wait before retry number attempt+1: exponential with jitter
-// (uniform in the upper half, so clients that failed together do not retry together), and
-// never less than the retryAfter the server asked for.
+// backoff returns how long to wait before the SDK's own retry number attempt+1: Backoff from
+// baseBackoff up to maxBackoff.
 func backoff(attempt int, retryAfter time.Duration) time.Duration {
-	d := baseBackoff
-	for i := 0; i < attempt && d < maxBackoff; i++ {
+	return Backoff(attempt, baseBackoff, maxBackoff, retryAfter)
+}
+
+// Backoff returns how long to wait before retry number attempt+1 (counting from 0) of work the
+// server refused: base doubled with each attempt, at most ceiling, jittered uniformly in the
+// upper half (so clients refused together do not retry together), and never less than the
+// retryAfter the server asked for. The SDK's own retries use it; so can a caller that resends
+// work of its own, such as a bulk copy's entries that admission kept out.
+func Backoff(attempt int, base, ceiling, retryAfter time.Duration) time.Duration {
+	d := base
+	for i := 0; i < attempt && d < ceiling; i++ {
 		d *= 2
 	}
-	d = min(d, maxBackoff)
+	d = min(d, ceiling)
 	d = d/2 + rand.N(d/2+1)
 	return max(d, retryAfter)
 }
 
-// sleep waits for d, or until ctx is done; it reports whether the whole d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
+// Sleep waits for d, or until ctx is done; it reports whether the whole d passed. It is the
+// wait between the attempts of a retry loop that gives up when its context ends.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
