@@ -263,7 +263,8 @@ type WALConfig struct {
 	FsyncInterval time.Duration `yaml:"fsync_interval"`
 	// SegmentBytes bounds a log segment file.
 	SegmentBytes int `yaml:"segment_bytes"`
-	// SnapshotBytes starts a snapshot once this much has been logged since the last one.
+	// SnapshotBytes bounds the log between automatic snapshots: one starts once the log since
+	// the last is as large as the newest snapshot, and at the latest after this much.
 	SnapshotBytes int `yaml:"snapshot_bytes"`
 }
 

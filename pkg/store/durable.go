@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -27,7 +28,8 @@ type DurableOptions struct {
 	// engine's own bookkeeping.
 	WAL wal.Options
 	// SnapshotBytes triggers a background snapshot once this many bytes have been logged since
-	// the last one; 0 takes snapshots only when asked (Snapshot).
+	// the last one, or fewer once the newest snapshot is smaller (see snapshotLimit); 0 takes
+	// snapshots only when asked (Snapshot).
 	SnapshotBytes int64
 	// Recovered receives, during OpenDurable, every tag recovered: for a batch replayed from the
 	// log, its tag, revision, keys and results (in batch order); for a tag a snapshot saved (see
@@ -64,6 +66,7 @@ type Durable struct {
 	snapRunning  atomic.Bool
 	closing      atomic.Bool
 	loggedBytes  atomic.Int64 // since the last snapshot
+	snapBytes    atomic.Int64 // the newest snapshot's size (0: none yet)
 	snapshotting sync.WaitGroup
 }
 
@@ -229,9 +232,24 @@ func (o walObserver) Wrote(records, n int) {
 	if o.next != nil {
 		o.next.Wrote(records, n)
 	}
-	if limit := o.d.opts.SnapshotBytes; limit > 0 && o.d.loggedBytes.Add(int64(n)) >= limit {
+	if limit := o.d.snapshotLimit(); limit > 0 && o.d.loggedBytes.Add(int64(n)) >= limit {
 		o.d.snapshotInBackground()
 	}
+}
+
+// snapshotLimit is how much log since the last snapshot starts the next one: the newest
+// snapshot's size, between SnapshotBytes/16 and SnapshotBytes. A restart loads the snapshot and
+// replays the log after it, and a logged write costs recovery several times what a snapshot
+// entry does; so the log is kept no longer than the snapshot (as Redis rewrites its AOF when it
+// has doubled), which bounds a restart by about twice the data, not by SnapshotBytes of log,
+// while a small store still logs SnapshotBytes/16 between snapshots rather than snapshotting
+// at every write.
+func (d *Durable) snapshotLimit() int64 {
+	limit := d.opts.SnapshotBytes
+	if size := d.snapBytes.Load(); size > 0 {
+		limit = min(limit, max(size, limit/16))
+	}
+	return limit
 }
 
 func (o walObserver) Synced(t time.Duration) {
@@ -328,7 +346,7 @@ func (d *Durable) Snapshot(ctx context.Context) (err error) {
 		return fmt.Errorf("store: snapshot: %w", err)
 	}
 	d.loggedBytes.Store(0)
-	_, err = wal.WriteSnapshot(d.opts.Dir, cutLSN, func(w io.Writer) error {
+	path, err := wal.WriteSnapshot(d.opts.Dir, cutLSN, func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<20)
 		var err error
 		if keys, err = d.writeSnapshot(bw, cutRev); err != nil {
@@ -343,6 +361,9 @@ func (d *Durable) Snapshot(ctx context.Context) (err error) {
 		return fmt.Errorf("store: snapshot: %w", err)
 	}
 	d.snapLSN = cutLSN
+	if fi, err := os.Stat(path); err == nil {
+		d.snapBytes.Store(fi.Size())
+	}
 	if _, err := d.log.Rotate(); err != nil {
 		return fmt.Errorf("store: snapshot: %w", err)
 	}
@@ -410,6 +431,7 @@ func (d *Durable) loadSnapshot(rs *restorer) (uint64, error) {
 	if err != nil || body == nil {
 		return 0, err
 	}
+	d.snapBytes.Store(int64(len(body)))
 	dec := decoder{buf: body}
 	version := dec.uvarint()
 	if version != 1 && version != snapshotVersion {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -359,4 +360,70 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("re-encoding changed the record:\n%+v\n%+v", r, r2)
 		}
 	})
+}
+
+// snapshotCounter counts the snapshots a Durable reports.
+type snapshotCounter struct{ n atomic.Int64 }
+
+func (c *snapshotCounter) Recovered(time.Duration, uint64, int64) {}
+func (c *snapshotCounter) Snapshotted(_ time.Duration, _ int64, err error) {
+	if err == nil {
+		c.n.Add(1)
+	}
+}
+
+// TestSnapshotLimitFollowsSnapshotSize checks that once a snapshot is smaller than
+// SnapshotBytes, the next starts after about its size of log (never under SnapshotBytes/16),
+// and that a reopened store takes the size of the snapshot it loaded.
+func TestSnapshotLimitFollowsSnapshotSize(t *testing.T) {
+	const limit = 1 << 20
+	dir := t.TempDir()
+	var snaps snapshotCounter
+	open := func() *Durable {
+		d, err := OpenDurable(DurableOptions{Options: Options{Shards: 4}, Dir: dir,
+			WAL: wal.Options{Sync: wal.SyncNone}, SnapshotBytes: limit, Observer: &snaps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	d := open()
+	ctx := context.Background()
+	value := make([]byte, 1000)
+	write := func(n int) { // n keys of 1000 bytes, rewritten each time
+		for i := range n {
+			if _, err := d.Apply(ctx, Batch{Mode: Atomic, Writes: []Write{{Key: fmt.Sprintf("k%04d", i), Value: value, ExpectedVersion: AnyVersion}}}, make([]Result, 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(200) // about 200 KB logged: under SnapshotBytes, no snapshot
+	d.snapshotting.Wait()
+	if got := d.snapshotLimit(); got != limit || snaps.n.Load() != 0 {
+		t.Fatalf("before any snapshot: limit %d, %d snapshots", got, snaps.n.Load())
+	}
+	if err := d.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	size := d.snapBytes.Load()
+	if got := d.snapshotLimit(); size < 200_000 || size > limit/2 || got != size {
+		t.Fatalf("after a snapshot of %d bytes: limit %d", size, got)
+	}
+	write(300) // more log than the snapshot holds: a snapshot starts in the background
+	d.snapshotting.Wait()
+	if snaps.n.Load() != 2 {
+		t.Fatalf("%d snapshots after logging more than the last one's %d bytes, want 2", snaps.n.Load(), size)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = open()
+	defer d.Close()
+	if got := d.snapshotLimit(); got < 200_000 || got > limit/2 {
+		t.Errorf("reopened: limit %d, want the loaded snapshot's size", got)
+	}
+	d.snapBytes.Store(10) // a tiny store: SnapshotBytes/16 at least
+	if got := d.snapshotLimit(); got != limit/16 {
+		t.Errorf("after a 10-byte snapshot: limit %d, want %d", got, limit/16)
+	}
 }
