@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,6 +65,7 @@ type config struct {
 	pids        []int
 	oneSlot     bool
 	cpuProfile  string
+	execTrace   string
 	token       string
 	caFile      string
 }
@@ -102,6 +104,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer stopProfile()
+	}
+	if cfg.execTrace != "" {
+		stopTrace, err := startExecTrace(cfg.execTrace)
+		if err != nil {
+			fmt.Fprintf(stderr, "putallbench: %v\n", err)
+			return 1
+		}
+		defer stopTrace()
 	}
 	var results []stepResult
 	for i, conc := range cfg.steps {
@@ -146,6 +156,23 @@ func startCPUProfile(path string) (func(), error) {
 	}, nil
 }
 
+// startExecTrace writes an execution trace of this process (go tool trace) to path until the
+// returned function is called: where the client's goroutines wait, and for what.
+func startExecTrace(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		trace.Stop()
+		f.Close()
+	}, nil
+}
+
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("putallbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -179,6 +206,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.token, "token", "", "rpc: bearer token sent with every call (kvclient.WithToken)")
 	fs.StringVar(&c.caFile, "ca", "", "rpc: speak TLS, verifying the server with this CA `FILE` (kvclient.WithTLS)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of putallbench itself (the client side) to this file")
+	fs.StringVar(&c.execTrace, "exectrace", "", "write an execution trace of putallbench itself (go tool trace) to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
