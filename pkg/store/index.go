@@ -136,12 +136,32 @@ func (x *hashIndex) each(fn func(h uint64, ref arenaRef)) {
 	}
 }
 
-// move replaces every entry's place with to(place) (compaction moves entries).
-func (x *hashIndex) move(to func(arenaRef) arenaRef) {
+// moveGroup is how many entries move hands to its function at once.
+const moveGroup = 32
+
+// move replaces every entry's place with its new place (compaction moves entries): it hands
+// to the places of up to moveGroup entries at a time, for to to replace in refs, so that to can
+// load them all before it needs any of them (see shard.compactIfWasteful).
+func (x *hashIndex) move(to func(refs []arenaRef)) {
+	var group [moveGroup]arenaRef
+	var at [moveGroup]int32
+	n := 0
+	flush := func() {
+		to(group[:n])
+		for j, i := range at[:n] {
+			x.slots[i].chunk, x.slots[i].off = group[j].chunk+1, group[j].off
+		}
+		n = 0
+	}
 	for i := range x.slots {
 		if s := &x.slots[i]; s.chunk != 0 {
-			ref := to(s.ref())
-			s.chunk, s.off = ref.chunk+1, ref.off
+			group[n], at[n] = s.ref(), int32(i)
+			if n++; n == moveGroup {
+				flush()
+			}
 		}
+	}
+	if n > 0 {
+		flush()
 	}
 }

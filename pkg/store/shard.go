@@ -217,16 +217,37 @@ func (sh *shard) compactIfWasteful() {
 	if a.dead < compactMinDead || a.dead < a.used-a.dead {
 		return
 	}
-	var fresh arena
-	move := func(ref arenaRef) arenaRef {
-		old := a.bytes(ref, sh.header(ref).size())
-		to, dst := fresh.alloc(len(old))
-		copy(dst, old)
-		return to
+	// One chunk holds the live entries and the writes until the next compaction (dead bytes as
+	// many as the live ones, or compactMinDead, plus a little for the batch that crosses the
+	// line): one allocation, zeroed once, per compaction.
+	live := a.used - a.dead
+	next := max(compactMinDead, live)
+	fresh := arena{chunks: [][]byte{make([]byte, 0, min(maxChunk, live+next+next/32))}}
+	// The entries lie all over the old chunks, in the index's (hash) order, so each is a cache
+	// miss on a large shard: a group's headers are loaded in one loop, so that their misses are
+	// in flight together, and then its entries (the rest of each) in another, before any is
+	// copied.
+	var sizes [moveGroup]int
+	move := func(refs []arenaRef) {
+		for i, ref := range refs {
+			sizes[i] = a.header(ref).size()
+		}
+		var touched byte
+		for i, ref := range refs {
+			touched ^= a.bytes(ref, sizes[i])[sizes[i]-1]
+		}
+		a.touched = touched
+		for i, ref := range refs {
+			to, dst := fresh.alloc(sizes[i])
+			copy(dst, a.bytes(ref, sizes[i]))
+			refs[i] = to
+		}
 	}
 	sh.index.move(move)
 	for k, o := range sh.overflow {
-		sh.overflow[k] = overflowEntry{move(o.ref), o.hash}
+		refs := []arenaRef{o.ref}
+		move(refs)
+		sh.overflow[k] = overflowEntry{refs[0], o.hash}
 	}
 	*a = fresh
 }
@@ -260,6 +281,9 @@ type arena struct {
 	chunks [][]byte // each chunk's len is its used part
 	used   int      // bytes written
 	dead   int      // bytes of replaced or deleted entries
+	// touched folds the bytes compaction loads only to bring them into the cache; keeping it
+	// makes the loads count.
+	touched byte
 }
 
 // arenaRef locates an entry: its chunk and offset.
