@@ -217,12 +217,14 @@ func (sh *shard) compactIfWasteful() {
 	if a.dead < compactMinDead || a.dead < a.used-a.dead {
 		return
 	}
-	// One chunk holds the live entries and the writes until the next compaction (dead bytes as
-	// many as the live ones, or compactMinDead, plus a little for the batch that crosses the
-	// line): one allocation, zeroed once, per compaction.
+	// The fresh arena's first chunk holds the live entries and room for more writes: on a small
+	// shard, all of them until the next compaction (compactMinDead, plus a little for the batch
+	// that crosses the line), so that a compaction cycle allocates one chunk rather than two
+	// with the second mostly unused; on a large one, as much as alloc would add (a quarter of
+	// the live bytes), so that the zeroing is not all done at once.
 	live := a.used - a.dead
-	next := max(compactMinDead, live)
-	fresh := arena{chunks: [][]byte{make([]byte, 0, min(maxChunk, live+next+next/32))}}
+	room := max(compactMinDead+compactMinDead/32, live/4)
+	fresh := arena{chunks: [][]byte{make([]byte, 0, min(maxChunk, live+room))}}
 	// The entries lie all over the old chunks, in the index's (hash) order, so each is a cache
 	// miss on a large shard: a group's headers are loaded in one loop, so that their misses are
 	// in flight together, and then its entries (the rest of each) in another, before any is
