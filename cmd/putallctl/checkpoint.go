@@ -8,16 +8,25 @@ import (
 	"path/filepath"
 )
 
-// saveCheckpoint writes v as JSON to file atomically: to a scratch file beside it, synced,
-// renamed over file, and the directory synced, so that after a crash file holds either the
-// checkpoint before or this one, whole.
-func saveCheckpoint(file string, v any) (err error) {
+// saveCheckpoint writes v as JSON to file atomically (replaceFile), so that after a crash file
+// holds either the checkpoint before or this one, whole.
+func saveCheckpoint(file string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
+	return replaceFile(file, ".putallctl-checkpoint-*", func(f *os.File) error {
+		_, err := f.Write(append(b, '\n'))
+		return err
+	})
+}
+
+// replaceFile makes file hold what write writes, whole or not at all: write fills a scratch
+// file beside it (named by pattern, as os.CreateTemp takes it), which is synced, renamed over
+// file, and the directory synced. A failure removes the scratch file and leaves file as it was.
+func replaceFile(file, pattern string, write func(f *os.File) error) (err error) {
 	dir := filepath.Dir(file)
-	tmp, err := os.CreateTemp(dir, ".putallctl-checkpoint-*")
+	tmp, err := os.CreateTemp(dir, pattern)
 	if err != nil {
 		return err
 	}
@@ -27,7 +36,7 @@ func saveCheckpoint(file string, v any) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	if err := write(tmp); err != nil {
 		return err
 	}
 	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -48,23 +47,13 @@ type exportSummary struct {
 
 // do scans the prefix page by page into a scratch file beside FILE, then writes the export to
 // another and renames it to FILE: FILE appears whole or not at all.
-func (c exportCmd) do(ctx context.Context, api kv.KVService, out printer) (err error) {
+func (c exportCmd) do(ctx context.Context, api kv.KVService, out printer) error {
 	dir := filepath.Dir(c.file)
 	body, err := os.CreateTemp(dir, ".putallctl-export-body-*")
 	if err != nil {
 		return err
 	}
 	defer func() { body.Close(); os.Remove(body.Name()) }()
-	tmp, err := os.CreateTemp(dir, ".putallctl-export-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
 	req := &kv.ScanRequest{Prefix: c.prefix, Snapshot: true}
 	h := exportfile.Header{Prefix: c.prefix, ChunkKeys: c.chunkKeys}
 	var page []*kv.Item
@@ -85,13 +74,9 @@ func (c exportCmd) do(ctx context.Context, api kv.KVService, out printer) (err e
 		page = page[1:]
 		return exportfile.Entry{Key: it.Key, Value: it.Value, Version: it.Version, ExpiresAtMs: it.ExpiresAtMs}, true, nil
 	}
-	if err := exportfile.Write(tmp, body, &h, next); err != nil {
-		return err
-	}
-	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), c.file); err != nil {
+	if err := replaceFile(c.file, ".putallctl-export-*", func(f *os.File) error {
+		return exportfile.Write(f, body, &h, next)
+	}); err != nil {
 		return err
 	}
 	s := exportSummary{File: c.file, Keys: h.Keys, Revision: h.Revision}
