@@ -24,17 +24,13 @@ func parseExport(fs *flag.FlagSet, args []string, _ io.Reader) (command, error) 
 	c := exportCmd{}
 	fs.StringVar(&c.prefix, "prefix", "", "export only the keys starting with `P`")
 	fs.IntVar(&c.chunkKeys, "chunk-keys", 1000, "entries per checksummed chunk (`N`)")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
+	var err error
+	if c.file, err = parseFile(fs, args); err != nil {
 		return nil, err
 	}
-	switch {
-	case len(pos) != 1:
-		return nil, fmt.Errorf("want FILE, got %d arguments", len(pos))
-	case c.chunkKeys <= 0:
+	if c.chunkKeys <= 0 {
 		return nil, fmt.Errorf("--chunk-keys %d: want a positive number of entries", c.chunkKeys)
 	}
-	c.file = pos[0]
 	return c, nil
 }
 

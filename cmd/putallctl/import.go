@@ -44,14 +44,10 @@ func parseImport(fs *flag.FlagSet, args []string, _ io.Reader) (command, error) 
 	fs.StringVar(&c.checkpoint, "checkpoint", "", "checkpoint `FILE` (default: FILE.checkpoint)")
 	fs.BoolVar(&c.resume, "resume", false, "continue after the chunks the checkpoint file records as applied")
 	fs.BoolVar(&c.verify, "verify-checksum", false, "after each chunk, compare the SHA-256 of what putallkv reads back with the file's; re-sync on a difference")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
+	var err error
+	if c.file, err = parseFile(fs, args); err != nil {
 		return nil, err
 	}
-	if len(pos) != 1 {
-		return nil, fmt.Errorf("want FILE, got %d arguments", len(pos))
-	}
-	c.file = pos[0]
 	if c.checkpoint == "" {
 		c.checkpoint = c.file + ".checkpoint"
 	}

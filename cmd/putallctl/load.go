@@ -55,14 +55,10 @@ type loadCmd struct {
 func parseLoad(fs *flag.FlagSet, args []string, _ io.Reader) (command, error) {
 	c := &loadCmd{}
 	c.declare(fs, "write")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
+	var err error
+	if c.file, err = parseFile(fs, args); err != nil {
 		return nil, err
 	}
-	if len(pos) != 1 {
-		return nil, fmt.Errorf("want FILE, got %d arguments", len(pos))
-	}
-	c.file = pos[0]
 	return c, c.check()
 }
 

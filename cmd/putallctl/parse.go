@@ -103,6 +103,19 @@ func newFlagSet(name string) *flag.FlagSet {
 	return fs
 }
 
+// parseFile parses args with fs (parseInterleaved) for a command of one positional argument,
+// a FILE, and returns it.
+func parseFile(fs *flag.FlagSet, args []string) (string, error) {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", fmt.Errorf("want FILE, got %d arguments", len(pos))
+	}
+	return pos[0], nil
+}
+
 // parseInterleaved parses args with fs, allowing flags between and after the positional
 // arguments, which it returns in order. Everything after "--" is positional.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {

@@ -49,6 +49,20 @@ func (a *acks) list() []kvclient.LoadAck {
 	return append([]kvclient.LoadAck(nil), a.all...)
 }
 
+// sendAll sends chunk ch of prefix (per entries, loadChunk) for each ch of chunks, then closes
+// l, failing the test on any error.
+func sendAll(t *testing.T, l *kvclient.Loader, prefix string, chunks []int64, per int) {
+	t.Helper()
+	for _, ch := range chunks {
+		if err := l.Send(context.Background(), ch, loadChunk(prefix, ch, per)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // wantLoaded fails unless every key of chunks [0, n) of prefix reads back with its value.
 func wantLoaded(t *testing.T, c *kvclient.Client, prefix string, chunks []int64, per int) {
 	t.Helper()
@@ -80,15 +94,10 @@ func TestE2ELoadWritesEveryChunkAndAcksInOrder(t *testing.T) {
 	}
 	const chunks, per = 50, 100
 	sent := make([]int64, chunks)
-	for i := range chunks {
+	for i := range sent {
 		sent[i] = int64(1000 + i)
-		if err := l.Send(ctx, sent[i], loadChunk("load", sent[i], per)); err != nil {
-			t.Fatal(err)
-		}
 	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	sendAll(t, l, "load", sent, per)
 	all := got.list()
 	if len(all) != chunks {
 		t.Fatalf("%d acks; want %d", len(all), chunks)
@@ -184,13 +193,8 @@ func TestE2ELoadUnderTinyAdmission(t *testing.T) {
 	sent := make([]int64, chunks)
 	for i := range sent {
 		sent[i] = int64(i)
-		if err := l.Send(ctx, sent[i], loadChunk("tiny", sent[i], per)); err != nil {
-			t.Fatal(err)
-		}
 	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	sendAll(t, l, "tiny", sent, per)
 	for i, a := range got.list() {
 		if a.Chunk != sent[i] || a.Err != nil || a.Applied != per || a.Revision == 0 {
 			t.Fatalf("ack %d = %+v; want chunk %d fully applied", i, a, sent[i])
@@ -428,14 +432,7 @@ func TestE2ELoadOnTheDurableEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	sent := []int64{0, 1, 2, 3}
-	for _, ch := range sent {
-		if err := l.Send(ctx, ch, loadChunk("wal", ch, 100)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	sendAll(t, l, "wal", sent, 100)
 	testnet.Stop(t, s)
 	_, c2 := startTestServer(t, cfg)
 	wantLoaded(t, c2, "wal", sent, 100)
