@@ -141,10 +141,12 @@ func TestCrashBetweenSlotsCompletedByRetry(t *testing.T) {
 	call := newCall(t, "two slots")
 	writes := []store.Write{put(keys[0], "0", 0), put(keys[1], "1", 0)}
 	b := store.Batch{Mode: store.BestEffort, Writes: writes, Call: call}
-	groups := groupBySlot(len(writes), func(i int) string { return dataKey(writes[i].Key) })
+	firstSlot := Slot(dataKey(writes[0].Key))
 	results := make([]store.Result, 2)
-	if _, err := e.apply(context.Background(), b, results, groups, func(g group) bool { return g.slot == groups[0].slot }); err != nil {
-		t.Fatal(err)
+	outs, errs := make([]store.Outcome, 1), make([]error, 1)
+	e.applyAll(context.Background(), []store.Batch{b}, [][]store.Result{results}, outs, errs, func(g group) bool { return g.slot == firstSlot })
+	if errs[0] != nil {
+		t.Fatal(errs[0])
 	}
 	died := results[0]
 	if _, items := getAll(t, e, keys...); !items[0].Found || items[1].Found {

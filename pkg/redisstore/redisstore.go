@@ -29,6 +29,9 @@
 // and recorded, and the retry replays those and applies the rest. A record lives for the
 // idempotency window (Call.ExpiresAtMs) and holds at most Options.MaxRecordBytes.
 //
+// ApplyAll (store.ManyApplier) sends the scripts of many batches, such as the calls of one
+// PutAllMany, in one round trip to each master, rather than one round trip per batch.
+//
 // After a batch's writes, Apply sends WAIT for Options.ReplicasAck replicas (at most
 // Options.AckTimeout) on the connection that wrote them, and returns store.ErrNotDurable
 // (outcome unknown) when fewer confirm. WAIT does not make Redis strongly consistent: a
@@ -192,60 +195,105 @@ func groupBySlot(n int, key func(int) string) []group {
 
 // Apply implements store.Engine.
 func (e *Engine) Apply(ctx context.Context, b store.Batch, results []store.Result) (store.Outcome, error) {
+	var outs [1]store.Outcome
+	var errs [1]error
+	e.ApplyAll(ctx, []store.Batch{b}, [][]store.Result{results}, outs[:], errs[:])
+	return outs[0], errs[0]
+}
+
+// ApplyAll implements store.ManyApplier: the scripts of all the batches go out together, in
+// one round trip to each master they touch (when replicas must confirm, with one WAIT per slot
+// after all of them), where one Apply after another would take a round trip each. On a
+// master, the scripts run in the batches' order.
+func (e *Engine) ApplyAll(ctx context.Context, batches []store.Batch, results [][]store.Result, outs []store.Outcome, errs []error) {
+	e.applyAll(ctx, batches, results, outs, errs, nil)
+}
+
+// unit is one slot's group of one batch's writes: one script call.
+type unit struct {
+	batch int
+	g     group
+}
+
+// applyAll applies the batches' groups, all of them or, in tests, those keep admits (a process
+// that died between slots), and fills results, outs and errs.
+func (e *Engine) applyAll(ctx context.Context, batches []store.Batch, results [][]store.Result, outs []store.Outcome, errs []error, keep func(group) bool) {
+	var units []unit
+	first := make([]int, len(batches)+1) // batch i's units are units[first[i]:first[i+1]]
+	for i, b := range batches {
+		first[i] = len(units)
+		outs[i] = store.Outcome{}
+		var groups []group
+		groups, errs[i] = checkBatch(b, results[i])
+		for _, g := range groups {
+			if keep == nil || keep(g) {
+				units = append(units, unit{batch: i, g: g})
+			}
+		}
+	}
+	first[len(batches)] = len(units)
+	if len(units) == 0 {
+		return
+	}
+	modes := make([]string, len(batches))
+	recs := make([]recordArgs, len(batches))
+	for i, b := range batches {
+		modes[i] = "b"
+		if b.Mode == store.Atomic {
+			modes[i] = "a"
+		}
+		recs[i] = e.recordArgs(b.Call)
+	}
+	replies, unitErrs := e.runScripts(ctx, units, func(s script, u unit) rueidis.Completed {
+		return e.applyCommand(s, u.g, modes[u.batch], recs[u.batch], batches[u.batch].Writes)
+	})
+	for i := range batches {
+		us := units[first[i]:first[i+1]]
+		if errs[i] != nil || len(us) == 0 {
+			continue
+		}
+		if err := errors.Join(unitErrs[first[i]:first[i+1]]...); err != nil {
+			errs[i] = e.failure(err, len(us) > 1)
+			continue
+		}
+		outs[i], errs[i] = e.outcome(batches[i], results[i], us, replies[first[i]:first[i+1]])
+	}
+}
+
+// checkBatch checks that b can be applied and groups its writes by slot (none for no writes).
+func checkBatch(b store.Batch, results []store.Result) ([]group, error) {
 	writes := b.Writes
 	if len(results) != len(writes) {
-		return store.Outcome{}, fmt.Errorf("redisstore: %d results for %d writes", len(results), len(writes))
+		return nil, fmt.Errorf("redisstore: %d results for %d writes", len(results), len(writes))
 	}
 	if b.Mode != store.Atomic && b.Mode != store.BestEffort {
-		return store.Outcome{}, fmt.Errorf("redisstore: unknown mode %d", b.Mode)
-	}
-	if len(writes) == 0 {
-		return store.Outcome{}, nil
+		return nil, fmt.Errorf("redisstore: unknown mode %d", b.Mode)
 	}
 	if k, dup := store.FirstRepeat(b.Writes); dup {
-		return store.Outcome{}, &store.DuplicateKeyError{Key: k}
+		return nil, &store.DuplicateKeyError{Key: k}
 	}
 	groups := groupBySlot(len(writes), func(i int) string { return dataKey(writes[i].Key) })
 	if b.Mode == store.Atomic && len(groups) > 1 {
 		a, z := writes[groups[0].idx[0]].Key, writes[groups[1].idx[0]].Key
-		return store.Outcome{}, &store.CrossSlotError{First: a, FirstSlot: groups[0].slot, Second: z, SecondSlot: groups[1].slot}
+		return nil, &store.CrossSlotError{First: a, FirstSlot: groups[0].slot, Second: z, SecondSlot: groups[1].slot}
 	}
-	return e.apply(ctx, b, results, groups, nil)
+	return groups, nil
 }
 
-// apply runs groups' scripts, all of them or, in tests, those keep admits (a process that
-// died between slots), and fills results.
-func (e *Engine) apply(ctx context.Context, b store.Batch, results []store.Result, groups []group, keep func(group) bool) (store.Outcome, error) {
+// outcome fills results from the replies of batch b's units (their scripts' answers, in
+// order) and says what the batch did.
+func (e *Engine) outcome(b store.Batch, results []store.Result, units []unit, replies []rueidis.RedisMessage) (store.Outcome, error) {
 	writes := b.Writes
-	if keep != nil {
-		var kept []group
-		for _, g := range groups {
-			if keep(g) {
-				kept = append(kept, g)
-			}
-		}
-		groups = kept
-	}
-	mode := "b"
-	if b.Mode == store.Atomic {
-		mode = "a"
-	}
-	rec := e.recordArgs(b.Call)
-	replies, err := e.runScripts(ctx, groups, func(s script, g group) rueidis.Completed {
-		return e.applyCommand(s, g, mode, rec, writes)
-	})
-	if err != nil {
-		return store.Outcome{}, e.failure(err, len(groups) > 1)
-	}
 	var out store.Outcome
 	// The batch has one revision when every applied write has the same one in the same slot.
 	var firstRev int64
 	firstSlot := -1
 	replayed, sameRev := int64(0), true
 	applied := make([]bool, len(writes))
-	for gi, g := range groups {
-		r, err := fillResults(replies[gi], g, writes, results, applied)
-		if errors.Is(err, store.ErrRequestConflict) && len(groups) > 1 {
+	for ui, u := range units {
+		g := u.g
+		r, err := fillResults(replies[ui], g, writes, results, applied)
+		if errors.Is(err, store.ErrRequestConflict) && len(units) > 1 {
 			err = fmt.Errorf("%w (in slot %d; the call's writes in other slots may have applied under it)", err, g.slot)
 		}
 		if err != nil {
@@ -415,76 +463,93 @@ func fillResults(msg rueidis.RedisMessage, g group, writes []store.Write, result
 	return reply, nil
 }
 
-// runScripts sends one apply script call per group (EVALSHA, then EVAL for the groups whose
-// node did not know the script yet) and, when replicas must confirm, a WAIT after each on the
-// same connection and in the same round trip (a command list holding a blocking command goes to
-// one dedicated connection per node, in order, so the WAIT counts exactly the writes before it).
-// It returns each group's reply. A group whose WAIT confirms fewer than ReplicasAck replicas
-// fails the call with store.ErrNotDurable: the write was applied on its master, but whether it
-// survives a failover is unknown (the Observer hears how many writes were left so).
-func (e *Engine) runScripts(ctx context.Context, groups []group, call func(script, group) rueidis.Completed) ([]rueidis.RedisMessage, error) {
+// runScripts sends one apply script call per unit (EVALSHA, then EVAL for the units whose node
+// did not know the script yet) in one round trip and, when replicas must confirm, after all of
+// them one WAIT per slot they touch, on the same connections (a command list holding a blocking
+// command goes to one dedicated connection per node, in order, so a WAIT counts every write
+// before it on its node). It returns each unit's reply and error. A unit whose slot's WAIT
+// confirms fewer than ReplicasAck replicas fails with store.ErrNotDurable: the write was
+// applied on its master, but whether it survives a failover is unknown (the Observer hears how
+// many writes were left so).
+func (e *Engine) runScripts(ctx context.Context, units []unit, call func(script, unit) rueidis.Completed) ([]rueidis.RedisMessage, []error) {
 	const op = "apply"
-	wait := e.replicasAck > 0
-	replies := make([]rueidis.RedisMessage, len(groups))
-	todo := make([]int, len(groups))
+	replies := make([]rueidis.RedisMessage, len(units))
+	errs := make([]error, len(units))
+	todo := make([]int, len(units))
 	for i := range todo {
 		todo[i] = i
 	}
 	for attempt := 0; len(todo) > 0; attempt++ {
 		if attempt == 2 {
-			return nil, fmt.Errorf("redisstore: %w: the cluster keeps answering NOSCRIPT", store.ErrRefused)
+			for _, ui := range todo {
+				errs[ui] = fmt.Errorf("redisstore: %w: the cluster keeps answering NOSCRIPT", store.ErrRefused)
+			}
+			break
 		}
 		use := applyLua
 		if attempt == 1 {
 			use.sha = "" // EVAL: the node learns the script
 		}
-		per := 1
-		if wait {
-			per = 2
+		cmds := make([]rueidis.Completed, 0, 2*len(todo))
+		for _, ui := range todo {
+			cmds = append(cmds, call(use, units[ui]))
 		}
-		cmds := make([]rueidis.Completed, 0, per*len(todo))
-		for _, gi := range todo {
-			cmd := call(use, groups[gi])
-			cmds = append(cmds, cmd)
-			if wait {
+		var slots []int // the slots touched, in order of their first unit
+		seen := make(map[int]bool)
+		for _, ui := range todo {
+			if s := units[ui].g.slot; !seen[s] {
+				seen[s] = true
+				slots = append(slots, s)
+			}
+		}
+		var waited []int // the slots of the WAITs sent after the scripts, in order
+		if e.replicasAck > 0 {
+			waited = slots
+			for _, s := range waited {
 				cmds = append(cmds, e.client.B().Wait().Numreplicas(int64(e.replicasAck)).
-					Timeout(e.ackTimeout.Milliseconds()).Build().SetSlot(revisionKey(groups[gi].slot)))
+					Timeout(e.ackTimeout.Milliseconds()).Build().SetSlot(revisionKey(s)))
 			}
 		}
 		start := time.Now()
 		res := e.client.DoMulti(ctx, cmds...)
-		e.observer.RoundTrip(op, len(todo), time.Since(start))
+		e.observer.RoundTrip(op, len(slots), time.Since(start))
+		// A slot's WAIT failed; the Observer hears of it once a script of the slot applied.
+		unacked := make(map[int]error)
+		for w, s := range waited {
+			if err := e.acked(res[len(todo)+w]); err != nil {
+				unacked[s] = err
+			}
+		}
+		heard := make(map[int]bool)
 		var again []int
-		var errs []error
-		for j, gi := range todo {
-			msg, err := res[per*j].ToMessage()
+		for j, ui := range todo {
+			slot := units[ui].g.slot
+			msg, err := res[j].ToMessage()
 			if err != nil {
 				why := reason(err)
 				e.observer.Failed(op, why)
 				if why == "noscript" {
-					again = append(again, gi)
+					again = append(again, ui)
 					continue
 				}
-				errs = append(errs, fmt.Errorf("slot %d: %w", groups[gi].slot, refusal(err)))
+				errs[ui] = fmt.Errorf("slot %d: %w", slot, refusal(err))
 				continue
 			}
-			replies[gi] = msg
-			if wait {
-				if err := e.acked(res[per*j+1]); err != nil {
+			replies[ui] = msg
+			if err := unacked[slot]; err != nil {
+				if !heard[slot] {
+					heard[slot] = true
 					e.observer.Failed(op, "wait")
-					if n := appliedWrites(msg, len(groups[gi].idx)); n > 0 {
-						e.observer.Unconfirmed(n)
-					}
-					errs = append(errs, fmt.Errorf("slot %d: %w", groups[gi].slot, err))
 				}
+				if n := appliedWrites(msg, len(units[ui].g.idx)); n > 0 {
+					e.observer.Unconfirmed(n)
+				}
+				errs[ui] = fmt.Errorf("slot %d: %w", slot, err)
 			}
-		}
-		if len(errs) > 0 {
-			return nil, errors.Join(errs...)
 		}
 		todo = again
 	}
-	return replies, nil
+	return replies, errs
 }
 
 // appliedWrites counts the writes of n an apply script's answer says applied, now or

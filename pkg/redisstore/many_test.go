@@ -1,0 +1,76 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/putallkv/putallkv/pkg/store"
+)
+
+// ApplyAll answers each batch as the Memory engine's Apply does alone, one after the other (a
+// later batch sees an earlier one's writes), fails only the batches that fail (a repeated
+// key, an atomic batch across slots), and sends every batch's scripts, and the WAITs after
+// them, in one round trip.
+func TestApplyAllAnswersAsApplyInOneRoundTrip(t *testing.T) {
+	const tag = "{many}"
+	rec := &recorder{trips: map[string]int{}, slots: map[string]int{}, failed: map[string]int{}}
+	e := openEngine(t, Options{ReplicasAck: 1, Observer: rec})
+	clearSlot(t, e, Slot(dataKey(tag)))
+	for addr, n := range e.client.Nodes() { // so that no node answers NOSCRIPT
+		if err := n.Do(context.Background(), n.B().ScriptLoad().Script(applyLua.body).Build()).Error(); err != nil {
+			t.Fatalf("SCRIPT LOAD on %s: %v", addr, err)
+		}
+	}
+	k := func(name string) string { return tag + name }
+	inSlot := []store.Batch{
+		{Mode: store.Atomic, Writes: []store.Write{put(k("a"), "1", store.AnyVersion), put(k("b"), "1", store.AnyVersion)}},
+		{Mode: store.Atomic, Writes: []store.Write{put(k("c"), "1", 7)}},
+		{Mode: store.BestEffort, Writes: []store.Write{put(k("a"), "2", 0), put(k("d"), "1", store.AnyVersion)}},
+		{Mode: store.Atomic, Writes: []store.Write{put(k("e"), "1", store.AnyVersion), put(k("e"), "2", store.AnyVersion)}},
+		{Mode: store.BestEffort, Writes: []store.Write{{Key: k("b"), Delete: true, ExpectedVersion: 1}}},
+		{Mode: store.Atomic, Writes: []store.Write{put(k("a"), "3", 1), put(k("d"), "2", 2)}},
+	}
+	spread := keysInSlots(fresh(t), 3)
+	batches := append(inSlot,
+		store.Batch{Mode: store.Atomic, Writes: []store.Write{put(spread[0], "x", store.AnyVersion), put(spread[1], "x", store.AnyVersion)}},
+		store.Batch{Mode: store.BestEffort, Writes: []store.Write{put(spread[0], "y", store.AnyVersion), put(spread[1], "y", store.AnyVersion), put(spread[2], "y", store.AnyVersion)}},
+	)
+	results := make([][]store.Result, len(batches))
+	for i, b := range batches {
+		results[i] = make([]store.Result, len(b.Writes))
+	}
+	outs, errs := make([]store.Outcome, len(batches)), make([]error, len(batches))
+	e.ApplyAll(context.Background(), batches, results, outs, errs)
+
+	ref, err := store.NewMemory(store.Options{Shards: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	for i, b := range inSlot {
+		want := make([]store.Result, len(b.Writes))
+		wantOut, wantErr := ref.Apply(context.Background(), b, want)
+		if !reflect.DeepEqual(results[i], want) || outs[i] != wantOut || fmt.Sprint(errs[i]) != fmt.Sprint(wantErr) {
+			t.Errorf("batch %d: %v %v %v; want as Memory's Apply: %v %v %v", i, results[i], outs[i], errs[i], want, wantOut, wantErr)
+		}
+	}
+	var cross *store.CrossSlotError
+	if i := len(inSlot); !errors.As(errs[i], &cross) {
+		t.Errorf("atomic batch across slots: %v; want a CrossSlotError", errs[i])
+	}
+	if i := len(inSlot) + 1; errs[i] != nil || outs[i].Applied != 3 {
+		t.Errorf("best-effort batch across 3 slots: %v, %v; want 3 applied", outs[i], errs[i])
+	}
+	rec.mu.Lock()
+	trips, slots, failed := rec.trips["apply"], rec.slots["apply"], len(rec.failed)
+	rec.mu.Unlock()
+	if trips != 1 || slots != 4 || failed != 0 {
+		t.Errorf("%d round trips of %d slots, failures %v; want 1 of 4, none", trips, slots, rec.failed)
+	}
+	if _, items := getAll(t, e, k("a"), k("b"), k("d")); string(items[0].Value) != "3" || items[1].Found || string(items[2].Value) != "2" {
+		t.Errorf("after ApplyAll: %v; want a=3, b deleted, d=2", items)
+	}
+}
