@@ -14,7 +14,9 @@
 # that down finds it without DIR. When redis-server is missing, up installs it with apt-get (as
 # root; otherwise it says so and stops).
 #
-# With REDIS_CLUSTER_TLS_DIR set, the nodes speak only TLS (see below).
+# With REDIS_CLUSTER_TLS_DIR set, the nodes speak only TLS (see below). With
+# REDIS_CLUSTER_MODULE set to a built module (script/redis-module.sh), every node loads it
+# (up and restart alike) and takes MODULE commands from loopback connections.
 #
 # Every node runs with cluster-node-timeout REDIS_CLUSTER_NODE_TIMEOUT (ms, default 5000: a dead
 # master is replaced by its replica in about that) and cluster-require-full-coverage no (while one master's slots fail over, the other
@@ -36,6 +38,7 @@ node_port=${3:-}
 wait_s=${REDIS_CLUSTER_WAIT:-60}
 node_timeout=${REDIS_CLUSTER_NODE_TIMEOUT:-5000}
 tls_dir=${REDIS_CLUSTER_TLS_DIR:-}
+module=${REDIS_CLUSTER_MODULE:-}
 
 die() { echo "redis-cluster: $*" >&2; exit 1; }
 
@@ -59,6 +62,10 @@ fi
 
 # cli runs redis-cli, over TLS when the nodes speak it.
 cli() { redis-cli "${cli_tls[@]}" "$@"; }
+
+if [ -n "$module" ] && [ "$cmd" != down ] && [ ! -r "$module" ]; then
+  die "REDIS_CLUSTER_MODULE=$module is not a readable file (build it with script/redis-module.sh)"
+fi
 
 nodes=6
 marker=/tmp/putallkv-redis-cluster-$base
@@ -152,7 +159,9 @@ start_node() {
   mkdir -p "$dir/$1"
   local ports=(--port "$1")
   [ -n "$tls_dir" ] && ports=(--port 0 --tls-port "$1")
-  redis-server "${ports[@]}" "${node_tls[@]}" --bind 127.0.0.1 --dir "$dir/$1" --daemonize no \
+  local load=()
+  [ -n "$module" ] && load=(--loadmodule "$module" --enable-module-command local)
+  redis-server "${ports[@]}" "${node_tls[@]}" "${load[@]}" --bind 127.0.0.1 --dir "$dir/$1" --daemonize no \
     --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout "$node_timeout" \
     --cluster-require-full-coverage no --appendonly no --save '' \
     --logfile "$dir/$1/redis.log" --pidfile "$dir/$1/redis.pid" </dev/null >/dev/null 2>&1 &

@@ -54,6 +54,9 @@ type Options struct {
 	// (as pkg/tlsconf/tlstest writes them: ca.pem, server.pem, server-key.pem, client.pem,
 	// client-key.pem); a client must present one the CA signed.
 	TLSDir string
+	// Module makes every node load putallkv's Redis module (PUTALL.APPLY), built by
+	// script/redis-module.sh.
+	Module bool
 }
 
 // script is the path of script/redis-cluster.sh in this checkout.
@@ -72,6 +75,14 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	if opts.TLSDir != "" {
 		env = append(env, "REDIS_CLUSTER_TLS_DIR="+opts.TLSDir)
+	}
+	if opts.Module {
+		out, err := scriptrun.Run(10*time.Minute, nil, filepath.Join(filepath.Dir(script()), "redis-module.sh"))
+		if err != nil {
+			return nil, fmt.Errorf("rediscluster: building the Redis module: %w", err)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n") // the path is the last line
+		env = append(env, "REDIS_CLUSTER_MODULE="+lines[len(lines)-1])
 	}
 	next := func(int) (int, error) { return freeBase() }
 	if p := os.Getenv("REDIS_CLUSTER_BASE_PORT"); p != "" {
@@ -233,10 +244,10 @@ func portsFree(base int) bool {
 // shared is the cluster Main started for this test binary.
 var shared *Cluster
 
-// Main starts the binary's cluster, runs its tests under the module's goroutine-leak check
+// Main starts the binary's cluster, its nodes loading putallkv's Redis module, runs its tests under the module's goroutine-leak check
 // (which knows rueidis's delayed closing of replaced connections), stops the cluster and exits. Call it from TestMain.
 func Main(m *testing.M) {
-	c, err := Start(Options{})
+	c, err := Start(Options{Module: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -375,7 +375,7 @@ func (s *Server) openStore(reg prometheus.Registerer) (*service.Recovery, error)
 		}
 		e, err = redisstore.Open(redisstore.Options{Addrs: cfg.Redis.AddrList(), ReplicasAck: cfg.Redis.ReplicasAck,
 			AckTimeout: cfg.Redis.AckTimeout, Username: cfg.Redis.Username, Password: cfg.Redis.Password, TLS: tlsCfg,
-			DialTimeout: cfg.Redis.DialTimeout, BlockingPoolSize: cfg.Redis.BlockingPoolSize, Observer: rm})
+			DialTimeout: cfg.Redis.DialTimeout, BlockingPoolSize: cfg.Redis.BlockingPoolSize, Module: cfg.Redis.Module, Observer: rm})
 		if err != nil {
 			return nil, fmt.Errorf("redis.addrs: %w", err)
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/putallkv/putallkv/pkg/store"
@@ -15,62 +17,147 @@ import (
 // key, an atomic batch across slots), and sends every batch's scripts, and the WAITs after
 // them, in one round trip.
 func TestApplyAllAnswersAsApplyInOneRoundTrip(t *testing.T) {
-	const tag = "{many}"
-	rec := &recorder{trips: map[string]int{}, slots: map[string]int{}, failed: map[string]int{}}
-	e := openEngine(t, Options{ReplicasAck: 1, Observer: rec})
-	clearSlot(t, e, Slot(dataKey(tag)))
-	for addr, n := range e.client.Nodes() { // so that no node answers NOSCRIPT
-		if err := n.Do(context.Background(), n.B().ScriptLoad().Script(applyLua.body).Build()).Error(); err != nil {
-			t.Fatalf("SCRIPT LOAD on %s: %v", addr, err)
+	eachApplier(t, func(t *testing.T) {
+		const tag = "{many}"
+		rec := &recorder{trips: map[string]int{}, slots: map[string]int{}, failed: map[string]int{}}
+		e := openEngine(t, Options{ReplicasAck: 1, Observer: rec})
+		clearSlot(t, e, Slot(dataKey(tag)))
+		for addr, n := range e.client.Nodes() { // so that no node answers NOSCRIPT
+			if err := n.Do(context.Background(), n.B().ScriptLoad().Script(applyLua.body).Build()).Error(); err != nil {
+				t.Fatalf("SCRIPT LOAD on %s: %v", addr, err)
+			}
 		}
-	}
-	k := func(name string) string { return tag + name }
-	inSlot := []store.Batch{
-		{Mode: store.Atomic, Writes: []store.Write{put(k("a"), "1", store.AnyVersion), put(k("b"), "1", store.AnyVersion)}},
-		{Mode: store.Atomic, Writes: []store.Write{put(k("c"), "1", 7)}},
-		{Mode: store.BestEffort, Writes: []store.Write{put(k("a"), "2", 0), put(k("d"), "1", store.AnyVersion)}},
-		{Mode: store.Atomic, Writes: []store.Write{put(k("e"), "1", store.AnyVersion), put(k("e"), "2", store.AnyVersion)}},
-		{Mode: store.BestEffort, Writes: []store.Write{{Key: k("b"), Delete: true, ExpectedVersion: 1}}},
-		{Mode: store.Atomic, Writes: []store.Write{put(k("a"), "3", 1), put(k("d"), "2", 2)}},
-	}
-	spread := keysInSlots(fresh(t), 3)
-	batches := append(inSlot,
-		store.Batch{Mode: store.Atomic, Writes: []store.Write{put(spread[0], "x", store.AnyVersion), put(spread[1], "x", store.AnyVersion)}},
-		store.Batch{Mode: store.BestEffort, Writes: []store.Write{put(spread[0], "y", store.AnyVersion), put(spread[1], "y", store.AnyVersion), put(spread[2], "y", store.AnyVersion)}},
-	)
-	results := make([][]store.Result, len(batches))
-	for i, b := range batches {
-		results[i] = make([]store.Result, len(b.Writes))
-	}
-	outs, errs := make([]store.Outcome, len(batches)), make([]error, len(batches))
-	e.ApplyAll(context.Background(), batches, results, outs, errs)
+		k := func(name string) string { return tag + name }
+		inSlot := []store.Batch{
+			{Mode: store.Atomic, Writes: []store.Write{put(k("a"), "1", store.AnyVersion), put(k("b"), "1", store.AnyVersion)}},
+			{Mode: store.Atomic, Writes: []store.Write{put(k("c"), "1", 7)}},
+			{Mode: store.BestEffort, Writes: []store.Write{put(k("a"), "2", 0), put(k("d"), "1", store.AnyVersion)}},
+			{Mode: store.Atomic, Writes: []store.Write{put(k("e"), "1", store.AnyVersion), put(k("e"), "2", store.AnyVersion)}},
+			{Mode: store.BestEffort, Writes: []store.Write{{Key: k("b"), Delete: true, ExpectedVersion: 1}}},
+			{Mode: store.Atomic, Writes: []store.Write{put(k("a"), "3", 1), put(k("d"), "2", 2)}},
+		}
+		spread := keysInSlots(fresh(t), 3)
+		batches := append(inSlot,
+			store.Batch{Mode: store.Atomic, Writes: []store.Write{put(spread[0], "x", store.AnyVersion), put(spread[1], "x", store.AnyVersion)}},
+			store.Batch{Mode: store.BestEffort, Writes: []store.Write{put(spread[0], "y", store.AnyVersion), put(spread[1], "y", store.AnyVersion), put(spread[2], "y", store.AnyVersion)}},
+		)
+		results := make([][]store.Result, len(batches))
+		for i, b := range batches {
+			results[i] = make([]store.Result, len(b.Writes))
+		}
+		outs, errs := make([]store.Outcome, len(batches)), make([]error, len(batches))
+		e.ApplyAll(context.Background(), batches, results, outs, errs)
 
-	ref, err := store.NewMemory(store.Options{Shards: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
-	for i, b := range inSlot {
-		want := make([]store.Result, len(b.Writes))
-		wantOut, wantErr := ref.Apply(context.Background(), b, want)
-		if !reflect.DeepEqual(results[i], want) || outs[i] != wantOut || fmt.Sprint(errs[i]) != fmt.Sprint(wantErr) {
-			t.Errorf("batch %d: %v %v %v; want as Memory's Apply: %v %v %v", i, results[i], outs[i], errs[i], want, wantOut, wantErr)
+		ref, err := store.NewMemory(store.Options{Shards: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ref.Close()
+		for i, b := range inSlot {
+			want := make([]store.Result, len(b.Writes))
+			wantOut, wantErr := ref.Apply(context.Background(), b, want)
+			if !reflect.DeepEqual(results[i], want) || outs[i] != wantOut || fmt.Sprint(errs[i]) != fmt.Sprint(wantErr) {
+				t.Errorf("batch %d: %v %v %v; want as Memory's Apply: %v %v %v", i, results[i], outs[i], errs[i], want, wantOut, wantErr)
+			}
+		}
+		var cross *store.CrossSlotError
+		if i := len(inSlot); !errors.As(errs[i], &cross) {
+			t.Errorf("atomic batch across slots: %v; want a CrossSlotError", errs[i])
+		}
+		if i := len(inSlot) + 1; errs[i] != nil || outs[i].Applied != 3 {
+			t.Errorf("best-effort batch across 3 slots: %v, %v; want 3 applied", outs[i], errs[i])
+		}
+		rec.mu.Lock()
+		trips, slots, failed := rec.trips["apply"], rec.slots["apply"], len(rec.failed)
+		rec.mu.Unlock()
+		if trips != 1 || slots != 4 || failed != 0 {
+			t.Errorf("%d round trips of %d slots, failures %v; want 1 of 4, none", trips, slots, rec.failed)
+		}
+		if _, items := getAll(t, e, k("a"), k("b"), k("d")); string(items[0].Value) != "3" || items[1].Found || string(items[2].Value) != "2" {
+			t.Errorf("after ApplyAll: %v; want a=3, b deleted, d=2", items)
+		}
+	})
+}
+
+// commandCalls sums how many times the masters ran a command (INFO commandstats).
+func commandCalls(t *testing.T, e *Engine, name string) int {
+	t.Helper()
+	ctx := context.Background()
+	total := 0
+	for addr, n := range e.client.Nodes() {
+		role, err := n.Do(ctx, n.B().Role().Build()).ToArray()
+		if err != nil || len(role) == 0 {
+			t.Fatalf("ROLE on %s: %v", addr, err)
+		}
+		if r, _ := role[0].ToString(); r != "master" {
+			continue
+		}
+		info, err := n.Do(ctx, n.B().Info().Section("commandstats").Build()).ToString()
+		if err != nil {
+			t.Fatalf("INFO commandstats on %s: %v", addr, err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_"+name+":calls="); ok {
+				calls, _, _ := strings.Cut(rest, ",")
+				c, err := strconv.Atoi(calls)
+				if err != nil {
+					t.Fatalf("INFO commandstats on %s: %q", addr, line)
+				}
+				total += c
+			}
 		}
 	}
-	var cross *store.CrossSlotError
-	if i := len(inSlot); !errors.As(errs[i], &cross) {
-		t.Errorf("atomic batch across slots: %v; want a CrossSlotError", errs[i])
+	return total
+}
+
+// An engine with Options.Module applies through PUTALL.APPLY; on masters that do not have the
+// module loaded, it falls back to the script (the Observer hears "nomodule") and answers the
+// same.
+func TestModuleUsedAndScriptWhenMissing(t *testing.T) {
+	rec := &recorder{trips: map[string]int{}, slots: map[string]int{}, failed: map[string]int{}}
+	e := openEngine(t, Options{ReplicasAck: 1, Module: true, Observer: rec})
+	keys := keysInSlots(fresh(t), 3)
+	writes := func(v string) []store.Write {
+		return []store.Write{put(keys[0], v, store.AnyVersion), put(keys[1], v, store.AnyVersion), put(keys[2], v, store.AnyVersion)}
 	}
-	if i := len(inSlot) + 1; errs[i] != nil || outs[i].Applied != 3 {
-		t.Errorf("best-effort batch across 3 slots: %v, %v; want 3 applied", outs[i], errs[i])
+	before := commandCalls(t, e, "putall.apply")
+	if out, _ := apply(t, e, store.BestEffort, writes("1")...); out.Applied != 3 {
+		t.Fatalf("through the module: %v; want 3 applied", out)
+	}
+	if got := commandCalls(t, e, "putall.apply") - before; got != 3 {
+		t.Fatalf("the masters ran PUTALL.APPLY %d times; want 3 (one per slot)", got)
+	}
+
+	ctx := context.Background()
+	for addr, n := range e.client.Nodes() {
+		mods, err := n.Do(ctx, n.B().ModuleList().Build()).ToArray()
+		if err != nil || len(mods) != 1 {
+			t.Fatalf("MODULE LIST on %s: %v %v; want the putallkv module", addr, mods, err)
+		}
+		m, err := mods[0].AsStrMap()
+		if err != nil || m["name"] != "putallkv" || m["path"] == "" {
+			t.Fatalf("MODULE LIST on %s: %v %v; want the putallkv module and its path", addr, m, err)
+		}
+		if err := n.Do(ctx, n.B().ModuleUnload().Name("putallkv").Build()).Error(); err != nil {
+			t.Fatalf("MODULE UNLOAD on %s: %v", addr, err)
+		}
+		t.Cleanup(func() {
+			if err := n.Do(ctx, n.B().ModuleLoad().Path(m["path"]).Build()).Error(); err != nil {
+				t.Errorf("MODULE LOAD on %s: %v", addr, err)
+			}
+		})
+	}
+	out, results := apply(t, e, store.BestEffort, writes("2")...)
+	if out.Applied != 3 || results[0].Created || results[0].Version <= 0 {
+		t.Fatalf("without the module: %v %v; want 3 applied, none created", out, results)
 	}
 	rec.mu.Lock()
-	trips, slots, failed := rec.trips["apply"], rec.slots["apply"], len(rec.failed)
+	nomodule := rec.failed["apply/nomodule"]
 	rec.mu.Unlock()
-	if trips != 1 || slots != 4 || failed != 0 {
-		t.Errorf("%d round trips of %d slots, failures %v; want 1 of 4, none", trips, slots, rec.failed)
+	if nomodule != 3 {
+		t.Errorf("the Observer heard %d nomodule failures; want 3", nomodule)
 	}
-	if _, items := getAll(t, e, k("a"), k("b"), k("d")); string(items[0].Value) != "3" || items[1].Found || string(items[2].Value) != "2" {
-		t.Errorf("after ApplyAll: %v; want a=3, b deleted, d=2", items)
+	if _, items := getAll(t, e, keys...); string(items[2].Value) != "2" {
+		t.Errorf("after the fallback: %v; want the second values", items)
 	}
 }

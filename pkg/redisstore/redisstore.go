@@ -79,6 +79,12 @@ type Options struct {
 	// BlockingPoolSize is how many connections per node writes that WAIT may hold at once; 0
 	// means rueidis's 1024.
 	BlockingPoolSize int
+	// Module says the masters have loaded putallkv's Redis module (pkg/redisstore/module):
+	// writes are applied by its PUTALL.APPLY command, which does what the apply script does at
+	// a fraction of its cost. A node that answers that it does not know the command gets the
+	// script instead (the Observer hears "nomodule"), so the module can be rolled out node by
+	// node.
+	Module bool
 	// MaxRecordBytes bounds an idempotency record in one slot (the payload digest and 21
 	// bytes per write); 0 means DefaultMaxRecordBytes. Writes that would grow a record past
 	// it apply without being recorded, and a retry runs them again.
@@ -97,7 +103,8 @@ type Observer interface {
 	// Failed reports a command (a script call, a WAIT or an MGET) that failed, by reason: a
 	// refusal's first word in lower case (clusterdown, oom, masterdown, tryagain, loading,
 	// readonly, busy); "noscript" (the node did not know the script: it is sent again with
-	// it); "error" (another Redis error); "connection" (no answer: the connection failed or the
+	// it); "nomodule" (the node did not know the module's command: the script is sent
+	// instead); "error" (another Redis error); "connection" (no answer: the connection failed or the
 	// call's context ended); "wait" (fewer replicas than replicas_ack confirmed within
 	// ack_timeout).
 	Failed(op, reason string)
@@ -132,6 +139,7 @@ type Engine struct {
 	replicasAck int
 	ackTimeout  time.Duration
 	observer    Observer
+	module      bool
 	// maxRecordBytes is Options.MaxRecordBytes as the script's argument.
 	maxRecordBytes string
 	revision       atomic.Int64  // the highest revision seen, for Stats
@@ -145,7 +153,7 @@ func Open(opts Options) (*Engine, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("redisstore: no cluster addresses")
 	}
-	e := &Engine{replicasAck: opts.ReplicasAck, ackTimeout: opts.AckTimeout, observer: opts.Observer}
+	e := &Engine{replicasAck: opts.ReplicasAck, ackTimeout: opts.AckTimeout, observer: opts.Observer, module: opts.Module}
 	if e.observer == nil {
 		e.observer = nobody{}
 	}
@@ -244,8 +252,8 @@ func (e *Engine) applyAll(ctx context.Context, batches []store.Batch, results []
 		}
 		recs[i] = e.recordArgs(b.Call)
 	}
-	replies, unitErrs := e.runScripts(ctx, units, func(s script, u unit) rueidis.Completed {
-		return e.applyCommand(s, u.g, modes[u.batch], recs[u.batch], batches[u.batch].Writes)
+	replies, unitErrs := e.runScripts(ctx, units, func(via invocation, u unit) rueidis.Completed {
+		return e.applyCommand(via, u.g, modes[u.batch], recs[u.batch], batches[u.batch].Writes)
 	})
 	for i := range batches {
 		us := units[first[i]:first[i+1]]
@@ -349,9 +357,9 @@ func appendCondition(b []byte, expect, expiresAtMs int64) []byte {
 	return binary.BigEndian.AppendUint64(b, uint64(expiresAtMs))
 }
 
-// applyCommand is the script call applying group g's writes (applyScript says what the
-// arguments are).
-func (e *Engine) applyCommand(s script, g group, mode string, rec recordArgs, writes []store.Write) rueidis.Completed {
+// applyCommand is the command applying group g's writes, invoked as via says (applyScript
+// says what the arguments are).
+func (e *Engine) applyCommand(via invocation, g group, mode string, rec recordArgs, writes []store.Write) rueidis.Completed {
 	keys := make([]string, 0, len(g.idx)+2)
 	args := make([]string, 0, 6+len(g.idx))
 	keys = append(keys, revisionKey(g.slot))
@@ -393,15 +401,28 @@ func (e *Engine) applyCommand(s script, g group, mode string, rec recordArgs, wr
 		}
 		args = append(args, tail)
 	}
-	return scriptCommand(e.client, s, keys, args)
+	return applyInvocation(e.client, via, keys, args)
 }
 
-// scriptCommand is EVALSHA of s (or EVAL, when s.sha is empty) on keys and args.
-func scriptCommand(c rueidis.Client, s script, keys, args []string) rueidis.Completed {
-	if s.sha == "" {
-		return c.B().Eval().Script(s.body).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+// invocation is how a group's writes are applied; a unit starts with the first its engine
+// uses and moves on to the next when a node does not know it.
+type invocation int
+
+const (
+	byModule invocation = iota // PUTALL.APPLY, the module's command
+	bySHA                      // EVALSHA of the apply script
+	byBody                     // EVAL of the apply script: the node learns it
+)
+
+// applyInvocation is the apply script's call on keys and args, invoked as via says.
+func applyInvocation(c rueidis.Client, via invocation, keys, args []string) rueidis.Completed {
+	switch via {
+	case byModule:
+		return c.B().Arbitrary("PUTALL.APPLY", strconv.Itoa(len(keys))).Keys(keys...).Args(args...).Build()
+	case byBody:
+		return c.B().Eval().Script(applyLua.body).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 	}
-	return c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+	return c.B().Evalsha().Sha1(applyLua.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 }
 
 // applyReply is an apply script's answer: what it reported besides the results, and the
@@ -463,36 +484,31 @@ func fillResults(msg rueidis.RedisMessage, g group, writes []store.Write, result
 	return reply, nil
 }
 
-// runScripts sends one apply script call per unit (EVALSHA, then EVAL for the units whose node
-// did not know the script yet) in one round trip and, when replicas must confirm, after all of
+// runScripts sends one apply call per unit (PUTALL.APPLY when the engine uses the module, else
+// or when the node lacks it EVALSHA, then EVAL for the units whose node did not know the script
+// yet) in one round trip and, when replicas must confirm, after all of
 // them one WAIT per slot they touch, on the same connections (a command list holding a blocking
 // command goes to one dedicated connection per node, in order, so a WAIT counts every write
 // before it on its node). It returns each unit's reply and error. A unit whose slot's WAIT
 // confirms fewer than ReplicasAck replicas fails with store.ErrNotDurable: the write was
 // applied on its master, but whether it survives a failover is unknown (the Observer hears how
 // many writes were left so).
-func (e *Engine) runScripts(ctx context.Context, units []unit, call func(script, unit) rueidis.Completed) ([]rueidis.RedisMessage, []error) {
+func (e *Engine) runScripts(ctx context.Context, units []unit, call func(invocation, unit) rueidis.Completed) ([]rueidis.RedisMessage, []error) {
 	const op = "apply"
 	replies := make([]rueidis.RedisMessage, len(units))
 	errs := make([]error, len(units))
 	todo := make([]int, len(units))
+	via := make([]invocation, len(units))
 	for i := range todo {
 		todo[i] = i
+		if !e.module {
+			via[i] = bySHA
+		}
 	}
-	for attempt := 0; len(todo) > 0; attempt++ {
-		if attempt == 2 {
-			for _, ui := range todo {
-				errs[ui] = fmt.Errorf("redisstore: %w: the cluster keeps answering NOSCRIPT", store.ErrRefused)
-			}
-			break
-		}
-		use := applyLua
-		if attempt == 1 {
-			use.sha = "" // EVAL: the node learns the script
-		}
+	for len(todo) > 0 {
 		cmds := make([]rueidis.Completed, 0, 2*len(todo))
 		for _, ui := range todo {
-			cmds = append(cmds, call(use, units[ui]))
+			cmds = append(cmds, call(via[ui], units[ui]))
 		}
 		var slots []int // the slots touched, in order of their first unit
 		seen := make(map[int]bool)
@@ -528,7 +544,8 @@ func (e *Engine) runScripts(ctx context.Context, units []unit, call func(script,
 			if err != nil {
 				why := reason(err)
 				e.observer.Failed(op, why)
-				if why == "noscript" {
+				if why == "noscript" && via[ui] == bySHA || why == "nomodule" && via[ui] == byModule {
+					via[ui]++ // so each unit is sent at most three times
 					again = append(again, ui)
 					continue
 				}
@@ -610,6 +627,8 @@ func reason(err error) string {
 		return "connection"
 	case re.IsNoScript():
 		return "noscript"
+	case strings.HasPrefix(strings.TrimPrefix(re.Error(), "ERR "), "unknown command"):
+		return "nomodule" // the only command the engine sends that a node may not know
 	}
 	if word, _, _ := strings.Cut(re.Error(), " "); refusals[word] {
 		return strings.ToLower(word)

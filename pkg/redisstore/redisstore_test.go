@@ -80,149 +80,157 @@ func TestSlotMatchesClusterKeyslot(t *testing.T) {
 // tag that fixes it, before anything is written; with one hash tag the same batch applies at
 // one revision.
 func TestAtomicAcrossSlotsRefusedBeforeWriting(t *testing.T) {
-	e := openEngine(t, Options{ReplicasAck: 1})
-	keys := keysInSlots(fresh(t), 3)
-	results := make([]store.Result, 3)
-	_, err := e.Apply(context.Background(), store.Batch{Mode: store.Atomic, Writes: []store.Write{
-		put(keys[0], "a", store.AnyVersion), put(keys[1], "b", store.AnyVersion), put(keys[2], "c", 0)}}, results)
-	cs, ok := errors.AsType[*store.CrossSlotError](err)
-	if !ok || !errors.Is(err, store.ErrCrossSlot) {
-		t.Fatalf("Apply across slots: %v; want a *store.CrossSlotError", err)
-	}
-	if cs.First != keys[0] || cs.Second != keys[1] || cs.FirstSlot == cs.SecondSlot {
-		t.Fatalf("CrossSlotError %+v; want keys %q and %q in different slots", cs, keys[0], keys[1])
-	}
-	for _, want := range []string{keys[0], keys[1], "hash tag", "{user42}"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("message %q does not mention %q", err, want)
+	eachApplier(t, func(t *testing.T) {
+		e := openEngine(t, Options{ReplicasAck: 1})
+		keys := keysInSlots(fresh(t), 3)
+		results := make([]store.Result, 3)
+		_, err := e.Apply(context.Background(), store.Batch{Mode: store.Atomic, Writes: []store.Write{
+			put(keys[0], "a", store.AnyVersion), put(keys[1], "b", store.AnyVersion), put(keys[2], "c", 0)}}, results)
+		cs, ok := errors.AsType[*store.CrossSlotError](err)
+		if !ok || !errors.Is(err, store.ErrCrossSlot) {
+			t.Fatalf("Apply across slots: %v; want a *store.CrossSlotError", err)
 		}
-	}
-	if _, items := getAll(t, e, keys...); items[0].Found || items[1].Found || items[2].Found {
-		t.Fatalf("a refused batch wrote: %+v", items)
-	}
+		if cs.First != keys[0] || cs.Second != keys[1] || cs.FirstSlot == cs.SecondSlot {
+			t.Fatalf("CrossSlotError %+v; want keys %q and %q in different slots", cs, keys[0], keys[1])
+		}
+		for _, want := range []string{keys[0], keys[1], "hash tag", "{user42}"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("message %q does not mention %q", err, want)
+			}
+		}
+		if _, items := getAll(t, e, keys...); items[0].Found || items[1].Found || items[2].Found {
+			t.Fatalf("a refused batch wrote: %+v", items)
+		}
 
-	tag := "{" + fresh(t) + "}"
-	out, res := apply(t, e, store.Atomic, put(tag+"a", "a", 0), put(tag+"b", "b", 0))
-	if out.Applied != 2 || out.Revision == 0 || res[0].Version != out.Revision || res[1].Version != out.Revision {
-		t.Fatalf("one-tag atomic batch: %v %v", out, res)
-	}
+		tag := "{" + fresh(t) + "}"
+		out, res := apply(t, e, store.Atomic, put(tag+"a", "a", 0), put(tag+"b", "b", 0))
+		if out.Applied != 2 || out.Revision == 0 || res[0].Version != out.Revision || res[1].Version != out.Revision {
+			t.Fatalf("one-tag atomic batch: %v %v", out, res)
+		}
+	})
 }
 
 // A BEST_EFFORT batch spans slots: each slot's group applies, every key reports its own
 // version, and the batch's revision is set only when one slot applied.
 func TestBestEffortAcrossSlots(t *testing.T) {
-	e := openEngine(t, Options{ReplicasAck: 1})
-	keys := keysInSlots(fresh(t), 4)
-	out, res := apply(t, e, store.BestEffort,
-		put(keys[0], "0", 0), put(keys[1], "1", 0), put(keys[2], "2", 7), put(keys[3], "3", store.AnyVersion))
-	if out.Applied != 3 || out.Revision != 0 {
-		t.Fatalf("outcome %v; want 3 applied, no shared revision", out)
-	}
-	if res[2].Code != store.VersionMismatch || res[2].Version != 0 {
-		t.Fatalf("keys[2]: %v; want VERSION_MISMATCH version=0", res[2])
-	}
-	_, items := getAll(t, e, keys...)
-	for _, i := range []int{0, 1, 3} {
-		if res[i].Code != store.OK || !res[i].Created || res[i].Version <= 0 {
-			t.Fatalf("keys[%d]: %v", i, res[i])
+	eachApplier(t, func(t *testing.T) {
+		e := openEngine(t, Options{ReplicasAck: 1})
+		keys := keysInSlots(fresh(t), 4)
+		out, res := apply(t, e, store.BestEffort,
+			put(keys[0], "0", 0), put(keys[1], "1", 0), put(keys[2], "2", 7), put(keys[3], "3", store.AnyVersion))
+		if out.Applied != 3 || out.Revision != 0 {
+			t.Fatalf("outcome %v; want 3 applied, no shared revision", out)
 		}
-		if !items[i].Found || string(items[i].Value) != fmt.Sprint(i) || items[i].Version != res[i].Version {
-			t.Fatalf("keys[%d] reads %v; want %q at version %d", i, items[i], fmt.Sprint(i), res[i].Version)
+		if res[2].Code != store.VersionMismatch || res[2].Version != 0 {
+			t.Fatalf("keys[2]: %v; want VERSION_MISMATCH version=0", res[2])
 		}
-	}
-	if items[2].Found {
-		t.Fatalf("keys[2] was written: %v", items[2])
-	}
+		_, items := getAll(t, e, keys...)
+		for _, i := range []int{0, 1, 3} {
+			if res[i].Code != store.OK || !res[i].Created || res[i].Version <= 0 {
+				t.Fatalf("keys[%d]: %v", i, res[i])
+			}
+			if !items[i].Found || string(items[i].Value) != fmt.Sprint(i) || items[i].Version != res[i].Version {
+				t.Fatalf("keys[%d] reads %v; want %q at version %d", i, items[i], fmt.Sprint(i), res[i].Version)
+			}
+		}
+		if items[2].Found {
+			t.Fatalf("keys[2] was written: %v", items[2])
+		}
 
-	// One slot applies, the other fails: the batch has that slot's revision.
-	out, res = apply(t, e, store.BestEffort, put(keys[0], "x", res[0].Version), put(keys[1], "y", 0))
-	if out.Applied != 1 || out.Revision == 0 || out.Revision != res[0].Version || res[1].Code != store.AlreadyExists {
-		t.Fatalf("outcome %v %v; want keys[0] applied at the batch's revision", out, res)
-	}
+		// One slot applies, the other fails: the batch has that slot's revision.
+		out, res = apply(t, e, store.BestEffort, put(keys[0], "x", res[0].Version), put(keys[1], "y", 0))
+		if out.Applied != 1 || out.Revision == 0 || out.Revision != res[0].Version || res[1].Code != store.AlreadyExists {
+			t.Fatalf("outcome %v %v; want keys[0] applied at the batch's revision", out, res)
+		}
+	})
 }
 
 // A key's version only ever increases, also across delete and re-create and through another
 // engine (another putallkv node) on the same cluster: no version is ever given to two contents.
 func TestVersionsNeverReusedAcrossDeleteAndRecreate(t *testing.T) {
-	a, b := openEngine(t, Options{ReplicasAck: 1}), openEngine(t, Options{ReplicasAck: 1})
-	k := fresh(t) + "k"
-	var last int64
-	for i := range 5 {
-		e := a
-		if i%2 == 1 {
-			e = b
+	eachApplier(t, func(t *testing.T) {
+		a, b := openEngine(t, Options{ReplicasAck: 1}), openEngine(t, Options{ReplicasAck: 1})
+		k := fresh(t) + "k"
+		var last int64
+		for i := range 5 {
+			e := a
+			if i%2 == 1 {
+				e = b
+			}
+			_, res := apply(t, e, store.Atomic, put(k, fmt.Sprint(i), 0))
+			if !res[0].Created || res[0].Version <= last {
+				t.Fatalf("round %d: create %v after version %d", i, res[0], last)
+			}
+			last = res[0].Version
+			_, res = apply(t, e, store.Atomic, store.Write{Key: k, Delete: true, ExpectedVersion: last})
+			if res[0].Code != store.OK || res[0].Version <= last {
+				t.Fatalf("round %d: delete %v after version %d", i, res[0], last)
+			}
+			last = res[0].Version
+			if _, items := getAll(t, e, k); items[0].Found {
+				t.Fatalf("round %d: deleted key reads %v", i, items[0])
+			}
 		}
-		_, res := apply(t, e, store.Atomic, put(k, fmt.Sprint(i), 0))
-		if !res[0].Created || res[0].Version <= last {
-			t.Fatalf("round %d: create %v after version %d", i, res[0], last)
+		// A stale version names no content any more.
+		_, res := apply(t, a, store.BestEffort, put(k, "new", 0))
+		results := make([]store.Result, 1)
+		if _, err := a.Apply(context.Background(), store.Batch{Mode: store.Atomic,
+			Writes: []store.Write{put(k, "stale", last)}}, results); err != nil || results[0].Code != store.VersionMismatch {
+			t.Fatalf("write at a stale version: %v %v; want VERSION_MISMATCH (current %d)", results[0], err, res[0].Version)
 		}
-		last = res[0].Version
-		_, res = apply(t, e, store.Atomic, store.Write{Key: k, Delete: true, ExpectedVersion: last})
-		if res[0].Code != store.OK || res[0].Version <= last {
-			t.Fatalf("round %d: delete %v after version %d", i, res[0], last)
-		}
-		last = res[0].Version
-		if _, items := getAll(t, e, k); items[0].Found {
-			t.Fatalf("round %d: deleted key reads %v", i, items[0])
-		}
-	}
-	// A stale version names no content any more.
-	_, res := apply(t, a, store.BestEffort, put(k, "new", 0))
-	results := make([]store.Result, 1)
-	if _, err := a.Apply(context.Background(), store.Batch{Mode: store.Atomic,
-		Writes: []store.Write{put(k, "stale", last)}}, results); err != nil || results[0].Code != store.VersionMismatch {
-		t.Fatalf("write at a stale version: %v %v; want VERSION_MISMATCH (current %d)", results[0], err, res[0].Version)
-	}
+	})
 }
 
 // TTL: the expiry is kept to the millisecond, an expired key reads as absent and counts as
 // absent for preconditions, and a put without TTL over a key with one makes it permanent.
 func TestTTL(t *testing.T) {
-	e := openEngine(t, Options{ReplicasAck: 1})
-	p := fresh(t)
-	at := time.Now().Add(time.Hour).UnixMilli() + 7
-	_, res := apply(t, e, store.Atomic, store.Write{Key: p + "long", Value: []byte("v"), ExpectedVersion: 0, ExpiresAtMs: at})
-	if _, items := getAll(t, e, p+"long"); !items[0].Found || items[0].ExpiresAtMs != at || items[0].Version != res[0].Version {
-		t.Fatalf("key with TTL reads %v; want expires=%d", items[0], at)
-	}
-	apply(t, e, store.Atomic, put(p+"long", "forever", res[0].Version))
-	if _, items := getAll(t, e, p+"long"); !items[0].Found || items[0].ExpiresAtMs != 0 {
-		t.Fatalf("a put without TTL left %v", items[0])
-	}
-
-	// Already expired when written: applied, then absent.
-	_, res = apply(t, e, store.Atomic, store.Write{Key: p + "past", Value: []byte("v"), ExpectedVersion: 0,
-		ExpiresAtMs: time.Now().Add(-time.Second).UnixMilli()})
-	if res[0].Code != store.OK {
-		t.Fatalf("put expiring in the past: %v", res[0])
-	}
-	if _, items := getAll(t, e, p+"past"); items[0].Found {
-		t.Fatalf("a key that expired reads %v", items[0])
-	}
-
-	// Expiring while we wait (the wait is for Redis's clock to pass the expiry, polled with a
-	// deadline), then created again with a create-only put at a higher version.
-	short := time.Now().Add(200 * time.Millisecond).UnixMilli()
-	_, res = apply(t, e, store.Atomic, store.Write{Key: p + "short", Value: []byte("v"), ExpectedVersion: 0, ExpiresAtMs: short})
-	old := res[0].Version
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, items := getAll(t, e, p+"short")
-		if !items[0].Found {
-			break
+	eachApplier(t, func(t *testing.T) {
+		e := openEngine(t, Options{ReplicasAck: 1})
+		p := fresh(t)
+		at := time.Now().Add(time.Hour).UnixMilli() + 7
+		_, res := apply(t, e, store.Atomic, store.Write{Key: p + "long", Value: []byte("v"), ExpectedVersion: 0, ExpiresAtMs: at})
+		if _, items := getAll(t, e, p+"long"); !items[0].Found || items[0].ExpiresAtMs != at || items[0].Version != res[0].Version {
+			t.Fatalf("key with TTL reads %v; want expires=%d", items[0], at)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("key expiring at %d still reads %v at %d", short, items[0], time.Now().UnixMilli())
+		apply(t, e, store.Atomic, put(p+"long", "forever", res[0].Version))
+		if _, items := getAll(t, e, p+"long"); !items[0].Found || items[0].ExpiresAtMs != 0 {
+			t.Fatalf("a put without TTL left %v", items[0])
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if now := time.Now().UnixMilli(); now < short {
-		t.Fatalf("key read as absent at %d, before its expiry %d", now, short)
-	}
-	_, res = apply(t, e, store.Atomic, put(p+"short", "again", 0))
-	if !res[0].Created || res[0].Version <= old {
-		t.Fatalf("re-create after expiry: %v, old version %d", res[0], old)
-	}
+
+		// Already expired when written: applied, then absent.
+		_, res = apply(t, e, store.Atomic, store.Write{Key: p + "past", Value: []byte("v"), ExpectedVersion: 0,
+			ExpiresAtMs: time.Now().Add(-time.Second).UnixMilli()})
+		if res[0].Code != store.OK {
+			t.Fatalf("put expiring in the past: %v", res[0])
+		}
+		if _, items := getAll(t, e, p+"past"); items[0].Found {
+			t.Fatalf("a key that expired reads %v", items[0])
+		}
+
+		// Expiring while we wait (the wait is for Redis's clock to pass the expiry, polled with a
+		// deadline), then created again with a create-only put at a higher version.
+		short := time.Now().Add(200 * time.Millisecond).UnixMilli()
+		_, res = apply(t, e, store.Atomic, store.Write{Key: p + "short", Value: []byte("v"), ExpectedVersion: 0, ExpiresAtMs: short})
+		old := res[0].Version
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, items := getAll(t, e, p+"short")
+			if !items[0].Found {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("key expiring at %d still reads %v at %d", short, items[0], time.Now().UnixMilli())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if now := time.Now().UnixMilli(); now < short {
+			t.Fatalf("key read as absent at %d, before its expiry %d", now, short)
+		}
+		_, res = apply(t, e, store.Atomic, put(p+"short", "again", 0))
+		if !res[0].Created || res[0].Version <= old {
+			t.Fatalf("re-create after expiry: %v, old version %d", res[0], old)
+		}
+	})
 }
 
 // GetAll reads each slot as of its revision: one slot gives its revision, several give 0, and
@@ -247,22 +255,24 @@ func TestGetAllRevisions(t *testing.T) {
 // A write its replicas do not confirm in time is reported with store.ErrNotDurable, outcome
 // unknown: here each master has one replica and the engine asks for two.
 func TestUnconfirmedWriteIsOutcomeUnknown(t *testing.T) {
-	e := openEngine(t, Options{ReplicasAck: 2, AckTimeout: 50 * time.Millisecond})
-	if !e.WaitsForDurability() {
-		t.Fatal("an engine waiting for replicas says it does not")
-	}
-	k := fresh(t) + "k"
-	results := make([]store.Result, 1)
-	_, err := e.Apply(context.Background(), store.Batch{Mode: store.Atomic, Writes: []store.Write{put(k, "v", 0)}}, results)
-	if !errors.Is(err, store.ErrNotDurable) || !strings.Contains(err.Error(), "outcome unknown") || !strings.Contains(err.Error(), "of 2 replicas") {
-		t.Fatalf("Apply: %v; want ErrNotDurable, outcome unknown, 1 of 2 replicas", err)
-	}
-	if _, items := getAll(t, e, k); !items[0].Found {
-		t.Fatalf("the unconfirmed write is not on its master: %v", items[0])
-	}
-	if openEngine(t, Options{}).WaitsForDurability() {
-		t.Fatal("an engine with replicas_ack 0 says it waits")
-	}
+	eachApplier(t, func(t *testing.T) {
+		e := openEngine(t, Options{ReplicasAck: 2, AckTimeout: 50 * time.Millisecond})
+		if !e.WaitsForDurability() {
+			t.Fatal("an engine waiting for replicas says it does not")
+		}
+		k := fresh(t) + "k"
+		results := make([]store.Result, 1)
+		_, err := e.Apply(context.Background(), store.Batch{Mode: store.Atomic, Writes: []store.Write{put(k, "v", 0)}}, results)
+		if !errors.Is(err, store.ErrNotDurable) || !strings.Contains(err.Error(), "outcome unknown") || !strings.Contains(err.Error(), "of 2 replicas") {
+			t.Fatalf("Apply: %v; want ErrNotDurable, outcome unknown, 1 of 2 replicas", err)
+		}
+		if _, items := getAll(t, e, k); !items[0].Found {
+			t.Fatalf("the unconfirmed write is not on its master: %v", items[0])
+		}
+		if openEngine(t, Options{}).WaitsForDurability() {
+			t.Fatal("an engine with replicas_ack 0 says it waits")
+		}
+	})
 }
 
 // A master that forgot the scripts (SCRIPT FLUSH, or a replica promoted since) learns them
@@ -287,52 +297,58 @@ func TestScriptsReloadedAfterFlush(t *testing.T) {
 
 // Repeated keys are refused whole, naming the first repeat, before anything is written.
 func TestDuplicateKeyRefused(t *testing.T) {
-	e := openEngine(t, Options{ReplicasAck: 1})
-	keys := keysInSlots(fresh(t), 2)
-	results := make([]store.Result, 3)
-	_, err := e.Apply(context.Background(), store.Batch{Mode: store.BestEffort,
-		Writes: []store.Write{put(keys[0], "a", 0), put(keys[1], "b", 0), put(keys[0], "c", 0)}}, results)
-	if d, ok := errors.AsType[*store.DuplicateKeyError](err); !ok || d.Key != keys[0] {
-		t.Fatalf("Apply: %v; want a duplicate of %q", err, keys[0])
-	}
-	if _, items := getAll(t, e, keys...); items[0].Found || items[1].Found {
-		t.Fatalf("a refused batch wrote: %v", items)
-	}
+	eachApplier(t, func(t *testing.T) {
+		e := openEngine(t, Options{ReplicasAck: 1})
+		keys := keysInSlots(fresh(t), 2)
+		results := make([]store.Result, 3)
+		_, err := e.Apply(context.Background(), store.Batch{Mode: store.BestEffort,
+			Writes: []store.Write{put(keys[0], "a", 0), put(keys[1], "b", 0), put(keys[0], "c", 0)}}, results)
+		if d, ok := errors.AsType[*store.DuplicateKeyError](err); !ok || d.Key != keys[0] {
+			t.Fatalf("Apply: %v; want a duplicate of %q", err, keys[0])
+		}
+		if _, items := getAll(t, e, keys...); items[0].Found || items[1].Found {
+			t.Fatalf("a refused batch wrote: %v", items)
+		}
+	})
 }
 
 // A failed read is a plain error, not a write of unknown outcome; a write that may have been
 // sent is one.
 func TestFailedCallsSayWhatIsKnown(t *testing.T) {
-	e := openEngine(t, Options{ReplicasAck: 1})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	items := make([]store.Item, 1)
-	if _, err := e.GetAll(ctx, []string{"k"}, items); err == nil || errors.Is(err, store.ErrNotDurable) {
-		t.Fatalf("GetAll with a cancelled context: %v; want an error that is not ErrNotDurable", err)
-	}
-	results := make([]store.Result, 1)
-	_, err := e.Apply(ctx, store.Batch{Mode: store.Atomic, Writes: []store.Write{put(fresh(t), "v", 0)}}, results)
-	if !errors.Is(err, store.ErrNotDurable) || !strings.Contains(err.Error(), "outcome unknown") {
-		t.Fatalf("Apply with a cancelled context: %v; want ErrNotDurable, outcome unknown", err)
-	}
+	eachApplier(t, func(t *testing.T) {
+		e := openEngine(t, Options{ReplicasAck: 1})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		items := make([]store.Item, 1)
+		if _, err := e.GetAll(ctx, []string{"k"}, items); err == nil || errors.Is(err, store.ErrNotDurable) {
+			t.Fatalf("GetAll with a cancelled context: %v; want an error that is not ErrNotDurable", err)
+		}
+		results := make([]store.Result, 1)
+		_, err := e.Apply(ctx, store.Batch{Mode: store.Atomic, Writes: []store.Write{put(fresh(t), "v", 0)}}, results)
+		if !errors.Is(err, store.ErrNotDurable) || !strings.Contains(err.Error(), "outcome unknown") {
+			t.Fatalf("Apply with a cancelled context: %v; want ErrNotDurable, outcome unknown", err)
+		}
+	})
 }
 
 // A write Redis refuses before running it (here: its master is out of memory, maxmemory 1
 // with noeviction) is store.ErrRefused, nothing written, not a write of unknown outcome; reads
 // still answer. The test restores every node's memory settings before it ends.
 func TestOutOfMemoryRefusalWritesNothing(t *testing.T) {
-	e := openEngine(t, Options{ReplicasAck: 1})
-	starve(t, e)
-	k := fresh(t) + "k"
-	results := make([]store.Result, 1)
-	_, err := e.Apply(context.Background(), store.Batch{Mode: store.Atomic, Writes: []store.Write{put(k, "v", 0)}}, results)
-	if !errors.Is(err, store.ErrRefused) || errors.Is(err, store.ErrNotDurable) ||
-		!strings.Contains(err.Error(), "OOM") || !strings.Contains(err.Error(), "nothing was written") {
-		t.Fatalf("Apply on an out-of-memory master: %v; want ErrRefused (OOM), nothing was written", err)
-	}
-	if _, items := getAll(t, e, k); items[0].Found {
-		t.Fatalf("a refused write wrote: %v", items[0])
-	}
+	eachApplier(t, func(t *testing.T) {
+		e := openEngine(t, Options{ReplicasAck: 1})
+		starve(t, e)
+		k := fresh(t) + "k"
+		results := make([]store.Result, 1)
+		_, err := e.Apply(context.Background(), store.Batch{Mode: store.Atomic, Writes: []store.Write{put(k, "v", 0)}}, results)
+		if !errors.Is(err, store.ErrRefused) || errors.Is(err, store.ErrNotDurable) ||
+			!strings.Contains(err.Error(), "OOM") || !strings.Contains(err.Error(), "nothing was written") {
+			t.Fatalf("Apply on an out-of-memory master: %v; want ErrRefused (OOM), nothing was written", err)
+		}
+		if _, items := getAll(t, e, k); items[0].Found {
+			t.Fatalf("a refused write wrote: %v", items[0])
+		}
+	})
 }
 
 // starve sets maxmemory 1 with noeviction on every node the client knows, so that every master
@@ -519,26 +535,28 @@ func TestEntryLayout(t *testing.T) {
 // written by its own condition, whatever its place in the batch, and a failed ATOMIC batch
 // reports every key's current version.
 func TestConditionsAmongPlainPuts(t *testing.T) {
-	e := openEngine(t, Options{ReplicasAck: 1})
-	p := "{" + fresh(t) + "}"
-	_, res := apply(t, e, store.Atomic, put(p+"a", "a1", store.AnyVersion), put(p+"b", "b1", store.AnyVersion))
-	va, vb := res[0].Version, res[1].Version
-	at := time.Now().Add(time.Hour).UnixMilli()
+	eachApplier(t, func(t *testing.T) {
+		e := openEngine(t, Options{ReplicasAck: 1})
+		p := "{" + fresh(t) + "}"
+		_, res := apply(t, e, store.Atomic, put(p+"a", "a1", store.AnyVersion), put(p+"b", "b1", store.AnyVersion))
+		va, vb := res[0].Version, res[1].Version
+		at := time.Now().Add(time.Hour).UnixMilli()
 
-	// A plain put first, then a failing create-only put: nothing applies, both report their versions.
-	_, res = apply(t, e, store.Atomic, put(p+"a", "a2", store.AnyVersion), put(p+"b", "b2", 0))
-	if res[0].Code != store.OK || res[0].Version != va || res[1].Code != store.AlreadyExists || res[1].Version != vb {
-		t.Fatalf("a failed ATOMIC batch: %v; want OK at %d, ALREADY_EXISTS at %d", res, va, vb)
-	}
-	out, res := apply(t, e, store.Atomic, put(p+"c", "c1", store.AnyVersion),
-		store.Write{Key: p + "a", Value: []byte("a3"), ExpectedVersion: va, ExpiresAtMs: at},
-		store.Write{Key: p + "b", Delete: true, ExpectedVersion: vb}, put(p+"d", "d1", 0))
-	if out.Applied != 4 || !res[0].Created || res[1].Created || !res[3].Created {
-		t.Fatalf("a batch of conditions among plain puts: %+v %v; want 4 applied, c and d created", out, res)
-	}
-	_, items := getAll(t, e, p+"a", p+"b", p+"c", p+"d")
-	if string(items[0].Value) != "a3" || items[0].ExpiresAtMs != at || items[0].Version != out.Revision || items[1].Found ||
-		string(items[2].Value) != "c1" || items[2].ExpiresAtMs != 0 || string(items[3].Value) != "d1" {
-		t.Fatalf("after the batch: %+v", items)
-	}
+		// A plain put first, then a failing create-only put: nothing applies, both report their versions.
+		_, res = apply(t, e, store.Atomic, put(p+"a", "a2", store.AnyVersion), put(p+"b", "b2", 0))
+		if res[0].Code != store.OK || res[0].Version != va || res[1].Code != store.AlreadyExists || res[1].Version != vb {
+			t.Fatalf("a failed ATOMIC batch: %v; want OK at %d, ALREADY_EXISTS at %d", res, va, vb)
+		}
+		out, res := apply(t, e, store.Atomic, put(p+"c", "c1", store.AnyVersion),
+			store.Write{Key: p + "a", Value: []byte("a3"), ExpectedVersion: va, ExpiresAtMs: at},
+			store.Write{Key: p + "b", Delete: true, ExpectedVersion: vb}, put(p+"d", "d1", 0))
+		if out.Applied != 4 || !res[0].Created || res[1].Created || !res[3].Created {
+			t.Fatalf("a batch of conditions among plain puts: %+v %v; want 4 applied, c and d created", out, res)
+		}
+		_, items := getAll(t, e, p+"a", p+"b", p+"c", p+"d")
+		if string(items[0].Value) != "a3" || items[0].ExpiresAtMs != at || items[0].Version != out.Revision || items[1].Found ||
+			string(items[2].Value) != "c1" || items[2].ExpiresAtMs != 0 || string(items[3].Value) != "d1" {
+			t.Fatalf("after the batch: %+v", items)
+		}
+	})
 }

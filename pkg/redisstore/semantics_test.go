@@ -28,22 +28,24 @@ var notApplicable = map[string]string{
 const semanticsTag = "{semantics}"
 
 func TestSemantics(t *testing.T) {
-	files, err := filepath.Glob("../store/testdata/semantics/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no scripts in ../store/testdata/semantics (%v)", err)
-	}
-	for _, file := range files {
-		name := filepath.Base(file)
-		t.Run(strings.TrimSuffix(name, ".txt"), func(t *testing.T) {
-			if why, ok := notApplicable[name]; ok {
-				t.Skipf("does not apply to the redis_cluster engine: %s", why)
-			}
-			r := &scriptRunner{t: t}
-			r.open()
-			defer r.close()
-			datadriven.RunFile(t, file, false, r.run)
-		})
-	}
+	eachApplier(t, func(t *testing.T) {
+		files, err := filepath.Glob("../store/testdata/semantics/*.txt")
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no scripts in ../store/testdata/semantics (%v)", err)
+		}
+		for _, file := range files {
+			name := filepath.Base(file)
+			t.Run(strings.TrimSuffix(name, ".txt"), func(t *testing.T) {
+				if why, ok := notApplicable[name]; ok {
+					t.Skipf("does not apply to the redis_cluster engine: %s", why)
+				}
+				r := &scriptRunner{t: t}
+				r.open()
+				defer r.close()
+				datadriven.RunFile(t, file, false, r.run)
+			})
+		}
+	})
 }
 
 // scriptRunner runs a script's cases against an Engine on the test cluster.
@@ -166,9 +168,30 @@ func (r *scriptRunner) apply(mode store.Mode, writes []store.Write) string {
 }
 
 // openEngine opens an engine on the test cluster, closed when the test ends.
+// withModule makes openEngine open engines that apply through the module's PUTALL.APPLY (the
+// test cluster's nodes load it); eachApplier sets it for one of its runs.
+var withModule bool
+
+// eachApplier runs f twice, as subtests: through the apply script and through the module's
+// PUTALL.APPLY, which must answer alike.
+func eachApplier(t *testing.T, f func(t *testing.T)) {
+	for _, module := range []bool{false, true} {
+		name := "script"
+		if module {
+			name = "module"
+		}
+		t.Run(name, func(t *testing.T) {
+			withModule = module
+			defer func() { withModule = false }()
+			f(t)
+		})
+	}
+}
+
 func openEngine(t testing.TB, opts Options) *Engine {
 	t.Helper()
 	opts.Addrs = rediscluster.Addrs(t)
+	opts.Module = opts.Module || withModule
 	e, err := Open(opts)
 	if err != nil {
 		t.Fatal(err)
