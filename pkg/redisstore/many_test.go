@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/rueidis"
+
 	"github.com/putallkv/putallkv/pkg/store"
 )
 
@@ -159,5 +161,55 @@ func TestModuleUsedAndScriptWhenMissing(t *testing.T) {
 	}
 	if _, items := getAll(t, e, keys...); string(items[2].Value) != "2" {
 		t.Errorf("after the fallback: %v; want the second values", items)
+	}
+}
+
+// PUTALL.APPLY answers a malformed call, whoever sends it, with an error and writes nothing;
+// the master keeps serving.
+func TestModuleRefusesMalformedCalls(t *testing.T) {
+	e := openEngine(t, Options{Module: true})
+	ctx := context.Background()
+	key := fresh(t) + "{bad}"
+	counter, data := revisionKey(Slot(dataKey(key))), dataKey(key)
+	tail := entryTail(0, []byte("v"))
+	cases := []struct {
+		name string
+		args []string
+	}{
+		{"numkeys not a number", []string{"x", counter}},
+		{"numkeys below 3", []string{"2", counter, counter, "a", "", "0", "0", "", ""}},
+		{"numkeys past the arguments", []string{"1000000", counter, counter, data}},
+		{"too few arguments", []string{"3", counter, counter, data, "a", "", "0", "0", ""}},
+		{"too many arguments", []string{"3", counter, counter, data, "a", "", "0", "0", "", "", tail, tail}},
+		{"record bound not a number", []string{"3", counter, counter, data, "a", "", "0", "many", "", "", tail}},
+		{"indexes short", []string{"3", counter, counter, data, "a", "digest", "0", "100", "\x00\x00", "", tail}},
+		{"record expiry not a number", []string{"3", counter, counter, data, "a", "digest", "soon", "100", "\x00\x00\x00\x00", "", tail}},
+		{"conditions short", []string{"3", counter, counter, data, "a", "", "0", "0", "", "0123456789abcde", tail}},
+		{"tail without its expiry", []string{"3", counter, counter, data, "a", "", "0", "0", "", "", "abc"}},
+		{"record of the wrong type", []string{"3", counter, counter, data, "a", "digest", "0", "100", "\x00\x00\x00\x00", "", tail}},
+	}
+	for _, c := range cases {
+		cmd := e.client.B().Arbitrary("PUTALL.APPLY", c.args[0]).Keys(c.args[1]).Args(c.args[2:]...).Build()
+		if c.name == "record of the wrong type" { // a record key that holds a hash
+			rk := counter + "h"
+			if err := e.client.Do(ctx, e.client.B().Hset().Key(rk).FieldValue().FieldValue("f", "v").Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+			cmd = e.client.B().Arbitrary("PUTALL.APPLY", "3").Keys(counter, rk).Args(c.args[3:]...).Build()
+		}
+		err := e.client.Do(ctx, cmd).Error()
+		want := "PUTALL.APPLY: "
+		if c.name == "record of the wrong type" {
+			want = "WRONGTYPE"
+		}
+		if _, ok := rueidis.IsRedisErr(err); !ok || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v; want the module's error reply (%s)", c.name, err, want)
+		}
+	}
+	if _, items := getAll(t, e, key); items[0].Found {
+		t.Errorf("a malformed call wrote %v", items[0])
+	}
+	if out, _ := apply(t, e, store.Atomic, put(key, "ok", store.AnyVersion)); out.Applied != 1 {
+		t.Errorf("after the malformed calls: %v; want the write applied", out)
 	}
 }
