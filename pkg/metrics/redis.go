@@ -37,7 +37,7 @@ func NewRedisCluster(reg prometheus.Registerer, nodes func() int) (*RedisCluster
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace,
 			Name:      "redis_failures_total",
-			Help:      "Script calls, WAITs and MGETs that failed, by op (apply, read) and reason (a refusal such as clusterdown or oom, noscript, error, connection, wait).",
+			Help:      "Script calls, WAITs and MGETs that failed, by op (apply, read) and reason (a refusal such as clusterdown or oom, noscript, nomodule, error, connection, wait).",
 		}, []string{"op", "reason"}),
 		unconfirmed: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace,

@@ -27,7 +27,7 @@ func TestRedisCluster(t *testing.T) {
 	m.Unrecorded(2)
 	nodes = 5
 	want := `
-# HELP putallkv_redis_failures_total Script calls, WAITs and MGETs that failed, by op (apply, read) and reason (a refusal such as clusterdown or oom, noscript, error, connection, wait).
+# HELP putallkv_redis_failures_total Script calls, WAITs and MGETs that failed, by op (apply, read) and reason (a refusal such as clusterdown or oom, noscript, nomodule, error, connection, wait).
 # TYPE putallkv_redis_failures_total counter
 putallkv_redis_failures_total{op="apply",reason="noscript"} 1
 putallkv_redis_failures_total{op="apply",reason="wait"} 2

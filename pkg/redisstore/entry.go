@@ -3,6 +3,7 @@ package redisstore
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/putallkv/putallkv/pkg/store"
 )
@@ -15,15 +16,19 @@ import (
 //
 // The apply script writes the version in front of the tail (entryTail) the engine sends, since
 // only the script knows the revision; the string's own expiry (PXAT) is expiresAt, so that
-// Redis drops the key when it expires. A read is one GET (an MGET for many keys) and a
-// precondition's check reads the first 8 bytes alone (GETRANGE).
+// Redis drops the key when it expires. A read is one MGET of a slot's keys, and so is the
+// apply script's reading of the versions it checks.
 const entryHeaderBytes = 16
 
 // entryTail is the part of a put's entry after the version: its expiry and value.
 func entryTail(expiresAtMs int64, value []byte) string {
-	b := make([]byte, 8, 8+len(value))
-	binary.BigEndian.PutUint64(b, uint64(expiresAtMs))
-	return string(append(b, value...))
+	var t strings.Builder
+	t.Grow(8 + len(value))
+	var at [8]byte
+	binary.BigEndian.PutUint64(at[:], uint64(expiresAtMs))
+	t.Write(at[:])
+	t.Write(value)
+	return t.String()
 }
 
 // decodeEntry turns an entry read from Redis into an item.

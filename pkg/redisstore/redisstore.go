@@ -184,17 +184,36 @@ type group struct {
 	idx  []int
 }
 
-// groupBySlot groups n keys by slot, groups in order of their first key.
+// groupBySlot groups n user keys (key(i) is the i-th) by the slot of their data keys, groups
+// in order of their first key.
 func groupBySlot(n int, key func(int) string) []group {
 	var groups []group
-	at := make(map[int]int) // slot → index in groups
+	var at map[int]int // slot → index in groups, once there are too many groups to look through
 	for i := range n {
-		s := Slot(key(i))
-		g, ok := at[s]
-		if !ok {
+		s, g := dataSlot(key(i)), -1
+		if at != nil {
+			if j, ok := at[s]; ok {
+				g = j
+			}
+		} else {
+			for j := range groups {
+				if groups[j].slot == s {
+					g = j
+					break
+				}
+			}
+		}
+		if g < 0 {
 			g = len(groups)
-			at[s] = g
 			groups = append(groups, group{slot: s})
+			if at != nil {
+				at[s] = g
+			} else if len(groups) == 16 {
+				at = make(map[int]int)
+				for j, gr := range groups {
+					at[gr.slot] = j
+				}
+			}
 		}
 		groups[g].idx = append(groups[g].idx, i)
 	}
@@ -280,7 +299,7 @@ func checkBatch(b store.Batch, results []store.Result) ([]group, error) {
 	if k, dup := store.FirstRepeat(b.Writes); dup {
 		return nil, &store.DuplicateKeyError{Key: k}
 	}
-	groups := groupBySlot(len(writes), func(i int) string { return dataKey(writes[i].Key) })
+	groups := groupBySlot(len(writes), func(i int) string { return writes[i].Key })
 	if b.Mode == store.Atomic && len(groups) > 1 {
 		a, z := writes[groups[0].idx[0]].Key, writes[groups[1].idx[0]].Key
 		return nil, &store.CrossSlotError{First: a, FirstSlot: groups[0].slot, Second: z, SecondSlot: groups[1].slot}
@@ -672,7 +691,7 @@ func (e *Engine) GetAll(ctx context.Context, keys []string, items []store.Item) 
 	if len(keys) == 0 {
 		return 0, nil
 	}
-	groups := groupBySlot(len(keys), func(i int) string { return dataKey(keys[i]) })
+	groups := groupBySlot(len(keys), func(i int) string { return keys[i] })
 	raw, err := e.read(ctx, groups, func(i int) string { return keys[i] })
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: read: %w", err)

@@ -13,20 +13,35 @@ const Slots = 16384
 // (the part between its first '{' and the first '}' after it, when that part is not empty) or
 // else of the whole key, modulo 16384.
 func Slot(key string) int {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
+	if tag, ok := hashTag(key); ok {
+		return int(crc16(0, tag) % Slots)
 	}
-	return int(crc16(key) % Slots)
+	return int(crc16(0, key) % Slots)
 }
 
-// crc16 is CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis Cluster
-// hashes keys with.
-func crc16(s string) uint16 {
-	var crc uint16
-	for i := 0; i < len(s); i++ {
-		crc ^= uint16(s[i]) << 8
+// hashTag is key's hash tag, if it has one.
+func hashTag(key string) (string, bool) {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j], true
+		}
+	}
+	return "", false
+}
+
+// dataSlot is Slot(dataKey(key)), without building the key: dataPrefix holds no brace, so the
+// tag, if any, is key's own.
+func dataSlot(key string) int {
+	if tag, ok := hashTag(key); ok {
+		return int(crc16(0, tag) % Slots)
+	}
+	return int(crc16(crc16(0, dataPrefix), key) % Slots)
+}
+
+// crc16Table is CRC-16/XMODEM's table of one byte's effect.
+var crc16Table = func() (t [256]uint16) {
+	for b := range t {
+		crc := uint16(b) << 8
 		for range 8 {
 			if crc&0x8000 != 0 {
 				crc = crc<<1 ^ 0x1021
@@ -34,6 +49,16 @@ func crc16(s string) uint16 {
 				crc <<= 1
 			}
 		}
+		t[b] = crc
+	}
+	return t
+}()
+
+// crc16 continues crc, a CRC-16/XMODEM (polynomial 0x1021, initial value 0: the checksum Redis
+// Cluster hashes keys with), over s.
+func crc16(crc uint16, s string) uint16 {
+	for i := 0; i < len(s); i++ {
+		crc = crc<<8 ^ crc16Table[byte(crc>>8)^s[i]]
 	}
 	return crc
 }

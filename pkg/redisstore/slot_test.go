@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -18,7 +20,7 @@ func slotKeys() []string {
 
 // The hash-tag rules, as the cluster specification states them by example.
 func TestSlotTags(t *testing.T) {
-	if got := crc16("123456789"); got != 0x31C3 {
+	if got := crc16(0, "123456789"); got != 0x31C3 {
 		t.Fatalf("crc16(123456789) = %#x, want CRC-16/XMODEM's check value 0x31c3", got)
 	}
 	same := [][2]string{
@@ -26,7 +28,7 @@ func TestSlotTags(t *testing.T) {
 		{"foo{}{bar}", "foo{}{bar}"}, {"foo{{bar}}zap", "{bar"}, {"foo{bar}{zap}", "bar"},
 	}
 	for _, p := range same {
-		if Slot(p[0]) != int(crc16(p[1])%Slots) {
+		if Slot(p[0]) != int(crc16(0, p[1])%Slots) {
 			t.Errorf("Slot(%q) does not hash %q", p[0], p[1])
 		}
 	}
@@ -42,6 +44,36 @@ func TestSlotKeys(t *testing.T) {
 	for _, k := range []string{"{user42}:name", "a{b}c", "x}{y}"} {
 		if Slot(dataKey(k)) != Slot(k) {
 			t.Fatalf("dataKey(%q) left the key's slot", k)
+		}
+	}
+	for _, k := range []string{"", "plain", "{user42}:name", "a{b}c", "x}{y}", "{}", "{}x{y}", "k:"} {
+		if dataSlot(k) != Slot(dataKey(k)) {
+			t.Errorf("dataSlot(%q) = %d; Slot(dataKey) = %d", k, dataSlot(k), Slot(dataKey(k)))
+		}
+	}
+}
+
+// groupBySlot keeps keys in order within their slot's group and groups in order of their first
+// key, below and beyond the number of groups at which it starts indexing them.
+func TestGroupBySlot(t *testing.T) {
+	for _, n := range []int{1, 15, 16, 17, 200} {
+		var keys []string
+		for i := range n {
+			keys = append(keys, fmt.Sprintf("key-%d", i), fmt.Sprintf("{key-%d}again", i)) // each slot twice
+		}
+		groups := groupBySlot(len(keys), func(i int) string { return keys[i] })
+		var want []group
+		for i, k := range keys {
+			s := Slot(dataKey(k))
+			g := slices.IndexFunc(want, func(g group) bool { return g.slot == s })
+			if g < 0 {
+				g = len(want)
+				want = append(want, group{slot: s})
+			}
+			want[g].idx = append(want[g].idx, i)
+		}
+		if !reflect.DeepEqual(groups, want) {
+			t.Errorf("%d keys: groups %v; want %v", len(keys), groups, want)
 		}
 	}
 }
