@@ -78,8 +78,17 @@ var slotTags = sync.OnceValue(func() []string {
 	return tags
 })
 
+// revisionKeys holds every slot's revisionKey, built once: every write names its slots' counters.
+var revisionKeys = sync.OnceValue(func() []string {
+	keys := make([]string, Slots)
+	for s, tag := range slotTags() {
+		keys[s] = "rev{" + tag + "}"
+	}
+	return keys
+})
+
 // revisionKey is the key of slot's revision counter.
-func revisionKey(slot int) string { return "rev{" + slotTags()[slot] + "}" }
+func revisionKey(slot int) string { return revisionKeys()[slot] }
 
 // recordKey is the key of the idempotency record of request_id id in slot: a call that spans
 // slots keeps one record in each, written with that slot's writes.
