@@ -8,8 +8,8 @@
  * and answers exactly as the script does: {revision, replayed, unrecorded, results}, or {-1}
  * when the call's record holds another payload. scripts.go says what every argument and
  * answer means. A Lua script spends most of its time in Lua around its few commands (about
- * 70 of the 100 µs a call of 16 puts takes on a Redis 7.0 master); this command does the same
- * work without the interpreter. Its writes replicate as the commands they are (INCR, MSET,
+ * three quarters of a call of 16 puts on a Redis 7.0 master); this command does the same work
+ * without the interpreter. Its writes replicate as the commands they are (INCR, MSET,
  * DEL, PEXPIREAT, APPEND, SET), so replicas and the append-only file need no module.
  *
  * Build: script/redis-module.sh. Load: redis-server --loadmodule putallkv.so, on every node
