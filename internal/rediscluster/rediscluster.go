@@ -10,11 +10,13 @@
 package rediscluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -285,4 +287,38 @@ func Addrs(t testing.TB) []string {
 		t.Fatal("rediscluster: no cluster: call rediscluster.Main from TestMain")
 	}
 	return shared.Addrs
+}
+
+// CommandCalls is how many times the masters of the cluster Main started have run the command
+// name (as INFO commandstats names it: lower case, "putall.apply" say) since they started, so
+// that a test can tell which command served its writes.
+func CommandCalls(t testing.TB, name string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cli := func(addr string, args ...string) string {
+		host, port, _ := net.SplitHostPort(addr)
+		out, err := exec.CommandContext(ctx, "redis-cli", append([]string{"-h", host, "-p", port}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("redis-cli %v on %s: %v", args, addr, err)
+		}
+		return string(out)
+	}
+	total := 0
+	for _, addr := range Addrs(t) {
+		if role, _, _ := strings.Cut(cli(addr, "role"), "\n"); strings.TrimSpace(role) != "master" {
+			continue
+		}
+		for _, line := range strings.Split(cli(addr, "info", "commandstats"), "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+name+":calls="); ok {
+				calls, _, _ := strings.Cut(rest, ",")
+				n, err := strconv.Atoi(calls)
+				if err != nil {
+					t.Fatalf("INFO commandstats on %s: %q", addr, line)
+				}
+				total += n
+			}
+		}
+	}
+	return total
 }

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/redis/rueidis"
 
+	"github.com/putallkv/putallkv/internal/rediscluster"
 	"github.com/putallkv/putallkv/pkg/store"
 )
 
@@ -81,37 +81,6 @@ func TestApplyAllAnswersAsApplyInOneRoundTrip(t *testing.T) {
 	})
 }
 
-// commandCalls sums how many times the masters ran a command (INFO commandstats).
-func commandCalls(t *testing.T, e *Engine, name string) int {
-	t.Helper()
-	ctx := context.Background()
-	total := 0
-	for addr, n := range e.client.Nodes() {
-		role, err := n.Do(ctx, n.B().Role().Build()).ToArray()
-		if err != nil || len(role) == 0 {
-			t.Fatalf("ROLE on %s: %v", addr, err)
-		}
-		if r, _ := role[0].ToString(); r != "master" {
-			continue
-		}
-		info, err := n.Do(ctx, n.B().Info().Section("commandstats").Build()).ToString()
-		if err != nil {
-			t.Fatalf("INFO commandstats on %s: %v", addr, err)
-		}
-		for _, line := range strings.Split(info, "\r\n") {
-			if rest, ok := strings.CutPrefix(line, "cmdstat_"+name+":calls="); ok {
-				calls, _, _ := strings.Cut(rest, ",")
-				c, err := strconv.Atoi(calls)
-				if err != nil {
-					t.Fatalf("INFO commandstats on %s: %q", addr, line)
-				}
-				total += c
-			}
-		}
-	}
-	return total
-}
-
 // An engine with Options.Module applies through PUTALL.APPLY; on masters that do not have the
 // module loaded, it falls back to the script (the Observer hears "nomodule") and answers the
 // same.
@@ -122,11 +91,11 @@ func TestModuleUsedAndScriptWhenMissing(t *testing.T) {
 	writes := func(v string) []store.Write {
 		return []store.Write{put(keys[0], v, store.AnyVersion), put(keys[1], v, store.AnyVersion), put(keys[2], v, store.AnyVersion)}
 	}
-	before := commandCalls(t, e, "putall.apply")
+	before := rediscluster.CommandCalls(t, "putall.apply")
 	if out, _ := apply(t, e, store.BestEffort, writes("1")...); out.Applied != 3 {
 		t.Fatalf("through the module: %v; want 3 applied", out)
 	}
-	if got := commandCalls(t, e, "putall.apply") - before; got != 3 {
+	if got := rediscluster.CommandCalls(t, "putall.apply") - before; got != 3 {
 		t.Fatalf("the masters ran PUTALL.APPLY %d times; want 3 (one per slot)", got)
 	}
 

@@ -26,12 +26,16 @@ import (
 func TestMain(m *testing.M) { rediscluster.Main(m) }
 
 // node starts a putallkv server with store.engine redis_cluster on the test cluster, and an
-// SDK client of it; both stop when the test ends.
-func node(t *testing.T) *kvclient.Client {
+// SDK client of it; both stop when the test ends. With module, the server applies writes
+// through the Redis module's PUTALL.APPLY (the test cluster's nodes load it) rather than the
+// Lua script: the tests pair one node of each kind, which must share one data set and one set
+// of idempotency records.
+func node(t *testing.T, module bool) *kvclient.Client {
 	t.Helper()
 	s := testserver.Start(t, testserver.Config(t, func(cfg *config.Config) {
 		cfg.Store.Engine = "redis_cluster"
 		cfg.Redis.Addrs = strings.Join(rediscluster.Addrs(t), ",")
+		cfg.Redis.Module = module
 		cfg.Gateway.Addr = ""
 	}), nil)
 	c, err := kvclient.New([]string{s.RPCAddr()}, kvclient.WithRPCTimeout(10*time.Second))
@@ -46,9 +50,15 @@ func node(t *testing.T) *kvclient.Client {
 // versions; an ATOMIC write within one hash tag applies at one revision, one across slots is
 // refused with CROSS_SLOT naming the keys, and nothing of it is written.
 func TestTwoNodesShareOneCluster(t *testing.T) {
-	a, b := node(t), node(t)
+	a, b := node(t, false), node(t, true)
 	ctx := context.Background()
 	tag := fmt.Sprintf("{e2e-%d}", time.Now().UnixNano())
+	moduleCalls := rediscluster.CommandCalls(t, "putall.apply")
+	defer func() {
+		if rediscluster.CommandCalls(t, "putall.apply") == moduleCalls {
+			t.Error("the node with redis.module never ran PUTALL.APPLY")
+		}
+	}()
 
 	put, err := a.PutAll(ctx, &kv.PutAllRequest{Mode: kv.WriteMode_ATOMIC, Entries: []*kv.Entry{
 		{Key: tag + "name", Value: []byte("Ada")}, {Key: tag + "email", Value: []byte("ada@example.com")}}})
@@ -104,7 +114,7 @@ func TestTwoNodesShareOneCluster(t *testing.T) {
 // node is replayed (marked so, nothing written again), across slots too; a reuse of the
 // request_id for another payload in the same slot is refused with IDEMPOTENCY_CONFLICT.
 func TestRetryReplayedByTheOtherNode(t *testing.T) {
-	a, b := node(t), node(t)
+	a, b := node(t, false), node(t, true)
 	ctx := context.Background()
 	tag := fmt.Sprintf("{retry-%d}", time.Now().UnixNano())
 	id := func(s string) *string { return &s }

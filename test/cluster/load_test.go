@@ -13,7 +13,7 @@ import (
 // and reads them back through another: a chunk is a BEST_EFFORT PutAll, which the
 // redis_cluster engine writes slot by slot, each key at its slot's revision.
 func TestLoadOnTheClusterEngine(t *testing.T) {
-	a, b := node(t), node(t)
+	a, b := node(t, false), node(t, true)
 	ctx := context.Background()
 	prefix := fmt.Sprintf("load-%d/", time.Now().UnixNano())
 	l, err := a.NewLoader(ctx)

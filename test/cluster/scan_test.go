@@ -13,7 +13,7 @@ import (
 // alternating them page by page: a cursor one node made carries on at the other, and every key
 // comes exactly once.
 func TestScanAcrossNodes(t *testing.T) {
-	a, b := node(t), node(t)
+	a, b := node(t, false), node(t, true)
 	ctx := context.Background()
 	prefix := fmt.Sprintf("scan-%d/", time.Now().UnixNano())
 	entries := make([]*kv.Entry, 300)
