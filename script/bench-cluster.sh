@@ -19,7 +19,7 @@
 # Environment: BENCH_DURATION (default 6s per run), BENCH_CONCURRENCY (50), BENCH_BATCH (16),
 # BENCH_VALUE (64 bytes), BENCH_CLUSTER_PORT (17000: the 3-master cluster on it..+5, the
 # one-master cluster on +10; Redis's cluster-bus ports are 10000 above), BENCH_CLUSTER_KV_PORT
-# (18960: the ten putallkv nodes on it, +2, .. +18, each node's admin port BENCH_ADMIN_OFFSET,
+# (18960: the twelve putallkv nodes on it, +2, .. +22, each node's admin port BENCH_ADMIN_OFFSET,
 # default 1, above it).
 # Reports land in output/bench/cluster/.
 set -euo pipefail
@@ -74,12 +74,13 @@ node() { # node NAME PORT SEEDS ACK [MODULE]
     PUTALLKV_REDIS_MODULE="${5:-false}"
 }
 declare -A port=([a]=$kvbase [b]=$((kvbase + 2)) [c]=$((kvbase + 4)) [d]=$((kvbase + 6)) [e]=$((kvbase + 8)) [f]=$((kvbase + 10))
-  [g]=$((kvbase + 12)) [h]=$((kvbase + 14)) [i]=$((kvbase + 16)) [j]=$((kvbase + 18)))
+  [g]=$((kvbase + 12)) [h]=$((kvbase + 14)) [i]=$((kvbase + 16)) [j]=$((kvbase + 18)) [k]=$((kvbase + 20)) [l]=$((kvbase + 22)))
 node a "${port[a]}" "$seeds" 0; node b "${port[b]}" "$seeds" 0
 node c "${port[c]}" "$seeds" 1; node d "${port[d]}" "$seeds" 1
 node e "${port[e]}" "127.0.0.1:$single" 0; node f "${port[f]}" "127.0.0.1:$single" 0
 node g "${port[g]}" "$seeds" 0 true; node h "${port[h]}" "$seeds" 0 true
 node i "${port[i]}" "127.0.0.1:$single" 0 true; node j "${port[j]}" "127.0.0.1:$single" 0 true
+node k "${port[k]}" "$seeds" 1 true; node l "${port[l]}" "$seeds" 1 true
 for p in "${port[@]}"; do wait_port "$p"; done
 
 # The masters' own measure of their commands: INFO commandstats, reset before each run and
@@ -121,6 +122,7 @@ bench goredis-slot "$three" "go-redis MSET, one slot, 3 masters" --target redis 
 kv kv-slot a b "$three" "putallkv ATOMIC, one slot, 3 masters, replicas_ack 0" --one-slot --mode atomic
 kv kv-slot-ack c d "$three" "putallkv ATOMIC, one slot, 3 masters, replicas_ack 1" --one-slot --mode atomic
 kv kv-slot-mod g h "$three" "putallkv ATOMIC, one slot, 3 masters, replicas_ack 0, module" --one-slot --mode atomic
+kv kv-slot-ack-mod k l "$three" "putallkv ATOMIC, one slot, 3 masters, replicas_ack 1, module" --one-slot --mode atomic
 bench rueidis-spread "$three" "rueidis MSET per slot, spread keys, 3 masters" --target rueidis --addr "$seeds"
 bench goredis-spread "$three" "go-redis MSETs per slot pipelined, spread keys, 3 masters" --target redis --addr "$seeds"
 kv kv-spread a b "$three" "putallkv BEST_EFFORT, spread keys, 3 masters, replicas_ack 0" --mode best_effort
@@ -132,15 +134,15 @@ kv kv-one-mod i j "$one" "putallkv ATOMIC, one slot, 1 master, replicas_ack 0, m
 echo
 echo "$(nproc) cores; $conc callers, $batch keys of $value bytes per operation, $duration per run"
 echo "one slot, 3 masters (srv CPU: the masters for Redis clients, the putallkv nodes for putallkv):"
-output/bin/putallbench compare "$out/rueidis-slot.json" "$out/goredis-slot.json" "$out/kv-slot.json" "$out/kv-slot-ack.json" "$out/kv-slot-mod.json"
+output/bin/putallbench compare "$out/rueidis-slot.json" "$out/goredis-slot.json" "$out/kv-slot.json" "$out/kv-slot-ack.json" "$out/kv-slot-mod.json" "$out/kv-slot-ack-mod.json"
 echo "spread keys, 3 masters:"
 output/bin/putallbench compare "$out/rueidis-spread.json" "$out/goredis-spread.json" "$out/kv-spread.json" "$out/kv-spread-mod.json"
 echo "one slot, 1 master:"
 output/bin/putallbench compare "$out/rueidis-one.json" "$out/kv-one.json" "$out/kv-one-mod.json"
 echo "the masters' CPU under putallkv's runs:"
-output/bin/putallbench compare "$out/kv-slot-masters.json" "$out/kv-slot-ack-masters.json" "$out/kv-slot-mod-masters.json" \
+output/bin/putallbench compare "$out/kv-slot-masters.json" "$out/kv-slot-ack-masters.json" "$out/kv-slot-mod-masters.json" "$out/kv-slot-ack-mod-masters.json" \
   "$out/kv-spread-masters.json" "$out/kv-spread-mod-masters.json" "$out/kv-one-masters.json" "$out/kv-one-mod-masters.json"
 echo "the masters' commands (INFO commandstats) per run:"
-for f in rueidis-slot goredis-slot kv-slot kv-slot-ack kv-slot-mod rueidis-spread kv-spread kv-spread-mod rueidis-one kv-one kv-one-mod; do
+for f in rueidis-slot goredis-slot kv-slot kv-slot-ack kv-slot-mod kv-slot-ack-mod rueidis-spread kv-spread kv-spread-mod rueidis-one kv-one kv-one-mod; do
   echo "$f:"; cat "$out/$f.cmdstats"
 done

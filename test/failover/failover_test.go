@@ -45,21 +45,31 @@ const (
 // which rejoins as the new master's replica.
 // Writes the master applied that no WAIT confirmed are counted (Observer.Unconfirmed, the
 // putallkv_redis_unconfirmed_writes_total metric): some, while the replica is stalled, each
-// one of the failed calls (of one write each).
+// one of the failed calls (of one write each). It holds for writes applied by the Lua script
+// and by the Redis module's PUTALL.APPLY alike (the WAIT after each counts the module's writes
+// too).
 func TestFailoverLosesNoConfirmedWrite(t *testing.T) {
-	r := failover(t, 1)
-	if r.lost != 0 {
-		t.Fatalf("%d acknowledged writes lost with replicas_ack 1; first: %s", r.lost, r.firstLost)
-	}
-	if r.unconfirmed == 0 || r.unconfirmed > r.failed {
-		t.Fatalf("%d writes counted unconfirmed, %d calls failed; want at least one, and no more than the failed calls", r.unconfirmed, r.failed)
+	for _, module := range []bool{false, true} {
+		name := "script"
+		if module {
+			name = "module"
+		}
+		t.Run(name, func(t *testing.T) {
+			r := failover(t, 1, module)
+			if r.lost != 0 {
+				t.Fatalf("%d acknowledged writes lost with replicas_ack 1; first: %s", r.lost, r.firstLost)
+			}
+			if r.unconfirmed == 0 || r.unconfirmed > r.failed {
+				t.Fatalf("%d writes counted unconfirmed, %d calls failed; want at least one, and no more than the failed calls", r.unconfirmed, r.failed)
+			}
+		})
 	}
 }
 
 // With replicas_ack 0, the writes the master acknowledged while its replica was stopped and cut
 // off are lost when it dies, and only those: every write acknowledged before the stall survives.
 func TestFailoverWithoutWaitLosesTheStalledWrites(t *testing.T) {
-	r := failover(t, 0)
+	r := failover(t, 0, false)
 	if r.lostBeforeStall != 0 {
 		t.Fatalf("%d writes acknowledged before the replica stalled were lost; first: %s", r.lostBeforeStall, r.firstLost)
 	}
@@ -161,11 +171,12 @@ func (*unconfirmedCounter) Failed(string, string)                {}
 func (c *unconfirmedCounter) Unconfirmed(writes int)             { c.n.Add(int64(writes)) }
 func (*unconfirmedCounter) Unrecorded(int)                       {}
 
-// failover runs writers against a fresh cluster through the engine with replicasAck, stalls
+// failover runs writers against a fresh cluster through the engine with replicasAck (applying
+// through the Redis module, loaded by the cluster's nodes, when module is set), stalls
 // the replica of the shard serving slot 0, kills its master and resumes the replica, waits
 // until the shard takes acknowledged writes again, and reads every acknowledged write back.
-func failover(t *testing.T, replicasAck int) report {
-	cl, err := rediscluster.Start(rediscluster.Options{NodeTimeout: nodeTimeout})
+func failover(t *testing.T, replicasAck int, module bool) report {
+	cl, err := rediscluster.Start(rediscluster.Options{NodeTimeout: nodeTimeout, Module: module})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +188,8 @@ func failover(t *testing.T, replicasAck int) report {
 	sh := firstShard(t, cl.Addrs[0])
 	t.Logf("cluster %v; killing master %s (slots %v), stalling its replica %s", cl.Addrs, sh.master, sh.ranges, sh.replica)
 	var unconfirmed unconfirmedCounter
-	e, err := redisstore.Open(redisstore.Options{Addrs: cl.Addrs, ReplicasAck: replicasAck, AckTimeout: ackTimeout, Observer: &unconfirmed})
+	e, err := redisstore.Open(redisstore.Options{Addrs: cl.Addrs, ReplicasAck: replicasAck, AckTimeout: ackTimeout, Observer: &unconfirmed,
+		Module: module})
 	if err != nil {
 		t.Fatal(err)
 	}
