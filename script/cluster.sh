@@ -13,6 +13,8 @@
 #   CLUSTER_HTTP_PORT   node 1's HTTP gateway port (8080)
 #   CLUSTER_ADMIN_PORT  node 1's admin port: /metrics, /readyz (9100)
 #   CLUSTER_BIN         a putallkv binary to run instead of building output/
+#   CLUSTER_MODULE      1: the Redis nodes load putallkv's Redis module (script/redis-module.sh
+#                       builds it) and the putallkv nodes apply writes through it (redis.module)
 # Not PUTALLKV_*: the nodes refuse variables of their prefix that name no configuration key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,8 @@ rpc_port=${CLUSTER_RPC_PORT:-8888}
 http_port=${CLUSTER_HTTP_PORT:-8080}
 admin_port=${CLUSTER_ADMIN_PORT:-9100}
 bin=${CLUSTER_BIN:-}
+module=${CLUSTER_MODULE:-0}
+case "$module" in 0|1) ;; *) echo "cluster: CLUSTER_MODULE is 0 or 1, got '$module'" >&2; exit 1 ;; esac
 
 die() { echo "cluster: $*" >&2; exit 1; }
 
@@ -59,14 +63,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo; echo "cluster: stopping"; exit 0' INT TERM
 
-script/redis-cluster.sh up "$redis_port" "$work/redis" | tail -n 1 >"$work/addrs"
+load=() use=false
+if [ "$module" = 1 ]; then load=("REDIS_CLUSTER_MODULE=$(script/redis-module.sh)"); use=true; fi
+env "${load[@]}" script/redis-cluster.sh up "$redis_port" "$work/redis" | tail -n 1 >"$work/addrs"
 redis_up=1
 addrs=$(sed -n 's/^addrs=//p' "$work/addrs")
 [ -n "$addrs" ] || die "script/redis-cluster.sh up printed no addresses"
 
 for n in 1 2; do
   i=$((n - 1))
-  env PUTALLKV_STORE_ENGINE=redis_cluster PUTALLKV_REDIS_ADDRS="$addrs" \
+  env PUTALLKV_STORE_ENGINE=redis_cluster PUTALLKV_REDIS_ADDRS="$addrs" PUTALLKV_REDIS_MODULE=$use \
     PUTALLKV_SERVER_ADDR=127.0.0.1:$((rpc_port + i)) PUTALLKV_GATEWAY_ADDR=127.0.0.1:$((http_port + i)) \
     PUTALLKV_ADMIN_ADDR=127.0.0.1:$((admin_port + i)) "$bin" 2>"$work/node$n.log" &
   nodes+=($!)
@@ -82,7 +88,7 @@ for n in 1 2; do
 done
 
 cat <<EOF
-cluster: Redis Cluster on 127.0.0.1:$redis_port..$((redis_port + 5)) (3 masters, 3 replicas)
+cluster: Redis Cluster on 127.0.0.1:$redis_port..$((redis_port + 5)) (3 masters, 3 replicas); writes applied by $([ "$use" = true ] && echo "the Redis module's PUTALL.APPLY" || echo "the Lua script")
 node 1: rpc 127.0.0.1:$rpc_port  http 127.0.0.1:$http_port  admin 127.0.0.1:$admin_port  log $work/node1.log
 node 2: rpc 127.0.0.1:$((rpc_port + 1))  http 127.0.0.1:$((http_port + 1))  admin 127.0.0.1:$((admin_port + 1))  log $work/node2.log
 try:

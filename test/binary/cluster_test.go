@@ -225,7 +225,8 @@ func TestBinariesLinearizableOnRedisCluster(t *testing.T) {
 }
 
 // ./build.sh cluster (script/cluster.sh) brings up a Redis Cluster and two nodes on it, prints
-// their addresses, serves one data set through both, and Ctrl-C (SIGINT to its process group,
+// their addresses, serves one data set through both (here with CLUSTER_MODULE=1: through the
+// Redis module, which the script builds and loads), and Ctrl-C (SIGINT to its process group,
 // as a terminal sends it) stops everything it started and exits 0.
 func TestClusterScript(t *testing.T) {
 	server, _ := binaries(t)
@@ -235,7 +236,7 @@ func TestClusterScript(t *testing.T) {
 	}
 	rpc, web, admin := freePair(t), freePair(t), freePair(t)
 	cmd := exec.Command(filepath.Join(root, "script", "cluster.sh"))
-	cmd.Env = append(os.Environ(), "CLUSTER_BIN="+server, fmt.Sprintf("CLUSTER_REDIS_PORT=%d", redisBase),
+	cmd.Env = append(os.Environ(), "CLUSTER_BIN="+server, "CLUSTER_MODULE=1", fmt.Sprintf("CLUSTER_REDIS_PORT=%d", redisBase),
 		fmt.Sprintf("CLUSTER_RPC_PORT=%d", rpc), fmt.Sprintf("CLUSTER_HTTP_PORT=%d", web), fmt.Sprintf("CLUSTER_ADMIN_PORT=%d", admin))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 5 * time.Second
@@ -285,7 +286,7 @@ wait:
 	}
 	text := strings.Join(printed, "\n")
 	for _, want := range []string{fmt.Sprintf("127.0.0.1:%d..%d", redisBase, redisBase+5), fmt.Sprintf("http 127.0.0.1:%d", web),
-		fmt.Sprintf("rpc 127.0.0.1:%d", rpc+1)} {
+		fmt.Sprintf("rpc 127.0.0.1:%d", rpc+1), "writes applied by the Redis module's PUTALL.APPLY"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("cluster.sh printed no %q:\n%s", want, text)
 		}
