@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 )
@@ -27,29 +28,41 @@ type jsonEntry struct {
 // readEntries reads putall's input: one JSON object per line, blank lines skipped. An error
 // names the line it is about.
 func readEntries(r io.Reader) ([]*kv.Entry, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(nil, maxLine)
-	var entries []*kv.Entry
-	n := 0
-	for sc.Scan() {
-		n++
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		e, err := parseEntry(line)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
-		}
-		entries = append(entries, e)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("line %d: %w", n+1, err)
+	entries, err := ndjsonEntries(r, math.MaxInt)()
+	if err != nil {
+		return nil, err
 	}
 	if len(entries) == 0 {
 		return nil, errors.New("no entries in the input")
 	}
 	return entries, nil
+}
+
+// ndjsonEntries returns the entries of putall's input lines, up to n at a time, until none
+// are left; an error names the line.
+func ndjsonEntries(r io.Reader, n int) func() ([]*kv.Entry, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, maxLine)
+	line := 0
+	return func() ([]*kv.Entry, error) {
+		var entries []*kv.Entry
+		for len(entries) < n && sc.Scan() {
+			line++
+			b := bytes.TrimSpace(sc.Bytes())
+			if len(b) == 0 {
+				continue
+			}
+			e, err := parseEntry(b)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %w", line, err)
+			}
+			entries = append(entries, e)
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("line %d: %w", line+1, err)
+		}
+		return entries, nil
+	}
 }
 
 // parseEntry parses one non-blank input line. Unknown fields are refused, so that a

@@ -130,33 +130,6 @@ func failedIn(err error) int {
 	return 0
 }
 
-// ndjsonEntries returns the entries of putall's input lines, up to n at a time, until none
-// are left; an error names the line.
-func ndjsonEntries(r io.Reader, n int) func() ([]*kv.Entry, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(nil, maxLine)
-	line := 0
-	return func() ([]*kv.Entry, error) {
-		var entries []*kv.Entry
-		for len(entries) < n && sc.Scan() {
-			line++
-			b := bytes.TrimSpace(sc.Bytes())
-			if len(b) == 0 {
-				continue
-			}
-			e, err := parseEntry(b)
-			if err != nil {
-				return nil, fmt.Errorf("line %d: %w", line, err)
-			}
-			entries = append(entries, e)
-		}
-		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("line %d: %w", line+1, err)
-		}
-		return entries, nil
-	}
-}
-
 // exportEntries returns the entries of an export file's chunks, checked, up to n at a time
 // (a file's chunk may be larger than n: it is then written in parts). A key whose expiry has
 // passed is left out (counted in st.Skipped); the others keep their expiry as a TTL.

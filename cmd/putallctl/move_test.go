@@ -27,17 +27,6 @@ func ctl(t *testing.T, addr string, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-// client returns an SDK client of addr, closed when t ends.
-func client(t *testing.T, addr string) *kvclient.Client {
-	t.Helper()
-	c, err := kvclient.New([]string{addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // items reads keys back: key → item (found ones only).
 func items(t *testing.T, c *kvclient.Client, keys []string) map[string]*kv.Item {
 	t.Helper()
@@ -86,7 +75,7 @@ func TestRunLoad(t *testing.T) {
 	if !strings.Contains(errs, "loaded 2501/2501 keys (100%)") {
 		t.Errorf("progress: %q", errs)
 	}
-	c := client(t, s.RPCAddr())
+	c := testserver.Client(t, s.RPCAddr())
 	if got := items(t, c, keys); len(got) != 2500 || string(got["k/01234"].Value) != "v1234" {
 		t.Fatalf("%d keys read back", len(got))
 	}
@@ -100,7 +89,7 @@ func TestRunLoad(t *testing.T) {
 		!strings.Contains(out, `"keys":2500,`) || !strings.Contains(out, `"chunks":7,`) {
 		t.Fatalf("load of an export: exit %d\n%s\n%s", code, out, errs)
 	}
-	if got := items(t, client(t, s2.RPCAddr()), keys); len(got) != 2500 || string(got["k/02499"].Value) != "v2499" {
+	if got := items(t, testserver.Client(t, s2.RPCAddr()), keys); len(got) != 2500 || string(got["k/02499"].Value) != "v2499" {
 		t.Fatalf("%d keys loaded from the export", len(got))
 	}
 }
@@ -117,7 +106,7 @@ func TestRunLoadRetriesAdmission(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, `"written":3000,`) {
 		t.Fatalf("load: exit %d\n%s\n%s", code, out, errs)
 	}
-	c := client(t, s.RPCAddr())
+	c := testserver.Client(t, s.RPCAddr())
 	if got := items(t, c, keys); len(got) != 3000 {
 		t.Fatalf("%d of 3000 keys stored", len(got))
 	}
@@ -166,7 +155,7 @@ func exportOf(t *testing.T, n, chunkKeys int) (string, []string) {
 func TestRunImportTwice(t *testing.T) {
 	export, keys := exportOf(t, 2000, 500)
 	s := testserver.Start(t, testserver.Config(t, nil), nil)
-	c := client(t, s.RPCAddr())
+	c := testserver.Client(t, s.RPCAddr())
 	if code, out, errs := ctl(t, s.RPCAddr(), "import", export); code != exitOK || !strings.Contains(out, "written=2002  unchanged=0") {
 		t.Fatalf("import: exit %d\n%s\n%s", code, out, errs)
 	}
@@ -238,7 +227,7 @@ func TestRunImportRefusesCorruptChunk(t *testing.T) {
 	if code != exitFailed || !strings.Contains(errs, "line 203: chunk 1 does not match its entries") {
 		t.Fatalf("import of a corrupt file: exit %d\n%s\n%s", code, out, errs)
 	}
-	got := items(t, client(t, s.RPCAddr()), keys)
+	got := items(t, testserver.Client(t, s.RPCAddr()), keys)
 	if len(got) != 100 {
 		t.Errorf("%d keys stored, want the 100 of chunk 0 alone", len(got))
 	}
@@ -267,7 +256,7 @@ func (w *lossyWriter) WriteChunk(ctx context.Context, entries []*kv.Entry) (int6
 // putallkv reads back differs from the source's, and the chunk is synced again, whole.
 func TestCopyChunkResyncs(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t, nil), nil)
-	c := client(t, s.RPCAddr())
+	c := testserver.Client(t, s.RPCAddr())
 	chunk := []item{{key: "b", value: []byte("2")}, {key: "a", value: []byte("1")}, {key: "c", value: []byte{0, 255}}}
 	var st moveStats
 	w := &lossyWriter{chunkWriter: newChunkWriter(c, &st)}
@@ -356,7 +345,7 @@ func TestLastOfEach(t *testing.T) {
 // stream for every chunk, and through PutAll on a TLS client, which cannot stream.
 func TestChunkWriterTransport(t *testing.T) {
 	s := testserver.Start(t, testserver.Config(t, nil), nil)
-	c := client(t, s.RPCAddr())
+	c := testserver.Client(t, s.RPCAddr())
 	var st moveStats
 	w := newChunkWriter(c, &st)
 	defer w.Close()

@@ -12,6 +12,7 @@ import (
 	"github.com/putallkv/putallkv/internal/server"
 	"github.com/putallkv/putallkv/internal/testnet"
 	"github.com/putallkv/putallkv/pkg/config"
+	"github.com/putallkv/putallkv/pkg/kvclient"
 )
 
 // Config is the embedded default configuration with every listener on an ephemeral loopback
@@ -46,4 +47,15 @@ func Start(t testing.TB, cfg *config.Config, log *slog.Logger, opts ...server.Op
 	}
 	t.Cleanup(func() { testnet.Stop(t, s) })
 	return s
+}
+
+// Client is an SDK client of the server at addr, with opts, closed when t ends.
+func Client(t testing.TB, addr string, opts ...kvclient.Option) *kvclient.Client {
+	t.Helper()
+	c, err := kvclient.New([]string{addr}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/putallkv/putallkv/internal/rediscluster"
 	"github.com/putallkv/putallkv/internal/syncbuf"
 	"github.com/putallkv/putallkv/internal/testnet"
+	"github.com/putallkv/putallkv/internal/testserver"
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/kvclient"
 )
@@ -35,12 +36,7 @@ func clusterNode(t *testing.T, server string) (*proc, *kvclient.Client) {
 	conf := baseConf + fmt.Sprintf("store:\n  engine: redis_cluster\nredis:\n  addrs: %s\n", redisCluster(t))
 	p := startBinary(t, server, filepath.Join(t.TempDir(), "putallkv.yaml"), conf)
 	discardLogs(p)
-	c, err := kvclient.New([]string{p.rpc}, kvclient.WithRPCTimeout(10*time.Second), kvclient.WithRetries(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return p, c
+	return p, testserver.Client(t, p.rpc, kvclient.WithRPCTimeout(10*time.Second), kvclient.WithRetries(0))
 }
 
 // Two putallkv processes on one Redis Cluster serve one data set: what one writes the other

@@ -38,12 +38,7 @@ func node(t *testing.T, module bool) *kvclient.Client {
 		cfg.Redis.Module = module
 		cfg.Gateway.Addr = ""
 	}), nil)
-	c, err := kvclient.New([]string{s.RPCAddr()}, kvclient.WithRPCTimeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
+	return testserver.Client(t, s.RPCAddr(), kvclient.WithRPCTimeout(10*time.Second))
 }
 
 // Two stateless nodes serve one data set: what one writes the other reads, at the same

@@ -178,11 +178,7 @@ type node struct {
 
 func newNode(t *testing.T, edit func(*config.Config)) *node {
 	s := testserver.Start(t, testserver.Config(t, edit), nil)
-	c, err := kvclient.New([]string{s.RPCAddr()}, kvclient.WithRetries(0), kvclient.WithRPCTimeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := testserver.Client(t, s.RPCAddr(), kvclient.WithRetries(0), kvclient.WithRPCTimeout(10*time.Second))
 	return &node{admin: s.AdminAddr(), gateway: s.GatewayAddr(), client: c}
 }
 

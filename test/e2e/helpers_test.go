@@ -60,12 +60,7 @@ func startLoggedServer(t testing.TB, cfg *config.Config, log *slog.Logger) (*ser
 // newClient is an SDK client of addr with opts, closed when t ends.
 func newClient(t testing.TB, addr string, opts ...kvclient.Option) *kvclient.Client {
 	t.Helper()
-	c, err := kvclient.New([]string{addr}, append([]kvclient.Option{kvclient.WithRPCTimeout(10 * time.Second)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
+	return testserver.Client(t, addr, append([]kvclient.Option{kvclient.WithRPCTimeout(10 * time.Second)}, opts...)...)
 }
 
 // wantErr fails unless err is the SDK error of code, and returns it.

@@ -63,6 +63,23 @@ func sendAll(t *testing.T, l *kvclient.Loader, prefix string, chunks []int64, pe
 	}
 }
 
+// loadInOrder loads chunks numbered first, first+1, ... (chunks of them, per keys each, under
+// prefix) through one Loader with window, and returns the chunk numbers and every ack.
+func loadInOrder(t *testing.T, c *kvclient.Client, window int, prefix string, first int64, chunks, per int) ([]int64, []kvclient.LoadAck) {
+	t.Helper()
+	var got acks
+	l, err := c.NewLoader(context.Background(), kvclient.WithLoadWindow(window), kvclient.WithLoadAcks(got.add))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := make([]int64, chunks)
+	for i := range sent {
+		sent[i] = first + int64(i)
+	}
+	sendAll(t, l, prefix, sent, per)
+	return sent, got.list()
+}
+
 // wantLoaded fails unless every key of chunks [0, n) of prefix reads back with its value.
 func wantLoaded(t *testing.T, c *kvclient.Client, prefix string, chunks []int64, per int) {
 	t.Helper()
@@ -86,19 +103,8 @@ func wantLoaded(t *testing.T, c *kvclient.Client, prefix string, chunks []int64,
 
 func TestE2ELoadWritesEveryChunkAndAcksInOrder(t *testing.T) {
 	_, c := startTestServer(t, testConfig(t))
-	ctx := context.Background()
-	var got acks
-	l, err := c.NewLoader(ctx, kvclient.WithLoadWindow(4), kvclient.WithLoadAcks(got.add))
-	if err != nil {
-		t.Fatal(err)
-	}
 	const chunks, per = 50, 100
-	sent := make([]int64, chunks)
-	for i := range sent {
-		sent[i] = int64(1000 + i)
-	}
-	sendAll(t, l, "load", sent, per)
-	all := got.list()
+	sent, all := loadInOrder(t, c, 4, "load", 1000, chunks, per)
 	if len(all) != chunks {
 		t.Fatalf("%d acks; want %d", len(all), chunks)
 	}
@@ -183,19 +189,12 @@ func TestE2ELoadUnderTinyAdmission(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Limiter.Rate, cfg.Limiter.Burst, cfg.Limiter.MaxWait, cfg.Limiter.MaxChunk = 4000, 30, 2*time.Millisecond, 25
 	s, c := startTestServer(t, cfg)
-	ctx := context.Background()
-	var got acks
-	l, err := c.NewLoader(ctx, kvclient.WithLoadWindow(8), kvclient.WithLoadAcks(got.add))
-	if err != nil {
-		t.Fatal(err)
-	}
 	const chunks, per = 20, 100
-	sent := make([]int64, chunks)
-	for i := range sent {
-		sent[i] = int64(i)
+	sent, all := loadInOrder(t, c, 8, "tiny", 0, chunks, per)
+	if len(all) != chunks {
+		t.Fatalf("%d acks; want %d", len(all), chunks)
 	}
-	sendAll(t, l, "tiny", sent, per)
-	for i, a := range got.list() {
+	for i, a := range all {
 		if a.Chunk != sent[i] || a.Err != nil || a.Applied != per || a.Revision == 0 {
 			t.Fatalf("ack %d = %+v; want chunk %d fully applied", i, a, sent[i])
 		}

@@ -311,16 +311,6 @@ func killAndResume(t *testing.T, addr string, seed uint64, kills int, cp string,
 	}
 }
 
-func newClient(t *testing.T, addr string) *kvclient.Client {
-	t.Helper()
-	c, err := kvclient.New([]string{addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // TestMigrateEtcd100k migrates 100 000 keys from etcd with checksums: every key arrives once,
 // with its value, and the report adds up.
 func TestMigrateEtcd100k(t *testing.T) {
@@ -337,7 +327,7 @@ func TestMigrateEtcd100k(t *testing.T) {
 	}
 	t.Logf("migrated %d keys, %d bytes, in %d chunks in %v (%.0f keys/s), retries %d, mismatches %d",
 		rep.Keys, rep.Bytes, rep.Chunks, r.elapsed.Round(time.Millisecond), float64(rep.Keys)/r.elapsed.Seconds(), rep.Retries, rep.Mismatches)
-	got, rev := stored(t, newClient(t, s.RPCAddr()), "/m100k/")
+	got, rev := stored(t, testserver.Client(t, s.RPCAddr()), "/m100k/")
 	if want := etcdPairs(t, cli, "/m100k/"); len(got) != n || sum(values(got)) != sum(want) {
 		t.Errorf("%d keys in putallkv; sums equal: %v", len(got), sum(values(got)) == sum(want))
 	}
@@ -361,7 +351,7 @@ func TestMigrateKilledAndResumed(t *testing.T) {
 		t.Fatalf("seed %d: exit %d, report %+v\n%s", seed, r.code, rep, r.stderr)
 	}
 	t.Logf("seed %d: killed %d times", seed, kills)
-	got, rev := stored(t, newClient(t, s.RPCAddr()), "/kill/")
+	got, rev := stored(t, testserver.Client(t, s.RPCAddr()), "/kill/")
 	if want := etcdPairs(t, cli, "/kill/"); len(got) != n || sum(values(got)) != sum(want) {
 		t.Errorf("seed %d: %d of %d keys in putallkv; sums equal: %v", seed, len(got), n, sum(values(got)) == sum(want))
 	}
@@ -396,7 +386,7 @@ func TestMigrateReportsChangedInSource(t *testing.T) {
 	if rep := r.report(t); r.code != 0 || rep.Written != 1 || rep.Unchanged != 2998 {
 		t.Fatalf("migrated again: exit %d, report %+v\n%s", r.code, rep, r.stderr)
 	}
-	got, _ := stored(t, newClient(t, s.RPCAddr()), "/chg/")
+	got, _ := stored(t, testserver.Client(t, s.RPCAddr()), "/chg/")
 	if string(got["/chg/000005"].Value) != "new" {
 		t.Errorf("/chg/000005 = %q", got["/chg/000005"].Value)
 	}
@@ -418,7 +408,7 @@ func TestMigrateRetriesAdmission(t *testing.T) {
 	if r.code != 0 || rep.Written != 4000 || rep.Mismatches != 0 {
 		t.Fatalf("exit %d, report %+v\n%s", r.code, rep, r.stderr)
 	}
-	if got, _ := stored(t, newClient(t, s.RPCAddr()), "/adm/"); len(got) != 4000 {
+	if got, _ := stored(t, testserver.Client(t, s.RPCAddr()), "/adm/"); len(got) != 4000 {
 		t.Errorf("%d of 4000 keys in putallkv", len(got))
 	}
 }
@@ -462,7 +452,7 @@ func TestMigrateRedisCluster(t *testing.T) {
 		t.Fatalf("seed %d: exit %d, report %+v\n%s", seed, r.code, rep, r.stderr)
 	}
 	t.Logf("seed %d: killed %d times", seed, kills)
-	got, rev := stored(t, newClient(t, s.RPCAddr()), "r")
+	got, rev := stored(t, testserver.Client(t, s.RPCAddr()), "r")
 	if len(got) != n+2 || sum(values(got)) != sum(want) || got["r/ttl"].ExpiresAtMs == 0 {
 		t.Errorf("seed %d: %d keys in putallkv, want %d; sums equal: %v", seed, len(got), n+2, sum(values(got)) == sum(want))
 	}
@@ -497,7 +487,7 @@ func TestImportKilledAndResumed(t *testing.T) {
 			t.Fatalf("%v: exit %d\n%s", args, r.code, r.stderr)
 		}
 	}
-	want, _ := stored(t, newClient(t, src.RPCAddr()), "i/")
+	want, _ := stored(t, testserver.Client(t, src.RPCAddr()), "i/")
 
 	s := testserver.Start(t, testserver.Config(t, nil), nil)
 	cp := filepath.Join(dir, "cp")
@@ -506,7 +496,7 @@ func TestImportKilledAndResumed(t *testing.T) {
 		t.Fatalf("seed %d: exit %d\n%s\n%s", seed, r.code, r.stdout, r.stderr)
 	}
 	t.Logf("seed %d: killed %d times", seed, kills)
-	got, rev := stored(t, newClient(t, s.RPCAddr()), "i/")
+	got, rev := stored(t, testserver.Client(t, s.RPCAddr()), "i/")
 	if len(got) != n || sum(values(got)) != sum(values(want)) {
 		t.Errorf("seed %d: %d of %d keys imported; sums equal: %v", seed, len(got), n, sum(values(got)) == sum(values(want)))
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/putallkv/putallkv/internal/testserver"
 	"github.com/putallkv/putallkv/kitex_gen/kv"
 	"github.com/putallkv/putallkv/pkg/config"
-	"github.com/putallkv/putallkv/pkg/kvclient"
 	"github.com/putallkv/putallkv/pkg/leakcheck"
 )
 
@@ -88,11 +87,7 @@ func scrapeBusyServer(t *testing.T) string {
 		cfg.Store.DataDir = t.TempDir()
 		cfg.Limiter.Rate, cfg.Limiter.Burst, cfg.Limiter.MaxWait = 1, 2, 0
 	}), nil)
-	c, err := kvclient.New([]string{s.RPCAddr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := testserver.Client(t, s.RPCAddr())
 	// Two keys take the whole bucket, which refills one a second: within a few calls one is
 	// refused (at most 10, far more than the bucket can refill for between them).
 	refused := false
