@@ -80,6 +80,23 @@ func loadInOrder(t *testing.T, c *kvclient.Client, window int, prefix string, fi
 	return sent, got.list()
 }
 
+// cutLoader is a Loader of window 4 on ctx for the tests that cut a load short: it keeps
+// every ack and closes first at the first.
+func cutLoader(t *testing.T, ctx context.Context, c *kvclient.Client) (*kvclient.Loader, *acks, <-chan struct{}) {
+	t.Helper()
+	got := new(acks)
+	first := make(chan struct{})
+	var once sync.Once
+	l, err := c.NewLoader(ctx, kvclient.WithLoadWindow(4), kvclient.WithLoadAcks(func(a kvclient.LoadAck) {
+		got.add(a)
+		once.Do(func() { close(first) })
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, got, first
+}
+
 // wantLoaded fails unless every key of chunks [0, n) of prefix reads back with its value.
 func wantLoaded(t *testing.T, c *kvclient.Client, prefix string, chunks []int64, per int) {
 	t.Helper()
@@ -218,16 +235,7 @@ func TestE2ELoadCutByTheClient(t *testing.T) {
 	_, c := startTestServer(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var got acks
-	first := make(chan struct{})
-	var once sync.Once
-	l, err := c.NewLoader(ctx, kvclient.WithLoadWindow(4), kvclient.WithLoadAcks(func(a kvclient.LoadAck) {
-		got.add(a)
-		once.Do(func() { close(first) })
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, got, first := cutLoader(t, ctx, c)
 	var sent []int64
 	for i := range int64(30) {
 		if i == 6 {
@@ -239,7 +247,7 @@ func TestE2ELoadCutByTheClient(t *testing.T) {
 		}
 		sent = append(sent, i)
 	}
-	err = l.Close()
+	err := l.Close()
 	var le *kvclient.LoadError
 	if !errors.As(err, &le) {
 		t.Fatalf("Close after the cut: %v; want a *kvclient.LoadError", err)
@@ -274,16 +282,7 @@ func TestE2ELoadCutByTheServer(t *testing.T) {
 	cfg.Limiter.Rate, cfg.Limiter.Burst, cfg.Limiter.MaxWait, cfg.Limiter.MaxChunk = 1000, 20, 2*time.Millisecond, 20
 	s, c := startTestServer(t, cfg)
 	ctx := context.Background()
-	var got acks
-	first := make(chan struct{})
-	var once sync.Once
-	l, err := c.NewLoader(ctx, kvclient.WithLoadWindow(4), kvclient.WithLoadAcks(func(a kvclient.LoadAck) {
-		got.add(a)
-		once.Do(func() { close(first) })
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, got, first := cutLoader(t, ctx, c)
 	stopped := make(chan error, 1)
 	var sent []int64
 	for i := range int64(400) { // 20 000 keys at 1000 keys/s: 20 s, cut after the first ack
@@ -300,7 +299,7 @@ func TestE2ELoadCutByTheServer(t *testing.T) {
 		}
 		sent = append(sent, i)
 	}
-	err = l.Close()
+	err := l.Close()
 	<-stopped
 	var le *kvclient.LoadError
 	if !errors.As(err, &le) || kvclient.CodeOf(err) != kv.ErrorCode_UNAVAILABLE {
